@@ -1,0 +1,362 @@
+"""Dose-volume histograms of contour-defined structures.
+
+:func:`compute_dvh` integrates the dose over the solid the contours define (see
+``kernels/dvh.py`` for the method and its references) and returns an immutable
+:class:`DVH`: a cumulative curve exact at fine bin edges, plus Dmin/Dmax/Dmean and the
+volumes needed to reconcile with a TPS. Metrics use the one TG-263 parser
+(:mod:`rtplan_assist.metrics`) and are interpolated on the curve, never read at the
+nearest bin.
+
+Outside policy: a structure partly outside the dose grid has that part reported as
+``outside_cc`` with a warning. ``outside="exclude"`` (default) leaves it out of the DVH, so
+percentages refer to the covered volume; ``outside="zero"`` counts it at 0 Gy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from .errors import GeometryError, MetricSyntaxError
+from .geometry import flatten, polygon_volume_cc
+from .kernels.dvh import dvh_accumulate
+from .metrics import Metric, parse_metric
+from .model import Dose, Grid, Structure
+
+N_BINS = 20000
+ROW_BUDGET_MM = 1.0e6
+H_MIN_MM = 0.05
+OUTSIDE_POLICIES = ("exclude", "zero")
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """A metric's value with its unit; ``value`` is NaN when not evaluable (see ``note``)."""
+
+    metric: str
+    value: float
+    unit: str
+    note: str = ""
+
+    @property
+    def evaluable(self) -> bool:
+        return not math.isnan(self.value)
+
+
+@dataclass(frozen=True)
+class DVH:
+    """Cumulative DVH of one structure on one dose distribution.
+
+    Attributes
+    ----------
+    name : str
+    roi_number : int
+    volume_cc : float
+        Contour-stack volume from the polygons (shoelace × slab thickness, end caps).
+    dvh_volume_cc : float
+        Volume the DVH tallies (the part inside the dose grid, plus the outside part under
+        ``outside="zero"``).
+    outside_cc : float
+        Volume outside the dose grid.
+    dose_gy : (K,) float64
+        Ascending dose axis.
+    volume_cc_at_dose : (K,) float64
+        Volume receiving at least ``dose_gy[k]`` (non-increasing).
+    dmin_gy, dmean_gy, dmax_gy : float
+    dose_kind : str
+        ``physical``, ``EQD2`` or ``BED``.
+    model : str
+        Radiobiological model and α/β when ``dose_kind`` is not physical.
+    outside_policy : str
+    warnings : tuple of str
+    """
+
+    name: str
+    roi_number: int
+    volume_cc: float
+    dvh_volume_cc: float
+    outside_cc: float
+    dose_gy: np.ndarray
+    volume_cc_at_dose: np.ndarray
+    dmin_gy: float
+    dmean_gy: float
+    dmax_gy: float
+    dose_kind: str = "physical"
+    model: str = ""
+    outside_policy: str = "exclude"
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    # -- curve queries -------------------------------------------------------------------
+    def volume_at(self, dose_gy: float) -> float:
+        """Volume (cc) receiving at least ``dose_gy``, interpolated linearly on the curve."""
+        if self.dvh_volume_cc <= 0:
+            return math.nan
+        if dose_gy <= self.dose_gy[0]:
+            return float(self.volume_cc_at_dose[0])
+        if dose_gy > self.dose_gy[-1]:
+            return 0.0
+        return float(np.interp(dose_gy, self.dose_gy, self.volume_cc_at_dose))
+
+    def dose_at(self, volume_cc: float) -> float:
+        """Minimum dose (Gy) to the hottest ``volume_cc``, interpolated on the curve.
+
+        NaN when the structure is smaller than ``volume_cc``.
+        """
+        v = self.volume_cc_at_dose
+        if self.dvh_volume_cc <= 0 or volume_cc > self.dvh_volume_cc * (1 + 1e-9):
+            return math.nan
+        if volume_cc <= 0:
+            return self.dmax_gy
+        # v is non-increasing; find the last edge still receiving >= volume_cc
+        idx = int(np.searchsorted(-v, -volume_cc, side="right")) - 1
+        if idx < 0:
+            return float(self.dose_gy[0])
+        if idx >= len(v) - 1:
+            return float(self.dose_gy[-1])
+        v0, v1 = v[idx], v[idx + 1]
+        d0, d1 = self.dose_gy[idx], self.dose_gy[idx + 1]
+        if v0 == v1:
+            return float(d0)
+        return float(d0 + (d1 - d0) * (v0 - volume_cc) / (v0 - v1))
+
+    def differential(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bin centres (Gy) and volume per bin (cc) of the differential DVH."""
+        centres = 0.5 * (self.dose_gy[1:] + self.dose_gy[:-1])
+        return centres, -np.diff(self.volume_cc_at_dose)
+
+    # -- metrics ------------------------------------------------------------------------
+    def metric(self, metric: str | Metric, prescription_gy: float | None = None) -> MetricValue:
+        """Evaluate a TG-263 metric (``D95%[Gy]``, ``V20Gy[%]``, ``Mean[Gy]``, ...).
+
+        ``prescription_gy`` is needed when the metric has a dose in % of prescription.
+        """
+        m = parse_metric(metric) if isinstance(metric, str) else metric
+        label = str(m)
+        if m.needs_prescription and not prescription_gy:
+            return MetricValue(label, math.nan, m.out_unit, "needs a prescription dose")
+        if self.dvh_volume_cc <= 0:
+            return MetricValue(label, math.nan, m.out_unit, "no volume inside the dose grid")
+        total = self.dvh_volume_cc
+        if m.returns_dose:
+            if m.kind == "Mean":
+                dose = self.dmean_gy
+            elif m.kind == "Max":
+                dose = self.dmax_gy
+            elif m.kind == "Min":
+                dose = self.dmin_gy
+            else:
+                vol = m.value if m.query_unit == "cc" else m.value / 100.0 * total
+                if m.kind == "DC":
+                    vol = total - vol
+                if vol > total * (1 + 1e-9):
+                    return MetricValue(
+                        label, math.nan, m.out_unit,
+                        f"structure volume {total:.3f} cc is smaller than {m.value:g} cc",
+                    )
+                dose = self.dose_at(min(vol, total))
+            return MetricValue(label, _dose_out(dose, m.out_unit, prescription_gy), m.out_unit)
+        threshold = m.value
+        if m.query_unit == "cGy":
+            threshold = m.value / 100.0
+        elif m.query_unit == "%":
+            threshold = m.value / 100.0 * prescription_gy
+        vol = self.volume_at(threshold)
+        if m.kind == "CV":
+            vol = total - vol
+        value = vol if m.out_unit == "cc" else 100.0 * vol / total
+        return MetricValue(label, value, m.out_unit)
+
+    # -- derived DVHs -------------------------------------------------------------------
+    def scaled(self, factor: float) -> DVH:
+        """The DVH of the same plan with every dose multiplied by ``factor`` (> 0)."""
+        if not factor > 0:
+            raise ValueError("scale factor must be positive")
+        return replace(
+            self,
+            dose_gy=self.dose_gy * factor,
+            dmin_gy=self.dmin_gy * factor,
+            dmean_gy=self.dmean_gy * factor,
+            dmax_gy=self.dmax_gy * factor,
+        )
+
+    def mapped(self, transform: Callable[[np.ndarray], np.ndarray], dose_kind: str,
+               model: str) -> DVH:
+        """The DVH under a monotone increasing point transform of dose (e.g. physical →
+        EQD2 for one plan with a fixed number of fractions).
+
+        Exact for the curve and the extremes because the transform preserves order; the
+        mean is integrated from the distribution (Σ transform(bin centre) × bin volume),
+        never computed as transform(mean dose).
+        """
+        new_axis = np.asarray(transform(self.dose_gy), dtype=np.float64)
+        centres, dv = self.differential()
+        tail = self.volume_cc_at_dose[-1]
+        total = self.dvh_volume_cc
+        mean = math.nan
+        if total > 0:
+            integral = float(np.sum(np.asarray(transform(centres)) * dv))
+            integral += float(transform(np.array([self.dose_gy[-1]]))[0]) * tail
+            mean = integral / total
+        return replace(
+            self,
+            dose_gy=new_axis,
+            dmin_gy=float(transform(np.array([self.dmin_gy]))[0]),
+            dmax_gy=float(transform(np.array([self.dmax_gy]))[0]),
+            dmean_gy=mean,
+            dose_kind=dose_kind,
+            model=model,
+        )
+
+    def resampled(self, step_gy: float) -> tuple[np.ndarray, np.ndarray]:
+        """Curve on a regular dose axis from 0 Gy past Dmax (for output files)."""
+        axis = np.arange(0.0, max(self.dose_gy[-1], 0.0) + step_gy, step_gy)
+        volume = np.interp(axis, self.dose_gy, self.volume_cc_at_dose, right=0.0)
+        return axis, volume
+
+
+def _dose_out(dose_gy: float, unit: str, prescription_gy: float | None) -> float:
+    if unit == "Gy":
+        return dose_gy
+    if unit == "cGy":
+        return dose_gy * 100.0
+    if unit == "%":
+        return 100.0 * dose_gy / prescription_gy
+    raise MetricSyntaxError(f"unit {unit} is not a dose unit")
+
+
+def grid_coverage(grid: Grid) -> np.ndarray:
+    """(3, 2) [min, max] in mm of the voxel extent of a grid (where dose is defined)."""
+    return grid.extent_mm()
+
+
+def sampling_step_mm(volume_cc: float, grid: Grid) -> float:
+    """Row and sub-slab spacing for a structure: fine for small structures, capped for big.
+
+    ``h = sqrt(V / budget)`` keeps the work per structure near ``ROW_BUDGET_MM`` of chord,
+    bounded below by ``H_MIN_MM`` (tiny lesions get 0.05 mm rows) and above by half the
+    smallest dose-grid spacing.
+    """
+    h = math.sqrt(max(volume_cc, 1e-6) * 1000.0 / ROW_BUDGET_MM)
+    h_max = 0.5 * float(min(grid.spacing[1], _min_dz(grid)))
+    return float(min(max(h, H_MIN_MM), max(h_max, H_MIN_MM)))
+
+
+def _min_dz(grid: Grid) -> float:
+    z = grid.z_mm
+    return float(np.min(np.diff(z))) if len(z) > 1 else float(grid.spacing[2])
+
+
+def compute_dvh(
+    structure: Structure,
+    dose: Dose,
+    *,
+    outside: str = "exclude",
+    h_mm: float | None = None,
+    dose_array: np.ndarray | None = None,
+) -> DVH:
+    """DVH of ``structure`` on ``dose``.
+
+    Parameters
+    ----------
+    structure : Structure
+        Closed planar contours (mm).
+    dose : Dose
+        Dose grid in Gy; ``dose_array`` (same shape) replaces ``dose.dose_gy`` when given
+        (e.g. a voxel-wise EQD2 grid on the same geometry).
+    outside : {"exclude", "zero"}
+        Policy for volume outside the dose grid (module docstring).
+    h_mm : float, optional
+        Row/sub-slab spacing; default from :func:`sampling_step_mm`.
+
+    Returns
+    -------
+    DVH
+
+    Raises
+    ------
+    GeometryError
+        Empty structure, or an unknown outside policy.
+    """
+    if outside not in OUTSIDE_POLICIES:
+        raise GeometryError(f"outside policy must be one of {OUTSIDE_POLICIES}, got {outside!r}")
+    if structure.is_empty:
+        raise GeometryError(f"structure '{structure.name}' has no contours")
+    values = dose.dose_gy if dose_array is None else dose_array
+    grid = dose.grid
+    if values.shape != grid.shape:
+        raise GeometryError(
+            f"dose array shape {values.shape} does not match its grid {grid.shape}"
+        )
+    flat = flatten(structure, fallback_spacing_mm=_min_dz(grid))
+    volume_cc = polygon_volume_cc(structure, fallback_spacing_mm=_min_dz(grid))
+    h = h_mm if h_mm else sampling_step_mm(volume_cc, grid)
+    top = float(np.nanmax(values)) if values.size else 0.0
+    if not np.isfinite(top) or float(np.nanmin(values)) < 0:
+        raise GeometryError(f"dose grid {dose.path}: negative or non-finite values")
+    bin_width = max(top, 1e-6) * 1.000001 / N_BINS
+    n_edges = N_BINS + 2
+    cdf, stats = dvh_accumulate(
+        flat.z_lo, flat.z_hi, flat.plane_poly, flat.poly_start, flat.vx, flat.vy,
+        values, grid.origin, grid.spacing, grid.z_mm, grid_coverage(grid),
+        h, bin_width, n_edges,
+    )
+    inside_cc = stats[0] / 1000.0
+    outside_cc = stats[1] / 1000.0
+    warnings: list[str] = []
+    total_cc = inside_cc + outside_cc
+    if volume_cc > 0 and abs(total_cc - volume_cc) > 0.005 * volume_cc + 1e-6:
+        warnings.append(
+            f"{structure.name}: even-odd scan volume {total_cc:.4f} cc differs from the "
+            f"polygon volume {volume_cc:.4f} cc (self-intersecting or overlapping contours?)"
+        )
+    if outside_cc > 1e-6 * max(total_cc, 1e-9):
+        frac = outside_cc / total_cc
+        what = "excluded from the DVH" if outside == "exclude" else "counted at 0 Gy"
+        warnings.append(
+            f"{structure.name}: {frac:.1%} ({outside_cc:.3f} cc) lies outside dose grid "
+            f"{_name(dose)}; {what}"
+        )
+    dmin, dmax = float(stats[3]), float(stats[4])
+    dose_integral = stats[2] / 1000.0
+    tallied = inside_cc
+    if outside == "zero" and outside_cc > 0:
+        cdf[1:] += outside_cc * 1000.0
+        tallied = total_cc
+        dmin = 0.0
+    if tallied <= 0:
+        empty = np.array([0.0])
+        return DVH(structure.name, structure.roi_number, volume_cc, 0.0, outside_cc,
+                   empty, empty, math.nan, math.nan, math.nan, outside_policy=outside,
+                   warnings=tuple(warnings + [f"{structure.name}: no volume inside the dose grid"]))
+    edges = np.arange(n_edges) * bin_width
+    vol_ge = tallied - cdf / 1000.0
+    lo_dose = 0.0 if outside == "zero" and outside_cc > 0 else max(min(dmin, stats[3]), 0.0)
+    k_lo = max(int(math.floor(lo_dose / bin_width)), 0)
+    k_hi = min(int(math.ceil(stats[4] / bin_width)) + 1, n_edges - 1)
+    dose_axis = edges[k_lo : k_hi + 1].copy()
+    vol_axis = np.clip(vol_ge[k_lo : k_hi + 1], 0.0, tallied)
+    vol_axis = np.minimum.accumulate(vol_axis)
+    vol_axis[0] = tallied
+    return DVH(
+        name=structure.name,
+        roi_number=structure.roi_number,
+        volume_cc=volume_cc,
+        dvh_volume_cc=tallied,
+        outside_cc=outside_cc,
+        dose_gy=dose_axis,
+        volume_cc_at_dose=vol_axis,
+        dmin_gy=dmin,
+        dmean_gy=dose_integral / tallied,
+        dmax_gy=dmax,
+        outside_policy=outside,
+        warnings=tuple(warnings),
+    )
+
+
+def _name(dose: Dose) -> str:
+    from pathlib import Path
+
+    return Path(dose.path).name if dose.path else dose.sop_instance_uid
