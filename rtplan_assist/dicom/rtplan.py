@@ -1,0 +1,95 @@
+"""RTPLAN: fractions, prescription and target, and the structure set the plan is on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from rtplan_assist.dicom._common import display_name, ds_float, ds_str
+from rtplan_assist.model import Plan
+
+
+def read_plan(ds: Dataset, path: str | Path, warnings: list[str] | None = None) -> Plan:
+    """The parts of an RTPLAN the evaluation needs.
+
+    Parameters
+    ----------
+    ds : Dataset
+        RTPLAN header (an RTPLAN has no pixel data).
+    path : str or Path
+        Its file, kept on the Plan and named in warnings.
+    warnings : list of str, optional
+        Receives a message for each value that is missing or ambiguous.
+
+    Returns
+    -------
+    Plan
+        ``fractions`` from FractionGroupSequence[0].NumberOfFractionsPlanned (``None`` when
+        missing or zero: never guessed); ``prescription_gy`` the TargetPrescriptionDose (Gy,
+        total over all fractions) of the first DoseReferenceSequence item whose
+        DoseReferenceType is TARGET, and its ReferencedROINumber as ``target_roi_number``.
+    """
+    warnings = warnings if warnings is not None else []
+    name = display_name(path)
+
+    fractions: int | None = None
+    groups = ds.get("FractionGroupSequence", None)
+    if groups:
+        value = groups[0].get("NumberOfFractionsPlanned", None)
+        if value not in (None, ""):
+            fractions = int(value)
+        if len(groups) > 1:
+            warnings.append(
+                f"{name}: RTPLAN has {len(groups)} fraction groups; only the first is used."
+            )
+    if not fractions or fractions <= 0:
+        fractions = None
+        warnings.append(
+            f"{name}: RTPLAN has no NumberOfFractionsPlanned (or it is 0); the number of "
+            "fractions is unknown and must be entered before BED/EQD2 can be computed."
+        )
+
+    prescription_gy: float | None = None
+    target_roi: int | None = None
+    targets = []
+    for item in ds.get("DoseReferenceSequence", None) or []:
+        if ds_str(item, "DoseReferenceType").upper() != "TARGET":
+            continue
+        dose = ds_float(item, "TargetPrescriptionDose")
+        if dose is None:
+            continue
+        roi = item.get("ReferencedROINumber", None)
+        targets.append((dose, int(roi) if roi not in (None, "") else None))
+    if targets:
+        prescription_gy, target_roi = targets[0]
+        others = sorted({round(d, 4) for d, _ in targets[1:]} - {round(prescription_gy, 4)})
+        if others:
+            listed = ", ".join(f"{d:g}" for d in others)
+            warnings.append(
+                f"{name}: RTPLAN has several TARGET dose references; the first "
+                f"({prescription_gy:g} Gy) is taken as the prescription, not {listed} Gy."
+            )
+    else:
+        warnings.append(
+            f"{name}: RTPLAN has no TARGET TargetPrescriptionDose in DoseReferenceSequence; "
+            "the prescription is unknown."
+        )
+
+    structure_set_uid = None
+    refs = ds.get("ReferencedStructureSetSequence", None)
+    if refs:
+        uid = refs[0].get("ReferencedSOPInstanceUID", None)
+        structure_set_uid = str(uid) if uid else None
+
+    return Plan(
+        path=str(path),
+        sop_instance_uid=ds_str(ds, "SOPInstanceUID"),
+        label=ds_str(ds, "RTPlanLabel"),
+        name=ds_str(ds, "RTPlanName"),
+        fractions=fractions,
+        prescription_gy=prescription_gy,
+        target_roi_number=target_roi,
+        referenced_structure_set_uid=structure_set_uid,
+        frame_of_reference_uid=ds_str(ds, "FrameOfReferenceUID"),
+    )

@@ -1,0 +1,212 @@
+"""RTSTRUCT: ROIs as closed planar polygons grouped by axial plane.
+
+Holes and islands are not interpreted here: every closed polygon of a plane is kept and the
+even-odd rule is applied later, when the planes are rasterised.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from rtplan_assist.dicom._common import display_name, ds_str
+from rtplan_assist.errors import DicomInputError, GeometryError
+from rtplan_assist.model import Structure
+
+#: Contour points closer than this in z (mm) belong to the same plane.
+PLANE_TOLERANCE_MM = 0.01
+
+
+def frame_of_reference_uid(ds: Dataset) -> str:
+    """FrameOfReferenceUID of a structure set (first ReferencedFrameOfReferenceSequence item)."""
+    for item in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
+        uid = item.get("FrameOfReferenceUID", None)
+        if uid:
+            return str(uid)
+    return ds_str(ds, "FrameOfReferenceUID")
+
+
+def referenced_series_uids(ds: Dataset) -> list[str]:
+    """SeriesInstanceUIDs of the image series the structure set was drawn on."""
+    uids: list[str] = []
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
+        for study in frame.get("RTReferencedStudySequence", None) or []:
+            for series in study.get("RTReferencedSeriesSequence", None) or []:
+                uid = series.get("SeriesInstanceUID", None)
+                if uid and str(uid) not in uids:
+                    uids.append(str(uid))
+    return uids
+
+
+def _color(item: Dataset) -> tuple[int, int, int] | None:
+    value = item.get("ROIDisplayColor", None)
+    if value is None or len(value) != 3:
+        return None
+    return tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
+def _contour_points(contour: Dataset, path, roi_name: str) -> np.ndarray:
+    data = contour.get("ContourData", None)
+    if data is None:
+        return np.zeros((0, 3))
+    values = np.asarray([float(v) for v in data], dtype=np.float64)
+    n_points = contour.get("NumberOfContourPoints", None)
+    if values.size % 3 or (n_points not in (None, "") and values.size != 3 * int(n_points)):
+        raise DicomInputError(
+            f"ROI {roi_name!r}: ContourData has {values.size} values for NumberOfContourPoints "
+            f"{n_points}; the structure set is truncated or damaged. Re-export it.",
+            path=path,
+        )
+    return values.reshape(-1, 3)
+
+
+def read_structures(
+    ds: Dataset,
+    path: str | Path,
+    warnings: list[str] | None = None,
+    *,
+    slice_thickness_mm: float | None = None,
+) -> list[Structure]:
+    """Every ROI of a structure set, in StructureSetROISequence order.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The RTSTRUCT (read without pixels; it has none).
+    path : str or Path
+        Its file, named in warnings and errors.
+    warnings : list of str, optional
+        Receives one message per ROI for skipped contours and empty ROIs.
+    slice_thickness_mm : float, optional
+        Plane spacing to record on every structure (the CT slice spacing when a CT series is
+        present). When ``None``, the modal spacing between consecutive contour planes over all
+        ROIs of the set is used (``None`` if no ROI has two planes).
+
+    Returns
+    -------
+    list of Structure
+        Polygons as float64 ``(N, 2)`` arrays of (x, y) in mm, grouped into planes of equal z
+        (tolerance 0.01 mm), planes ascending. A repeated closing vertex is dropped. ROIs with
+        no usable contour are returned with no planes.
+
+    Raises
+    ------
+    GeometryError
+        A CLOSED_PLANAR contour whose points do not share one z (non-axial contour).
+    DicomInputError
+        No StructureSetROISequence, or ContourData inconsistent with NumberOfContourPoints.
+    """
+    warnings = warnings if warnings is not None else []
+    name = display_name(path)
+    rois = ds.get("StructureSetROISequence", None)
+    if rois is None:
+        raise DicomInputError(
+            "RTSTRUCT has no StructureSetROISequence (3006,0020); it lists no ROIs.", path=path
+        )
+    roi_types: dict[int, str] = {}
+    for obs in ds.get("RTROIObservationsSequence", None) or []:
+        number = obs.get("ReferencedROINumber", None)
+        if number not in (None, ""):
+            roi_types[int(number)] = ds_str(obs, "RTROIInterpretedType").upper()
+    contours_by_roi: dict[int, Dataset] = {}
+    for item in ds.get("ROIContourSequence", None) or []:
+        number = item.get("ReferencedROINumber", None)
+        if number not in (None, ""):
+            contours_by_roi[int(number)] = item
+
+    structures: list[Structure] = []
+    for roi in rois:
+        number = int(roi.ROINumber)
+        roi_name = ds_str(roi, "ROIName")
+        item = contours_by_roi.get(number)
+        planes: dict[float, list[np.ndarray]] = {}
+        skipped: Counter[str] = Counter()
+        contour_seq = item.get("ContourSequence", None) if item is not None else None
+        for contour in contour_seq or []:
+            kind = ds_str(contour, "ContourGeometricType").upper()
+            if kind != "CLOSED_PLANAR":
+                skipped[kind or "no ContourGeometricType"] += 1
+                continue
+            points = _contour_points(contour, path, roi_name)
+            if len(points) > 1 and np.allclose(points[0], points[-1], atol=1e-9, rtol=0):
+                points = points[:-1]
+            if len(points) < 3:
+                skipped["fewer than 3 points"] += 1
+                continue
+            z = points[:, 2]
+            if z.max() - z.min() > PLANE_TOLERANCE_MM:
+                raise GeometryError(
+                    f"ROI {roi_name!r}: a CLOSED_PLANAR contour spans z {z.min():g} to "
+                    f"{z.max():g} mm; it is not on an axial plane. Non-axial contours cannot "
+                    "be evaluated: recontour the ROI on axial slices.",
+                    path=path,
+                )
+            planes.setdefault(float(z.mean()), []).append(
+                np.ascontiguousarray(points[:, :2], dtype=np.float64)
+            )
+        plane_z, polygons = _merge_planes(planes)
+        for kind, count in sorted(skipped.items()):
+            warnings.append(
+                f"{name}: ROI {roi_name!r}: {count} {kind} contour(s) skipped (only closed "
+                "planar polygons describe a volume)."
+            )
+        if not plane_z.size:
+            if contour_seq is None:
+                why = "has no contours (empty ROI)"
+            else:
+                why = "has no usable closed planar contour"
+            warnings.append(f"{name}: ROI {roi_name!r} {why}; it has no volume.")
+        structures.append(
+            Structure(
+                roi_number=number,
+                name=roi_name,
+                roi_type=roi_types.get(number, ""),
+                plane_z_mm=plane_z,
+                polygons=polygons,
+                color=_color(item) if item is not None else None,
+            )
+        )
+    for number in sorted(set(contours_by_roi) - {int(r.ROINumber) for r in rois}):
+        warnings.append(
+            f"{name}: ROIContourSequence has contours for ROI number {number}, which is not in "
+            "StructureSetROISequence; they are ignored."
+        )
+
+    thickness = slice_thickness_mm
+    if thickness is None:
+        thickness = modal_plane_spacing(structures)
+    for structure in structures:
+        structure.slice_thickness_mm = thickness
+    return structures
+
+
+def _merge_planes(planes: dict[float, list[np.ndarray]]) -> tuple[np.ndarray, list]:
+    """Merge plane keys closer than PLANE_TOLERANCE_MM; planes ascending."""
+    plane_z: list[float] = []
+    polygons: list[list[np.ndarray]] = []
+    for z in sorted(planes):
+        if plane_z and z - plane_z[-1] <= PLANE_TOLERANCE_MM:
+            polygons[-1].extend(planes[z])
+        else:
+            plane_z.append(z)
+            polygons.append(list(planes[z]))
+    return np.asarray(plane_z, dtype=np.float64), polygons
+
+
+def modal_plane_spacing(structures: list[Structure]) -> float | None:
+    """Most common spacing (mm, to 0.01 mm) between consecutive planes over all structures.
+
+    Returns ``None`` when no structure has two planes.
+    """
+    steps: Counter[float] = Counter()
+    for structure in structures:
+        for step in np.diff(structure.plane_z_mm):
+            steps[round(float(step), 2)] += 1
+    if not steps:
+        return None
+    best = max(steps.values())
+    # Ties go to the smallest spacing: the finer sampling is the one the contours were drawn on.
+    return min(step for step, count in steps.items() if count == best)
