@@ -136,8 +136,12 @@ def write_ct(
 
 
 def square(z: float, half: float = 5.0, cx: float = 0.0, cy: float = 0.0, close=False):
-    pts = [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half),
-           (cx - half, cy + half)]
+    pts = [
+        (cx - half, cy - half),
+        (cx + half, cy - half),
+        (cx + half, cy + half),
+        (cx - half, cy + half),
+    ]
     if close:
         pts.append(pts[0])
     return np.array([(x, y, z) for x, y in pts], dtype=float)
@@ -171,7 +175,10 @@ def write_struct(
         ds.StructureSetROISequence.append(roi)
         obs = Dataset()
         obs.ObservationNumber, obs.ReferencedROINumber, obs.RTROIInterpretedType = (
-            number, number, kind)
+            number,
+            number,
+            kind,
+        )
         ds.RTROIObservationsSequence.append(obs)
         item = Dataset()
         item.ReferencedROINumber = number
@@ -236,7 +243,7 @@ def _patient_positions(iop, ipp, pixel_spacing, offsets, shape, absolute=False):
     n, rows, cols = shape
     k, i, j = np.mgrid[0:n, 0:rows, 0:cols]
     off = np.asarray(offsets, float)[k]
-    pos = (np.asarray(ipp, float) + j[..., None] * dx * row + i[..., None] * dy * col)
+    pos = np.asarray(ipp, float) + j[..., None] * dx * row + i[..., None] * dy * col
     if absolute:
         pos[..., 2] = off
     else:
@@ -261,8 +268,15 @@ def test_dose_voxel_lands_at_its_dicom_position(tmp_path, iop, offsets, absolute
     shape = (3, 4, 5)
     ipp, spacing = (-10.0, -20.0, 30.0), (3.0, 2.0)  # non-square: dy = 3, dx = 2
     frames = coded_frames(*shape)
-    path = write_dose(tmp_path / "d.dcm", frames, iop=iop, ipp=ipp, pixel_spacing=spacing,
-                      offsets=offsets, scaling=1.0)
+    path = write_dose(
+        tmp_path / "d.dcm",
+        frames,
+        iop=iop,
+        ipp=ipp,
+        pixel_spacing=spacing,
+        offsets=offsets,
+        scaling=1.0,
+    )
     dose = read_dose(path)
     grid = dose.grid
     assert grid.shape == shape
@@ -297,8 +311,7 @@ def test_offsets_neither_relative_nor_absolute_are_refused(tmp_path):
 
 def test_oblique_dose_is_a_geometry_error_naming_the_file(tmp_path):
     c, s = np.cos(0.3), np.sin(0.3)
-    path = write_dose(tmp_path / "oblique_dose.dcm", coded_frames(2, 2, 2),
-                      iop=[c, s, 0, -s, c, 0])
+    path = write_dose(tmp_path / "oblique_dose.dcm", coded_frames(2, 2, 2), iop=[c, s, 0, -s, c, 0])
     with pytest.raises(GeometryError, match="oblique_dose.dcm"):
         read_dose(path)
 
@@ -320,8 +333,7 @@ def test_cgy_is_converted_to_gy(tmp_path):
 def test_relative_dose_uses_the_linked_plan_prescription(tmp_path):
     plan = write_plan(tmp_path / "plan.dcm", rx_gy=20.0, sop_uid="1.2.9.77")
     frames = np.full((2, 2, 2), 1100, dtype=np.uint32)
-    write_dose(tmp_path / "dose.dcm", frames, units="RELATIVE", scaling=0.001,
-               plan_uid="1.2.9.77")
+    write_dose(tmp_path / "dose.dcm", frames, units="RELATIVE", scaling=0.001, plan_uid="1.2.9.77")
     case = load_case(tmp_path)
     assert plan.exists()
     # 1100 * 0.001 = 1.1 of the prescription = 22 Gy
@@ -338,7 +350,7 @@ def test_relative_dose_without_plan_is_refused(tmp_path):
 def test_dose_without_file_meta(tmp_path):
     frames = coded_frames(2, 3, 4)
     path = write_dose(tmp_path / "nometa.dcm", frames, file_meta=False, scaling=0.5)
-    assert open(path, "rb").read(132)[128:132] != b"DICM"
+    assert path.read_bytes()[128:132] != b"DICM"
     np.testing.assert_allclose(read_dose(path).dose_gy, frames * 0.5)
 
 
@@ -354,14 +366,19 @@ def test_fraction_and_beam_doses_are_flagged(tmp_path, summation, phrase):
 def test_contour_rules(tmp_path):
     hole = square(10.0, half=2.0)
     rois = [
-        (1, "PTV", "PTV", [
-            ("CLOSED_PLANAR", square(10.0, close=True)),  # duplicated closing vertex
-            ("CLOSED_PLANAR", hole),  # second polygon, same plane: kept (hole by even-odd)
-            ("CLOSED_PLANAR", square(10.004, cx=30)),  # within 0.01 mm -> same plane
-            ("CLOSED_PLANAR", square(12.5)),
-            ("CLOSED_PLANAR", square(15.0)[:2]),  # 2 points: skipped
-            ("OPEN_PLANAR", square(15.0)),  # skipped
-        ]),
+        (
+            1,
+            "PTV",
+            "PTV",
+            [
+                ("CLOSED_PLANAR", square(10.0, close=True)),  # duplicated closing vertex
+                ("CLOSED_PLANAR", hole),  # second polygon, same plane: kept (hole by even-odd)
+                ("CLOSED_PLANAR", square(10.004, cx=30)),  # within 0.01 mm -> same plane
+                ("CLOSED_PLANAR", square(12.5)),
+                ("CLOSED_PLANAR", square(15.0)[:2]),  # 2 points: skipped
+                ("OPEN_PLANAR", square(15.0)),  # skipped
+            ],
+        ),
         (2, "Empty", "ORGAN", None),
         (3, "Marker", "MARKER", [("POINT", np.array([[1.0, 2.0, 10.0]]))]),
     ]
@@ -383,8 +400,10 @@ def test_contour_rules(tmp_path):
 
 def test_slice_thickness_comes_from_ct_when_present(tmp_path):
     write_ct(tmp_path, [9.0, 12.0, 15.0])
-    write_struct(tmp_path / "rs.dcm",
-                 [(1, "GTV", "GTV", [("CLOSED_PLANAR", square(z)) for z in (10.0, 12.5)])])
+    write_struct(
+        tmp_path / "rs.dcm",
+        [(1, "GTV", "GTV", [("CLOSED_PLANAR", square(z)) for z in (10.0, 12.5)])],
+    )
     case = load_case(tmp_path)
     assert case.ct is not None
     assert case.structure("GTV").slice_thickness_mm == pytest.approx(3.0)
@@ -402,16 +421,31 @@ def test_non_axial_contour_is_a_geometry_error(tmp_path):
 # --------------------------------------------------------------------------- linking
 def _lesion_plan_and_dose(folder: Path, ss_uid: str, n: int, for_uid="1.2.9.1", pid="P1"):
     plan_uid = f"1.2.9.100.{n}"
-    write_plan(folder / f"plan{n}.dcm", structure_set_uid=ss_uid, sop_uid=plan_uid,
-               fractions=3 + n, rx_gy=10.0 * n, for_uid=for_uid, patient_id=pid)
-    write_dose(folder / f"dose{n}.dcm", coded_frames(2, 4, 5), plan_uid=plan_uid,
-               for_uid=for_uid, patient_id=pid)
+    write_plan(
+        folder / f"plan{n}.dcm",
+        structure_set_uid=ss_uid,
+        sop_uid=plan_uid,
+        fractions=3 + n,
+        rx_gy=10.0 * n,
+        for_uid=for_uid,
+        patient_id=pid,
+    )
+    write_dose(
+        folder / f"dose{n}.dcm",
+        coded_frames(2, 4, 5),
+        plan_uid=plan_uid,
+        for_uid=for_uid,
+        patient_id=pid,
+    )
 
 
 def test_rtdose_mixed_among_ct_slices_and_several_plans(tmp_path):
     write_ct(tmp_path, [30.0, 33.0, 36.0])
-    write_struct(tmp_path / "rs.dcm", [(1, "GTV", "GTV", [("CLOSED_PLANAR", square(33.0))])],
-                 sop_uid="1.2.9.50")
+    write_struct(
+        tmp_path / "rs.dcm",
+        [(1, "GTV", "GTV", [("CLOSED_PLANAR", square(33.0))])],
+        sop_uid="1.2.9.50",
+    )
     _lesion_plan_and_dose(tmp_path, "1.2.9.50", 1)
     _lesion_plan_and_dose(tmp_path, "1.2.9.50", 2)
     case = load_case(tmp_path)
@@ -441,10 +475,16 @@ def test_ct_pixels_are_hu_on_ascending_axes(tmp_path):
 
 
 def test_two_patients_in_one_folder(tmp_path):
-    write_struct(tmp_path / "a" / "rs.dcm", [(1, "GTV", "GTV", [("CLOSED_PLANAR", square(0.0))])],
-                 patient_id="ALPHA")
-    write_struct(tmp_path / "b" / "rs.dcm", [(1, "CTV", "CTV", [("CLOSED_PLANAR", square(0.0))])],
-                 patient_id="BETA")
+    write_struct(
+        tmp_path / "a" / "rs.dcm",
+        [(1, "GTV", "GTV", [("CLOSED_PLANAR", square(0.0))])],
+        patient_id="ALPHA",
+    )
+    write_struct(
+        tmp_path / "b" / "rs.dcm",
+        [(1, "CTV", "CTV", [("CLOSED_PLANAR", square(0.0))])],
+        patient_id="BETA",
+    )
     with pytest.raises(DicomInputError) as err:
         load_case(tmp_path)
     assert "ALPHA" in str(err.value) and "BETA" in str(err.value)
@@ -453,7 +493,9 @@ def test_two_patients_in_one_folder(tmp_path):
     assert not any("ALPHA" in w for w in case.warnings)
     patients = list_patients(tmp_path)
     assert [(p["patient_id"], p["n_files"], p["modalities"]) for p in patients] == [
-        ("ALPHA", 1, ["RTSTRUCT"]), ("BETA", 1, ["RTSTRUCT"])]
+        ("ALPHA", 1, ["RTSTRUCT"]),
+        ("BETA", 1, ["RTSTRUCT"]),
+    ]
 
 
 def test_several_structure_sets(tmp_path):
@@ -527,11 +569,14 @@ def test_find_patient_folders(tmp_path):
     write_ct(tmp_path / "ct_only", [0.0], patient_id="F")
     found = find_patient_folders(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "A", "group/B", "group/C", "mixed"]
+        "A",
+        "group/B",
+        "group/C",
+        "mixed",
+    ]
 
 
 def test_no_rt_objects(tmp_path):
     write_ct(tmp_path, [0.0, 3.0])
     with pytest.raises(DicomInputError, match="no RTSTRUCT or RTDOSE"):
         load_case(tmp_path)
-

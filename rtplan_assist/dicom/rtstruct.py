@@ -106,16 +106,30 @@ def read_structures(
         raise DicomInputError(
             "RTSTRUCT has no StructureSetROISequence (3006,0020); it lists no ROIs.", path=path
         )
+    # A truncated file still parses: pydicom stops at the end of the data. Items that lost
+    # their required ROI number are the tell-tale sign (it follows ContourSequence in an item).
+    for seq_name, keyword in (
+        ("StructureSetROISequence", "ROINumber"),
+        ("ROIContourSequence", "ReferencedROINumber"),
+        ("RTROIObservationsSequence", "ReferencedROINumber"),
+    ):
+        for n, item in enumerate(ds.get(seq_name, None) or [], start=1):
+            if item.get(keyword, None) in (None, ""):
+                raise DicomInputError(
+                    f"{seq_name} item {n} has no {keyword}; the structure set is truncated or "
+                    "damaged. Re-export it from the planning system.",
+                    path=path,
+                )
+    if "RTROIObservationsSequence" not in ds:
+        warnings.append(
+            f"{name}: RTSTRUCT has no RTROIObservationsSequence; ROI types are unknown."
+        )
     roi_types: dict[int, str] = {}
     for obs in ds.get("RTROIObservationsSequence", None) or []:
-        number = obs.get("ReferencedROINumber", None)
-        if number not in (None, ""):
-            roi_types[int(number)] = ds_str(obs, "RTROIInterpretedType").upper()
+        roi_types[int(obs.ReferencedROINumber)] = ds_str(obs, "RTROIInterpretedType").upper()
     contours_by_roi: dict[int, Dataset] = {}
     for item in ds.get("ROIContourSequence", None) or []:
-        number = item.get("ReferencedROINumber", None)
-        if number not in (None, ""):
-            contours_by_roi[int(number)] = item
+        contours_by_roi[int(item.ReferencedROINumber)] = item
 
     structures: list[Structure] = []
     for roi in rois:
