@@ -1,0 +1,824 @@
+"""Cited OAR constraint tables: loading, validation, lookup by organ and fraction number, and
+LQ conversion to a fraction number no table has.
+
+The data live in ``constraints/`` (package ``rtplan_assist.constraints``): one flat CSV per
+source × fraction scheme, ``sources.yaml`` with full citations, ``alpha_beta.csv``,
+``aliases.csv`` and ``tg263_names.csv``. ``constraints/README.md`` describes the columns and
+the evidence rule (only rows read in a primary source, P, or in two agreeing secondary
+transcriptions, S2, are shipped). The design follows
+``shared/reference/constraints-radiobiology.md`` §10.
+
+Converted limits are never stored: :func:`constraints_for` computes them on demand and marks
+them ``converted_from_fractions``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from .errors import ConstraintTableError, MetricSyntaxError
+from .metrics import Metric, parse_metric
+from .radiobiology import Model, dose_for_eqd2, eqd2
+
+__all__ = [
+    "TABLE_COLUMNS",
+    "Alias",
+    "AlphaBeta",
+    "Constraint",
+    "ConstraintSet",
+    "Source",
+    "constraints_for",
+    "convert_constraint",
+    "load_tables",
+    "load_tg263_names",
+    "shipped_folder",
+]
+
+TABLE_COLUMNS = (
+    "source_id",
+    "table_ref",
+    "fractions",
+    "organ",
+    "organ_source",
+    "metric",
+    "comparator",
+    "limit",
+    "goal",
+    "unit",
+    "limit_relative_to",
+    "dose_kind",
+    "alpha_beta",
+    "priority",
+    "endpoint",
+    "risk",
+    "evidence",
+    "verified_against",
+    "notes",
+)
+REQUIRED_COLUMNS = (
+    "source_id",
+    "table_ref",
+    "fractions",
+    "organ",
+    "organ_source",
+    "metric",
+    "comparator",
+    "limit",
+    "unit",
+    "dose_kind",
+    "priority",
+    "evidence",
+    "verified_against",
+)
+COMPARATORS = ("<", "<=", ">", ">=")
+DOSE_KINDS = ("physical", "EQD2", "BED")
+PRIORITIES = ("mandatory", "optimal", "report")
+#: P = primary, S2 = two agreeing secondary transcriptions, I = a clinic's own protocol (user
+#: tables only). S (one secondary source) and U (unverified) are refused.
+ACCEPTED_EVIDENCE = ("P", "S2", "I")
+SOURCE_STATUSES = (
+    "primary-verified",
+    "secondary-verified",
+    "institutional",
+    "untranscribed",
+    "single-secondary",
+    "reference",
+)
+TABLE_STATUSES = ("primary-verified", "secondary-verified", "institutional")
+SKIPPED_STATUSES = ("untranscribed", "single-secondary")
+DATA_FILES = ("alpha_beta.csv", "aliases.csv", "tg263_names.csv")
+_DOSE_UNITS = ("Gy", "cGy")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Source:
+    """One entry of ``sources.yaml``.
+
+    Attributes
+    ----------
+    source_id : str
+    citation : str
+        Full citation.
+    status : str
+        One of :data:`SOURCE_STATUSES`.
+    details : tuple of (str, str)
+        The remaining YAML fields as text (url, pmid, errata, notes, ...).
+    """
+
+    source_id: str
+    citation: str
+    status: str
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AlphaBeta:
+    """Default α/β of an organ (``alpha_beta.csv``)."""
+
+    organ: str
+    alpha_beta_gy: float
+    source_id: str
+    evidence: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A structure name that is not TG-263 and the TG-263 name it stands for (``aliases.csv``).
+
+    ``match`` is ``normalised`` (compare after :func:`rtplan_assist.names.normalise_name`) or
+    ``exact`` (case-sensitive, whitespace-stripped).
+    """
+
+    alias: str
+    tg263: str
+    match: str
+    source_id: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One row of a constraint table, validated.
+
+    Attributes
+    ----------
+    source_id, table_ref : str
+        Key into ``sources.yaml``; table/row as printed in the source.
+    fractions : int
+        The fraction number the limit applies to.
+    organ : str
+        TG-263 primary name.
+    organ_source : str
+        The organ wording of the source.
+    metric : str
+        Canonical TG-263 metric string (``D0.035cc[Gy]``, ``CV12.4Gy[cc]``, ``Mean[Gy]``).
+    parsed_metric : Metric
+    comparator : {"<", "<=", ">", ">="}
+    limit : float
+        In the metric's output unit (``unit``).
+    goal : float or None
+        The optimal value when the source gives one.
+    unit : {"Gy", "cGy", "cc", "%"}
+    limit_relative_to : {"rx"} or None
+        ``"rx"`` when a dose limit is a % of the prescription.
+    dose_kind : {"physical", "EQD2", "BED"}
+        What the source states.
+    alpha_beta : float or None
+        α/β (Gy) stated for this row; ``None``: use the organ default (``alpha_beta.csv``).
+    priority : {"mandatory", "optimal", "report"}
+    endpoint, risk : str
+    evidence : {"P", "S2", "I"}
+    verified_against : str
+        Where the value was checked (section of the reference).
+    notes : str
+    file : str
+        Table file the row came from; ``line`` its line number (1 = header).
+    converted_from_fractions : int or None
+        Set by :func:`convert_constraint`: the tabulated fraction number the limit was converted
+        from (LQ, equal EQD2). ``None`` for a tabulated row.
+    conversion_note : str
+        Model, α/β and assumption of the conversion; empty for a tabulated row.
+    """
+
+    source_id: str
+    table_ref: str
+    fractions: int
+    organ: str
+    organ_source: str
+    metric: str
+    parsed_metric: Metric
+    comparator: str
+    limit: float
+    goal: float | None
+    unit: str
+    limit_relative_to: str | None
+    dose_kind: str
+    alpha_beta: float | None
+    priority: str
+    endpoint: str
+    risk: str
+    evidence: str
+    verified_against: str
+    notes: str
+    file: str
+    line: int
+    converted_from_fractions: int | None = None
+    conversion_note: str = ""
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the row."""
+        return f"{self.file}:{self.line}"
+
+    def describe(self) -> str:
+        """One-line label, e.g. ``"SpinalCord D0.035cc[Gy] <= 21.9 Gy (tg101_2010, 3 fx)"``."""
+        unit = "% of Rx" if self.limit_relative_to == "rx" else self.unit
+        kind = "" if self.dose_kind == "physical" else f" {self.dose_kind}"
+        text = (
+            f"{self.organ} {self.metric} {self.comparator} {self.limit:g} {unit}{kind} "
+            f"({self.source_id}, {self.fractions} fx"
+        )
+        if self.converted_from_fractions is not None:
+            text += f", converted from n={self.converted_from_fractions}"
+        return text + ")"
+
+
+@dataclass(frozen=True)
+class ConstraintSet:
+    """All loaded rows with the data needed to use them.
+
+    Attributes
+    ----------
+    constraints : tuple of Constraint
+    sources : dict of str to Source
+    alpha_beta : dict of str to AlphaBeta
+        Organ (TG-263) → default α/β.
+    aliases : tuple of Alias
+    tg263_names : tuple of str
+        TG-263 primary names known to the loader.
+    tg263_reverse : dict of str to str
+        TG-263 Reverse Order name → primary name.
+    notes : tuple of str
+        What was skipped and why (untranscribed or single-secondary sources).
+    files : tuple of str
+        The table files loaded.
+    """
+
+    constraints: tuple[Constraint, ...]
+    sources: dict[str, Source] = field(default_factory=dict)
+    alpha_beta: dict[str, AlphaBeta] = field(default_factory=dict)
+    aliases: tuple[Alias, ...] = ()
+    tg263_names: tuple[str, ...] = ()
+    tg263_reverse: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+    def organs(self) -> tuple[str, ...]:
+        """TG-263 organs with at least one row, sorted."""
+        return tuple(sorted({c.organ for c in self.constraints}))
+
+    def fractions_for(self, organ: str) -> tuple[int, ...]:
+        """Fraction numbers tabulated for ``organ`` (any source), sorted."""
+        return tuple(sorted({c.fractions for c in self.constraints if c.organ == organ}))
+
+    def alpha_beta_for(self, organ: str) -> float | None:
+        """Default α/β (Gy) of ``organ`` from ``alpha_beta.csv``, or ``None``."""
+        entry = self.alpha_beta.get(organ)
+        return entry.alpha_beta_gy if entry else None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def shipped_folder() -> Path:
+    """Folder of the shipped data files (``constraints/`` at the top of the source tree).
+
+    Located by path, not imported: this module is ``rtplan_assist.constraints``, the name that
+    ``pyproject.toml`` also gives the data folder, so the data cannot be reached as a package
+    while this module exists (see the packaging note in ``constraints/README.md``).
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "constraints", here / "constraints"):
+        if (candidate / "sources.yaml").is_file():
+            return candidate
+    raise ConstraintTableError(
+        f"shipped constraint tables not found next to {here} (expected constraints/sources.yaml)"
+    )
+
+
+def _error(path: Path, line: int | None, message: str) -> ConstraintTableError:
+    where = f"{path.name}:{line}" if line is not None else path.name
+    return ConstraintTableError(f"{where}: {message}")
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], required: tuple[str, ...]):
+    """Yield (line number, row dict) after checking the header."""
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConstraintTableError(f"{path}: cannot read ({exc.strerror})") from exc
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = [name.strip() for name in next(reader)]
+        except StopIteration:
+            raise _error(path, 1, "empty file; expected a header row") from None
+        unknown = [name for name in header if name not in columns]
+        if unknown:
+            raise _error(
+                path, 1, f"unknown column(s) {', '.join(map(repr, unknown))}; allowed: {columns}"
+            )
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise _error(path, 1, f"missing required column(s) {', '.join(missing)}")
+        duplicated = {name for name in header if header.count(name) > 1}
+        if duplicated:
+            raise _error(path, 1, f"duplicated column(s) {', '.join(sorted(duplicated))}")
+        for cells in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                raise _error(
+                    path,
+                    line,
+                    f"{len(cells)} cells for {len(header)} columns (check commas/quotes)",
+                )
+            yield line, {name: cell.strip() for name, cell in zip(header, cells)}
+
+
+def _number(path: Path, line: int, column: str, text: str, *, positive: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _error(path, line, f"{column} '{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise _error(path, line, f"{column} must be finite, got '{text}'")
+    if positive and value <= 0:
+        raise _error(path, line, f"{column} must be > 0, got '{text}'")
+    return value
+
+
+def load_tg263_names(folder: str | Path | None = None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """TG-263 primary names and the Reverse Order → primary map from ``tg263_names.csv``.
+
+    The shipped list is the subset of the TG-263 worksheet (2017-08-15) relevant to thoracic,
+    abdominal and CNS consolidation RT; a user ``folder`` with its own ``tg263_names.csv``
+    extends it.
+    """
+    paths = [shipped_folder() / "tg263_names.csv"]
+    if folder is not None and (Path(folder) / "tg263_names.csv").is_file():
+        paths.append(Path(folder) / "tg263_names.csv")
+    names: list[str] = []
+    reverse: dict[str, str] = {}
+    for path in paths:
+        for line, row in _read_csv(path, ("tg263", "reverse_order", "description"), ("tg263",)):
+            if not row["tg263"]:
+                raise _error(path, line, "empty tg263 name")
+            if row["tg263"] not in names:
+                names.append(row["tg263"])
+            if row.get("reverse_order") and row["reverse_order"] != row["tg263"]:
+                reverse[row["reverse_order"]] = row["tg263"]
+    return tuple(names), reverse
+
+
+def _load_sources(paths: list[Path]) -> dict[str, Source]:
+    sources: dict[str, Source] = {}
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        try:
+            root = yaml.compose(text)
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            raise _error(path, line, f"invalid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise _error(path, 1, "expected a mapping of source_id: {citation, status, ...}")
+        lines = {key.value: key.start_mark.line + 1 for key, _ in root.value} if root else {}
+        for source_id, entry in data.items():
+            line = lines.get(source_id)
+            if not isinstance(entry, dict):
+                raise _error(path, line, f"source '{source_id}' must be a mapping")
+            citation = entry.get("citation")
+            if not isinstance(citation, str) or not citation.strip():
+                raise _error(path, line, f"source '{source_id}' has no citation")
+            status = entry.get("status")
+            if status not in SOURCE_STATUSES:
+                raise _error(
+                    path, line, f"source '{source_id}': status {status!r} not in {SOURCE_STATUSES}"
+                )
+            details = tuple(
+                (str(key), str(value))
+                for key, value in entry.items()
+                if key not in ("citation", "status")
+            )
+            sources[str(source_id)] = Source(str(source_id), citation.strip(), status, details)
+    return sources
+
+
+def _load_alpha_beta(path: Path, sources: dict[str, Source]) -> dict[str, AlphaBeta]:
+    columns = ("organ", "alpha_beta_gy", "source_id", "evidence", "note")
+    table: dict[str, AlphaBeta] = {}
+    for line, row in _read_csv(path, columns, columns[:4]):
+        value = _number(path, line, "alpha_beta_gy", row["alpha_beta_gy"], positive=True)
+        if row["source_id"] not in sources:
+            raise _error(path, line, f"unknown source_id '{row['source_id']}'")
+        if row["evidence"] not in ("P", "S2", "S"):
+            raise _error(path, line, f"evidence '{row['evidence']}' not in P, S2, S")
+        if row["organ"] in table:
+            raise _error(path, line, f"duplicate organ '{row['organ']}'")
+        table[row["organ"]] = AlphaBeta(
+            row["organ"], value, row["source_id"], row["evidence"], row.get("note", "")
+        )
+    return table
+
+
+def _load_aliases(path: Path, sources: dict[str, Source], names: tuple[str, ...]):
+    columns = ("alias", "tg263", "match", "source_id", "note")
+    aliases: list[Alias] = []
+    for line, row in _read_csv(path, columns, columns[:4]):
+        if row["match"] not in ("normalised", "exact"):
+            raise _error(path, line, f"match '{row['match']}' must be 'normalised' or 'exact'")
+        if row["tg263"] not in names:
+            raise _error(path, line, f"'{row['tg263']}' is not in tg263_names.csv")
+        if row["source_id"] not in sources:
+            raise _error(path, line, f"unknown source_id '{row['source_id']}'")
+        aliases.append(
+            Alias(row["alias"], row["tg263"], row["match"], row["source_id"], row.get("note", ""))
+        )
+    return tuple(aliases)
+
+
+def _parse_row(
+    path: Path,
+    line: int,
+    row: dict[str, str],
+    sources: dict[str, Source],
+    names: tuple[str, ...],
+    alias_targets: dict[str, str],
+) -> Constraint:
+    def get(name: str) -> str:
+        return row.get(name, "")
+
+    for name in REQUIRED_COLUMNS:
+        if not get(name):
+            raise _error(path, line, f"empty required column '{name}'")
+    source_id = get("source_id")
+    if source_id not in sources:
+        raise _error(path, line, f"unknown source_id '{source_id}' (not in sources.yaml)")
+    try:
+        fractions_value = float(get("fractions"))
+    except ValueError:
+        raise _error(path, line, f"fractions '{get('fractions')}' is not an integer") from None
+    if not fractions_value.is_integer() or fractions_value < 1:
+        raise _error(path, line, f"fractions must be an integer >= 1, got '{get('fractions')}'")
+    organ = get("organ")
+    if organ not in names:
+        if organ in alias_targets:
+            raise _error(
+                path,
+                line,
+                f"organ '{organ}' is an alias; use the TG-263 name '{alias_targets[organ]}'",
+            )
+        raise _error(path, line, f"organ '{organ}' is not a TG-263 name in tg263_names.csv")
+    try:
+        metric = parse_metric(get("metric"))
+    except MetricSyntaxError as exc:
+        raise _error(path, line, str(exc)) from None
+    comparator = get("comparator")
+    if comparator not in COMPARATORS:
+        raise _error(path, line, f"comparator '{comparator}' not in {COMPARATORS}")
+    if metric.kind == "CV" and comparator not in (">", ">="):
+        raise _error(path, line, f"{metric} is a spared volume: the comparator must be > or >=")
+    if metric.kind in ("D", "V", "Mean", "Max") and comparator not in ("<", "<="):
+        raise _error(path, line, f"{metric} is an OAR upper limit: the comparator must be < or <=")
+    limit = _number(path, line, "limit", get("limit"))
+    goal = _number(path, line, "goal", get("goal")) if get("goal") else None
+    unit = get("unit")
+    if unit != metric.out_unit:
+        raise _error(path, line, f"unit '{unit}' does not match the metric's unit ({metric})")
+    relative = get("limit_relative_to") or None
+    if relative not in (None, "rx"):
+        raise _error(path, line, f"limit_relative_to '{relative}' must be empty or 'rx'")
+    if metric.returns_dose and metric.out_unit == "%" and relative != "rx":
+        raise _error(path, line, f"{metric} gives a dose in %: set limit_relative_to = rx")
+    if relative == "rx" and not metric.needs_prescription:
+        raise _error(path, line, f"limit_relative_to = rx but {metric} has no % dose")
+    dose_kind = get("dose_kind")
+    if dose_kind not in DOSE_KINDS:
+        raise _error(path, line, f"dose_kind '{dose_kind}' not in {DOSE_KINDS}")
+    alpha_beta = (
+        _number(path, line, "alpha_beta", get("alpha_beta"), positive=True)
+        if get("alpha_beta")
+        else None
+    )
+    if dose_kind != "physical" and alpha_beta is None:
+        raise _error(path, line, f"a {dose_kind} limit needs its alpha_beta")
+    priority = get("priority")
+    if priority not in PRIORITIES:
+        raise _error(path, line, f"priority '{priority}' not in {PRIORITIES}")
+    evidence = get("evidence")
+    if evidence in ("U", "S"):
+        kind = "unverified" if evidence == "U" else "single-secondary"
+        raise _error(
+            path,
+            line,
+            f"evidence '{evidence}' ({kind}) rows are not loaded: read the value in the "
+            "primary source (P) or have a second transcription agree (S2)",
+        )
+    if evidence not in ACCEPTED_EVIDENCE:
+        raise _error(path, line, f"evidence '{evidence}' not in {ACCEPTED_EVIDENCE}")
+    return Constraint(
+        source_id=source_id,
+        table_ref=get("table_ref"),
+        fractions=int(fractions_value),
+        organ=organ,
+        organ_source=get("organ_source"),
+        metric=str(metric),
+        parsed_metric=metric,
+        comparator=comparator,
+        limit=limit,
+        goal=goal,
+        unit=unit,
+        limit_relative_to=relative,
+        dose_kind=dose_kind,
+        alpha_beta=alpha_beta,
+        priority=priority,
+        endpoint=get("endpoint"),
+        risk=get("risk"),
+        evidence=evidence,
+        verified_against=get("verified_against"),
+        notes=get("notes"),
+        file=path.name,
+        line=line,
+    )
+
+
+def load_tables(
+    names: list[str] | tuple[str, ...] | None = None, folder: str | Path | None = None
+) -> ConstraintSet:
+    """Load and validate constraint tables.
+
+    Parameters
+    ----------
+    names : sequence of str, optional
+        Table names (file stems such as ``"tg101_2010_3fx"``); default: every table in the
+        folder.
+    folder : str or Path, optional
+        A folder of user tables in the same format. Its ``sources.yaml`` adds to (and may
+        override) the shipped one; its ``alpha_beta.csv``/``aliases.csv`` replace the shipped
+        ones when present; its ``tg263_names.csv`` extends the shipped list. Default: the
+        shipped tables.
+
+    Returns
+    -------
+    ConstraintSet
+
+    Raises
+    ------
+    ConstraintTableError
+        ``file:line: message`` for an unknown or missing column, an empty required cell, a
+        metric outside the TG-263 grammar, a non-numeric limit, an unknown comparator, a
+        fraction number < 1, an unknown source id, a source without citation, an organ that is
+        not a TG-263 name, evidence U or S, or a duplicate (source, fractions, organ, metric).
+
+    Notes
+    -----
+    Sources with status ``untranscribed`` (UK SABR) or ``single-secondary`` (NCCN, COSINR) are
+    not errors: they are listed in ``ConstraintSet.notes`` as skipped, and any table rows citing
+    them are skipped too.
+    """
+    shipped = shipped_folder()
+    base = Path(folder) if folder is not None else shipped
+    if not base.is_dir():
+        raise ConstraintTableError(f"{base}: constraint folder not found")
+    source_files = [shipped / "sources.yaml"]
+    if base != shipped and (base / "sources.yaml").is_file():
+        source_files.append(base / "sources.yaml")
+    sources = _load_sources(source_files)
+    tg263, reverse = load_tg263_names(base if base != shipped else None)
+
+    def data_file(name: str) -> Path:
+        return base / name if (base / name).is_file() else shipped / name
+
+    alpha_beta = _load_alpha_beta(data_file("alpha_beta.csv"), sources)
+    aliases = _load_aliases(data_file("aliases.csv"), sources, tg263)
+    alias_targets = {a.alias: a.tg263 for a in aliases}
+    for organ in alpha_beta:
+        if organ not in tg263:
+            raise _error(data_file("alpha_beta.csv"), None, f"'{organ}' is not a TG-263 name")
+
+    available = {p.stem: p for p in sorted(base.glob("*.csv")) if p.name not in DATA_FILES}
+    if names is None:
+        selected = list(available.values())
+    else:
+        unknown = [name for name in names if name not in available]
+        if unknown:
+            raise ConstraintTableError(
+                f"{base}: unknown table(s) {', '.join(unknown)}; available: {', '.join(available)}"
+            )
+        selected = [available[name] for name in names]
+
+    notes = [
+        f"{s.source_id}: skipped (status {s.status}): {s.citation}"
+        for s in sources.values()
+        if s.status in SKIPPED_STATUSES
+    ]
+    rows: list[Constraint] = []
+    seen: dict[tuple, Constraint] = {}
+    for path in selected:
+        skipped_here = 0
+        for line, row in _read_csv(path, TABLE_COLUMNS, REQUIRED_COLUMNS):
+            source = sources.get(row.get("source_id", ""))
+            if source is not None and source.status in SKIPPED_STATUSES:
+                skipped_here += 1
+                continue
+            if source is not None and source.status not in TABLE_STATUSES:
+                raise _error(
+                    path,
+                    line,
+                    f"source '{source.source_id}' has status {source.status!r}: "
+                    "it is not a constraint source",
+                )
+            constraint = _parse_row(path, line, row, sources, tg263, alias_targets)
+            key = (constraint.source_id, constraint.fractions, constraint.organ, constraint.metric)
+            if key in seen:
+                raise _error(
+                    path,
+                    line,
+                    f"duplicate of {seen[key].where} (same source, fractions, organ and metric)",
+                )
+            seen[key] = constraint
+            rows.append(constraint)
+        if skipped_here:
+            notes.append(f"{path.name}: {skipped_here} row(s) skipped (source not verified)")
+    return ConstraintSet(
+        constraints=tuple(rows),
+        sources=sources,
+        alpha_beta=alpha_beta,
+        aliases=aliases,
+        tg263_names=tg263,
+        tg263_reverse=reverse,
+        notes=tuple(notes),
+        files=tuple(p.name for p in selected),
+    )
+
+
+# --------------------------------------------------------------------------- lookup / convert
+
+
+def _nearest_fraction(target: int, tabulated: tuple[int, ...]) -> int:
+    # distance in log(n): for a fixed total dose the dose per fraction scales as 1/n, so 15 fx
+    # is nearer 30 fx (ratio 2) than 5 fx (ratio 3); ties go to the smaller n
+    return min(tabulated, key=lambda n: (abs(math.log(n / target)), n))
+
+
+def constraints_for(
+    organ: str,
+    fractions: int,
+    constraint_set: ConstraintSet,
+    alpha_beta: float | None = None,
+) -> list[Constraint]:
+    """Rows for ``organ`` at ``fractions``, converted from the nearest tabulated n if needed.
+
+    Parameters
+    ----------
+    organ : str
+        TG-263 primary name (map case structure names first with
+        :func:`rtplan_assist.names.match_structures`).
+    fractions : int
+        The regimen's fraction number.
+    constraint_set : ConstraintSet
+    alpha_beta : float, optional
+        α/β (Gy) for conversions; default: each row's own ``alpha_beta``, else the organ's
+        default in ``alpha_beta.csv``.
+
+    Returns
+    -------
+    list of Constraint
+        Every row (all sources) tabulated at ``fractions`` when at least one exists. Otherwise
+        the rows of the nearest tabulated fraction number, converted by
+        :func:`convert_constraint` and marked ``converted_from_fractions``. Empty when the organ
+        has no row at all.
+
+    Notes
+    -----
+    *Nearest* is measured as ``|log(n_tab / n)|`` (dose per fraction scales as 1/n): 8 fx uses
+    the 5 fx rows, 15 fx the 30 fx rows, 4 fx the 5 fx rows when both 3 and 5 are tabulated.
+    On an exact tie the smaller tabulated n (larger dose per fraction) wins; for TG-101 this
+    gives the more restrictive converted limit (e.g. cord max at 4 fx: 24.8 Gy from 3 fx vs
+    27.2 Gy from 5 fx at α/β 2), though that is not guaranteed for every table.
+    """
+    if int(fractions) != fractions or fractions < 1:
+        raise ConstraintTableError(f"fractions must be an integer >= 1, got {fractions}")
+    fractions = int(fractions)
+    rows = [c for c in constraint_set.constraints if c.organ == organ]
+    if not rows:
+        return []
+    at_n = [c for c in rows if c.fractions == fractions]
+    if at_n:
+        return at_n
+    source_n = _nearest_fraction(fractions, tuple(sorted({c.fractions for c in rows})))
+    default_ab = constraint_set.alpha_beta_for(organ)
+    converted = []
+    for row in rows:
+        if row.fractions != source_n:
+            continue
+        ab = alpha_beta if alpha_beta is not None else (row.alpha_beta or default_ab)
+        converted.append(convert_constraint(row, fractions, ab))
+    return converted
+
+
+def convert_constraint(
+    row: Constraint, to_fractions: int, alpha_beta: float | None = None
+) -> Constraint:
+    """Convert a physical-dose limit to another fraction number at equal EQD2 (LQ).
+
+    Parameters
+    ----------
+    row : Constraint
+        A tabulated row (``row.fractions`` = n_from).
+    to_fractions : int
+        Target fraction number n_to.
+    alpha_beta : float, optional
+        α/β (Gy); default ``row.alpha_beta``. Required one way or the other.
+
+    Returns
+    -------
+    Constraint
+        A copy with ``fractions = to_fractions``, ``converted_from_fractions = n_from``, a
+        ``conversion_note`` naming model, α/β and EQD2, and
+
+        * dose-returning metrics (``D…[Gy]``, ``Max``, ``Min``, ``Mean``, ``DC…``): ``limit``
+          and ``goal`` converted;
+        * volume metrics queried at a dose (``V20Gy[%]``, ``CV12.4Gy[cc]``): the dose threshold
+          in the metric converted, the volume limit unchanged;
+        * EQD2/BED rows: values unchanged (they do not depend on n).
+
+    Raises
+    ------
+    ConstraintTableError
+        No α/β, or a limit relative to the prescription (``105 % of Rx``, ``V95%``): it cannot
+        be converted without the new prescription.
+
+    Notes
+    -----
+    Assumption: the voxel at the limit received it in n_from equal fractions of
+    ``limit / n_from`` Gy (``threshold / n_from`` for volume metrics), i.e. the dose per
+    fraction of that voxel, not of the prescription. This is exact for point/max-type and D/V
+    metrics of a single plan (EQD2 is monotone in voxel dose, reference §6.5) and an
+    approximation for mean doses, which the note says. LQ is used for every conversion
+    (reference §6.4: OAR tables are physical per scheme; conversions between schemes use LQ).
+    """
+    n_from = row.fractions
+    if int(to_fractions) != to_fractions or to_fractions < 1:
+        raise ConstraintTableError(f"{row.where}: to_fractions must be an integer >= 1")
+    n_to = int(to_fractions)
+    if n_to == n_from:
+        return row
+    ab = alpha_beta if alpha_beta is not None else row.alpha_beta
+    if ab is None:
+        raise ConstraintTableError(
+            f"{row.where}: no α/β to convert {row.organ} {row.metric} from {n_from} to {n_to} "
+            "fractions; give alpha_beta or add the organ to alpha_beta.csv"
+        )
+    if row.dose_kind != "physical":
+        return replace(
+            row,
+            fractions=n_to,
+            converted_from_fractions=n_from,
+            conversion_note=f"{row.dose_kind} limit: independent of the fraction number",
+        )
+    metric = row.parsed_metric
+    if row.limit_relative_to == "rx" or metric.needs_prescription:
+        raise ConstraintTableError(
+            f"{row.where}: {row.metric} is relative to the prescription and cannot be converted "
+            f"from {n_from} to {n_to} fractions; use a table at {n_to} fractions"
+        )
+    model = Model("LQ", float(ab))
+
+    def convert_dose(value: float, unit: str) -> tuple[float, float]:
+        scale = 0.01 if unit == "cGy" else 1.0
+        equivalent = eqd2(value * scale, n_from, model)
+        return dose_for_eqd2(equivalent, n_to, model) / scale, equivalent
+
+    if metric.returns_dose:
+        limit, equivalent = convert_dose(row.limit, metric.out_unit)
+        goal = convert_dose(row.goal, metric.out_unit)[0] if row.goal is not None else None
+        new_metric = metric
+        what = f"limit {row.limit:g} {row.unit} in {n_from} fx = EQD2 {equivalent:.2f} Gy"
+    else:
+        threshold, equivalent = convert_dose(metric.value, metric.query_unit)
+        new_metric = Metric(metric.kind, threshold, metric.query_unit, metric.out_unit)
+        limit, goal = row.limit, row.goal
+        what = (
+            f"dose threshold {metric.value:g} {metric.query_unit} in {n_from} fx = "
+            f"EQD2 {equivalent:.2f} Gy"
+        )
+    note = (
+        f"LQ, α/β = {ab:g} Gy, converted from n={n_from} to n={n_to} at equal EQD2: {what}; "
+        f"assumes the voxel at the limit received it in {n_from} equal fractions"
+    )
+    if metric.kind == "Mean":
+        note += "; APPROXIMATE for a mean dose (EQD2 of a mean is not the mean EQD2)"
+    return replace(
+        row,
+        fractions=n_to,
+        metric=str(new_metric),
+        parsed_metric=new_metric,
+        limit=limit,
+        goal=goal,
+        alpha_beta=float(ab),
+        converted_from_fractions=n_from,
+        conversion_note=note,
+    )

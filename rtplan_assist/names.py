@@ -1,0 +1,291 @@
+"""Map a case's structure names to TG-263 names, reporting what cannot be mapped safely.
+
+Order of matching for each case structure name:
+
+1. a user override (``--map NAME=TG263`` or a mapping CSV, :func:`load_mapping_file`);
+2. an exact TG-263 primary name, case-insensitive (``spinalcord`` → ``SpinalCord``), including
+   PRV names ``<TG-263 name>_PRVxx`` (TG-263 worksheet pattern);
+3. a TG-263 Reverse Order name, case-insensitive (``L_Lung`` → ``Lung_L``);
+4. the alias table (``constraints/aliases.csv``) and the TG-263 names, both compared after
+   :func:`normalise_name` (case, spaces, underscores, hyphens and apostrophes ignored:
+   ``"LUNGS-ITV's"`` → ``Lungs-ITV``).
+
+Nothing is guessed: two case structures that map to one TG-263 organ, or one name with two
+candidates, are reported in ``NameMatch.ambiguous`` and left unmapped until an override
+resolves them. Overrides win over every other rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .constraints import Alias, ConstraintSet, load_tg263_names
+from .errors import ConstraintTableError, EvaluationError
+
+__all__ = [
+    "Ambiguity",
+    "NameMatch",
+    "load_mapping_file",
+    "match_structures",
+    "normalise_name",
+    "parse_map_argument",
+]
+
+_IGNORED = re.compile(r"[\s_\-'’`]+")
+_PRV = re.compile(r"^(?P<base>.+)_PRV(?P<margin>\d{1,2})$", re.IGNORECASE)
+
+
+def normalise_name(name: str) -> str:
+    """Casefold and drop spaces, underscores, hyphens and apostrophes.
+
+    >>> normalise_name("LUNGS-ITV's")
+    'lungsitvs'
+    """
+    return _IGNORED.sub("", name).casefold()
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    """A mapping left undecided.
+
+    Attributes
+    ----------
+    kind : {"organ", "name"}
+        ``organ``: several case structures map to one TG-263 organ (``key`` is the organ,
+        ``candidates`` the case names). ``name``: one case name has several TG-263 candidates
+        (``key`` is the case name, ``candidates`` the TG-263 names).
+    key : str
+    candidates : tuple of str
+    """
+
+    kind: str
+    key: str
+    candidates: tuple[str, ...]
+
+    def describe(self) -> str:
+        listed = ", ".join(self.candidates)
+        if self.kind == "organ":
+            return f"{self.key}: several structures match ({listed}); choose one with --map"
+        return f"'{self.key}': several TG-263 candidates ({listed}); choose one with --map"
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """Result of :func:`match_structures`.
+
+    Attributes
+    ----------
+    matched : dict of str to str
+        Case structure name → TG-263 name, only for unambiguous matches.
+    rule : dict of str to str
+        Case structure name → the rule that matched (``override``, ``tg263``, ``tg263-prv``,
+        ``tg263-reverse``, ``alias``, ``tg263-normalised``).
+    unmatched : tuple of str
+        Case structure names with no TG-263 name.
+    ambiguous : tuple of Ambiguity
+    overridden : tuple of str
+        Case names that matched an organ some override assigned to another structure.
+    missing : tuple of str
+        Organs needed with no (unambiguous) case structure.
+    """
+
+    matched: dict[str, str] = field(default_factory=dict)
+    rule: dict[str, str] = field(default_factory=dict)
+    unmatched: tuple[str, ...] = ()
+    ambiguous: tuple[Ambiguity, ...] = ()
+    overridden: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    def structure_for(self, organ: str) -> str | None:
+        """The case structure mapped to TG-263 ``organ``, or ``None``."""
+        for name, target in self.matched.items():
+            if target == organ:
+                return name
+        return None
+
+
+def parse_map_argument(text: str) -> tuple[str, str]:
+    """Parse one ``--map NAME=TG263`` argument into ``(case name, TG-263 name)``."""
+    name, sep, target = text.partition("=")
+    if not sep or not name.strip() or not target.strip():
+        raise EvaluationError(
+            f"--map '{text}': expected STRUCTURE=TG263NAME, e.g. 'My Cord=SpinalCord'"
+        )
+    return name.strip(), target.strip()
+
+
+def load_mapping_file(path: str | Path) -> dict[str, str]:
+    """Read a mapping CSV with columns ``structure,tg263`` (header required).
+
+    Returns
+    -------
+    dict of str to str
+        Case structure name → TG-263 name.
+
+    Raises
+    ------
+    ConstraintTableError
+        ``file:line: message`` for a missing header, an empty cell or a structure given twice
+        with different targets.
+    """
+    path = Path(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConstraintTableError(f"{path}: cannot read ({exc.strerror})") from exc
+    mapping: dict[str, str] = {}
+    with handle:
+        reader = csv.reader(handle)
+        header = [cell.strip().casefold() for cell in next(reader, [])]
+        if header != ["structure", "tg263"]:
+            raise ConstraintTableError(f"{path.name}:1: header must be 'structure,tg263'")
+        for cells in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != 2 or not cells[0].strip() or not cells[1].strip():
+                raise ConstraintTableError(f"{path.name}:{line}: expected 'structure,tg263'")
+            name, target = cells[0].strip(), cells[1].strip()
+            if mapping.get(name, target) != target:
+                raise ConstraintTableError(
+                    f"{path.name}:{line}: '{name}' mapped twice ({mapping[name]}, {target})"
+                )
+            mapping[name] = target
+    return mapping
+
+
+def _alias_pairs(aliases) -> list[tuple[str, str, str]]:
+    if isinstance(aliases, ConstraintSet):
+        aliases = aliases.aliases
+    if isinstance(aliases, Mapping):
+        return [(alias, target, "normalised") for alias, target in aliases.items()]
+    pairs = []
+    for entry in aliases:
+        if isinstance(entry, Alias):
+            pairs.append((entry.alias, entry.tg263, entry.match))
+        else:
+            alias, target = entry
+            pairs.append((alias, target, "normalised"))
+    return pairs
+
+
+def match_structures(
+    structure_names: Iterable[str],
+    organs_needed: Iterable[str],
+    aliases: Mapping[str, str] | Iterable[Alias] | ConstraintSet,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    tg263_names: Iterable[str] | None = None,
+    tg263_reverse: Mapping[str, str] | None = None,
+) -> NameMatch:
+    """Map case structure names to TG-263 names (module docstring gives the rules).
+
+    Parameters
+    ----------
+    structure_names : iterable of str
+        The case's structure names (RTSTRUCT ROI names).
+    organs_needed : iterable of str
+        TG-263 organs the evaluation needs (for ``missing``).
+    aliases : mapping, iterable of Alias, or ConstraintSet
+        Alias → TG-263 name; a :class:`ConstraintSet` gives its ``aliases.csv`` rows.
+    overrides : mapping of str to str, optional
+        Case structure name (exact) → TG-263 name; wins over every other rule.
+    tg263_names, tg263_reverse : optional
+        TG-263 primary names and Reverse Order → primary map; default: the shipped
+        ``tg263_names.csv`` (or those of a given ``ConstraintSet``).
+
+    Returns
+    -------
+    NameMatch
+
+    Raises
+    ------
+    EvaluationError
+        An override that names a structure absent from the case or a target that is not a
+        known TG-263 name.
+    """
+    names = list(dict.fromkeys(structure_names))
+    needed = list(dict.fromkeys(organs_needed))
+    if tg263_names is None:
+        if isinstance(aliases, ConstraintSet) and aliases.tg263_names:
+            tg263_names, tg263_reverse = aliases.tg263_names, aliases.tg263_reverse
+        else:
+            tg263_names, shipped_reverse = load_tg263_names()
+            tg263_reverse = tg263_reverse if tg263_reverse is not None else shipped_reverse
+    primary = {name.casefold(): name for name in tg263_names}
+    for organ in needed:
+        primary.setdefault(organ.casefold(), organ)
+    reverse = {k.casefold(): v for k, v in (tg263_reverse or {}).items()}
+    normalised: dict[str, set[str]] = {}
+    for name in primary.values():
+        normalised.setdefault(normalise_name(name), set()).add(name)
+    exact_aliases: dict[str, set[str]] = {}
+    for alias, target, how in _alias_pairs(aliases):
+        if how == "exact":
+            exact_aliases.setdefault(alias.strip(), set()).add(target)
+        else:
+            normalised.setdefault(normalise_name(alias), set()).add(target)
+
+    overrides = dict(overrides or {})
+    for name, target in overrides.items():
+        if name not in names:
+            raise EvaluationError(f"--map '{name}={target}': no structure '{name}' in the case")
+        if target.casefold() not in primary:
+            raise EvaluationError(f"--map '{name}={target}': '{target}' is not a known TG-263 name")
+
+    candidates: dict[str, tuple[str, ...]] = {}
+    rule: dict[str, str] = {}
+    for name in names:
+        key = name.strip()
+        if name in overrides:
+            candidates[name] = (primary[overrides[name].casefold()],)
+            rule[name] = "override"
+        elif key.casefold() in primary:
+            candidates[name] = (primary[key.casefold()],)
+            rule[name] = "tg263"
+        elif (prv := _PRV.match(key)) and prv["base"].casefold() in primary:
+            base = primary[prv["base"].casefold()]
+            candidates[name] = (f"{base}_PRV{int(prv['margin']):02d}",)
+            rule[name] = "tg263-prv"
+        elif key.casefold() in reverse:
+            candidates[name] = (reverse[key.casefold()],)
+            rule[name] = "tg263-reverse"
+        elif key in exact_aliases or normalise_name(key) in normalised:
+            found = exact_aliases.get(key) or normalised[normalise_name(key)]
+            candidates[name] = tuple(sorted(found))
+            rule[name] = "alias"
+
+    ambiguous: list[Ambiguity] = []
+    by_organ: dict[str, list[str]] = {}
+    for name, found in candidates.items():
+        if len(found) > 1:
+            ambiguous.append(Ambiguity("name", name, found))
+            continue
+        by_organ.setdefault(found[0], []).append(name)
+
+    matched: dict[str, str] = {}
+    overridden: list[str] = []
+    for organ, case_names in by_organ.items():
+        chosen = [n for n in case_names if rule[n] == "override"]
+        if chosen:
+            overridden.extend(n for n in case_names if rule[n] != "override")
+            case_names = chosen
+        if len(case_names) > 1:
+            ambiguous.append(Ambiguity("organ", organ, tuple(case_names)))
+            continue
+        matched[case_names[0]] = organ
+
+    unmatched = tuple(n for n in names if n not in candidates)
+    mapped = set(matched.values())
+    return NameMatch(
+        matched=matched,
+        rule={n: rule[n] for n in matched},
+        unmatched=unmatched,
+        ambiguous=tuple(ambiguous),
+        overridden=tuple(overridden),
+        missing=tuple(o for o in needed if o not in mapped),
+    )

@@ -1,0 +1,392 @@
+"""Constraint tables: shipped data against the reference, loader errors, lookup and conversion.
+
+Expected values are hard-coded from ``shared/reference/constraints-radiobiology.md`` (cited as
+"ref §x", with the original source) or computed by hand in the comment next to them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from rtplan_assist.constraints import (
+    TABLE_COLUMNS,
+    constraints_for,
+    convert_constraint,
+    load_tables,
+    shipped_folder,
+)
+from rtplan_assist.errors import ConstraintTableError
+from rtplan_assist.metrics import parse_metric
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_tables()
+
+
+def _row(constraint_set, source_id, fractions, organ, metric):
+    canonical = str(parse_metric(metric))
+    rows = [
+        c
+        for c in constraint_set.constraints
+        if (c.source_id, c.fractions, c.organ, c.metric) == (source_id, fractions, organ, canonical)
+    ]
+    assert len(rows) == 1, (source_id, fractions, organ, metric)
+    return rows[0]
+
+
+# ----------------------------------------------------------------------------- shipped data
+
+
+def test_every_shipped_table_loads(shipped):
+    tables = sorted(
+        p.name
+        for p in shipped_folder().glob("*.csv")
+        if p.name not in ("alpha_beta.csv", "aliases.csv", "tg263_names.csv")
+    )
+    assert tables == sorted(shipped.files)
+    for name in tables:
+        one = load_tables([name[:-4]])
+        assert one.constraints, name
+        assert all(c.file == name for c in one.constraints)
+
+
+def test_shipped_rows_obey_the_evidence_rule(shipped):
+    for c in shipped.constraints:
+        assert c.evidence in ("P", "S2"), c.where
+        assert shipped.sources[c.source_id].status in ("primary-verified", "secondary-verified")
+        assert shipped.sources[c.source_id].citation
+        assert c.converted_from_fractions is None
+    text = "\n".join((shipped_folder() / name).read_text() for name in shipped.files)
+    assert ",U," not in text and ",S," not in text
+
+
+def test_shipped_row_counts(shipped):
+    counts = {}
+    for c in shipped.constraints:
+        counts[c.file] = counts.get(c.file, 0) + 1
+    assert counts == {
+        "tg101_2010_1fx.csv": 17,
+        "tg101_2010_3fx.csv": 33,
+        "tg101_2010_5fx.csv": 2,
+        "hytec_2021_spinalcord.csv": 5,
+        "safron2_1fx.csv": 11,
+        "safron2_4fx.csv": 12,
+        "fastrack2_3fx.csv": 1,
+        "quantec_2010.csv": 9,
+        "quantec_2010_cord_1fx.csv": 1,
+        "quantec_2010_cord_3fx.csv": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("source_id", "fractions", "organ", "metric", "limit"),
+    [
+        # ref §1.1, TG-101 serial tissues (Benedict et al. 2010), 3 fx [S2: WB, DVHA-TG101]
+        ("tg101_2010", 3, "SpinalCord", "D0.35cc[Gy]", 18),
+        ("tg101_2010", 3, "SpinalCord", "D1.2cc[Gy]", 12.3),
+        ("tg101_2010", 3, "SpinalCord", "D0.035cc[Gy]", 21.9),
+        ("tg101_2010", 3, "CaudaEquina", "D5cc[Gy]", 21.9),
+        ("tg101_2010", 3, "SacralPlex", "D5cc[Gy]", 22.5),
+        ("tg101_2010", 3, "Esophagus", "D5cc[Gy]", 17.7),
+        ("tg101_2010", 3, "Esophagus", "D0.035cc[Gy]", 25.2),
+        ("tg101_2010", 3, "BrachialPlex_R", "D3cc[Gy]", 20.4),
+        ("tg101_2010", 3, "BrachialPlex_L", "D0.035cc[Gy]", 24),
+        ("tg101_2010", 3, "Heart", "D15cc[Gy]", 24),
+        ("tg101_2010", 3, "Heart", "D0.035cc[Gy]", 30),
+        ("tg101_2010", 3, "GreatVes", "D10cc[Gy]", 39),
+        ("tg101_2010", 3, "GreatVes", "D0.035cc[Gy]", 45),
+        ("tg101_2010", 3, "Trachea", "D4cc[Gy]", 15),
+        ("tg101_2010", 3, "Bronchus_L", "D0.5cc[Gy]", 18.9),
+        ("tg101_2010", 3, "Bronchus_R", "D0.035cc[Gy]", 23.1),
+        ("tg101_2010", 3, "Rib", "D1cc[Gy]", 28.8),
+        ("tg101_2010", 3, "Chestwall", "D0.035cc[Gy]", 36.9),
+        ("tg101_2010", 3, "Skin", "D10cc[Gy]", 30),
+        ("tg101_2010", 3, "Stomach", "D0.035cc[Gy]", 22.2),
+        # ref §1.1, TG-101 1 fx [S2: WB, RO11]
+        ("tg101_2010", 1, "SpinalCord", "D0.35cc[Gy]", 10),
+        ("tg101_2010", 1, "SpinalCord", "D1.2cc[Gy]", 7),
+        ("tg101_2010", 1, "SpinalCord", "D0.035cc[Gy]", 14),
+        ("tg101_2010", 1, "Duodenum", "D10cc[Gy]", 9),
+        ("tg101_2010", 1, "Jejunum_Ileum", "D5cc[Gy]", 11.9),
+        ("tg101_2010", 1, "Colon", "D0.035cc[Gy]", 18.4),
+        ("tg101_2010", 1, "Skin", "D10cc[Gy]", 23),
+        # ref §1.2, TG-101 parallel tissues (critical volume, cc spared)
+        ("tg101_2010", 1, "Lungs-GTV", "CV7.4Gy[cc]", 1000),
+        ("tg101_2010", 1, "Liver-GTV", "CV9.1Gy[cc]", 700),
+        ("tg101_2010", 1, "Kidney_Cortex", "CV8.4Gy[cc]", 200),
+        ("tg101_2010", 5, "Lungs-GTV", "CV12.5Gy[cc]", 1500),
+        ("tg101_2010", 5, "Lungs-GTV", "CV13.5Gy[cc]", 1000),
+        # ref §3, HyTEC spinal cord (Sahgal et al. 2021, abstract) Dmax
+        ("hytec_2021_spinalcord", 1, "SpinalCord", "Max[Gy]", 14.0),
+        ("hytec_2021_spinalcord", 2, "SpinalCord", "Max[Gy]", 17.0),
+        ("hytec_2021_spinalcord", 3, "SpinalCord", "Max[Gy]", 20.3),
+        ("hytec_2021_spinalcord", 4, "SpinalCord", "Max[Gy]", 23.0),
+        ("hytec_2021_spinalcord", 5, "SpinalCord", "Max[Gy]", 25.3),
+        # ref §4, SAFRON II Table 2 (BMC Cancer 2016), maxima = D0.03cc
+        ("safron2_2016", 1, "Lungs-GTV", "V5Gy[%]", 66),
+        ("safron2_2016", 1, "Heart", "D0.03cc[Gy]", 22),
+        ("safron2_2016", 1, "Heart", "D15cc[Gy]", 16),
+        ("safron2_2016", 1, "Esophagus", "D0.03cc[Gy]", 15.4),
+        ("safron2_2016", 1, "SpinalCord", "D0.03cc[Gy]", 12),
+        ("safron2_2016", 1, "BrachialPlex_L", "D0.03cc[Gy]", 15),
+        ("safron2_2016", 1, "GreatVes", "D0.03cc[Gy]", 30),
+        ("safron2_2016", 4, "Lungs-GTV", "CV12.4Gy[cc]", 1000),
+        ("safron2_2016", 4, "Heart", "D15cc[Gy]", 28),
+        ("safron2_2016", 4, "SpinalCord", "D0.03cc[Gy]", 20.8),
+        ("safron2_2016", 4, "Skin", "D10cc[Gy]", 33.2),
+        ("safron2_2016", 4, "Chestwall", "D70cc[Gy]", 30),
+        ("safron2_2016", 4, "GreatVes", "D0.03cc[Gy]", 49),
+        # ref §3/§4, FASTRACK II Table 3 (BMC Cancer 2018)
+        ("fastrack2_2018", 3, "Liver", "CV15Gy[cc]", 700),
+        # ref §5.1, QUANTEC (Marks et al. 2010) [S2]
+        ("quantec_2010", 30, "SpinalCord", "Max[Gy]", 50),
+        ("quantec_2010", 30, "Lungs-GTV", "V20Gy[%]", 30),
+        ("quantec_2010", 30, "Lungs", "Mean[Gy]", 20),
+        ("quantec_2010", 30, "Esophagus", "Mean[Gy]", 34),
+        ("quantec_2010", 30, "Pericardium", "Mean[Gy]", 26),
+        ("quantec_2010", 30, "Pericardium", "V30Gy[%]", 46),
+        ("quantec_2010", 30, "Heart", "V25Gy[%]", 10),
+        ("quantec_2010", 30, "Liver-GTV", "Mean[Gy]", 30),
+        ("quantec_2010", 30, "Stomach", "D100%[Gy]", 45),
+        # ref §5.1, QUANTEC cord paper (Kirkpatrick et al. 2010) partial cord SRS
+        ("quantec_2010_cord", 1, "SpinalCord", "Max[Gy]", 13),
+        ("quantec_2010_cord", 3, "SpinalCord", "Max[Gy]", 20),
+    ],
+)
+def test_rows_match_reference(shipped, source_id, fractions, organ, metric, limit):
+    row = _row(shipped, source_id, fractions, organ, metric)
+    assert row.limit == limit
+    assert row.dose_kind == "physical"
+
+
+def test_hytec_1fx_range_kept_as_limit_and_goal(shipped):
+    # ref §3: "12.4-14.0 Gy/1 fx" for 1-5 % myelopathy risk
+    row = _row(shipped, "hytec_2021_spinalcord", 1, "SpinalCord", "Max[Gy]")
+    assert (row.limit, row.goal) == (14.0, 12.4)
+    assert "12.4-14.0" in row.notes
+
+
+def test_critical_volume_rows_use_greater_equal(shipped):
+    for c in shipped.constraints:
+        if c.parsed_metric.kind == "CV":
+            assert c.comparator == ">=" and c.unit == "cc"
+
+
+def test_uk_sabr_reported_as_skipped(shipped):
+    notes = "\n".join(shipped.notes)
+    assert "uk_sabr_2022: skipped (status untranscribed)" in notes
+    assert "nccn_nsclc: skipped (status single-secondary)" in notes
+    assert not any(c.source_id.startswith("uk_sabr") for c in shipped.constraints)
+
+
+def test_alpha_beta_defaults(shipped):
+    # ref §6.2: cord 2 (HMR; HyTEC re-irradiation), lung 3, liver 2, brachial plexus 2
+    assert shipped.alpha_beta_for("SpinalCord") == 2
+    assert shipped.alpha_beta_for("Lungs-GTV") == 3
+    assert shipped.alpha_beta_for("Liver") == 2
+    assert shipped.alpha_beta_for("BrachialPlex_L") == 2
+    assert shipped.alpha_beta_for("Unknown") is None
+
+
+# ----------------------------------------------------------------------------- loader errors
+
+HEADER = ",".join(TABLE_COLUMNS)
+GOOD = "tg101_2010,T,3,SpinalCord,cord,D0.35cc[Gy],<=,18,,Gy,,physical,,mandatory,,,I,test,"
+
+
+def _write(tmp_path: Path, *rows: str, header: str = HEADER, name: str = "user_3fx.csv") -> Path:
+    (tmp_path / name).write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def _replace(field: str, value: str) -> str:
+    cells = GOOD.split(",")
+    cells[TABLE_COLUMNS.index(field)] = value
+    return ",".join(cells)
+
+
+def test_user_table_loads(tmp_path):
+    loaded = load_tables(folder=_write(tmp_path, GOOD))
+    assert len(loaded.constraints) == 1
+    assert loaded.constraints[0].where == "user_3fx.csv:2"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (_replace("metric", "D0.35ccGy"), "user_3fx.csv:3: 'D0.35ccGy' is not a TG-263"),
+        (_replace("limit", "abc"), "user_3fx.csv:3: limit 'abc' is not a number"),
+        (_replace("comparator", "=<"), "user_3fx.csv:3: comparator '=<'"),
+        (_replace("fractions", "0"), "user_3fx.csv:3: fractions must be an integer >= 1"),
+        (_replace("fractions", "2.5"), "user_3fx.csv:3: fractions must be an integer >= 1"),
+        (_replace("source_id", "nobody_2030"), "user_3fx.csv:3: unknown source_id 'nobody_2030'"),
+        (_replace("evidence", "U"), "user_3fx.csv:3: evidence 'U' (unverified)"),
+        (_replace("evidence", "S"), "user_3fx.csv:3: evidence 'S' (single-secondary)"),
+        (_replace("organ", "CORD"), "user_3fx.csv:3: organ 'CORD' is an alias"),
+        (_replace("organ", "Spleeen"), "user_3fx.csv:3: organ 'Spleeen' is not a TG-263"),
+        (_replace("unit", "cc"), "user_3fx.csv:3: unit 'cc' does not match"),
+        (_replace("dose_kind", "EQD2"), "user_3fx.csv:3: a EQD2 limit needs its alpha_beta"),
+        (_replace("comparator", ">="), "user_3fx.csv:3: D0.35cc[Gy] is an OAR upper limit"),
+        (_replace("priority", "must"), "user_3fx.csv:3: priority 'must'"),
+        (_replace("limit", ""), "user_3fx.csv:3: empty required column 'limit'"),
+        (GOOD, "user_3fx.csv:3: duplicate of user_3fx.csv:2"),
+    ],
+)
+def test_malformed_rows_give_file_line(tmp_path, row, message):
+    # the first data row (line 2) is valid, the faulty one is on line 3
+    folder = _write(tmp_path, GOOD, row)
+    with pytest.raises(ConstraintTableError) as info:
+        load_tables(folder=folder)
+    assert message in str(info.value)
+
+
+def test_unknown_column(tmp_path):
+    folder = _write(tmp_path, GOOD + ",x", header=HEADER + ",colour")
+    with pytest.raises(ConstraintTableError, match=r"user_3fx.csv:1: unknown column\(s\) 'colour'"):
+        load_tables(folder=folder)
+
+
+def test_missing_column(tmp_path):
+    header = HEADER.replace("comparator,", "")
+    folder = _write(tmp_path, _replace("comparator", "DROP").replace("DROP,", ""), header=header)
+    with pytest.raises(ConstraintTableError, match="user_3fx.csv:1: missing required column"):
+        load_tables(folder=folder)
+
+
+def test_missing_citation(tmp_path):
+    (tmp_path / "sources.yaml").write_text(
+        "clinic_2030:\n  status: institutional\n  note: no citation\n", encoding="utf-8"
+    )
+    folder = _write(tmp_path, _replace("source_id", "clinic_2030"))
+    with pytest.raises(ConstraintTableError, match="sources.yaml:1: source 'clinic_2030' has no"):
+        load_tables(folder=folder)
+
+
+def test_untranscribed_source_rows_are_skipped_not_errors(tmp_path):
+    folder = _write(tmp_path, GOOD, _replace("source_id", "uk_sabr_2022"))
+    loaded = load_tables(folder=folder)
+    assert len(loaded.constraints) == 1
+    assert any("user_3fx.csv: 1 row(s) skipped" in note for note in loaded.notes)
+
+
+def test_unknown_table_name():
+    with pytest.raises(ConstraintTableError, match="unknown table"):
+        load_tables(["uk_sabr_2022_8fx"])
+
+
+# ----------------------------------------------------------------------------- lookup
+
+
+def test_tabulated_fraction_returns_all_sources(shipped):
+    rows = constraints_for("SpinalCord", 4, shipped)
+    assert {(r.source_id, r.limit) for r in rows} == {
+        ("hytec_2021_spinalcord", 23.0),
+        ("safron2_2016", 20.8),
+    }
+    assert all(r.converted_from_fractions is None for r in rows)
+
+
+def test_untabulated_fraction_converts_from_nearest(shipped):
+    # SpinalCord is tabulated at 1, 2, 3, 4, 5, 30 fx; 8 fx is nearest to 5 (|ln 8/5| = 0.47)
+    rows = constraints_for("SpinalCord", 8, shipped)
+    assert {r.converted_from_fractions for r in rows} == {5}
+    (cord,) = rows
+    # HyTEC 25.3 Gy / 5 fx at α/β 2: EQD2 = 25.3 (5.06 + 2)/4 = 44.6545 Gy;
+    # 8 fx: D²/32 + D/2 = 44.6545 -> D = 16 (-0.5 + sqrt(0.25 + 5.58181)) = 30.64 Gy
+    assert cord.limit == pytest.approx(30.64, abs=0.005)
+    assert "converted from n=5" in cord.describe()
+    assert "α/β = 2 Gy" in cord.conversion_note
+
+
+def test_15fx_uses_30fx_rows_log_distance(shipped):
+    # Lungs-GTV tabulated at 1, 4, 5, 30: |ln 15/30| = 0.69 < |ln 15/5| = 1.10
+    rows = constraints_for("Lungs-GTV", 15, shipped)
+    (v20,) = rows
+    assert v20.converted_from_fractions == 30
+    # V20Gy in 30 fx at α/β 3: EQD2 = 20 (0.667 + 3)/5 = 14.667 Gy; in 15 fx:
+    # D²/75 + 0.6 D = 14.667 -> D = (-0.6 + sqrt(0.36 + 0.78222)) / (2/75) = 17.578 Gy
+    assert v20.parsed_metric.kind == "V"
+    assert v20.parsed_metric.value == pytest.approx(17.578, abs=0.001)
+    assert v20.limit == 30  # the volume limit (%) is unchanged
+
+
+def test_critical_volume_conversion(shipped):
+    row = _row(shipped, "tg101_2010", 5, "Lungs-GTV", "CV12.5Gy[cc]")
+    converted = convert_constraint(row, 8, 3.0)
+    # EQD2 = 12.5 (2.5 + 3)/5 = 13.75 Gy; 8 fx: D²/40 + 0.6 D = 13.75
+    # -> D = 20 (-0.6 + sqrt(0.36 + 1.375)) = 14.344 Gy
+    assert converted.parsed_metric.value == pytest.approx(14.344, abs=0.001)
+    assert converted.metric.startswith("CV14.34")
+    assert converted.limit == 1500 and converted.comparator == ">="
+
+
+def _user_row(tmp_path, fractions, metric, limit, *, organ="SpinalCord", relative=""):
+    row = GOOD
+    for field, value in (
+        ("fractions", str(fractions)),
+        ("metric", metric),
+        ("limit", str(limit)),
+        ("organ", organ),
+    ):
+        row = _replace_in(row, field, value)
+    if relative:
+        row = _replace_in(_replace_in(row, "limit_relative_to", relative), "unit", "%")
+    return row
+
+
+def _replace_in(row: str, field: str, value: str) -> str:
+    cells = row.split(",")
+    cells[TABLE_COLUMNS.index(field)] = value
+    return ",".join(cells)
+
+
+def test_reference_worked_conversion_30gy_5fx_to_8fx(tmp_path):
+    # ref §10.3: "D0.035cc[Gy] <= 30 at α/β 2 becomes 36.5 Gy in 8 fx" (converted from n=5)
+    folder = _write(tmp_path, _user_row(tmp_path, 5, "D0.035cc[Gy]", 30), name="user_5fx.csv")
+    (row,) = load_tables(folder=folder).constraints
+    converted = convert_constraint(row, 8, 2.0)
+    assert converted.limit == pytest.approx(36.5, abs=0.05)
+    assert converted.converted_from_fractions == 5 and converted.fractions == 8
+
+
+def test_reference_hmr_great_vessels_conversion(tmp_path):
+    # ref §2: TG-101 GreatVes 5 fx max 53 Gy converted (α/β 3) to 8 fx gives 64.9 Gy
+    folder = _write(
+        tmp_path, _user_row(tmp_path, 5, "D0.035cc[Gy]", 53, organ="GreatVes"), name="u.csv"
+    )
+    (row,) = load_tables(folder=folder).constraints
+    assert convert_constraint(row, 8, 3.0).limit == pytest.approx(64.9, abs=0.05)
+
+
+def test_conversion_needs_alpha_beta_and_refuses_relative_limits(tmp_path):
+    folder = _write(
+        tmp_path,
+        _user_row(tmp_path, 5, "D0.035cc[Gy]", 30),
+        _user_row(tmp_path, 5, "Max[%]", 105, organ="Esophagus", relative="rx"),
+        name="u.csv",
+    )
+    absolute, relative = load_tables(folder=folder).constraints
+    with pytest.raises(ConstraintTableError, match="u.csv:2: no α/β"):
+        convert_constraint(absolute, 8)
+    with pytest.raises(ConstraintTableError, match="relative to the prescription"):
+        convert_constraint(relative, 8, 3.0)
+
+
+def test_tie_goes_to_smaller_fraction_number(tmp_path):
+    # 4 fx lies at equal log distance from 2 and 8 fx (ratio 2 each way)
+    folder = _write(
+        tmp_path,
+        _user_row(tmp_path, 2, "D0.035cc[Gy]", 17),
+        _user_row(tmp_path, 8, "D0.035cc[Gy]", 32),
+        name="u.csv",
+    )
+    rows = constraints_for("SpinalCord", 4, load_tables(folder=folder))
+    assert [r.converted_from_fractions for r in rows] == [2]
+    assert math.isclose(abs(math.log(4 / 2)), abs(math.log(8 / 4)))
+
+
+def test_no_rows_for_unknown_organ(shipped):
+    assert constraints_for("Spleen", 5, shipped) == []
