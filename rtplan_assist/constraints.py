@@ -280,12 +280,16 @@ class ConstraintSet:
 
 
 def shipped_folder() -> Path:
-    """Folder of the shipped data files (``constraints/`` at the top of the source tree).
+    """Folder of the shipped data files: the package ``rtplan_assist.constraint_tables``,
+    mapped from ``constraints/`` at the top of the source tree (``pyproject.toml``)."""
+    try:
+        from importlib.resources import files
 
-    Located by path, not imported: this module is ``rtplan_assist.constraints``, the name that
-    ``pyproject.toml`` also gives the data folder, so the data cannot be reached as a package
-    while this module exists (see the packaging note in ``constraints/README.md``).
-    """
+        candidate = Path(str(files("rtplan_assist.constraint_tables")))
+        if (candidate / "sources.yaml").is_file():
+            return candidate
+    except (ModuleNotFoundError, TypeError):
+        pass
     here = Path(__file__).resolve().parent
     for candidate in (here.parent / "constraints", here / "constraints"):
         if (candidate / "sources.yaml").is_file():
