@@ -1,0 +1,81 @@
+"""``rtplan-assist`` command line.
+
+Every command reports bad input as one line on stderr (``rtplan-assist: error: ...``) and a
+non-zero exit code, never a traceback (set ``RTPLAN_ASSIST_DEBUG=1`` to see one). Commands
+live in small modules that expose ``register(subparsers)``; their handlers return the
+process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from . import __version__
+from .errors import RtplanAssistError
+
+# Modules that add sub-commands, in the order they are listed in --help.
+COMMAND_MODULES = (
+    "rtplan_assist.cli_dvh",
+    "rtplan_assist.cli_evaluate",
+    "rtplan_assist.cli_batch",
+    "rtplan_assist.cli_app",
+)
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not the user's input
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtplan-assist",
+        description="Radiotherapy planning assistant: DVHs, BED/EQD2 per lesion, OAR constraints.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtplan-assist {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that command is not part of this build
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except RtplanAssistError as exc:
+        print(f"rtplan-assist: error: {_one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rtplan-assist: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+        if os.environ.get("RTPLAN_ASSIST_DEBUG"):
+            raise
+        print(
+            f"rtplan-assist: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(a bug: please report it; RTPLAN_ASSIST_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
