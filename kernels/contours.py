@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _row_intervals(vx, vy, poly_start, q_lo, q_hi, y, buf):
     """Sorted even-odd crossings of the horizontal line ``y`` with polygons ``q_lo..q_hi-1``.
 
@@ -46,7 +46,7 @@ def _row_intervals(vx, vy, poly_start, q_lo, q_hi, y, buf):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _plane_edges(vx, vy, poly_start, q_lo, q_hi):
     """Non-horizontal edges of polygons ``q_lo..q_hi-1`` as (x_at_ylo, ylo, x_at_yhi, yhi),
     sorted by ``ylo`` for an active-edge sweep."""
@@ -76,7 +76,7 @@ def _plane_edges(vx, vy, poly_start, q_lo, q_hi):
     return e[order]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _update_active(edges, active, n_active, next_edge, y):
     """Active-edge table step for a sweep line at ``y`` (ascending between calls).
 
@@ -95,7 +95,7 @@ def _update_active(edges, active, n_active, next_edge, y):
     return k, next_edge
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _active_crossings(edges, active, n_active, y, buf):
     """Sorted crossings of the line ``y`` with the active edges; returns their number."""
     n = 0
@@ -111,7 +111,7 @@ def _active_crossings(edges, active, n_active, y, buf):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _band_edges(vy, v_lo, v_hi, extra):
     """Sorted unique band edges: every vertex ``y`` of the plane plus ``extra`` inside range."""
     ymin = np.inf
@@ -140,7 +140,7 @@ def _band_edges(vy, v_lo, v_hi, extra):
     return out[:k]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _z_pieces(z_lo, z_hi, breaks):
     """Split the slab ``[z_lo, z_hi]`` at every value of ``breaks`` strictly inside it."""
     out = np.empty(breaks.shape[0] + 2)
