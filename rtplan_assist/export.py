@@ -241,7 +241,7 @@ def write_eqd2_rtdose(
     ds.ImagePositionPatient = [_ds(v) for v in (grid.origin[0], grid.origin[1], grid.z_mm[0])]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.PixelSpacing = [_ds(grid.spacing[1]), _ds(grid.spacing[0])]  # [row (y), column (x)]
-    ds.SliceThickness = _ds(grid.spacing[2]) if nz > 1 else _ds(grid.spacing[2])
+    ds.SliceThickness = _ds(grid.spacing[2])
     ds.GridFrameOffsetVector = [_ds(z - grid.z_mm[0]) for z in grid.z_mm]
     ds.FrameIncrementPointer = pydicom.tag.Tag(0x3004, 0x000C)
     ds.NumberOfFrames = nz
@@ -309,7 +309,7 @@ def _expand(mask: np.ndarray, margin_mm: float, spacing_zyx: tuple[float, float,
 
     if margin_mm <= 0 or not mask.any():
         return mask.copy()
-    pad = [int(math.ceil(margin_mm / s)) + 1 for s in spacing_zyx]
+    pad = [math.ceil(margin_mm / s) + 1 for s in spacing_zyx]
     idx = np.argwhere(mask)
     lo = np.maximum(idx.min(axis=0) - pad, 0)
     hi = np.minimum(idx.max(axis=0) + pad + 1, mask.shape)
