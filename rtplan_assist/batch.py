@@ -1,0 +1,602 @@
+"""Batch evaluation of every patient folder under a root, resumable, on a pool or Dask.
+
+One task per patient folder. A task gets *paths* (never arrays), loads the case, evaluates
+every lesion at its planned regimen (plus the options of a regimen file), writes that
+patient's report and returns plain dicts: tidy rows, a summary row, the result as JSON.
+The driver collects the results as they complete, stores each patient's record atomically
+in ``OUT/patients/``, and at the end writes the aggregate files atomically:
+
+``metrics.csv``
+    One row per patient, lesion, regimen, structure and metric (the engine's tidy columns,
+    prefixed by ``folder``). A patient that could not be evaluated has one row with
+    ``status = error`` and the reason.
+``summary.csv``
+    One row per patient folder: status (``evaluated``/``error``), verdict, failing mandatory
+    constraints, report file, whether the record was reused.
+``results.json``
+    Batch information and the full result of each patient (or its error).
+``manifest.json``
+    Folder → input fingerprint and record file, for humans and other tools.
+``reports/<folder>.pdf``
+    The MDT report of each evaluated patient (``--report-format html`` for HTML).
+
+Resuming
+--------
+Each patient record carries a fingerprint of its inputs: SHA-256 over the sorted list of
+(relative path, size, mtime_ns) of every file under the patient folder, plus the batch
+options (constraint tables, regimen file content, report format, rtplan-assist version). A
+re-run reuses every record whose fingerprint is unchanged and recomputes the others, so an
+interrupted batch resumes where it stopped, without duplicate or lost rows (records are
+whole files renamed into place; aggregates are rebuilt from the records of the folders
+present now). The fingerprint is the file *metadata*, not the content: it costs one ``stat``
+per file, and a file rewritten in place with identical size within the filesystem's
+timestamp resolution would be missed (copying or touching a file always changes mtime_ns).
+
+Exit codes (:func:`exit_code`)
+------------------------------
+0  every patient was evaluated and no mandatory constraint failed (goals may be missed);
+1  every patient was evaluated and at least one mandatory constraint failed;
+2  at least one patient could not be evaluated (this wins over 1: an unevaluated patient
+   may hide a failure, so the batch is not a complete answer); also bad usage or input;
+70 internal error; 130 interrupted (records finished so far are kept; re-run to resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .errors import RtplanAssistError
+from .outputs import atomic_write_text
+
+__all__ = [
+    "EXIT_ERRORS",
+    "EXIT_FAIL",
+    "EXIT_OK",
+    "SUMMARY_COLUMNS",
+    "BatchSummary",
+    "evaluate_patient",
+    "exit_code",
+    "folder_fingerprint",
+    "run_batch",
+]
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_ERRORS = 2
+
+RECORD_VERSION = 1
+
+SUMMARY_COLUMNS = (
+    "folder", "patient_id", "status", "verdict", "n_lesions", "failing_constraints",
+    "goals_missed", "not_evaluable", "error", "report", "reused", "seconds",
+)
+
+#: Tidy columns used for error rows and when the engine is unavailable to say its own.
+_FALLBACK_TIDY = (
+    "patient_id", "lesion_id", "regimen", "structure", "organ", "role", "metric", "value",
+    "unit", "kind", "model", "alpha_beta_gy", "comparator", "limit", "goal", "status",
+    "reason", "source", "constraint_fractions", "converted_from_fractions", "priority",
+)
+
+
+def tidy_columns() -> tuple[str, ...]:
+    """``folder`` followed by the engine's ``TIDY_COLUMNS``."""
+    try:
+        from .evaluation import TIDY_COLUMNS
+
+        columns = tuple(TIDY_COLUMNS)
+    except ImportError:  # pragma: no cover - engine absent from a partial build
+        columns = _FALLBACK_TIDY
+    return ("folder", *[c for c in columns if c != "folder"])
+
+
+# =============================================================================================
+# Inputs
+# =============================================================================================
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def patient_folders(root: Path) -> list[Path]:
+    """Patient folders under ``root``: those :func:`find_patient_folders` identifies, plus
+    every direct sub-folder of ``root`` holding files but no identifiable patient (all its
+    files damaged or not DICOM), so that such a patient becomes an error row instead of
+    disappearing from the batch."""
+    from .dicom import find_patient_folders
+
+    found = [Path(p) for p in find_patient_folders(root)]
+    extra = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if any(_is_within(f, child) or _is_within(child, f) for f in found):
+            continue
+        if any(q.is_file() for q in child.rglob("*")):
+            extra.append(child)
+    return sorted(set(found) | set(extra))
+
+
+def _files_under(folder: Path, skip: Iterable[Path] = ()) -> list[Path]:
+    skip = {Path(s) for s in skip}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if here / d not in skip)
+        out.extend(here / f for f in sorted(filenames))
+    return out
+
+
+def folder_fingerprint(folder: Path, *, skip: Iterable[Path] = (), extra: str = "") -> str:
+    """SHA-256 of (relative path, size, mtime_ns) of every file under ``folder``.
+
+    ``skip`` lists sub-folders that are other patients (a patient folder can contain another
+    patient's folder when the root itself holds one patient's files). ``extra`` mixes in the
+    batch options.
+    """
+    h = hashlib.sha256()
+    h.update(extra.encode())
+    for path in _files_under(folder, skip):
+        st = path.stat()
+        h.update(f"{path.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _file_digest(path: str | os.PathLike | None) -> str:
+    if path is None:
+        return "-"
+    path = Path(path)
+    if path.is_dir():
+        return folder_fingerprint(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record_name(rel: str) -> str:
+    """File-system-safe, collision-free name for a patient folder's record and report."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", rel).strip("._") or "root"
+    return f"{stem[:80]}-{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
+
+
+# =============================================================================================
+# Per-patient task (runs in a worker process; only plain data in and out)
+# =============================================================================================
+
+
+def _limit_numba_threads() -> None:
+    """One Numba thread per worker: several patients run in parallel, not one patient's loops."""
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    if "numba" in sys.modules:
+        try:
+            sys.modules["numba"].set_num_threads(1)
+        except (ValueError, AttributeError):  # pragma: no cover - numba without threading layer
+            pass
+
+
+def _worker_init() -> None:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    _limit_numba_threads()
+
+
+def _json_safe(value):
+    """NaN/inf → None, numpy scalars → Python numbers, for JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return _json_safe(value.item())
+    return value
+
+
+def _verdict_parts(result) -> tuple[str, list[str], int, int]:
+    """(verdict, failing mandatory constraints, goals missed, not evaluable) of the choice."""
+    verdict = result.verdict()
+    failing, goals, not_evaluable = [], 0, 0
+    for row in list(result.rows) + list(result.composite_rows):
+        if (row.lesion_id != "composite" and result.choice
+                and row.regimen != result.choice.get(row.lesion_id).label):
+            continue
+        if row.status == "fail":
+            failing.append(f"{row.lesion_id} {row.structure} {row.metric} {row.comparator} "
+                           f"{row.limit:g} ({row.value:.2f} {row.unit})")
+        elif row.status == "goal missed":
+            goals += 1
+        elif row.status == "not evaluable":
+            not_evaluable += 1
+    return str(verdict), list(dict.fromkeys(failing)), goals, not_evaluable
+
+
+def evaluate_patient(task: dict) -> dict:
+    """Evaluate one patient folder; the default task of :func:`run_batch`.
+
+    Parameters
+    ----------
+    task : dict
+        ``folder`` (absolute path), ``rel`` (path relative to the root), ``tables``
+        (folder or None), ``regimens_file`` (path or None), ``report_path`` (path or None),
+        ``report_format`` (``pdf``/``html``).
+
+    Returns
+    -------
+    dict
+        ``status`` ``evaluated`` with ``summary`` (a row of :data:`SUMMARY_COLUMNS`), ``rows``
+        (tidy dicts) and ``result`` (JSON-ready dict); or ``status`` ``error`` with ``error``
+        (one line). Never raises for a patient's data problem.
+    """
+    _limit_numba_threads()
+    start = time.perf_counter()
+    rel = task["rel"]
+    try:
+        from .dicom import load_case
+        from .evaluation import CaseEvaluator, result_rows_tidy, result_to_dict
+        from .regimens import load_regimen_file
+
+        regimens = load_regimen_file(task["regimens_file"]) if task.get("regimens_file") else None
+        case = load_case(task["folder"])
+        evaluator = CaseEvaluator(case, tables=task.get("tables"), regimens=regimens)
+        planned = {lesion.lesion_id: lesion.planned for lesion in evaluator.lesions}
+        result = evaluator.evaluate(choice=planned)
+        rows = [dict(r) for r in result_rows_tidy(result)]
+        if regimens:
+            seen = {(r["lesion_id"], r["regimen"]) for r in rows}
+            for lesion in evaluator.lesions:
+                options = regimens.get(lesion.lesion_id, regimens.get("*", []))
+                for regimen in options:
+                    if (lesion.lesion_id, regimen.label) in seen:
+                        continue
+                    seen.add((lesion.lesion_id, regimen.label))
+                    rows.extend(_row_dict(r) for r in evaluator.lesion_rows(lesion.lesion_id,
+                                                                           regimen))
+        verdict, failing, goals, not_evaluable = _verdict_parts(result)
+        report = ""
+        if task.get("report_path"):
+            from .report import write_report
+
+            write_report(result, evaluator, task["report_path"],
+                         fmt=task.get("report_format", "pdf"))
+            report = task["report_rel"]
+        summary = {
+            "folder": rel, "patient_id": result.patient_id, "status": "evaluated",
+            "verdict": verdict, "n_lesions": len(evaluator.lesions),
+            "failing_constraints": "; ".join(failing), "goals_missed": goals,
+            "not_evaluable": not_evaluable, "error": "", "report": report,
+        }
+        return {
+            "status": "evaluated", "folder": rel, "summary": summary,
+            "rows": [_json_safe({"folder": rel, **r}) for r in rows],
+            "result": _json_safe(result_to_dict(result)),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+    except RtplanAssistError as exc:
+        reason = " ".join(str(exc).split())
+    except MemoryError:
+        reason = "out of memory while evaluating this patient"
+    except Exception as exc:  # noqa: BLE001 - one patient's bug must not stop the batch
+        reason = f"internal error {type(exc).__name__}: {' '.join(str(exc).split())}"
+    return _error_record(rel, reason, time.perf_counter() - start,
+                         patient_id=_patient_id_guess(task["folder"]))
+
+
+def _row_dict(row) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(row) if is_dataclass(row) else dict(row)
+
+
+def _patient_id_guess(folder: str) -> str:
+    """PatientID of any readable RT file of the folder (for error rows), else ''."""
+    try:
+        from .dicom import list_patients
+
+        patients = list_patients(folder)
+        return patients[0]["patient_id"] if len(patients) == 1 else ""
+    except Exception:  # noqa: BLE001 - best effort for an error row
+        return ""
+
+
+def _error_record(rel: str, reason: str, seconds: float, *, patient_id: str = "") -> dict:
+    summary = {c: "" for c in SUMMARY_COLUMNS}
+    summary.update(folder=rel, patient_id=patient_id, status="error", error=reason)
+    row = {c: "" for c in tidy_columns()}
+    row.update(folder=rel, patient_id=patient_id, status="error", reason=reason)
+    return {"status": "error", "folder": rel, "summary": summary, "rows": [row],
+            "result": None, "error": reason, "seconds": round(seconds, 3)}
+
+
+# =============================================================================================
+# Executors
+# =============================================================================================
+
+
+class SerialExecutor(Executor):
+    """Runs each task in the calling process when submitted (``workers=0``: debugging, tests)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            future.set_exception(exc)
+        return future
+
+
+def _make_executor(workers: int | None, scheduler: str | None):
+    """(executor, closer, description)."""
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    if scheduler is None:
+        if n == 0:
+            return SerialExecutor(), (lambda: None), "serial (in process)"
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: no fork of a process that already runs Numba/tqdm threads
+        pool = ProcessPoolExecutor(max_workers=max(n, 1), initializer=_worker_init,
+                                   mp_context=multiprocessing.get_context("spawn"))
+        return pool, (lambda: pool.shutdown(wait=True, cancel_futures=True)), (
+            f"process pool, {max(n, 1)} workers")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise RtplanAssistError(
+            "--scheduler needs Dask distributed: pip install 'rtplan-assist[dask]'"
+        ) from exc
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=max(n, 1), threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               env={"NUMBA_NUM_THREADS": "1"})
+        client = Client(cluster)
+
+        def close():
+            client.close()
+            cluster.close()
+
+        return client.get_executor(), close, f"Dask LocalCluster, {max(n, 1)} workers"
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise RtplanAssistError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from exc
+    return client.get_executor(), client.close, f"Dask scheduler {scheduler}"
+
+
+# =============================================================================================
+# Driver
+# =============================================================================================
+
+
+@dataclass
+class BatchSummary:
+    """Outcome of :func:`run_batch`.
+
+    Attributes
+    ----------
+    out_dir : Path
+    n_patients, n_evaluated, n_failed, n_errors, n_reused : int
+        Folders found; evaluated; evaluated with a failed mandatory constraint; not
+        evaluable (error rows); records reused from a previous run.
+    exit_code : int
+        See the module docstring.
+    seconds : float
+    executor : str
+    records : list of dict
+        Summary rows, in folder order.
+    """
+
+    out_dir: Path
+    n_patients: int = 0
+    n_evaluated: int = 0
+    n_failed: int = 0
+    n_errors: int = 0
+    n_reused: int = 0
+    exit_code: int = EXIT_OK
+    seconds: float = 0.0
+    executor: str = ""
+    records: list[dict] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.n_patients} patients: {self.n_evaluated} evaluated "
+                f"({self.n_failed} with a failed constraint), {self.n_errors} not evaluable, "
+                f"{self.n_reused} unchanged and reused; {self.seconds:.1f} s on {self.executor}; "
+                f"exit {self.exit_code}")
+
+
+def exit_code(records: Iterable[dict]) -> int:
+    """2 if any patient is an error, else 1 if any verdict has a failed constraint, else 0."""
+    records = list(records)
+    if any(r["summary"]["status"] == "error" for r in records):
+        return EXIT_ERRORS
+    if any(_has_fail(r["summary"]) for r in records):
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def _has_fail(summary: dict) -> bool:
+    return bool(summary.get("failing_constraints")) or str(summary.get("verdict", "")).lower() \
+        .startswith("fail")
+
+
+def _check_out_dir(root: Path, out_dir: Path) -> None:
+    if _is_within(out_dir, root):
+        raise RtplanAssistError(
+            f"--out {out_dir} is inside ROOT {root}; rtplan-assist never writes into the input "
+            "tree: choose an output folder outside it."
+        )
+
+
+def _options_key(tables, regimens_file, report_format) -> str:
+    return json.dumps({
+        "version": __version__, "record": RECORD_VERSION,
+        "tables": _file_digest(tables), "regimens": _file_digest(regimens_file),
+        "report": report_format,
+    }, sort_keys=True)
+
+
+def _load_record(path: Path, fingerprint: str) -> dict | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("fingerprint") != fingerprint or record.get("record_version") != RECORD_VERSION:
+        return None
+    return record
+
+
+def run_batch(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    tables: str | os.PathLike | None = None,
+    regimens_file: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    report_format: str | None = "pdf",
+    task: Callable[[dict], dict] = evaluate_patient,
+) -> BatchSummary:
+    """Evaluate every patient folder under ``root`` and write the batch outputs to ``out_dir``.
+
+    Parameters
+    ----------
+    root : folder of patient folders (read only).
+    out_dir : output folder; refused when inside ``root``.
+    tables : constraint table folder, default the shipped tables.
+    regimens_file : CSV of fractionation options (``lesion,total_dose_gy,fractions``).
+    workers : int, optional
+        Worker processes (default: CPU count); ``0`` runs serially in this process.
+    scheduler : {None, "local", "tcp://host:port"}
+        ``None``: a local process pool; ``"local"``: a Dask LocalCluster on 127.0.0.1;
+        an address: an existing Dask scheduler (workers must see the same paths).
+    progress : show a tqdm bar on stderr.
+    report_format : ``"pdf"``, ``"html"`` or ``None`` (no reports).
+    task : the per-patient function (picklable; default :func:`evaluate_patient`).
+
+    Returns
+    -------
+    BatchSummary
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    root = Path(root).resolve()
+    out_dir = Path(out_dir).resolve()
+    if not root.is_dir():
+        raise RtplanAssistError(f"{root}: no such folder.")
+    _check_out_dir(root, out_dir)
+    if report_format not in (None, "pdf", "html"):
+        raise RtplanAssistError(f"report format {report_format!r}: use pdf or html")
+    options = _options_key(tables, regimens_file, report_format)
+    folders = patient_folders(root)
+    (out_dir / "patients").mkdir(parents=True, exist_ok=True)
+
+    records: dict[str, dict] = {}
+    todo: list[dict] = []
+    for folder in folders:
+        rel = folder.relative_to(root).as_posix() if folder != root else "."
+        nested = [f for f in folders if f != folder and folder in f.parents]
+        fingerprint = folder_fingerprint(folder, skip=nested, extra=options)
+        name = _record_name(rel)
+        record_path = out_dir / "patients" / f"{name}.json"
+        previous = _load_record(record_path, fingerprint)
+        if previous is not None:
+            previous["reused"] = True
+            records[rel] = previous
+            continue
+        report_rel = f"reports/{name}.{report_format}" if report_format else ""
+        todo.append({
+            "folder": str(folder), "rel": rel, "fingerprint": fingerprint,
+            "record_path": str(record_path),
+            "tables": str(tables) if tables else None,
+            "regimens_file": str(regimens_file) if regimens_file else None,
+            "report_path": str(out_dir / report_rel) if report_format else None,
+            "report_rel": report_rel, "report_format": report_format,
+        })
+
+    summary = BatchSummary(out_dir=out_dir, n_patients=len(folders), n_reused=len(records))
+    bar = tqdm(total=len(folders), initial=len(records), unit="patient", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True, desc="rtplan-assist batch")
+    executor, close, summary.executor = (None, lambda: None, "none (all reused)")
+    try:
+        if todo:
+            executor, close, summary.executor = _make_executor(workers, scheduler)
+            futures = {executor.submit(task, {k: v for k, v in t.items()
+                                              if k not in ("fingerprint", "record_path")}): t
+                       for t in todo}
+            for future in as_completed(futures):
+                t = futures[future]
+                try:
+                    record = future.result()
+                except Exception as exc:  # noqa: BLE001 - a dead worker is one patient's error
+                    record = _error_record(t["rel"], f"worker failed: {type(exc).__name__}: "
+                                           f"{' '.join(str(exc).split())}", 0.0)
+                record.update(fingerprint=t["fingerprint"], record_version=RECORD_VERSION,
+                              reused=False)
+                atomic_write_text(t["record_path"], json.dumps(record, allow_nan=False))
+                records[t["rel"]] = record
+                bar.update(1)
+                bar.set_postfix_str(t["rel"][-30:], refresh=False)
+    finally:
+        bar.close()
+        close()
+
+    ordered = [records[f.relative_to(root).as_posix() if f != root else "."] for f in folders]
+    _write_aggregates(out_dir, root, ordered, summary.executor)
+    summary.records = [dict(r["summary"], reused=r.get("reused", False),
+                            seconds=r.get("seconds", "")) for r in ordered]
+    summary.n_errors = sum(r["summary"]["status"] == "error" for r in ordered)
+    summary.n_evaluated = len(ordered) - summary.n_errors
+    summary.n_failed = sum(r["summary"]["status"] == "evaluated" and _has_fail(r["summary"])
+                           for r in ordered)
+    summary.exit_code = exit_code(ordered)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _csv_text(columns, rows) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _write_aggregates(out_dir: Path, root: Path, records: list[dict], executor: str) -> None:
+    columns = tidy_columns()
+    atomic_write_text(out_dir / "metrics.csv",
+                      _csv_text(columns, (row for r in records for row in r["rows"])))
+    atomic_write_text(out_dir / "summary.csv", _csv_text(SUMMARY_COLUMNS, (
+        dict(r["summary"], reused="yes" if r.get("reused") else "no",
+             seconds=r.get("seconds", "")) for r in records)))
+    info = {
+        "software": f"rtplan-assist {__version__}", "root": str(root),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": executor,
+        "exit_code": exit_code(records),
+    }
+    atomic_write_text(out_dir / "results.json", json.dumps({
+        "batch": info,
+        "patients": [{"folder": r["folder"], "status": r["summary"]["status"],
+                      "error": r.get("error"), "result": r.get("result")} for r in records],
+    }, indent=1, allow_nan=False))
+    atomic_write_text(out_dir / "manifest.json", json.dumps({
+        "batch": info, "fingerprint": "sha256 of (relative path, size, mtime_ns) per file + "
+        "options; see rtplan_assist.batch",
+        "patients": {r["folder"]: {"fingerprint": r["fingerprint"],
+                                   "record": f"patients/{_record_name(r['folder'])}.json",
+                                   "status": r["summary"]["status"]} for r in records},
+    }, indent=1))
