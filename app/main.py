@@ -1,0 +1,111 @@
+"""The Dash application: :func:`create_app` builds one app with its own state.
+
+Pages live in ``app/pages`` (``dash.register_page``: layouts only); every callback is
+registered by :func:`rtplan_assist.app.callbacks.register_callbacks` with the app's
+:class:`~rtplan_assist.app.state.AppState` in its closure, so nothing is shared between two
+apps and page modules hold no state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+import diskcache
+from dash import DiskcacheManager, dcc, html
+
+from .state import AppState
+from .views import progress_panel
+
+__all__ = ["create_app"]
+
+APP_DIR = Path(__file__).resolve().parent
+PAGES_DIR = APP_DIR / "pages"
+ASSETS_DIR = APP_DIR / "assets"
+
+
+def root_layout(state: AppState) -> html.Div:
+    """Navigation bar, patient picker and upload, progress, stores and the page container."""
+    picker = dcc.Dropdown(
+        id="patient-picker", options=state.picker_options(None), value=state.default_key(),
+        placeholder="Choose a patient…", clearable=False, style={"minWidth": "280px"},
+    )
+    upload = dcc.Upload(
+        id="upload", multiple=True, max_size=state.limits.max_upload_bytes,
+        children=html.Span(["Upload a patient (.zip or files, ≤ ",
+                            f"{state.limits.max_upload_bytes // (1024 * 1024)} MB)"]),
+        className="upload-zone", className_reject="upload-zone upload-reject",
+    )
+    nav = dbc.Navbar(
+        dbc.Container([
+            dbc.NavbarBrand("rtplan-assist", href="/"),
+            dbc.Nav([
+                dbc.NavItem(dbc.NavLink("Overview", href="/", id="nav-overview")),
+                dbc.NavItem(dbc.NavLink("Composite / MDT", href="/composite",
+                                        id="nav-composite")),
+                dbc.NavItem(dbc.NavLink("Composite dose", href="/dose/composite",
+                                        id="nav-composite-dose")),
+            ], navbar=True, className="me-auto"),
+            html.Div(picker, className="me-2 picker-box"),
+            upload,
+        ], fluid=True),
+        color="dark", dark=True, className="mb-3",
+    )
+    return html.Div([
+        dcc.Location(id="url", refresh="callback-nav"),
+        dcc.Store(id="session-id", storage_type="session"),
+        dcc.Store(id="patient", storage_type="session"),
+        dcc.Store(id="choices", storage_type="session", data={}),
+        dcc.Store(id="loaded", storage_type="memory"),
+        nav,
+        dbc.Container([
+            html.Div(id="upload-message"),
+            progress_panel(),
+            html.Div(id="load-error"),
+            dash.page_container,
+        ], fluid=True),
+    ])
+
+
+def create_app(data_path=None, *, cache_dir=None) -> dash.Dash:
+    """Build the app on a patient folder, a data root (patient picker) or the demo patient.
+
+    Parameters
+    ----------
+    data_path : path or None
+        A folder with one patient's DICOM RT files, a data root with several patients, or
+        None for the built-in demo patient.
+    cache_dir : path or None
+        Background-job results and prepared evaluations; a temporary folder removed at exit
+        when None.
+
+    Returns
+    -------
+    dash.Dash
+        Served from local assets only (no CDN); ``app.server`` is the Flask server and
+        ``app.rtplan_state`` the :class:`AppState`.
+    """
+    from .callbacks import register_callbacks
+
+    state = AppState(data_path, cache_dir=cache_dir)
+    manager = DiskcacheManager(diskcache.Cache(str(state.cache_dir / "jobs")))
+    app = dash.Dash(
+        "rtplan_assist.app",
+        use_pages=True,
+        pages_folder=str(PAGES_DIR),
+        assets_folder=str(ASSETS_DIR),
+        serve_locally=True,
+        external_stylesheets=[],
+        external_scripts=[],
+        suppress_callback_exceptions=True,
+        background_callback_manager=manager,
+        title="rtplan-assist",
+        update_title=None,
+    )
+    # one upload plus its base64 overhead and some slack; larger posts are refused by Flask
+    app.server.config["MAX_CONTENT_LENGTH"] = int(state.limits.max_upload_bytes * 1.4) + 2**20
+    app.layout = root_layout(state)
+    register_callbacks(app, state)
+    app.rtplan_state = state
+    return app

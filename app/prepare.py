@@ -1,0 +1,104 @@
+"""Prepare a patient for the app in a fresh interpreter: ``python -m rtplan_assist.app.prepare``.
+
+``python -m rtplan_assist.app.prepare FOLDER OUT.pkl`` loads the case, evaluates every regimen
+of every lesion and the recommendation, and pickles the evaluator to ``OUT.pkl`` (written to a
+temporary name and renamed). Progress goes to stdout as ``PROGRESS <i> <n> <text>`` lines; a
+refusal is one ``ERROR <message>`` line and exit code 2.
+
+Why a separate interpreter: the background callback runs in a process *forked* from the
+threaded web server. Numba's OpenMP threading layer aborts a forked child that launches a
+parallel kernel once the parent has used one (the web process does, for the composite EQD2),
+and the fork-safe ``workqueue`` layer aborts on concurrent use from the server's threads. A
+fresh interpreter has neither problem; it costs about a second of start-up on a job that takes
+many seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from pathlib import Path
+
+PICKLE_VERSION = 1
+
+# Caches of the evaluator that are large and cheap to rebuild in the web process: dropped
+# before pickling to keep the file small (the rows caches, which are what is slow, stay).
+_TRANSIENT_CACHES = ("_eqd2_sums", "_composite_dvh_cache", "_common_dose")
+
+
+def build_evaluator(folder: str | Path, progress=None):
+    """Load ``folder`` and evaluate every regimen of every lesion and the recommendation.
+
+    ``progress(i, n, text)`` is called between steps. Returns ``(CaseEvaluator,
+    Recommendation)``; the recommendation is kept because recomputing it is the slow part.
+    """
+    from rtplan_assist.dicom import load_case
+    from rtplan_assist.evaluation import CaseEvaluator
+
+    def report(i, n, text):
+        if progress is not None:
+            progress(i, n, text)
+
+    report(0, 1, "reading the DICOM files")
+    case = load_case(folder)
+    report(0, 1, f"finding the lesions of patient {case.patient_id}")
+    evaluator = CaseEvaluator(case)
+    steps = [(les.lesion_id, r) for les in evaluator.lesions
+             for r in evaluator.regimens_for(les.lesion_id)]
+    total = len(steps) + 2
+    for i, (lesion_id, regimen) in enumerate(steps, start=1):
+        report(i, total, f"{lesion_id} at {regimen.label}: DVHs and constraints")
+        evaluator.lesion_rows(lesion_id, regimen)
+    report(len(steps) + 1, total, "joint recommendation and composite EQD2 of all lesions")
+    recommendation = evaluator.recommend()
+    evaluator.composite_rows(recommendation.choice)
+    report(total, total, "done")
+    return evaluator, recommendation
+
+
+def write_pickle(evaluator, recommendation, path: str | Path) -> None:
+    """Pickle the evaluator and its recommendation atomically (transient caches dropped)."""
+    for name in _TRANSIENT_CACHES:
+        cache = getattr(evaluator, name, None)
+        if hasattr(cache, "clear"):
+            cache.clear()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump((PICKLE_VERSION, evaluator, recommendation), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def read_pickle(path: str | Path):
+    """``(evaluator, recommendation)`` from ``path``, or None when stale or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            version, evaluator, recommendation = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - a stale or partial cache is simply recomputed
+        return None
+    return (evaluator, recommendation) if version == PICKLE_VERSION else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rtplan_assist.errors import RtplanAssistError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m rtplan_assist.app.prepare FOLDER OUT.pkl", file=sys.stderr)
+        return 2
+
+    def progress(i, n, text):
+        print(f"PROGRESS {i} {n} {' '.join(str(text).split())}", flush=True)
+
+    try:
+        evaluator, recommendation = build_evaluator(args[0], progress)
+        write_pickle(evaluator, recommendation, args[1])
+    except RtplanAssistError as exc:
+        print(f"ERROR {' '.join(str(exc).split())}", flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

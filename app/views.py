@@ -1,0 +1,238 @@
+"""Components of the screens as plain functions of evaluation results (no callbacks, no state).
+
+Every number leaves here with its unit, its kind (physical, EQD2, BED) and, when it is not a
+physical dose, its model and α/β; every status is a coloured badge *with* its text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from .figures import STATUS_COLOURS
+
+__all__ = [
+    "STATUS_ORDER",
+    "comparison_table",
+    "composite_table",
+    "fmt_number",
+    "kind_text",
+    "limit_text",
+    "status_badge",
+    "verdict_alert",
+    "worst_status",
+]
+
+_PRIORITY_RANK = {"mandatory": 0, "optimal": 1, "report": 2}
+
+#: Severity order, worst last.
+STATUS_ORDER = ("info", "pass", "not evaluable", "goal missed", "fail")
+
+
+def fmt_number(value, unit: str = "", digits: int = 2) -> str:
+    """``"12.35 Gy"``; ``"n/e"`` for NaN or None (not evaluable)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/e"
+    text = f"{float(value):.{digits}f}"
+    return f"{text} {unit}".strip()
+
+
+def kind_text(row) -> str:
+    """``"physical"``, or ``"EQD2, LQ α/β = 3 Gy"`` for a radiobiological quantity."""
+    kind = getattr(row, "kind", "") or ""
+    if kind.lower() == "physical" or not kind:
+        return "physical"
+    model = getattr(row, "model", "") or ""
+    ab = getattr(row, "alpha_beta_gy", None)
+    parts = [kind]
+    if model and "α/β" in model:
+        parts.append(model)
+    else:
+        if model:
+            parts.append(model)
+        if ab is not None and not (isinstance(ab, float) and math.isnan(ab)):
+            parts.append(f"α/β = {ab:g} Gy")
+    return ", ".join(parts[:1]) + (" (" + ", ".join(parts[1:]) + ")" if parts[1:] else "")
+
+
+def limit_text(row) -> str:
+    """``"≤ 30.00 Gy"`` (limit) and ``"goal ≤ 25.00 Gy"`` when there is a goal."""
+    if row.limit is None or (isinstance(row.limit, float) and math.isnan(row.limit)):
+        return ""
+    comp = {"<=": "≤", ">=": "≥", "<": "<", ">": ">"}.get(row.comparator, row.comparator or "")
+    text = f"{comp} {fmt_number(row.limit, row.unit)}"
+    goal = getattr(row, "goal", None)
+    if goal is not None and not (isinstance(goal, float) and math.isnan(goal)):
+        text += f"; goal {comp} {fmt_number(goal, row.unit)}"
+    return text
+
+
+def status_badge(status: str, *, small: bool = False) -> html.Span:
+    """A coloured badge that also says the status in words."""
+    colour, text = STATUS_COLOURS.get(status, ("#6c757d", status.upper() or "?"))
+    dark_text = status == "goal missed"
+    return html.Span(
+        text,
+        className="badge status-badge" + (" badge-sm" if small else ""),
+        style={"backgroundColor": colour, "color": "#212529" if dark_text else "white"},
+        title=status,
+        **{"data-status": status},
+    )
+
+
+def worst_status(statuses: Iterable[str]) -> str:
+    """The most severe status (``fail`` > ``goal missed`` > ``not evaluable`` > ``pass``)."""
+    worst = "info"
+    for s in statuses:
+        if s in STATUS_ORDER and STATUS_ORDER.index(s) > STATUS_ORDER.index(worst):
+            worst = s
+    return worst
+
+
+def _converted_note(row) -> str:
+    src = getattr(row, "converted_from_fractions", None)
+    if src:
+        return f"† limit converted from {src} fx (LQ, α/β = {row.alpha_beta_gy:g} Gy)"
+    return ""
+
+
+def _cell(row) -> html.Td:
+    children = [
+        html.Div([html.Span(fmt_number(row.value, row.unit), className="fw-semibold"), " ",
+                  status_badge(row.status, small=True)] if row.role == "oar" or row.limit
+                 is not None else [html.Span(fmt_number(row.value, row.unit),
+                                             className="fw-semibold")]),
+        html.Div(kind_text(row), className="cell-kind"),
+    ]
+    limit = limit_text(row)
+    if limit:
+        children.append(html.Div(limit, className="cell-limit"))
+    conv = _converted_note(row)
+    if conv:
+        children.append(html.Div(conv, className="cell-converted"))
+    if row.status == "not evaluable" and row.reason:
+        children.append(html.Div(row.reason, className="cell-reason"))
+    return html.Td(children, className=f"status-{row.status.replace(' ', '-')}")
+
+
+def _row_key(row) -> tuple:
+    return (row.role, row.structure, row.metric, row.kind if row.role == "target" else "")
+
+
+def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | None,
+                     recommended: str | None, binding: str | None = None) -> dbc.Table:
+    """Regimens as columns; target rows, then one row per OAR constraint.
+
+    Parameters
+    ----------
+    rows_by_regimen : mapping regimen label -> ResultRow list (``lesion_rows``)
+    chosen, recommended : regimen labels
+    binding : str
+        The binding constraint of the recommended regimen (text from the recommendation).
+    """
+    labels = list(rows_by_regimen)
+    order: dict[tuple, object] = {}
+    cells: dict[tuple, dict[str, object]] = {}
+    for label, rows in rows_by_regimen.items():
+        for row in rows:
+            key = _row_key(row)
+            order.setdefault(key, row)
+            cells.setdefault(key, {})[label] = row
+
+    def sort_key(item):
+        row = item[1]
+        prio = _PRIORITY_RANK.get(getattr(row, "priority", ""), 9)
+        return (0 if row.role == "target" else 1, not row.structure, prio, row.organ,
+                row.structure, row.metric)
+
+    head = [html.Th("Structure · metric", className="col-metric")]
+    for label in labels:
+        tags = []
+        if label == recommended:
+            tags.append(html.Span("recommended", className="badge bg-primary ms-1"))
+        if label == chosen:
+            tags.append(html.Span("chosen", className="badge bg-dark ms-1"))
+        worst = worst_status(r.status for r in rows_by_regimen[label] if r.role == "oar")
+        head.append(html.Th([html.Div([label, *tags]), status_badge(worst, small=True)],
+                            className="col-regimen" + (" col-recommended" if label ==
+                                                       recommended else "")
+                            + (" col-chosen" if label == chosen else ""),
+                            **{"data-regimen": label}))
+    body = []
+    for key, row in sorted(order.items(), key=sort_key):
+        first = html.Td([
+            html.Div(f"{row.structure} · {row.metric}", className="fw-semibold"),
+            html.Div(("target" if row.role == "target" else (row.organ or "OAR"))
+                     + (f" · {row.source}" if getattr(row, "source", "") else ""),
+                     className="cell-source"),
+        ])
+        tds = [first]
+        for label in labels:
+            r = cells[key].get(label)
+            tds.append(_cell(r) if r is not None else html.Td("—", className="text-muted"))
+        body.append(html.Tr(tds))
+    caption = []
+    if recommended and binding:
+        caption.append(html.Span(["Recommended ", html.B(recommended), "; binding constraint: ",
+                                  html.B(binding)]))
+    table = dbc.Table([html.Thead(html.Tr(head)), html.Tbody(body)], bordered=True, hover=True,
+                      size="sm", responsive=True, className="comparison-table",
+                      id="comparison-table")
+    return html.Div([html.Div(caption, className="mb-2", id="recommendation-caption"), table])
+
+
+def composite_table(rows: Sequence, contributors: Mapping[tuple, list[str]] | None = None
+                    ) -> dbc.Table:
+    """Composite OAR rows (EQD2): structure, metric, value, limit, status, contributing lesions."""
+    contributors = contributors or {}
+    head = html.Tr([html.Th(t) for t in ("Structure", "Metric", "Composite value",
+                                         "Limit", "Status", "Contributing lesions", "Source")])
+    body = []
+    for row in rows:
+        if row.role != "oar":
+            continue
+        contrib = contributors.get((row.structure, row.metric))
+        if contrib is None:
+            contrib = getattr(row, "contributors", None) or []
+        body.append(html.Tr([
+            html.Td(row.structure),
+            html.Td(row.metric),
+            html.Td([html.Div(fmt_number(row.value, row.unit), className="fw-semibold"),
+                     html.Div(kind_text(row), className="cell-kind")]),
+            html.Td([limit_text(row), html.Div(_converted_note(row), className="cell-converted")]),
+            html.Td([status_badge(row.status),
+                     html.Div(row.reason, className="cell-reason") if row.reason else None]),
+            html.Td(", ".join(contrib) if contrib else "—"),
+            html.Td(row.source or "", className="cell-source"),
+        ], className=f"status-{row.status.replace(' ', '-')}"))
+    return dbc.Table([html.Thead(head), html.Tbody(body)], bordered=True, hover=True, size="sm",
+                     responsive=True, id="composite-table", className="composite-table")
+
+
+def verdict_alert(status: str, explanation: Sequence[str] = ()) -> dbc.Alert:
+    """The overall verdict with its colour and its words."""
+    colour = {"pass": "success", "goal missed": "warning", "fail": "danger"}.get(status,
+                                                                                  "secondary")
+    words = {"pass": "All composite OAR limits met", "goal missed": "Limits met, goals missed",
+             "fail": "A composite OAR limit is exceeded",
+             "not evaluable": "Some composite constraints are not evaluable"}.get(status, status)
+    return dbc.Alert([html.Div([status_badge(status), " ", html.B(words)], id="verdict"),
+                      html.Ul([html.Li(t) for t in explanation], className="mb-0 mt-2")
+                      if explanation else None], color=colour, className="mb-3")
+
+
+def progress_panel() -> html.Div:
+    """Progress bar and status line of the background load (shown while it runs)."""
+    return html.Div([
+        html.Div("Loading patient…", className="fw-semibold"),
+        html.Progress(id="load-progress", value="0", max="1", style={"width": "100%"}),
+        html.Div(id="load-status", className="small text-muted"),
+    ], id="load-panel", style={"display": "none"}, className="mb-3")
+
+
+def graph(id_: str, figure=None, height: int | None = None) -> dcc.Graph:
+    style = {"height": f"{height}px"} if height else None
+    return dcc.Graph(id=id_, figure=figure or {}, config={"displaylogo": False}, style=style)

@@ -1,0 +1,65 @@
+"""``rtplan-assist serve [PATH] [--port N] [--host 127.0.0.1] [--debug]``: the Dash app."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+__all__ = ["register"]
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="open the planning assistant in a browser (demo patient without PATH)",
+        description=(
+            "Start the web app on a patient folder, on a data root holding several patients "
+            "(a patient picker), or on the built-in demo patient when PATH is omitted. It "
+            "listens on 127.0.0.1 unless --host says otherwise."
+        ),
+    )
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="patient folder or data root (default: the demo patient)")
+    p.add_argument("--port", type=int, default=8050, help="TCP port (default 8050)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="keep prepared evaluations here between runs (default: a temporary "
+                        "folder removed at exit)")
+    p.add_argument("--debug", action="store_true",
+                   help="Dash debug mode (reloader, dev tools); never on a shared network")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    from rtplan_assist.app import create_app
+
+    if not is_loopback(args.host):
+        print(
+            f"rtplan-assist: warning: listening on {args.host}: anyone who can reach this "
+            "address can see the patient data; there is no login. Use 127.0.0.1 unless the "
+            "network is trusted.",
+            file=sys.stderr,
+        )
+    app = create_app(args.path, cache_dir=args.cache_dir)
+    state = app.rtplan_state
+    what = {"demo": "the demo patient", "folder": f"patient folder {args.path}",
+            "root": f"{len(state.entries)} patients under {args.path}"}[state.mode]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"rtplan-assist: serving {what} on http://{shown}:{args.port}/ (Ctrl+C stops)",
+          file=sys.stderr)
+    app.run(host=args.host, port=args.port, debug=bool(args.debug),
+            use_reloader=bool(args.debug))
+    return 0
