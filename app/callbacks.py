@@ -237,12 +237,11 @@ def register_callbacks(app, state: AppState) -> None:
 
     @app.callback(
         Output("loaded", "data"), Output("load-error", "children"),
-        Input("patient", "data"), State("session-id", "data"),
+        Input("patient", "data"), Input("session-id", "data"),
         background=True,
         progress=[Output("load-progress", "value"), Output("load-progress", "max"),
                   Output("load-status", "children")],
         running=[(Output("load-panel", "style"), {"display": "block"}, {"display": "none"})],
-        prevent_initial_call=True,
     )
     def load_patient(set_progress, patient, session):
         if not patient or not session:

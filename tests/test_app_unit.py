@@ -1,0 +1,298 @@
+"""Unit tests of the app without a browser: upload checks, tables, figures, state."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import stat
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from rtplan_assist.app.figures import (
+    constraint_points,
+    dose_slice_figure,
+    dvh_figure,
+    structure_outline,
+)
+from rtplan_assist.app.upload import (
+    UploadLimits,
+    check_zip,
+    decoded_size,
+    extract_zip,
+    safe_relative_path,
+    save_upload,
+)
+from rtplan_assist.app.views import comparison_table, kind_text, status_badge, worst_status
+
+from rtplan_assist.dvh import DVH
+from rtplan_assist.errors import UploadError
+from rtplan_assist.model import Grid, Structure
+
+MB = 1024 * 1024
+
+
+def _zip(members: dict[str, bytes], *, symlink: str | None = None,
+         compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+def _data_url(data: bytes) -> str:
+    return "data:application/zip;base64," + base64.b64encode(data).decode()
+
+
+# -- upload -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../evil.dcm", "a/../../evil.dcm", "/etc/passwd",
+                                  "\\\\server\\share\\x", "C:\\Windows\\x.dcm", "c:x.dcm",
+                                  "a/\x00b", "", "CON", "dir/aux.txt"])
+def test_unsafe_names_are_refused(name):
+    with pytest.raises(UploadError):
+        safe_relative_path(name)
+
+
+def test_safe_names_are_normalised():
+    assert str(safe_relative_path("pat1\\CT\\./CT.1.dcm")) == "pat1/CT/CT.1.dcm"
+
+
+def test_zip_slip_member_refused_before_anything_is_written(tmp_path):
+    data = _zip({"ok.dcm": b"x" * 10, "../../outside.dcm": b"y"})
+    with pytest.raises(UploadError, match="outside the upload folder"):
+        extract_zip(data, tmp_path / "dest", UploadLimits())
+    assert not (tmp_path / "dest").exists()
+    assert not (tmp_path / "outside.dcm").exists()
+
+
+def test_absolute_member_and_symlink_refused(tmp_path):
+    with pytest.raises(UploadError, match="absolute"):
+        extract_zip(_zip({"/abs.dcm": b"x"}), tmp_path, UploadLimits())
+    with pytest.raises(UploadError, match="symbolic link"):
+        extract_zip(_zip({"a.dcm": b"x"}, symlink="link"), tmp_path, UploadLimits())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zip_bomb_refused_by_ratio(tmp_path):
+    # 20 MB of zeros deflate to ~20 kB: a ratio near 1000 (DICOM compresses 2-20x)
+    data = _zip({"bomb.dcm": bytes(20 * MB)})
+    assert len(data) < 100_000
+    with pytest.raises(UploadError, match="zip bomb"):
+        extract_zip(data, tmp_path, UploadLimits())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zip_refused_by_total_uncompressed_size_and_file_count(tmp_path):
+    limits = UploadLimits(max_uncompressed_bytes=1000, max_files=3)
+    with pytest.raises(UploadError, match="unpacks to more than"):
+        check_zip(zipfile.ZipFile(io.BytesIO(_zip({"a": b"x" * 600, "b": b"y" * 600}))),
+                  limits)
+    with pytest.raises(UploadError, match="more than 3 files"):
+        check_zip(zipfile.ZipFile(io.BytesIO(_zip({f"f{i}": b"x" for i in range(4)}))),
+                  limits)
+
+
+def test_upload_over_the_cap_is_refused_with_sizes(tmp_path):
+    limits = UploadLimits(max_upload_bytes=1 * MB)
+    url = _data_url(b"x" * (2 * MB))
+    assert decoded_size(url) == 2 * MB
+    with pytest.raises(UploadError, match=r"2\.0 MB, more than the 1\.0 MB cap"):
+        save_upload([url], ["big.zip"], tmp_path, limits)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_zip_and_folder_upload_are_extracted_without_overwriting(tmp_path):
+    data = _zip({"pat/CT.1.dcm": b"ct", "pat/RS.dcm": b"rs"})
+    written = save_upload([_data_url(data), _data_url(b"plan")], ["case.zip", "extra/RP.dcm"],
+                          tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "case/pat/CT.1.dcm", "case/pat/RS.dcm", "extra/RP.dcm"]
+    assert (tmp_path / "case/pat/RS.dcm").read_bytes() == b"rs"
+    with pytest.raises(UploadError, match="nothing is overwritten"):
+        save_upload([_data_url(b"again")], ["extra/RP.dcm"], tmp_path)
+    assert (tmp_path / "extra/RP.dcm").read_bytes() == b"plan"
+
+
+def test_corrupt_zip_is_refused(tmp_path):
+    with pytest.raises(UploadError, match="not a readable zip"):
+        save_upload([_data_url(b"PK not a zip")], ["x.zip"], tmp_path)
+
+
+# -- tables -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    structure: str
+    metric: str
+    value: float
+    status: str
+    regimen: str = "50 Gy/5"
+    role: str = "oar"
+    organ: str = "Esophagus"
+    unit: str = "Gy"
+    kind: str = "physical"
+    model: str = "LQ"
+    alpha_beta_gy: float | None = 3.0
+    comparator: str = "<="
+    limit: float | None = 35.0
+    goal: float | None = None
+    reason: str = ""
+    source: str = "tg101_2010"
+    constraint_fractions: int | None = 5
+    converted_from_fractions: int | None = None
+    priority: str = "mandatory"
+    lesion_id: str = "L2"
+    patient_id: str = "P"
+
+
+def _text(component) -> str:
+    """All text of a Dash component tree."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return " ".join(_text(c) for c in component)
+    return _text(getattr(component, "children", None))
+
+
+def test_status_badge_has_colour_and_words():
+    for status, word in (("pass", "PASS"), ("goal missed", "GOAL MISSED"), ("fail", "FAIL")):
+        badge = status_badge(status)
+        assert badge.children == word
+        assert badge.style["backgroundColor"].startswith("#")
+    assert worst_status(["pass", "goal missed", "fail", "pass"]) == "fail"
+    assert worst_status(["pass", "not evaluable"]) == "not evaluable"
+
+
+def test_kind_text_shows_model_and_alpha_beta():
+    assert kind_text(Row("Cord", "Max[Gy]", 1.0, "pass")) == "physical"
+    assert kind_text(Row("Cord", "Max[Gy]", 1.0, "pass", kind="EQD2", alpha_beta_gy=2.0)) == \
+        "EQD2 (LQ, α/β = 2 Gy)"
+
+
+def test_comparison_table_columns_units_status_and_conversion():
+    rows = {
+        "50 Gy/5": [Row("PTV_2", "Rx[Gy]", 100.0, "info", role="target", kind="BED",
+                        alpha_beta_gy=10.0, limit=100.0, comparator=">=", unit="Gy"),
+                    Row("Esophagus", "D0.03cc[Gy]", 34.52, "fail", limit=32.89,
+                        converted_from_fractions=4)],
+        "45 Gy/15": [Row("PTV_2", "Rx[Gy]", 58.5, "info", role="target", kind="BED",
+                         alpha_beta_gy=10.0, limit=100.0, comparator=">=", regimen="45 Gy/15"),
+                     Row("Esophagus", "D0.03cc[Gy]", 31.0, "pass", regimen="45 Gy/15",
+                         limit=40.0)],
+    }
+    div = comparison_table(rows, chosen="45 Gy/15", recommended="45 Gy/15",
+                           binding="Esophagus D0.03cc[Gy] at 50 Gy/5")
+    text = _text(div)
+    assert "34.52 Gy" in text and "FAIL" in text and "PASS" in text
+    assert "≤ 32.89 Gy" in text
+    assert "† limit converted from 4 fx (LQ, α/β = 3 Gy)" in text
+    assert "BED (LQ, α/β = 10 Gy)" in text
+    assert "binding constraint" in text and "recommended" in text and "chosen" in text
+    table = div.children[1]
+    header = table.children[0].children.children
+    assert [getattr(th, "data-regimen", None) for th in header[1:]] == ["50 Gy/5", "45 Gy/15"]
+    body = table.children[1].children
+    assert "PTV_2" in _text(body[0])  # target rows first
+
+
+# -- figures ------------------------------------------------------------------------------------
+def _dvh(name="Esophagus", volume=10.0, dmax=40.0):
+    dose = np.linspace(0, dmax, 81)
+    vol = volume * (1 - dose / dmax)
+    return DVH(name, 1, volume, volume, 0.0, dose, vol, 0.0, dmax / 2, dmax)
+
+
+def test_dvh_figure_traces_and_axis_units():
+    rows = [Row("Esophagus", "D0.03cc[Gy]", 34.5, "fail", limit=32.0),
+            Row("Esophagus", "V20Gy[%]", 50.0, "pass", limit=60.0, unit="%")]
+    fig = dvh_figure([("Esophagus", "50 Gy/5", _dvh()), ("Esophagus", "45 Gy/15", _dvh())],
+                     kind="physical", rows=rows)
+    names = [t.name for t in fig.data]
+    assert names == ["Esophagus — 50 Gy/5", "Esophagus — 45 Gy/15", "constraint limits"]
+    assert fig.layout.xaxis.title.text == "Dose (Gy, physical)"
+    assert fig.layout.yaxis.title.text == "Volume (% of structure)"
+    pts = constraint_points(rows, {"Esophagus": _dvh()})
+    # D0.03cc <= 32 Gy -> (32 Gy, 0.3 % of 10 cc); V20Gy <= 60 % -> (20 Gy, 60 %)
+    assert pts[0]["dose_gy"] == 32.0 and math.isclose(pts[0]["volume_pct"], 0.3)
+    assert pts[1]["dose_gy"] == 20.0 and pts[1]["volume_pct"] == 60.0
+    eq = dvh_figure([("Esophagus", "50 Gy/5", _dvh())], kind="EQD2", model="LQ, α/β = 3 Gy")
+    assert eq.layout.xaxis.title.text == "EQD2 (Gy, LQ, α/β = 3 Gy)"
+
+
+def _square(z_planes, half=10.0, cx=0.0, cy=0.0):
+    sq = np.array([[cx - half, cy - half], [cx + half, cy - half], [cx + half, cy + half],
+                   [cx - half, cy + half]])
+    return Structure(1, "Box", "ORGAN", np.asarray(z_planes, float),
+                     [[sq] for _ in z_planes], slice_thickness_mm=2.0)
+
+
+def test_structure_outline_axial_and_cut_planes():
+    box = _square([0.0, 2.0, 4.0])
+    xs, _ys = structure_outline(box, "axial", 2.4)
+    assert xs.count(None) == 1 and min(x for x in xs if x is not None) == -10.0
+    assert structure_outline(box, "axial", 9.0) == ([], [])  # beyond half a slab
+    xs, zs = structure_outline(box, "coronal", 0.0)  # y = 0 cuts x in [-10, 10] on each plane
+    xs_num = [x for x in xs if x is not None]
+    assert min(xs_num) == -10.0 and max(xs_num) == 10.0
+    assert min(z for z in zs if z is not None) == -1.0  # first plane's slab starts 1 mm below
+    assert structure_outline(box, "sagittal", 50.0) == ([], [])
+
+
+def test_dose_slice_figure_layers_and_orientation():
+    grid = Grid.uniform((-20.0, -20.0, 0.0), (2.0, 2.0, 2.0), (3, 21, 21))
+    dose = np.zeros(grid.shape, np.float32)
+    dose[:, 8:13, 8:13] = 50.0
+    ct = np.full(grid.shape, -1000.0, np.float32)
+    fig = dose_slice_figure(plane="axial", position_mm=2.0, dose_grid=grid, dose=dose,
+                            dose_label="Dose (Gy, physical)", wash_threshold=5.0,
+                            isodose_levels=[(50.0, "100% (50 Gy)"), (40.0, "80% (40 Gy)")],
+                            ct_grid=grid, ct_hu=ct, structures=[(_square([2.0]), "red")])
+    names = [t.name for t in fig.data]
+    assert names == ["CT (HU)", "Dose (Gy, physical)", "100% (50 Gy)", "80% (40 Gy)", "Box"]
+    assert fig.layout.yaxis.autorange == "reversed"  # anterior up
+    assert fig.layout.xaxis.title.text == "x (mm)"
+    wash = np.asarray(fig.data[1].z, dtype=float)
+    assert np.isnan(wash[0, 0]) and wash[10, 10] == 50.0
+    cor = dose_slice_figure(plane="coronal", position_mm=0.0, dose_grid=grid, dose=dose,
+                            dose_label="EQD2 (Gy, LQ α/β = 3 Gy)", wash_threshold=5.0,
+                            isodose_levels=[])
+    assert cor.layout.yaxis.title.text == "z (mm)" and cor.layout.yaxis.autorange is True
+
+
+# -- state ----------------------------------------------------------------------------------------
+def test_state_upload_replaced_and_removed(tmp_path, monkeypatch):
+    from rtplan_assist.app import state as state_mod
+
+    st = state_mod.AppState.__new__(state_mod.AppState)
+    st.workdir = tmp_path
+    st.upload_root = tmp_path / "uploads"
+    st.upload_root.mkdir()
+    st.limits = UploadLimits()
+    st._lock = __import__("threading").RLock()
+    st._loaded = {}
+    st._uploads = {}
+    st._seen = {}
+    st.session_ttl_s = 10.0
+    st.entries = []
+    monkeypatch.setattr("rtplan_assist.dicom.find_patient_folders", lambda f: [f])
+    first = st.store_upload("s1", [_data_url(_zip({"RS.dcm": b"x"}))], ["a.zip"])
+    assert first.upload_dir.is_dir() and first.owner_session == "s1"
+    second = st.store_upload("s1", [_data_url(_zip({"RS.dcm": b"y"}))], ["b.zip"])
+    assert not first.upload_dir.exists() and second.upload_dir.is_dir()
+    with pytest.raises(UploadError):
+        st.store_upload("s1", [_data_url(_zip({"../x": b"y"}))], ["c.zip"])
+    assert len(list(st.upload_root.iterdir())) == 1  # the refused upload left nothing
+    assert st.entry(second.key, "s1") == second
+    with pytest.raises(Exception, match="unknown patient"):
+        st.entry(second.key, "someone-else")
+    st._seen["s1"] = -1e9  # long ago: expired at the next touch
+    st.touch("s2")
+    assert not second.upload_dir.exists()
