@@ -36,8 +36,10 @@ Exit codes (:func:`exit_code`)
 ------------------------------
 0  every patient was evaluated and no mandatory constraint failed (goals may be missed);
 1  every patient was evaluated and at least one mandatory constraint failed;
-2  at least one patient could not be evaluated (this wins over 1: an unevaluated patient
-   may hide a failure, so the batch is not a complete answer); also bad usage or input;
+2  at least one patient could not be evaluated: an error row (unreadable or incomplete
+   data), or the verdict ``not evaluable`` (a mandatory constraint of a structure present in
+   the case had no value). This wins over 1: an unevaluated patient may hide a failure, so
+   the batch is not a complete answer. Also bad usage or input (no folder, --out in ROOT);
 70 internal error; 130 interrupted (records finished so far are kept; re-run to resume).
 """
 
@@ -204,20 +206,18 @@ def _json_safe(value):
 
 def _verdict_parts(result) -> tuple[str, list[str], int, int]:
     """(verdict, failing mandatory constraints, goals missed, not evaluable) of the choice."""
-    verdict = result.verdict()
     failing, goals, not_evaluable = [], 0, 0
-    for row in list(result.rows) + list(result.composite_rows):
-        if (row.lesion_id != "composite" and result.choice
-                and row.regimen != result.choice.get(row.lesion_id).label):
-            continue
-        if row.status == "fail":
-            failing.append(f"{row.lesion_id} {row.structure} {row.metric} {row.comparator} "
-                           f"{row.limit:g} ({row.value:.2f} {row.unit})")
+    for row in list(result.chosen_rows()) + list(result.composite_rows):
+        if row.status == "fail" and row.priority == "mandatory":
+            where = "composite EQD2" if row.lesion_id == "composite" else row.lesion_id
+            op = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}.get(row.comparator, "vs")
+            failing.append(f"{where} {row.structure} {row.metric} {row.value:.2f} {op} "
+                           f"{row.limit:g} {row.unit}")
         elif row.status == "goal missed":
             goals += 1
-        elif row.status == "not evaluable":
+        elif row.status == "not evaluable" and row.structure:
             not_evaluable += 1
-    return str(verdict), list(dict.fromkeys(failing)), goals, not_evaluable
+    return str(result.verdict()), list(dict.fromkeys(failing)), goals, not_evaluable
 
 
 def evaluate_patient(task: dict) -> dict:
@@ -241,26 +241,23 @@ def evaluate_patient(task: dict) -> dict:
     start = time.perf_counter()
     rel = task["rel"]
     try:
+        from .constraints import load_tables
         from .dicom import load_case
-        from .evaluation import CaseEvaluator, result_rows_tidy, result_to_dict
+        from .evaluation import CaseEvaluator, find_lesions, result_rows_tidy, result_to_dict
         from .regimens import load_regimen_file
 
-        regimens = load_regimen_file(task["regimens_file"]) if task.get("regimens_file") else None
+        tables = load_tables(task["tables"]) if task.get("tables") else None
         case = load_case(task["folder"])
-        evaluator = CaseEvaluator(case, tables=task.get("tables"), regimens=regimens)
+        if task.get("regimens_file"):
+            # the options of the file; the evaluator adds each lesion's planned regimen
+            regimens = load_regimen_file(task["regimens_file"])
+        else:
+            # planned regimens only: no catalogue search in a batch without options
+            regimens = {lesion.lesion_id: [lesion.planned] for lesion in find_lesions(case, [])}
+        evaluator = CaseEvaluator(case, tables=tables, regimens=regimens)
         planned = {lesion.lesion_id: lesion.planned for lesion in evaluator.lesions}
         result = evaluator.evaluate(choice=planned)
         rows = [dict(r) for r in result_rows_tidy(result)]
-        if regimens:
-            seen = {(r["lesion_id"], r["regimen"]) for r in rows}
-            for lesion in evaluator.lesions:
-                options = regimens.get(lesion.lesion_id, regimens.get("*", []))
-                for regimen in options:
-                    if (lesion.lesion_id, regimen.label) in seen:
-                        continue
-                    seen.add((lesion.lesion_id, regimen.label))
-                    rows.extend(_row_dict(r) for r in evaluator.lesion_rows(lesion.lesion_id,
-                                                                           regimen))
         verdict, failing, goals, not_evaluable = _verdict_parts(result)
         report = ""
         if task.get("report_path"):
@@ -289,12 +286,6 @@ def evaluate_patient(task: dict) -> dict:
         reason = f"internal error {type(exc).__name__}: {' '.join(str(exc).split())}"
     return _error_record(rel, reason, time.perf_counter() - start,
                          patient_id=_patient_id_guess(task["folder"]))
-
-
-def _row_dict(row) -> dict:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(row) if is_dataclass(row) else dict(row)
 
 
 def _patient_id_guess(folder: str) -> str:
@@ -416,9 +407,11 @@ class BatchSummary:
 
 
 def exit_code(records: Iterable[dict]) -> int:
-    """2 if any patient is an error, else 1 if any verdict has a failed constraint, else 0."""
+    """2 if any patient is an error or has the verdict ``not evaluable``, else 1 if any
+    verdict is ``fail``, else 0."""
     records = list(records)
-    if any(r["summary"]["status"] == "error" for r in records):
+    if any(r["summary"]["status"] == "error" or r["summary"].get("verdict") == "not evaluable"
+           for r in records):
         return EXIT_ERRORS
     if any(_has_fail(r["summary"]) for r in records):
         return EXIT_FAIL
@@ -426,8 +419,7 @@ def exit_code(records: Iterable[dict]) -> int:
 
 
 def _has_fail(summary: dict) -> bool:
-    return bool(summary.get("failing_constraints")) or str(summary.get("verdict", "")).lower() \
-        .startswith("fail")
+    return summary.get("verdict") == "fail" or bool(summary.get("failing_constraints"))
 
 
 def _check_out_dir(root: Path, out_dir: Path) -> None:

@@ -1,0 +1,281 @@
+"""``rtplan-assist batch | report | export-dose | export-structures``.
+
+* ``batch ROOT --out DIR``: every patient folder, resumable, on a process pool or Dask;
+* ``report PATH --out report.pdf|report.html``: the MDT report of one patient;
+* ``export-dose PATH --out RD.eqd2.dcm``: the voxel-wise EQD2 composite (or one lesion's
+  converted dose) as an RTDOSE for the TPS;
+* ``export-structures PATH --out RS.derived.dcm``: derived structures as an RTSTRUCT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import EvaluationError, RtplanAssistError
+
+BATCH_EPILOG = """\
+outputs (in --out, each written atomically):
+  metrics.csv    one row per patient, lesion, regimen, structure and metric (tidy);
+                 a patient that could not be evaluated has one row, status 'error', reason
+  summary.csv    one row per patient folder: status, verdict, failing mandatory constraints
+  results.json   full results; manifest.json: input fingerprints; patients/: one record per
+                 patient (what a re-run reuses); reports/: one MDT report per patient
+resuming:
+  a patient whose files (relative path, size, mtime) and batch options are unchanged is not
+  recomputed; an interrupted batch continues where it stopped.
+exit codes:
+  0  every patient evaluated, no mandatory constraint failed (goals may be missed)
+  1  every patient evaluated, at least one mandatory constraint failed
+  2  at least one patient could not be evaluated (error row, or verdict 'not evaluable':
+     a mandatory constraint of a present structure had no value); wins over 1;
+     also bad usage/input
+  70 internal error; 130 interrupted (finished patients are kept: re-run to resume)
+"""
+
+
+def register(subparsers) -> None:
+    """Add the four sub-commands to the ``rtplan-assist`` parser."""
+    p = subparsers.add_parser(
+        "batch", help="evaluate every patient folder under ROOT (resumable, parallel)",
+        description="Evaluate every patient folder under ROOT at its planned regimens (plus "
+        "the options of --regimens) and write tidy metrics, a summary, JSON results and one "
+        "MDT report per patient.",
+        epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("root", type=Path, help="folder of patient folders (read only)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (outside ROOT)")
+    p.add_argument("--tables", type=Path, help="constraint table folder (default: shipped)")
+    p.add_argument("--regimens", type=Path, metavar="FILE",
+                   help="CSV lesion,total_dose_gy,fractions of options to evaluate too")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes (default: CPU count; 0 = serial in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on Dask: 'local' (LocalCluster on 127.0.0.1) or tcp://host:8786 "
+                   "(needs rtplan-assist[dask]; workers must see the same paths)")
+    p.add_argument("--report-format", choices=("pdf", "html", "none"), default="pdf",
+                   help="per-patient report format (default pdf)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_batch)
+
+    p = subparsers.add_parser(
+        "report", help="MDT report (PDF or HTML) of one patient",
+        description="Write the MDT report of one patient: lesions with their regimen, BED10/"
+        "EQD2, constraint tables, composite OARs, isodose images, DVHs, model statement and "
+        "provenance. The format follows the --out suffix (.pdf or .html).",
+    )
+    _case_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="report.pdf or report.html")
+    p.add_argument("--deidentify", action="store_true", help="leave the patient name out")
+    p.set_defaults(handler=_report)
+
+    p = subparsers.add_parser(
+        "export-dose", help="EQD2 composite (or one lesion's EQD2) as an RTDOSE",
+        description="Write the voxel-wise EQD2 composite of the chosen regimens (default: the "
+        "planned ones) as an RTDOSE in the patient's study and frame of reference (DoseType "
+        "EFFECTIVE, DoseSummationType MULTI_PLAN), or with --lesion one lesion's dose at a "
+        "regimen converted to EQD2 (DoseSummationType PLAN). One α/β for every voxel.",
+    )
+    _case_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="output RTDOSE file")
+    p.add_argument("--alpha-beta", type=float, default=3.0, metavar="GY",
+                   help="α/β used for every voxel (default 3 Gy, late-responding tissue)")
+    p.add_argument("--lesion", help="export only this lesion (e.g. L1)")
+    p.add_argument("--regimen", help="regimen of --lesion, e.g. 50/5 (default: planned)")
+    p.set_defaults(handler=_export_dose)
+
+    p = subparsers.add_parser(
+        "export-structures", help="derived structures (Lungs-GTVs, rings, PRVs) as RTSTRUCT",
+        description="Write derived structures on the planning CT as a new RTSTRUCT: "
+        "Lungs-GTVs, a ring around each PTV, and PRVs (default: spinal cord + 5 mm).",
+    )
+    p.add_argument("path", type=Path, nargs="?", help="patient folder or files")
+    p.add_argument("--demo", action="store_true", help="use the built-in demo patient")
+    p.add_argument("--out", type=Path, required=True, help="output RTSTRUCT file")
+    p.add_argument("--ring", default="2,20", metavar="INNER,OUTER",
+                   help="PTV ring from INNER to OUTER mm outside the PTV (default 2,20; "
+                   "'none' for no ring)")
+    p.add_argument("--prv", action="append", default=None, metavar="NAME=MM",
+                   help="PRV of a structure (repeatable); default 'Spinal Cord'=5 when a cord "
+                   "exists; --prv none for no PRV")
+    p.set_defaults(handler=_export_structures)
+
+
+def _case_arguments(p) -> None:
+    p.add_argument("path", type=Path, nargs="?", help="patient folder or files")
+    p.add_argument("--demo", action="store_true", help="use the built-in demo patient")
+    p.add_argument("--tables", type=Path, help="constraint table folder (default: shipped)")
+    p.add_argument("--choose", action="append", default=[], metavar="L1=50/5",
+                   help="regimen of a lesion (repeatable); default: the planned regimens")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _case_path(args) -> Path:
+    if args.demo:
+        if args.path:
+            raise RtplanAssistError("give a PATH or --demo, not both")
+        from .demo import demo_case_folder
+
+        return demo_case_folder()
+    if not args.path:
+        raise RtplanAssistError("give a patient folder (PATH) or --demo")
+    return args.path
+
+
+def _load_tables(folder):
+    if folder is None:
+        return None
+    from .constraints import load_tables
+
+    return load_tables(folder)
+
+
+def _parse_choices(items: list[str]) -> dict:
+    from .regimens import parse_regimen
+
+    out = {}
+    for item in items:
+        lesion, sep, regimen = item.partition("=")
+        if not sep or not lesion.strip():
+            raise EvaluationError(f"--choose {item!r}: write LESION=DOSE/FRACTIONS, e.g. L2=50/5")
+        out[lesion.strip()] = parse_regimen(regimen)
+    return out
+
+
+def _evaluate(args):
+    """(case, evaluator, result) for the planned regimens overridden by --choose."""
+    from .dicom import load_case
+    from .evaluation import CaseEvaluator, find_lesions
+
+    case = load_case(_case_path(args))
+    chosen = _parse_choices(args.choose)
+    lesions = find_lesions(case, [])
+    regimens = {lesion.lesion_id: [lesion.planned] for lesion in lesions}
+    for lid, regimen in chosen.items():
+        if lid not in regimens:
+            raise EvaluationError(
+                f"--choose {lid}: no such lesion; the lesions are {', '.join(regimens)}")
+        regimens[lid] = [regimen]
+    evaluator = CaseEvaluator(case, tables=_load_tables(args.tables), regimens=regimens)
+    choice = {lesion.lesion_id: lesion.planned for lesion in evaluator.lesions}
+    choice.update(chosen)
+    return case, evaluator, evaluator.evaluate(choice=choice)
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+def _batch(args) -> int:
+    from .batch import run_batch
+
+    fmt = None if args.report_format == "none" else args.report_format
+    if args.workers is not None and args.workers < 0:
+        raise RtplanAssistError("--workers must be >= 0")
+    summary = run_batch(
+        args.root, args.out, tables=args.tables, regimens_file=args.regimens,
+        workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
+        report_format=fmt,
+    )
+    for record in summary.records:
+        if record["status"] == "error":
+            print(f"error: {record['folder']}: {record['error']}", file=sys.stderr)
+    print(summary.line(), file=sys.stderr)
+    print(str(summary.out_dir))
+    return summary.exit_code
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".pdf", ".html", ".htm"):
+        raise RtplanAssistError(f"--out {args.out}: the report is .pdf or .html")
+    _, evaluator, result = _evaluate(args)
+    write_report(result, evaluator, args.out, fmt="pdf" if suffix == ".pdf" else "html",
+                 deidentify=args.deidentify)
+    print(f"{args.out}  (verdict {result.verdict()})")
+    return 0
+
+
+def _export_dose(args) -> int:
+    from .export import write_eqd2_rtdose
+    from .radiobiology import Model, eqd2_grid
+
+    if args.alpha_beta <= 0:
+        raise RtplanAssistError("--alpha-beta must be > 0 Gy")
+    if args.regimen and not args.lesion:
+        raise RtplanAssistError("--regimen needs --lesion (use --choose for the composite)")
+    ab = float(args.alpha_beta)
+    if args.lesion:
+        from .regimens import parse_regimen
+
+        if args.choose:
+            raise RtplanAssistError("--lesion exports one lesion: use --regimen, not --choose")
+        from .dicom import load_case
+        from .evaluation import find_lesions
+
+        case = load_case(_case_path(args))
+        lesions = {lesion.lesion_id: lesion for lesion in find_lesions(case, [])}
+        if args.lesion not in lesions:
+            raise EvaluationError(
+                f"--lesion {args.lesion}: no such lesion; the lesions are {', '.join(lesions)}")
+        lesion = lesions[args.lesion]
+        regimen = parse_regimen(args.regimen) if args.regimen else lesion.planned
+        physical = lesion.dose.dose_gy * regimen.scale_from(lesion.planned)
+        eqd2 = eqd2_grid(physical, regimen.fractions, Model("LQ", ab))
+        note = f"EQD2 LQ a/b={ab:g}Gy all voxels, {lesion.lesion_id} {regimen.label}"
+        write_eqd2_rtdose(case, lesion.dose.grid, eqd2, args.out, model_note=note[:64],
+                          referenced_plans=[lesion.plan.sop_instance_uid],
+                          summation_type="PLAN")
+        print(f"{args.out}  ({note}; max {eqd2.max():.2f} Gy)")
+        return 0
+    case, evaluator, result = _evaluate(args)
+    grid, eqd2 = evaluator.composite_eqd2(result.choice, alpha_beta_gy=ab)
+    n = len(result.lesions)
+    note = f"EQD2 sum {n} plans, voxel-wise LQ, a/b={ab:g}Gy all voxels"
+    write_eqd2_rtdose(case, grid, eqd2, args.out, model_note=note[:64],
+                      referenced_plans=[lesion.plan.sop_instance_uid for lesion in
+                                        result.lesions],
+                      summation_type="MULTI_PLAN" if n > 1 else "PLAN",
+                      series_description=("EQD2 composite " + ", ".join(
+                          f"{lid} {r.label}" for lid, r in result.choice.items()))[:64])
+    print(f"{args.out}  ({note}; max {eqd2.max():.2f} Gy)")
+    return 0
+
+
+def _export_structures(args) -> int:
+    from .dicom import load_case
+    from .export import derived_structures, write_derived_rtstruct
+
+    case = load_case(_case_path(args))
+    ring = None
+    if args.ring.strip().lower() != "none":
+        try:
+            inner, outer = (float(v) for v in args.ring.split(","))
+        except ValueError:
+            raise RtplanAssistError(f"--ring {args.ring!r}: write INNER,OUTER in mm, e.g. 2,20")
+        ring = (inner, outer)
+    prv = None
+    if args.prv is not None:
+        prv = {}
+        for item in args.prv:
+            if item.strip().lower() == "none":
+                continue
+            name, sep, mm = item.rpartition("=")
+            try:
+                prv[name] = float(mm)
+            except ValueError:
+                sep = ""
+            if not sep or not name:
+                raise RtplanAssistError(f"--prv {item!r}: write NAME=MM, e.g. 'Spinal Cord=5'")
+    masks, notes = derived_structures(case, ring_mm=ring, prv_margins_mm=prv)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not masks:
+        raise EvaluationError("no derived structure to write", path=case.folder)
+    write_derived_rtstruct(case, args.out, masks)
+    print(f"{args.out}  ({', '.join(masks)})")
+    return 0
