@@ -6,10 +6,15 @@ standing for a slab ``[z_lo, z_hi]`` of half the plane spacing on each side, wit
 
 Integration, per plane:
 
-* **y**: rows at the midpoints of sub-bands of height ``<= h``, band edges at every vertex
-  ``y`` and every dose-grid row: the area of each plane is exact (see ``contours.py``);
+* **y**: rows in sub-bands of height ``<= h``, band edges at every vertex ``y`` and every
+  dose-grid row; inside a band the chord length is linear in ``y``, and rows placed in
+  symmetric pairs keep the area of each plane exact (see ``contours.py``);
 * **z**: the slab is split at every dose plane and into sub-slabs of thickness ``<= h``;
   the prism is constant in ``z``, so the volume is exact;
+* sample phases inside rows and sub-slabs vary from band to band and row to row (a
+  low-discrepancy sequence, paired symmetrically) so that the stair steps of midpoint
+  sampling do not line up across planes: the DVH's quantiles converge much faster than
+  ``h / 2`` while volume and mean stay exact for linear integrands;
 * **x**: exact. Along a row the trilinear dose is piecewise linear between dose-grid
   columns, so each piece of a chord carries a *uniform* dose distribution between its end
   doses. Its contribution to the cumulative histogram is a ramp, accumulated exactly at
@@ -82,6 +87,26 @@ def _dose_at_x(dose, k0, k1, wz, j0, j1, wy, x, gx0, gdx, nx):
 
 
 @njit(cache=True, nogil=True)
+def _jitter(a, b):
+    """A deterministic offset in [0, 1) from two coordinates (mm), via golden-ratio
+    sequences (R2, Roberts 2018): neighbouring planes and rows sample different phases."""
+    v = 0.5 + 0.7548776662466927 * np.floor(a * 1000.0 + 0.5) + 0.5698402909980532 * np.floor(
+        b * 1000.0 + 0.5
+    )
+    return v - np.floor(v)
+
+
+@njit(cache=True, nogil=True)
+def _offset(u, i, n):
+    """Sample position inside sub-interval ``i`` of ``n``: ``u`` and ``1 - u`` alternate, so
+    each pair's samples are symmetric and the midpoint rule's exactness for a linear
+    integrand (chord length in y, dose in z) is kept; an odd last one sits at 0.5."""
+    if n % 2 == 1 and i == n - 1:
+        return 0.5
+    return u if i % 2 == 0 else 1.0 - u
+
+
+@njit(cache=True, nogil=True)
 def _row_dose(node, x, gx0, gdx, nx):
     """Dose at ``x`` on a row from its node values (linear between columns, held outside)."""
     i0, i1, t = _locate((x - gx0) / gdx, nx)
@@ -146,19 +171,24 @@ def _plane(
     zbreaks[nz + 1] = cov[2, 1]
     zp = _z_pieces(z_lo, z_hi, zbreaks)
     n_zp = zp.shape[0] - 1
-    # sub-slab mid-planes, thicknesses and dose-plane weights, shared by every row
+    # sub-slabs: start, thickness, index in its piece and the piece's count; the sample
+    # position inside each sub-slab is set per row (see _offset)
     n_sub = 0
     for m in range(n_zp):
         n_sub += max(1, int(np.ceil((zp[m + 1] - zp[m]) / h - 1e-9)))
-    sub_z = np.empty(n_sub)
+    sub_start = np.empty(n_sub)
     sub_t = np.empty(n_sub)
+    sub_i = np.empty(n_sub, dtype=np.int64)
+    sub_k = np.empty(n_sub, dtype=np.int64)
     s = 0
     for m in range(n_zp):
         k = max(1, int(np.ceil((zp[m + 1] - zp[m]) / h - 1e-9)))
         t = (zp[m + 1] - zp[m]) / k
         for i in range(k):
-            sub_z[s] = zp[m] + (i + 0.5) * t
+            sub_start[s] = zp[m] + i * t
             sub_t[s] = t
+            sub_i[s] = i
+            sub_k[s] = k
             s += 1
 
     edges = _plane_edges(vx, vy, poly_start, q_lo, q_hi)
@@ -183,11 +213,13 @@ def _plane(
         n_active, next_edge = _update_active(edges, active, n_active, next_edge, 0.5 * (y_a + y_b))
         n_rows = max(1, int(np.ceil((y_b - y_a) / h - 1e-9)))
         hr = (y_b - y_a) / n_rows
+        u_band = _jitter(y_a, z_lo)
         for r in range(n_rows):
-            y = y_a + (r + 0.5) * hr
+            y = y_a + (r + _offset(u_band, r, n_rows)) * hr
             n = _active_crossings(edges, active, n_active, y, buf)
             if n < 2:
                 continue
+            u_row = _jitter(y, z_hi)
             chord = 0.0
             for c in range(0, n - 1, 2):
                 chord += buf[c + 1] - buf[c]
@@ -203,7 +235,7 @@ def _plane(
                 continue
             k_prev = -1
             for s in range(n_sub):
-                z = sub_z[s]
+                z = sub_start[s] + _offset(u_row, sub_i[s], sub_k[s]) * sub_t[s]
                 area = hr * sub_t[s]
                 if z < cov[2, 0] or z > cov[2, 1]:
                     acc_out += chord * area
