@@ -11,7 +11,10 @@ What is computed (GitHub issue 3, items 5 and 6)
   the mean dose). OAR rows: every constraint of every organ the tables constrain, evaluated on
   the lesion's scaled physical dose with the table at the regimen's fraction number, or the
   nearest tabulated fraction number converted through EQD2 (LQ, the organ's α/β) and marked
-  ``converted from n=…`` (:func:`rtplan_assist.constraints.constraints_for`). Organs the tables
+  ``converted from n=…`` (:func:`rtplan_assist.constraints.constraints_for`). Where that
+  leaves an organ with report-only rows (e.g. the cord at 15 fx: the nearest table is QUANTEC
+  at 30 fx), the mandatory rows of the nearest fraction number that has them are converted
+  too, so that no fractionation leaves an organ without a mandatory limit. Organs the tables
   constrain but the case lacks give ``not evaluable`` rows.
 * **Composite** (:meth:`CaseEvaluator.composite_rows`): for one regimen per lesion, the
   voxel-wise EQD2 of every lesion (its own ``n``, the organ's α/β) summed on a common grid and
@@ -49,6 +52,7 @@ import math
 import re
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -63,7 +67,7 @@ from .constraints import (
     convert_constraint,
     load_tables,
 )
-from .dvh import DVH, compute_dvhs
+from .dvh import DVH, compute_dvh
 from .errors import ConstraintTableError, EvaluationError
 from .geometry import _point_in_polygon
 from .metrics import Metric
@@ -98,6 +102,9 @@ ABLATIVE_SOURCE = "ablative line BED10 >= 100 Gy: Radiat Oncol J, PMC4206062 (re
 PRIORITY_RANK = {"mandatory": 0, "optimal": 1, "report": 2}
 SITES = ("lung", "liver", "bone", "node", "adrenal", "unknown")
 _MAX_COMMON_VOXELS = 30_000_000
+#: A lesion sets an organ's composite limits when its dose reaches this fraction of its
+#: prescription somewhere in the organ (:meth:`CaseEvaluator.contributors`).
+CONTRIBUTION_FRACTION = 0.10
 
 
 # =============================================================================================
@@ -295,30 +302,30 @@ class EvaluationResult:
 # =============================================================================================
 
 _SITE_STRUCTURES = (
-    ("lung", re.compile(r"lung", re.I)),
-    ("liver", re.compile(r"liver", re.I)),
-    ("adrenal", re.compile(r"adrenal", re.I)),
+    ("lung", re.compile(r"lung", re.IGNORECASE)),
+    ("liver", re.compile(r"liver", re.IGNORECASE)),
+    ("adrenal", re.compile(r"adrenal", re.IGNORECASE)),
     (
         "bone",
         re.compile(
             r"bone|rib|vertebra|^vb|sacrum|femur|pelvi|ilium|humerus|sternum|scapula|clavicle",
-            re.I,
+            re.IGNORECASE,
         ),
     ),
-    ("node", re.compile(r"^ln[_ ]|node|lymph", re.I)),
+    ("node", re.compile(r"^ln[_ ]|node|lymph", re.IGNORECASE)),
 )
 _SITE_NAMES = (
-    ("lung", re.compile(r"lung|\b[RL](?:UL|ML|LL)\b|lobe|pulm", re.I)),
-    ("liver", re.compile(r"liver|hepat", re.I)),
-    ("adrenal", re.compile(r"adrenal", re.I)),
+    ("lung", re.compile(r"lung|\b[RL](?:UL|ML|LL)\b|lobe|pulm", re.IGNORECASE)),
+    ("liver", re.compile(r"liver|hepat", re.IGNORECASE)),
+    ("adrenal", re.compile(r"adrenal", re.IGNORECASE)),
     (
         "bone",
         re.compile(
             r"bone|oss|vertebr|\b[TLC]\d{1,2}\b|rib|sacr|femur|pelvi|ilium|humer|sternum|spine",
-            re.I,
+            re.IGNORECASE,
         ),
     ),
-    ("node", re.compile(r"node|\bLN\b|subcarinal|hilar|mediastin|station|nodal", re.I)),
+    ("node", re.compile(r"node|\bLN\b|subcarinal|hilar|mediastin|station|nodal", re.IGNORECASE)),
 )
 
 
@@ -343,11 +350,11 @@ def _site_of(target: Structure, case: Case, plan: Plan, own: set[str]) -> str:
         for s in case.structures:
             if s.name in own or s.roi_type in ("PTV", "GTV", "CTV", "ITV"):
                 continue
-            if re.search(r"spinal|canal|cord", s.name, re.I):
+            if re.search(r"spinal|canal|cord", s.name, re.IGNORECASE):
                 continue
             if pattern.search(s.name) and _contains(s, centre):
                 return site
-    text = " ".join((plan.label, plan.name, target.name))
+    text = f"{plan.label} {plan.name} {target.name}"
     for site, pattern in _SITE_NAMES:
         if pattern.search(text):
             return site
@@ -367,7 +374,7 @@ def _find_target(case: Case, plan: Plan, warnings: list[str]) -> Structure | Non
     ptvs = [
         s
         for s in case.structures
-        if not s.is_empty and (s.roi_type == "PTV" or re.match(r"^\s*PTV", s.name, re.I))
+        if not s.is_empty and (s.roi_type == "PTV" or re.match(r"^\s*PTV", s.name, re.IGNORECASE))
     ]
     if len(ptvs) == 1:
         return ptvs[0]
@@ -382,7 +389,7 @@ def _find_target(case: Case, plan: Plan, warnings: list[str]) -> Structure | Non
 def _find_gtv(case: Case, target: Structure) -> Structure | None:
     candidates = []
     for pattern in ("GTV", "ITV", "iGTV"):
-        name = re.sub(r"PTV", pattern, target.name, count=1, flags=re.I)
+        name = re.sub(r"PTV", pattern, target.name, count=1, flags=re.IGNORECASE)
         if name != target.name:
             candidates += [s for s in case.structures if s.name.casefold() == name.casefold()]
     if candidates:
@@ -392,8 +399,10 @@ def _find_gtv(case: Case, target: Structure) -> Structure | None:
         s
         for s in case.structures
         if not s.is_empty
-        and (s.roi_type in ("GTV", "ITV") or re.match(r"^\s*(GTV|ITV|iGTV)", s.name, re.I))
-        and np.all((s.bounds_mm().mean(axis=1) >= box[:, 0]) & (s.bounds_mm().mean(axis=1) <= box[:, 1]))
+        and (s.roi_type in ("GTV", "ITV") or re.match(r"^\s*(GTV|ITV|iGTV)", s.name, re.IGNORECASE))
+        and np.all(
+            (s.bounds_mm().mean(axis=1) >= box[:, 0]) & (s.bounds_mm().mean(axis=1) <= box[:, 1])
+        )
     ]
     return inside[0] if len(inside) == 1 else None
 
@@ -608,13 +617,17 @@ class CaseEvaluator:
         self._physical: dict[tuple[str, str], DVH] = {}
         self._rows: dict[tuple[str, Regimen], list[ResultRow]] = {}
         self._constraints: dict[tuple[str, int], tuple[list[Constraint], str]] = {}
-        self._composite_limits: dict[str, list[CompositeLimit]] | None = None
+        self._composite_limits: dict[tuple, dict[str, list[CompositeLimit]]] = {}
         self._composite_notes: dict[str, str] = {}
+        self._contributors: dict[str, list[str]] = {}
         self._common: tuple[Grid, bool] | None = None
         self._common_dose: dict[str, np.ndarray] = {}
-        self._eqd2_sums: OrderedDict = OrderedDict()
-        self._composite_dvh_cache: OrderedDict = OrderedDict()
+        self._boxes: dict[str, tuple] = {}
+        self._organ_cache: OrderedDict = OrderedDict()
         self._composite_rows_cache: OrderedDict = OrderedDict()
+        self._single_cache: dict[tuple, DVH | None] = {}
+        self._check_cache: dict[tuple, tuple[str, ResultRow | None]] = {}
+        self._composite_evaluations = 0
         self.timings: dict[str, float] = {}
 
     # ----------------------------------------------------------------------------- names
@@ -628,7 +641,7 @@ class CaseEvaluator:
             n
             for n in nm.unmatched
             if n not in targets
-            and not re.match(r"^\s*(PTV|GTV|CTV|ITV|iGTV|z|opt|ring|help)", n, re.I)
+            and not re.match(r"^\s*(PTV|GTV|CTV|ITV|iGTV|z|opt|ring|help)", n, re.IGNORECASE)
         ]
         if unmatched:
             self.warnings.append(
@@ -677,18 +690,44 @@ class CaseEvaluator:
         wanted += list(self.oar_structures.values())
         return list({s.name: s for s in wanted if not s.is_empty}.values())
 
-    def _physical_dvhs(self, lesion: Lesion, structures: list[Structure] | None = None):
+    def _compute_physical(self, tasks: list[tuple[Lesion, Structure]]) -> None:
+        """Physical DVHs of (lesion, structure) pairs on two threads, largest first."""
+        unique = {(lesion.lesion_id, s.name): (lesion, s) for lesion, s in tasks}
+        todo = [item for key, item in unique.items() if key not in self._physical]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        todo.sort(key=lambda item: -sum(len(p) for plane in item[1].polygons for p in plane))
+
+        def run(item):
+            lesion, structure = item
+            return compute_dvh(structure, lesion.dose, outside=self.outside)
+
+        if len(todo) == 1:
+            results = [run(todo[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                results = list(pool.map(run, todo))
+        for (lesion, structure), dvh in zip(todo, results):
+            self._physical[(lesion.lesion_id, structure.name)] = dvh
+        self.timings["physical_dvh_s"] = (
+            self.timings.get("physical_dvh_s", 0.0) + time.perf_counter() - t0
+        )
+
+    def _warm(self) -> None:
+        """Compute every lesion's physical DVHs in one pool (better balance than per lesion)."""
+        self._compute_physical(
+            [(lesion, s) for lesion in self.lesions for s in self._lesion_structures(lesion)]
+        )
+
+    def _physical_dvhs(
+        self, lesion: Lesion, structures: list[Structure] | None = None
+    ) -> dict[str, DVH]:
         structures = structures if structures is not None else self._lesion_structures(lesion)
-        todo = [s for s in structures if (lesion.lesion_id, s.name) not in self._physical]
-        if todo:
-            t0 = time.perf_counter()
-            done = compute_dvhs(todo, lesion.dose, outside=self.outside, workers=2)
-            for name, dvh in done.items():
-                self._physical[(lesion.lesion_id, name)] = dvh
-            self.timings["physical_dvh_s"] = (
-                self.timings.get("physical_dvh_s", 0.0) + time.perf_counter() - t0
-            )
-        return {s.name: self._physical[(lesion.lesion_id, s.name)] for s in structures}
+        self._compute_physical([(lesion, s) for s in structures if not s.is_empty])
+        return {
+            s.name: self._physical[(lesion.lesion_id, s.name)] for s in structures if not s.is_empty
+        }
 
     def lesion_dvhs(
         self,
@@ -745,33 +784,61 @@ class CaseEvaluator:
         targets = {lesion.target.name} | ({lesion.gtv.name} if lesion and lesion.gtv else set())
         if lesion is not None and structure_name in targets:
             return TUMOUR_MODEL.alpha_beta_gy
-        if any(structure_name in (l.target.name, getattr(l.gtv, "name", None)) for l in self.lesions):
+        if any(
+            structure_name in (l.target.name, getattr(l.gtv, "name", None)) for l in self.lesions
+        ):
             return TUMOUR_MODEL.alpha_beta_gy
         organ = self._organ_of.get(structure_name) or self.name_match.matched.get(structure_name)
         return self.tables.alpha_beta_for(organ) if organ else None
 
     # ----------------------------------------------------------------------------- constraints
     def _constraints_at(self, organ: str, fractions: int) -> tuple[list[Constraint], str]:
+        """Rows of an organ at a fraction number, and a note when something was left out.
+
+        :func:`rtplan_assist.constraints.constraints_for` gives the rows tabulated at
+        ``fractions`` or converted from the nearest tabulated fraction number. When none of
+        those rows is mandatory but the organ has mandatory rows at another fraction number
+        (e.g. the cord at 15 fx: the nearest table, QUANTEC at 30 fx, is report-only), the
+        mandatory rows of the nearest fraction number that has them are converted too and
+        added (marked ``converted from n=…``): a fractionation outside the tables must not
+        leave an organ without a mandatory limit.
+        """
         key = (organ, fractions)
-        if key not in self._constraints:
-            note = ""
-            try:
-                rows = constraints_for(organ, fractions, self.tables)
-            except ConstraintTableError as exc:
-                # a row relative to the prescription cannot be converted: convert the others
-                rows_all = [c for c in self.tables.constraints if c.organ == organ]
-                n_src = _nearest_fraction(fractions, tuple(sorted({c.fractions for c in rows_all})))
-                ab = self.tables.alpha_beta_for(organ)
-                rows = []
-                for c in rows_all:
-                    if c.fractions != n_src:
-                        continue
-                    try:
-                        rows.append(convert_constraint(c, fractions, c.alpha_beta or ab))
-                    except ConstraintTableError:
-                        pass
-                note = str(exc)
-            self._constraints[key] = (rows, note)
+        if key in self._constraints:
+            return self._constraints[key]
+        note = ""
+        rows_all = [c for c in self.tables.constraints if c.organ == organ]
+        ab = self.tables.alpha_beta_for(organ)
+
+        def convert_from(n_src: int, only_mandatory: bool) -> tuple[list[Constraint], list[str]]:
+            out, refused = [], []
+            for c in rows_all:
+                if c.fractions != n_src or (only_mandatory and c.priority != "mandatory"):
+                    continue
+                try:
+                    out.append(convert_constraint(c, fractions, c.alpha_beta or ab))
+                except ConstraintTableError as exc:
+                    refused.append(str(exc))
+            return out, refused
+
+        try:
+            rows = constraints_for(organ, fractions, self.tables)
+        except ConstraintTableError:
+            # a row relative to the prescription cannot be converted: convert the others
+            tabulated = tuple(sorted({c.fractions for c in rows_all}))
+            rows, refused = convert_from(_nearest_fraction(fractions, tabulated), False)
+            note = "; ".join(refused)
+        if rows_all and not any(c.priority == "mandatory" for c in rows):
+            with_mandatory = tuple(
+                sorted({c.fractions for c in rows_all if c.priority == "mandatory"})
+            )
+            if with_mandatory:
+                n_src = _nearest_fraction(fractions, with_mandatory)
+                extra, refused = convert_from(n_src, True)
+                rows = list(rows) + extra
+                if refused:
+                    note = "; ".join(x for x in [note] + refused if x)
+        self._constraints[key] = (list(rows), note)
         return self._constraints[key]
 
     # ----------------------------------------------------------------------------- rows
@@ -795,29 +862,29 @@ class CaseEvaluator:
         return list(rows)
 
     def _row(self, lesion: Lesion | None, regimen: str, **values) -> ResultRow:
-        base = dict(
-            patient_id=self.case.patient_id,
-            lesion_id=lesion.lesion_id if lesion else "composite",
-            regimen=regimen,
-            structure="",
-            organ="",
-            role="oar",
-            metric="",
-            value=math.nan,
-            unit="Gy",
-            kind="physical",
-            model="",
-            alpha_beta_gy=None,
-            comparator="",
-            limit=None,
-            goal=None,
-            status="info",
-            reason="",
-            source="",
-            constraint_fractions=None,
-            converted_from_fractions=None,
-            priority="",
-        )
+        base = {
+            "patient_id": self.case.patient_id,
+            "lesion_id": lesion.lesion_id if lesion else "composite",
+            "regimen": regimen,
+            "structure": "",
+            "organ": "",
+            "role": "oar",
+            "metric": "",
+            "value": math.nan,
+            "unit": "Gy",
+            "kind": "physical",
+            "model": "",
+            "alpha_beta_gy": None,
+            "comparator": "",
+            "limit": None,
+            "goal": None,
+            "status": "info",
+            "reason": "",
+            "source": "",
+            "constraint_fractions": None,
+            "converted_from_fractions": None,
+            "priority": "",
+        }
         base.update(values)
         return ResultRow(**base)
 
@@ -828,30 +895,59 @@ class CaseEvaluator:
         bed10 = regimen.bed10_gy()
         eqd2_10 = regimen.eqd2_10_gy()
         reached = "reached" if bed10 >= ABLATIVE_BED10_GY - 1e-9 else "not reached"
-        common = dict(structure=ptv, role="target", constraint_fractions=n, priority="report")
+        common = {
+            "structure": ptv,
+            "role": "target",
+            "constraint_fractions": n,
+            "priority": "report",
+        }
         rows = [
             self._row(
-                lesion, label, metric="Rx[Gy]", value=bed10, kind="BED", model="LQ",
-                alpha_beta_gy=10.0, comparator=">=", limit=ABLATIVE_BED10_GY, status="info",
+                lesion,
+                label,
+                metric="Rx[Gy]",
+                value=bed10,
+                kind="BED",
+                model="LQ",
+                alpha_beta_gy=10.0,
+                comparator=">=",
+                limit=ABLATIVE_BED10_GY,
+                status="info",
                 reason=(
                     f"prescription {regimen.total_dose_gy:g} Gy in {n} × "
                     f"{regimen.dose_per_fraction_gy:.3g} Gy: BED10 {bed10:.1f} Gy; ablative line "
                     f"{ABLATIVE_BED10_GY:g} Gy {reached}"
                 ),
-                source=ABLATIVE_SOURCE, **common,
+                source=ABLATIVE_SOURCE,
+                **common,
             ),
             self._row(
-                lesion, label, metric="Rx[Gy]", value=eqd2_10, kind="EQD2", model="LQ",
-                alpha_beta_gy=10.0, status="info",
+                lesion,
+                label,
+                metric="Rx[Gy]",
+                value=eqd2_10,
+                kind="EQD2",
+                model="LQ",
+                alpha_beta_gy=10.0,
+                status="info",
                 reason=f"prescription EQD2 at α/β 10 Gy: {eqd2_10:.1f} Gy",
-                source="LQ (reference §6.1)", **common,
+                source="LQ (reference §6.1)",
+                **common,
             ),
         ]
         ptv_dvh = dvhs.get(ptv)
         for metric in ("D95%[Gy]", "D98%[Gy]", "V100%[%]"):
             if ptv_dvh is None:
-                rows.append(self._row(lesion, label, metric=metric, status="not evaluable",
-                                      reason=f"{ptv} has no contours", **common))
+                rows.append(
+                    self._row(
+                        lesion,
+                        label,
+                        metric=metric,
+                        status="not evaluable",
+                        reason=f"{ptv} has no contours",
+                        **common,
+                    )
+                )
                 continue
             mv = ptv_dvh.scaled(factor).metric(metric, prescription_gy=regimen.total_dose_gy)
             reason = mv.note
@@ -862,19 +958,30 @@ class CaseEvaluator:
             reason += self._coverage_note(ptv_dvh)
             rows.append(
                 self._row(
-                    lesion, label, metric=metric, value=mv.value, unit=mv.unit,
-                    status="info" if mv.evaluable else "not evaluable", reason=reason,
-                    source="DVH (contour-exact engine)", **common,
+                    lesion,
+                    label,
+                    metric=metric,
+                    value=mv.value,
+                    unit=mv.unit,
+                    status="info" if mv.evaluable else "not evaluable",
+                    reason=reason,
+                    source="DVH (contour-exact engine)",
+                    **common,
                 )
             )
         gtv_common = dict(common, structure=lesion.gtv.name if lesion.gtv else "")
         if lesion.gtv is None or lesion.gtv.name not in dvhs:
             rows.append(
                 self._row(
-                    lesion, label, metric="Mean[Gy]", kind="BED", model="LQ", alpha_beta_gy=10.0,
+                    lesion,
+                    label,
+                    metric="Mean[Gy]",
+                    kind="BED",
+                    model="LQ",
+                    alpha_beta_gy=10.0,
                     status="not evaluable",
                     reason=f"no GTV found for {lesion.lesion_id} (expected e.g. "
-                    f"{re.sub('PTV', 'GTV', ptv, flags=re.I)})",
+                    f"{re.sub('PTV', 'GTV', ptv, flags=re.IGNORECASE)})",
                     **gtv_common,
                 )
             )
@@ -883,15 +990,23 @@ class CaseEvaluator:
             mapped = gtv_dvh.mapped(bed_transform(n, TUMOUR_MODEL), "BED", "LQ, α/β = 10 Gy")
             rows.append(
                 self._row(
-                    lesion, label, metric="Mean[Gy]", value=mapped.dmean_gy, kind="BED",
-                    model="LQ", alpha_beta_gy=10.0, comparator=">=", limit=ABLATIVE_BED10_GY,
+                    lesion,
+                    label,
+                    metric="Mean[Gy]",
+                    value=mapped.dmean_gy,
+                    kind="BED",
+                    model="LQ",
+                    alpha_beta_gy=10.0,
+                    comparator=">=",
+                    limit=ABLATIVE_BED10_GY,
                     status="info" if not math.isnan(mapped.dmean_gy) else "not evaluable",
                     reason=(
                         "mean of voxel BED10 over the GTV dose distribution (not the BED of the "
                         f"mean dose, {gtv_dvh.dmean_gy:.2f} Gy physical)"
                         + self._coverage_note(dvhs[lesion.gtv.name])
                     ),
-                    source=ABLATIVE_SOURCE, **gtv_common,
+                    source=ABLATIVE_SOURCE,
+                    **gtv_common,
                 )
             )
         return rows
@@ -900,7 +1015,11 @@ class CaseEvaluator:
     def _coverage_note(dvh: DVH, who: str = "this lesion's") -> str:
         if dvh.outside_cc > 1e-6 * max(dvh.volume_cc, 1e-9):
             frac = dvh.outside_cc / max(dvh.outside_cc + dvh.dvh_volume_cc, 1e-12)
-            how = "excluded (not assumed 0 Gy)" if dvh.outside_policy == "exclude" else "counted at 0 Gy"
+            how = (
+                "excluded (not assumed 0 Gy)"
+                if dvh.outside_policy == "exclude"
+                else "counted at 0 Gy"
+            )
             return (
                 f"; {frac:.1%} ({dvh.outside_cc:.2f} cc) of {dvh.name} lies outside {who} dose "
                 f"grid: {how}"
@@ -914,24 +1033,46 @@ class CaseEvaluator:
         structure = self.oar_structures.get(organ)
         rows = []
         for c in constraints:
-            base = dict(
-                organ=organ, metric=c.metric, unit=c.unit, kind=c.dose_kind,
-                model="LQ" if (c.converted_from_fractions or c.dose_kind != "physical") else "",
-                alpha_beta_gy=c.alpha_beta if (c.converted_from_fractions or c.dose_kind != "physical") else None,
-                comparator=c.comparator, limit=c.limit, goal=c.goal, source=_short_source(c),
-                constraint_fractions=c.fractions, converted_from_fractions=c.converted_from_fractions,
-                priority=c.priority,
+            base = {
+                "organ": organ,
+                "metric": c.metric,
+                "unit": c.unit,
+                "kind": c.dose_kind,
+                "model": "LQ" if (c.converted_from_fractions or c.dose_kind != "physical") else "",
+                "alpha_beta_gy": c.alpha_beta
+                if (c.converted_from_fractions or c.dose_kind != "physical")
+                else None,
+                "comparator": c.comparator,
+                "limit": c.limit,
+                "goal": c.goal,
+                "source": _short_source(c),
+                "constraint_fractions": c.fractions,
+                "converted_from_fractions": c.converted_from_fractions,
+                "priority": c.priority,
+            }
+            conv = (
+                f"converted from n={c.converted_from_fractions}: {c.conversion_note}"
+                if c.converted_from_fractions
+                else ""
             )
-            conv = f"converted from n={c.converted_from_fractions}: {c.conversion_note}" if c.converted_from_fractions else ""
             if structure is None or structure.name not in dvhs:
                 reason = self._missing_reason(organ)
-                rows.append(self._row(lesion, label, status="not evaluable",
-                                      reason="; ".join(x for x in (reason, conv) if x), **base))
+                rows.append(
+                    self._row(
+                        lesion,
+                        label,
+                        status="not evaluable",
+                        reason="; ".join(x for x in (reason, conv) if x),
+                        **base,
+                    )
+                )
                 continue
             dvh = dvhs[structure.name].scaled(factor)
             if c.dose_kind != "physical":
                 model = Model("LQ", c.alpha_beta)
-                transform = eqd2_transform(n, model) if c.dose_kind == "EQD2" else bed_transform(n, model)
+                transform = (
+                    eqd2_transform(n, model) if c.dose_kind == "EQD2" else bed_transform(n, model)
+                )
                 dvh = dvh.mapped(transform, c.dose_kind, model.describe())
             value, reason = self._evaluate(dvh, c, regimen.total_dose_gy)
             status = _status(value, c.comparator, c.limit, c.goal)
@@ -939,11 +1080,29 @@ class CaseEvaluator:
                 status, reason, value = "pass", reason[5:], math.nan
             text = "; ".join(x for x in (reason, conv) if x)
             text += self._coverage_note(dvhs[structure.name])
-            rows.append(self._row(lesion, label, structure=structure.name, value=value,
-                                  status=status, reason=text, **base))
+            rows.append(
+                self._row(
+                    lesion,
+                    label,
+                    structure=structure.name,
+                    value=value,
+                    status=status,
+                    reason=text,
+                    **base,
+                )
+            )
         if table_note:
-            rows.append(self._row(lesion, label, organ=organ, structure=structure.name if structure else "",
-                                  status="not evaluable", reason=table_note, priority="report"))
+            rows.append(
+                self._row(
+                    lesion,
+                    label,
+                    organ=organ,
+                    structure=structure.name if structure else "",
+                    status="not evaluable",
+                    reason=table_note,
+                    priority="report",
+                )
+            )
         return rows
 
     @staticmethod
@@ -972,56 +1131,116 @@ class CaseEvaluator:
         return math.nan, mv.note or "not evaluable"
 
     # ----------------------------------------------------------------------------- composite
-    def composite_limits(self) -> dict[str, list[CompositeLimit]]:
-        """Organ → EQD2 limits for the composite (module docstring: conversion and choice)."""
-        if self._composite_limits is not None:
-            return self._composite_limits
+    def _composite_alpha_beta(self, organ: str) -> float | None:
+        ab = self.tables.alpha_beta_for(organ)
+        if ab is None:
+            stated = {c.alpha_beta for c in self.tables.constraints if c.organ == organ}
+            stated.discard(None)
+            ab = stated.pop() if len(stated) == 1 else None
+        return ab
+
+    def contributors(self, organ: str) -> list[str]:
+        """Lesions whose planned dose reaches at least 10 % of their prescription somewhere in
+        the organ (physical Dmax of the organ; scaling keeps the ratio, so this does not depend
+        on the regimen). When none does, the lesion with the highest ratio. These lesions'
+        fractionations set the organ's composite limits."""
+        if organ in self._contributors:
+            return self._contributors[organ]
+        structure = self.oar_structures[organ]
+        ratios = []
+        for lesion in self.lesions:
+            dvh = self._physical_dvhs(lesion, [structure])[structure.name]
+            dmax = dvh.dmax_gy if not math.isnan(dvh.dmax_gy) else 0.0
+            ratios.append((dmax / lesion.planned.total_dose_gy, lesion.lesion_id))
+        found = [lid for ratio, lid in ratios if ratio >= CONTRIBUTION_FRACTION]
+        if not found:
+            found = [max(ratios)[1]]
+        self._contributors[organ] = found
+        return found
+
+    def composite_limits(self, choice: dict[str, Regimen]) -> dict[str, list[CompositeLimit]]:
+        """Organ → EQD2 limits of the composite for a choice (a regimen per lesion, or a subset).
+
+        For each organ, the fraction numbers of its contributing lesions
+        (:meth:`contributors`) select the organ's rows exactly as for one lesion (tabulated, or
+        converted from the nearest tabulated ``n`` and marked); each row is converted to EQD2
+        at its ``n`` with the organ's α/β (LQ); per organ × metric the most conservative limit
+        of the highest priority present applies, naming its source. With one contributing
+        lesion this is that lesion's own limit in EQD2, so the composite agrees with the
+        lesion's own evaluation where it alone irradiates the organ; where several do, the
+        strictest of their fractionations applies. Organs none of whose contributors is in
+        ``choice`` are left out.
+        """
         limits: dict[str, list[CompositeLimit]] = {}
         for organ in self.tables.organs():
-            rows = [c for c in self.tables.constraints if c.organ == organ]
-            ab = self.tables.alpha_beta_for(organ)
-            if ab is None:
-                stated = {c.alpha_beta for c in rows if c.alpha_beta}
-                ab = stated.pop() if len(stated) == 1 else None
-            if ab is None:
-                self._composite_notes[organ] = (
-                    f"{organ}: no α/β in alpha_beta.csv or the tables; no composite limit"
-                )
+            if organ in self.oar_structures:
+                lids = [lid for lid in self.contributors(organ) if lid in choice]
+            else:
+                lids = list(choice)
+            nset = tuple(sorted({choice[lid].fractions for lid in lids}))
+            if not nset:
                 continue
-            model = Model("LQ", ab)
-            groups: dict[tuple, list[tuple]] = {}
-            for c in rows:
+            found = self._organ_limits(organ, nset, tuple(lids))
+            if found:
+                limits[organ] = found
+        return limits
+
+    def _organ_limits(self, organ: str, nset: tuple[int, ...], lids: tuple[str, ...]):
+        key = (organ, nset)
+        if key in self._composite_limits:
+            return self._composite_limits[key]
+        ab = self._composite_alpha_beta(organ)
+        if ab is None:
+            self._composite_notes[organ] = (
+                f"{organ}: no α/β in alpha_beta.csv or the tables; no composite EQD2 limit"
+            )
+            self._composite_limits[key] = []
+            return []
+        model = Model("LQ", ab)
+        groups: dict[tuple, list[tuple]] = {}
+        for n in nset:
+            for c in self._constraints_at(organ, n)[0]:
                 m = c.parsed_metric
                 if c.limit_relative_to == "rx" or m.needs_prescription:
                     continue
-                to_eqd2 = self._to_eqd2(c, model)
-                if to_eqd2 is None:
+                converted = self._to_eqd2(c, model)
+                if converted is None:
                     continue
-                metric, limit, goal, note = to_eqd2
+                metric, limit, goal, note = converted
+                upper = c.comparator[0] == "<"
                 if metric.returns_dose:
-                    group = (m.kind, m.value, m.query_unit, m.out_unit, c.comparator[0])
-                    strict = limit if c.comparator[0] == "<" else -limit
+                    group = (m.kind, m.value, m.query_unit, upper)
+                    strict = limit if upper else -limit
                 else:
-                    group = (m.kind, m.out_unit, c.limit, c.comparator[0])
+                    group = (m.kind, m.out_unit, c.limit, upper)
                     strict = metric.value
                 rank = PRIORITY_RANK.get(c.priority, 3)
-                groups.setdefault(group, []).append((rank, strict, c.line, c, metric, limit, goal, note))
-            chosen = []
-            for candidates in groups.values():
-                candidates.sort(key=lambda item: item[:3])
-                _, _, _, c, metric, limit, goal, note = candidates[0]
-                others = len(candidates) - 1
-                if others:
-                    note += f"; most conservative of {others + 1} table rows for this metric"
-                chosen.append(CompositeLimit(organ, metric, c.comparator, limit, goal, ab, c, note))
-            limits[organ] = sorted(chosen, key=lambda x: (PRIORITY_RANK.get(x.row.priority, 3), str(x.metric)))
-        self._composite_limits = limits
-        return limits
+                groups.setdefault(group, []).append(
+                    (rank, strict, c.fractions, c, metric, limit, goal, note)
+                )
+        which = (
+            f"fraction number(s) {', '.join(map(str, nset))} of the lesion(s) whose dose reaches "
+            f">= {CONTRIBUTION_FRACTION:.0%} of their prescription in {organ}"
+        )
+        chosen = []
+        for candidates in groups.values():
+            candidates.sort(key=lambda item: item[:3])
+            _, _, _, c, metric, limit, goal, note = candidates[0]
+            note += f"; limits of the {which}"
+            if len(candidates) > 1:
+                note += f"; the most conservative of {len(candidates)} rows for this metric"
+            chosen.append(CompositeLimit(organ, metric, c.comparator, limit, goal, ab, c, note))
+        chosen.sort(key=lambda x: (PRIORITY_RANK.get(x.row.priority, 3), str(x.metric)))
+        self._composite_limits[key] = chosen
+        return chosen
 
     @staticmethod
     def _to_eqd2(c: Constraint, model: Model):
         m = c.parsed_metric
         ab = model.alpha_beta_gy
+        origin = f"n={c.fractions}"
+        if c.converted_from_fractions is not None:
+            origin += f", itself converted from n={c.converted_from_fractions}"
 
         def conv(value: float, unit: str) -> float:
             gy = value * (0.01 if unit == "cGy" else 1.0)
@@ -1036,18 +1255,19 @@ class CaseEvaluator:
             goal = conv(c.goal, m.out_unit) if c.goal is not None else None
             metric = Metric(m.kind, m.value, m.query_unit, "Gy")
             note = (
-                f"{c.metric} {c.comparator} {c.limit:g} {c.unit} {c.dose_kind} in {c.fractions} fx "
-                f"→ EQD2 {limit:.2f} Gy (LQ, α/β {ab:g} Gy), converted from n={c.fractions}"
+                f"{c.metric} {c.comparator} {c.limit:.4g} {c.unit} {c.dose_kind} in "
+                f"{c.fractions} fx → EQD2 {limit:.2f} Gy (LQ, α/β {ab:g} Gy; converted from "
+                f"{origin})"
             )
             return metric, limit, goal, note
         if m.query_unit not in ("Gy", "cGy"):
             return None
         threshold = conv(m.value, m.query_unit)
-        metric = Metric(m.kind, round(threshold, 4), "Gy", m.out_unit)
+        metric = Metric(m.kind, round(threshold, 3), "Gy", m.out_unit)
         note = (
             f"{c.metric} {c.comparator} {c.limit:g} {c.unit} in {c.fractions} fx: threshold "
-            f"{m.value:g} {m.query_unit} → EQD2 {threshold:.2f} Gy (LQ, α/β {ab:g} Gy), "
-            f"converted from n={c.fractions}"
+            f"{m.value:.4g} {m.query_unit} → EQD2 {threshold:.2f} Gy (LQ, α/β {ab:g} Gy; "
+            f"converted from {origin})"
         )
         return metric, c.limit, c.goal, note
 
@@ -1056,7 +1276,8 @@ class CaseEvaluator:
 
         Same-geometry lesion grids are used as they are; otherwise a uniform grid covering the
         union of the lesion grids at the finest spacing (coarsened if it would exceed
-        30 million voxels), onto which each lesion's physical dose is resampled trilinearly.
+        30 million voxels), onto which each lesion's physical dose is resampled trilinearly
+        (``kernels/resample.py``; 0 Gy outside a lesion's grid, reported per OAR).
         """
         if self._common is not None:
             return self._common
@@ -1088,7 +1309,7 @@ class CaseEvaluator:
             return self._common_dose[lesion.lesion_id]
         grid, same = self.common_grid()
         if same:
-            values = np.ascontiguousarray(lesion.dose.dose_gy, dtype=np.float64)
+            values = lesion.dose.dose_gy
         else:
             from .kernels.resample import resample_trilinear
 
@@ -1100,7 +1321,9 @@ class CaseEvaluator:
                 (src.spacing[0] / 2, src.spacing[0] / 2),
             )
             values, _ = resample_trilinear(
-                lesion.dose.dose_gy, (src.z_mm, src.y_mm, src.x_mm), half,
+                lesion.dose.dose_gy,
+                (src.z_mm, src.y_mm, src.x_mm),
+                half,
                 (grid.z_mm, grid.y_mm, grid.x_mm),
             )
         self._common_dose[lesion.lesion_id] = values
@@ -1116,23 +1339,6 @@ class CaseEvaluator:
                 f"the composite needs a regimen for every lesion; missing {', '.join(missing)}"
             )
         return choice
-
-    def _eqd2_sum(self, choice: dict[str, Regimen], alpha_beta_gy: float) -> np.ndarray:
-        key = (_choice_key(choice), alpha_beta_gy)
-        if key in self._eqd2_sums:
-            self._eqd2_sums.move_to_end(key)
-            return self._eqd2_sums[key]
-        model = Model("LQ", alpha_beta_gy)
-        total = None
-        for lesion in self.lesions:
-            regimen = choice[lesion.lesion_id]
-            physical = self._lesion_on_common(lesion) * regimen.scale_from(lesion.planned)
-            part = eqd2_grid(physical, regimen.fractions, model)
-            total = part if total is None else np.add(total, part, out=total)
-        self._eqd2_sums[key] = total
-        while len(self._eqd2_sums) > 6:
-            self._eqd2_sums.popitem(last=False)
-        return total
 
     def composite_eqd2(
         self, choice: dict[str, Regimen], alpha_beta_gy: float = 3.0
@@ -1151,58 +1357,102 @@ class CaseEvaluator:
         -------
         grid : Grid
         eqd2_gy : (nz, ny, nx) float64
-            ``Σ_lesions D_i (D_i / n + α/β) / (2 + α/β)`` (reference §6.6).
+            ``Σ_lesions D_i (D_i / n + α/β) / (2 + α/β)`` with each lesion's own ``n`` and its
+            dose scaled to the chosen regimen (reference §6.6).
         """
         choice = self._check_choice(choice)
         grid, _ = self.common_grid()
-        return grid, self._eqd2_sum(choice, float(alpha_beta_gy)).copy()
-
-    def _composite_dose(self) -> Dose:
-        grid, same = self.common_grid()
-        base = self.lesions[0].dose
-        return Dose(
-            path="composite", sop_instance_uid="composite",
-            frame_of_reference_uid=base.frame_of_reference_uid, grid=grid,
-            dose_gy=np.zeros((1, 1, 1), dtype=np.float32) if not same else base.dose_gy,
-        )
-
-    def composite_dvhs(
-        self, choice: dict[str, Regimen], organs: list[str] | None = None
-    ) -> dict[str, DVH]:
-        """EQD2 DVHs (each organ's α/β) of the composite for the constrained OARs.
-
-        Cached per choice. ``organs`` restricts the TG-263 organs (default: all with a
-        composite limit and a structure).
-        """
-        choice = self._check_choice(choice)
-        limits = self.composite_limits()
-        wanted = [o for o in (organs or limits) if o in limits and o in self.oar_structures]
-        key = _choice_key(choice)
-        cached = self._composite_dvh_cache.setdefault(key, {})
-        self._composite_dvh_cache.move_to_end(key)
-        while len(self._composite_dvh_cache) > 64:
-            self._composite_dvh_cache.popitem(last=False)
-        todo = [o for o in wanted if o not in cached]
-        by_ab: dict[float, list[str]] = {}
-        for organ in todo:
-            by_ab.setdefault(limits[organ][0].alpha_beta_gy, []).append(organ)
-        dose = None
-        for ab, group in by_ab.items():
-            t0 = time.perf_counter()
-            array = self._eqd2_sum(choice, ab)
-            if dose is None:
-                dose = self._composite_dose()
-            dose_here = replace(dose, dose_gy=array) if dose.dose_gy.shape != array.shape else dose
-            structures = [self.oar_structures[o] for o in group]
-            done = compute_dvhs(structures, dose_here, outside=self.outside, dose_array=array,
-                                workers=2)
-            for organ in group:
-                dvh = done[self.oar_structures[organ].name]
-                cached[organ] = replace(dvh, dose_kind="EQD2", model=f"LQ, α/β = {ab:g} Gy")
-            self.timings["composite_dvh_s"] = (
-                self.timings.get("composite_dvh_s", 0.0) + time.perf_counter() - t0
+        model = Model("LQ", float(alpha_beta_gy))
+        total = None
+        for lesion in self.lesions:
+            regimen = choice[lesion.lesion_id]
+            physical = np.asarray(self._lesion_on_common(lesion), dtype=np.float64) * (
+                regimen.scale_from(lesion.planned)
             )
-        return {self.oar_structures[o].name: cached[o] for o in wanted}
+            part = eqd2_grid(physical, regimen.fractions, model)
+            total = part if total is None else np.add(total, part, out=total)
+        return grid, total
+
+    def _box(self, structure: Structure) -> tuple[tuple[slice, slice, slice], Grid]:
+        """Sub-grid of the common grid that holds ``structure`` with a margin (cached)."""
+        if structure.name in self._boxes:
+            return self._boxes[structure.name]
+        grid, _ = self.common_grid()
+        bounds = structure.bounds_mm()
+        slab = max(structure.slice_thickness_mm or 0.0, 5.0)
+        margin = np.array([2 * grid.spacing[0], 2 * grid.spacing[1], slab + 2 * grid.spacing[2]])
+        lo = bounds[:, 0] - margin
+        hi = bounds[:, 1] + margin
+        axes = (grid.x_mm, grid.y_mm, grid.z_mm)
+        cuts = []
+        for axis in range(3):
+            coords = axes[axis]
+            start = max(int(np.searchsorted(coords, lo[axis], side="left")) - 1, 0)
+            stop = min(int(np.searchsorted(coords, hi[axis], side="right")) + 1, len(coords))
+            cuts.append(slice(start, max(stop, start + 1)))
+        sx, sy, sz = cuts
+        z = grid.z_mm[sz]
+        origin = np.array([grid.x_mm[sx][0], grid.y_mm[sy][0], z[0]])
+        sub = Grid(
+            origin, grid.spacing.copy(), (len(z), sy.stop - sy.start, sx.stop - sx.start), z.copy()
+        )
+        self._boxes[structure.name] = ((sz, sy, sx), sub)
+        return self._boxes[structure.name]
+
+    def _organ_composite(self, organ: str, regimens: tuple[tuple[str, Regimen], ...]) -> DVH:
+        """Composite EQD2 DVH (organ α/β) of ``organ`` for the listed lesions (voxel-wise)."""
+        key = (organ, regimens)
+        if key in self._organ_cache:
+            self._organ_cache.move_to_end(key)
+            return self._organ_cache[key]
+        structure = self.oar_structures[organ]
+        ab = self._composite_alpha_beta(organ)
+        (sz, sy, sx), sub = self._box(structure)
+        total = np.zeros(sub.shape, dtype=np.float64)
+        for lid, regimen in regimens:
+            lesion = self._by_id[lid]
+            physical = np.asarray(self._lesion_on_common(lesion)[sz, sy, sx], dtype=np.float64)
+            physical = physical * regimen.scale_from(lesion.planned)
+            # EQD2 = D (D/n + α/β) / (2 + α/β), voxel by voxel (reference §6.5)
+            total += physical * (physical / regimen.fractions + ab) / (2.0 + ab)
+        dose = Dose(
+            path="composite",
+            sop_instance_uid="composite",
+            frame_of_reference_uid=self.case.frame_of_reference_uid,
+            grid=sub,
+            dose_gy=total,
+        )
+        t0 = time.perf_counter()
+        dvh = compute_dvh(structure, dose, outside=self.outside, dose_array=total)
+        self.timings["composite_dvh_s"] = (
+            self.timings.get("composite_dvh_s", 0.0) + time.perf_counter() - t0
+        )
+        dvh = replace(dvh, dose_kind="EQD2", model=f"LQ, α/β = {ab:g} Gy", warnings=())
+        self._organ_cache[key] = dvh
+        while len(self._organ_cache) > 2048:
+            self._organ_cache.popitem(last=False)
+        return dvh
+
+    def _organ_composites(self, organs: list[str], choice: dict[str, Regimen]) -> dict[str, DVH]:
+        regs = tuple(sorted(choice.items()))
+        todo = [o for o in organs if (o, regs) not in self._organ_cache]
+        if len(todo) > 1:
+            # big organs first; the DVH kernel releases the GIL, so two threads share the work
+            todo.sort(
+                key=lambda o: -float(np.prod(np.ptp(self.oar_structures[o].bounds_mm(), axis=1)))
+            )
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(lambda o: self._organ_composite(o, regs), todo))
+        return {o: self._organ_composite(o, regs) for o in organs}
+
+    def composite_dvhs(self, choice: dict[str, Regimen]) -> dict[str, DVH]:
+        """EQD2 DVHs (each organ's α/β, voxel-wise sum) of every constrained OAR, keyed by case
+        structure name; cached per choice."""
+        choice = self._check_choice(choice)
+        limits = self.composite_limits(choice)
+        organs = [o for o in limits if o in self.oar_structures]
+        done = self._organ_composites(organs, choice)
+        return {self.oar_structures[o].name: done[o] for o in organs}
 
     def composite_rows(
         self, choice: dict[str, Regimen], *, mandatory_only: bool = False
@@ -1210,20 +1460,21 @@ class CaseEvaluator:
         """Rows of the composite EQD2 against EQD2 limits, one regimen per lesion.
 
         Every row: EQD2, LQ, the organ's α/β, the converted limit and its source
-        (``converted from n=…``), and, where a lesion's own dose grid does not cover the OAR,
-        which lesion and how much. Organs the case lacks give ``not evaluable`` rows.
+        (``converted_from_fractions``; the reason gives the conversion), and, where a lesion's
+        own dose grid does not cover the OAR, which lesion and how much. Organs the case lacks
+        give ``not evaluable`` rows. Cached per choice.
         """
         choice = self._check_choice(choice)
         key = (_choice_key(choice), mandatory_only)
         if key in self._composite_rows_cache:
             return list(self._composite_rows_cache[key])
-        limits = self.composite_limits()
+        limits = self.composite_limits(choice)
         organs = [
             o
             for o, items in limits.items()
             if not mandatory_only or any(x.row.priority == "mandatory" for x in items)
         ]
-        dvhs = self.composite_dvhs(choice, organs)
+        dvhs = self._organ_composites([o for o in organs if o in self.oar_structures], choice)
         label = ", ".join(f"{lid} {r.label}" for lid, r in sorted(choice.items()))
         rows: list[ResultRow] = []
         for organ in organs:
@@ -1231,42 +1482,68 @@ class CaseEvaluator:
             for lim in limits[organ]:
                 if mandatory_only and lim.row.priority != "mandatory":
                     continue
-                base = dict(
-                    organ=organ, metric=str(lim.metric), unit=lim.metric.out_unit, kind="EQD2",
-                    model="LQ", alpha_beta_gy=lim.alpha_beta_gy, comparator=lim.comparator,
-                    limit=lim.limit, goal=lim.goal, source=_short_source(lim.row),
-                    constraint_fractions=None, converted_from_fractions=lim.row.fractions,
-                    priority=lim.row.priority,
+                rows.append(self._composite_row(organ, structure, lim, dvhs.get(organ), label))
+        if not mandatory_only:
+            for organ, note in self._composite_notes.items():
+                rows.append(
+                    self._row(
+                        None,
+                        "composite",
+                        organ=organ,
+                        status="not evaluable",
+                        reason=note,
+                        kind="EQD2",
+                    )
                 )
-                if structure is None:
-                    rows.append(self._row(None, "composite", status="not evaluable",
-                                          reason=f"{self._missing_reason(organ)}; {lim.note}", **base))
-                    continue
-                dvh = dvhs[structure.name]
-                value, reason = self._evaluate(dvh, lim, None)
-                status = _status(value, lim.comparator, lim.limit, lim.goal)
-                if math.isnan(value) and reason.startswith("PASS:"):
-                    status, reason = "pass", reason[5:]
-                coverage = self._composite_coverage(structure)
-                text = f"sum of voxel EQD2 ({label}); {reason}; limit: {lim.note}{coverage}"
-                text += self._coverage_note(dvh, "the common")
-                rows.append(self._row(None, "composite", structure=structure.name, value=value,
-                                      status=status, reason=text, **base))
-        for organ, note in self._composite_notes.items():
-            if not mandatory_only:
-                rows.append(self._row(None, "composite", organ=organ, status="not evaluable",
-                                      reason=note, kind="EQD2"))
         self._composite_rows_cache[key] = rows
-        while len(self._composite_rows_cache) > 128:
+        while len(self._composite_rows_cache) > 256:
             self._composite_rows_cache.popitem(last=False)
         return list(rows)
+
+    def _composite_row(self, organ, structure, lim: CompositeLimit, dvh, label) -> ResultRow:
+        base = {
+            "organ": organ,
+            "metric": str(lim.metric),
+            "unit": lim.metric.out_unit,
+            "kind": "EQD2",
+            "model": "LQ",
+            "alpha_beta_gy": lim.alpha_beta_gy,
+            "comparator": lim.comparator,
+            "limit": lim.limit,
+            "goal": lim.goal,
+            "source": _short_source(lim.row),
+            "constraint_fractions": None,
+            "converted_from_fractions": lim.row.converted_from_fractions or lim.row.fractions,
+            "priority": lim.row.priority,
+        }
+        if structure is None or dvh is None:
+            return self._row(
+                None,
+                "composite",
+                status="not evaluable",
+                reason=f"{self._missing_reason(organ)}; limit: {lim.note}",
+                **base,
+            )
+        value, reason = self._evaluate(dvh, lim, None)
+        status = _status(value, lim.comparator, lim.limit, lim.goal)
+        if math.isnan(value) and reason.startswith("PASS:"):
+            status, reason = "pass", reason[5:]
+        text = f"sum of voxel EQD2 ({label}); {reason}; limit: {lim.note}"
+        text += self._composite_coverage(structure) + self._coverage_note(dvh, "the common")
+        return self._row(
+            None,
+            "composite",
+            structure=structure.name,
+            value=value,
+            status=status,
+            reason=text,
+            **base,
+        )
 
     def _composite_coverage(self, structure: Structure) -> str:
         notes = []
         for lesion in self.lesions:
-            dvh = self._physical.get((lesion.lesion_id, structure.name))
-            if dvh is None:
-                dvh = self._physical_dvhs(lesion, [structure])[structure.name]
+            dvh = self._physical_dvhs(lesion, [structure])[structure.name]
             if dvh.outside_cc > 1e-6 * max(dvh.volume_cc, 1e-9):
                 frac = dvh.outside_cc / max(dvh.outside_cc + dvh.dvh_volume_cc, 1e-12)
                 notes.append(
@@ -1284,87 +1561,178 @@ class CaseEvaluator:
             if r.priority == "mandatory" and r.status == "fail"
         ]
 
-    def _composite_bound(self, choice: dict[str, Regimen]) -> tuple[str, list[ResultRow]]:
-        """Decide the mandatory composite without voxels when bounds allow.
+    def _single_eqd2(self, lid: str, organ: str, regimen: Regimen) -> DVH | None:
+        """One lesion's EQD2 DVH (organ α/β) of an organ: exact monotone map of its DVH."""
+        key = (lid, organ, regimen)
+        if key not in self._single_cache:
+            lesion = self._by_id[lid]
+            structure = self.oar_structures[organ]
+            dvh = self._physical_dvhs(lesion, [structure])[structure.name]
+            ab = self._composite_alpha_beta(organ)
+            if dvh.dvh_volume_cc <= 0 or dvh.outside_cc > 1e-6 * max(dvh.volume_cc, 1e-9):
+                self._single_cache[key] = None
+            else:
+                self._single_cache[key] = dvh.scaled(regimen.scale_from(lesion.planned)).mapped(
+                    eqd2_transform(regimen.fractions, Model("LQ", ab)), "EQD2", ""
+                )
+        return self._single_cache[key]
 
-        For an upper limit on ``Max``/``Dx`` of an OAR, with ``k`` lesions: the composite is
-        at least the largest single-lesion EQD2 value (doses add, every term >= 0), and for
-        ``Dv`` at most ``Σ_p D_{v/k}`` of the single-lesion EQD2 DVHs (the set where the sum
-        exceeds ``Σ a_p`` lies in the union of the sets where a term exceeds ``a_p``); the mean
-        is exactly the sum of the single-lesion EQD2 means on the same structure. Returns
-        ``("pass", [])`` when every mandatory limit passes by its upper bound, ``("fail",
-        rows)`` when a lower bound already fails, else ``("unknown", [])``.
+    def _bound(self, lim: CompositeLimit, parts: list[DVH]) -> str:
+        """``pass``/``fail``/``unknown`` of a composite limit from single-lesion EQD2 DVHs.
+
+        Sound because each voxel's composite EQD2 is the sum of the lesions' EQD2, all >= 0,
+        sampled at the same points (same grid, same structure): for ``Dv`` (and ``Max``, v→0)
+        ``max_q [Dv(f_q) + Σ_{p≠q} Dmin_p] <= Dv(Σ f) <= min(Σ_p D_{v/k}(f_p),
+        min_q [Dv(f_q) + Σ_{p≠q} Dmax_p])``; the mean is the sum of the means; ``Vt`` and
+        ``CVt`` follow from ``{f_q >= t - Σ_{p≠q} Dmax_p} ⊇ {Σ f >= t} ⊇ {f_q >= t - Σ_{p≠q}
+        Dmin_p}``. A margin of 0.5 % of the limit (plus two histogram bins) covers the DVH's
+        bin interpolation; inside it the voxels decide.
         """
-        limits = self.composite_limits()
-        k = len(self.lesions)
-        unknown = False
+        m = lim.metric
+        k = len(parts)
+        dmax = [p.dmax_gy for p in parts]
+        dmin = [p.dmin_gy for p in parts]
+        total_v = parts[0].dvh_volume_cc
+        bins = sum(2.0 * (p.dose_gy[-1] / max(len(p.dose_gy), 1)) for p in parts)
+        upper_limit = lim.comparator[0] == "<"
+        if m.returns_dose:
+            tol = 0.005 * abs(lim.limit) + bins
+            if m.kind == "Mean":
+                lower = upper = sum(p.dmean_gy for p in parts)
+            elif m.kind in ("Max", "D"):
+                if m.kind == "Max":
+                    v = 0.0
+                else:
+                    v = m.value if m.query_unit == "cc" else m.value / 100.0 * total_v
+                single = [p.dose_at(v) if v > 0 else p.dmax_gy for p in parts]
+                if any(math.isnan(x) for x in single):
+                    return "unknown"
+                lower = max(single[q] + sum(dmin) - dmin[q] for q in range(k))
+                upper = min(single[q] + sum(dmax) - dmax[q] for q in range(k))
+                if v > 0:
+                    split = [p.dose_at(v / k) for p in parts]
+                    if not any(math.isnan(x) for x in split):
+                        upper = min(upper, sum(split))
+                else:
+                    upper = min(upper, sum(dmax))
+            else:
+                return "unknown"
+        elif m.kind in ("V", "CV") and m.query_unit == "Gy":
+            t = m.value
+            v_upper = min(
+                parts[q].volume_at(t - (sum(dmax) - dmax[q]))
+                if t - (sum(dmax) - dmax[q]) > 0
+                else total_v
+                for q in range(k)
+            )
+            v_lower = max(
+                parts[q].volume_at(t - (sum(dmin) - dmin[q]))
+                if t - (sum(dmin) - dmin[q]) > 0
+                else total_v
+                for q in range(k)
+            )
+            if m.kind == "CV":
+                v_lower, v_upper = total_v - v_upper, total_v - v_lower
+            scale = 1.0 if m.out_unit == "cc" else 100.0 / total_v
+            lower, upper = v_lower * scale, v_upper * scale
+            tol = 0.005 * abs(lim.limit) + 0.002 * (100.0 if m.out_unit == "%" else total_v)
+        else:
+            return "unknown"
+        if upper_limit:
+            if upper <= lim.limit - tol:
+                return "pass"
+            if lower > lim.limit + tol:
+                return "fail"
+        else:
+            if lower >= lim.limit + tol:
+                return "pass"
+            if upper < lim.limit - tol:
+                return "fail"
+        return "unknown"
+
+    def _composite_check(self, subset: dict[str, Regimen]) -> tuple[str, ResultRow | None]:
+        """Mandatory composite limits on the sum of the ``subset``'s lesions.
+
+        Per organ: (1) sound bounds from the single-lesion EQD2 DVHs; (2) the voxel-wise sum
+        of the organ's contributing lesions (cached by their regimens only) bounded with the
+        single-lesion DVHs of the others; (3) the voxel-wise sum of all, when neither decides.
+        Returns ``("pass", None)`` or ``("fail", the row furthest past its limit)``.
+        """
+        key = _choice_key(subset)
+        if key in self._check_cache:
+            return self._check_cache[key]
+        limits = self.composite_limits(subset)
+        regs = tuple(sorted(subset.items()))
+        label = ", ".join(f"{lid} {r.label}" for lid, r in regs)
+        use_bounds = self.common_grid()[1]
+        failed: list[ResultRow] = []
         for organ, items in limits.items():
             structure = self.oar_structures.get(organ)
-            if structure is None:
-                continue
             mandatory = [x for x in items if x.row.priority == "mandatory"]
-            if not mandatory:
+            if structure is None or not mandatory:
                 continue
-            per_lesion = []
-            for lesion in self.lesions:
-                regimen = choice[lesion.lesion_id]
-                dvh = self._physical_dvhs(lesion, [structure])[structure.name]
-                if dvh.outside_cc > 1e-6 * max(dvh.volume_cc, 1e-9) or dvh.dvh_volume_cc <= 0:
-                    return "unknown", []
-                model = Model("LQ", mandatory[0].alpha_beta_gy)
-                per_lesion.append(
-                    dvh.scaled(regimen.scale_from(lesion.planned)).mapped(
-                        eqd2_transform(regimen.fractions, model), "EQD2", ""
-                    )
-                )
-            for lim in mandatory:
-                m = lim.metric
-                if lim.comparator[0] != "<" or m.kind not in ("D", "Max", "Mean"):
-                    unknown = True
-                    continue
-                if m.kind == "Mean":
-                    upper = lower = sum(d.dmean_gy for d in per_lesion)
-                elif m.kind == "Max":
-                    lower = max(d.dmax_gy for d in per_lesion)
-                    upper = sum(d.dmax_gy for d in per_lesion)
-                else:
-                    total = per_lesion[0].dvh_volume_cc
-                    v = m.value if m.query_unit == "cc" else m.value / 100.0 * total
-                    lower = max(d.dose_at(v) for d in per_lesion)
-                    upper = sum(d.dose_at(v / k) for d in per_lesion)
-                if any(math.isnan(x) for x in (lower, upper)):
-                    unknown = True
-                    continue
-                if not _compare(lower, lim.comparator, lim.limit):
-                    return "fail", []
-                if not _compare(upper, lim.comparator, lim.limit):
-                    unknown = True
-        return ("unknown" if unknown else "pass"), []
+            todo = mandatory
+            if use_bounds:
+                singles = {lid: self._single_eqd2(lid, organ, r) for lid, r in regs}
+                if all(p is not None for p in singles.values()):
+                    todo = [
+                        lim for lim in todo if self._bound(lim, list(singles.values())) != "pass"
+                    ]
+                    inner = tuple((lid, r) for lid, r in regs if lid in self.contributors(organ))
+                    if todo and inner and len(inner) < len(regs):
+                        partial = self._organ_composite(organ, inner)
+                        others = [singles[lid] for lid, _ in regs if lid not in dict(inner)]
+                        todo = [
+                            lim for lim in todo if self._bound(lim, [partial] + others) != "pass"
+                        ]
+            if not todo:
+                continue
+            self._composite_evaluations += 1
+            dvh = self._organ_composite(organ, regs)
+            for lim in todo:
+                row = self._composite_row(organ, structure, lim, dvh, label)
+                if row.status == "fail":
+                    failed.append(row)
+        result = ("fail", max(failed, key=_excess)) if failed else ("pass", None)
+        self._check_cache[key] = result
+        return result
 
-    def _composite_mandatory(self, choice: dict[str, Regimen]) -> tuple[str, list[ResultRow]]:
-        bound, _ = self._composite_bound(choice)
-        if bound == "pass":
-            return "pass", []
-        rows = self.composite_rows(choice, mandatory_only=True)
-        self._composite_evaluations += 1
-        failed = [r for r in rows if r.status == "fail"]
-        if failed:
-            return "fail", failed
-        return "pass", []
+    def _nogood(self, choice: dict[str, Regimen], row: ResultRow) -> dict[str, Regimen]:
+        """The smallest prefix of lesions (by their contribution to the failing organ) whose sum
+        alone already fails: every combination containing it fails too (more lesions only add
+        EQD2 and more fraction numbers only tighten the limits)."""
+        organ = row.organ
+        if organ not in self.oar_structures or len(choice) <= 2:
+            return dict(choice)
+        contributions = []
+        for lid, regimen in choice.items():
+            part = self._single_eqd2(lid, organ, regimen)
+            contributions.append((-(part.dmax_gy if part is not None else math.inf), lid))
+        order = [lid for _, lid in sorted(contributions)]
+        for size in range(1, len(order)):
+            subset = {lid: choice[lid] for lid in order[:size]}
+            status, _ = self._composite_check(subset)
+            if status == "fail":
+                return subset
+        return dict(choice)
 
-    def recommend(self, *, max_composite_evaluations: int = 200) -> Recommendation:
+    def recommend(self, *, max_composite_evaluations: int = 400) -> Recommendation:
         """The highest-BED10 regimen per lesion that passes every mandatory constraint, chosen
         jointly so that the mandatory composite limits pass too.
 
         Search: regimens that fail a mandatory per-lesion constraint are removed first; the
         remaining combinations are visited by descending total BED10 (best-first over the
-        per-lesion lists sorted by BED10), and the first whose composite passes is chosen.
-        A lesion with no passing regimen keeps the option with the fewest mandatory failures
-        (then the highest BED10) and the explanation says so. ``binding`` names, for every
-        lesion below its highest-BED10 option, the constraint that stopped the next-higher one.
+        per-lesion lists sorted by BED10). A combination's composite is decided by sound
+        bounds from the single-lesion EQD2 DVHs where possible, by voxels otherwise; a failure
+        is reduced to the smallest group of lesions that fails on its own, and combinations
+        containing that group are skipped. A lesion with no passing regimen keeps the option
+        with the fewest mandatory failures (then the highest BED10) and the explanation says
+        so. ``binding`` names, for every lesion below its highest-BED10 option, the constraint
+        that stopped the next-higher one.
         """
         t0 = time.perf_counter()
         self._composite_evaluations = 0
+        self._warm()
         explanation: list[str] = []
         lists: dict[str, list[Regimen]] = {}
         failures: dict[tuple[str, Regimen], list[ResultRow]] = {}
@@ -1394,18 +1762,25 @@ class CaseEvaluator:
         start = tuple(0 for _ in ids)
         heap = [(-total(start), start)]
         seen = {start}
+        nogoods: list[dict[str, Regimen]] = []
         chosen_index = None
-        first_index = start
-        composite_status = "not evaluable"
-        composite_failures: dict[tuple, list[ResultRow]] = {}
+        composite_status = "fail"
+        blocked_by: dict[tuple, ResultRow] = {}
+        visited = 0
         while heap and self._composite_evaluations <= max_composite_evaluations:
             _, index = heapq.heappop(heap)
+            visited += 1
             choice = {lid: lists[lid][i] for lid, i in zip(ids, index)}
-            status, failed = self._composite_mandatory(choice)
-            if status == "pass":
-                chosen_index, composite_status = index, "pass"
-                break
-            composite_failures[index] = failed
+            clash = next(
+                (ng for ng in nogoods if all(choice[lid] == reg for lid, reg in ng.items())),
+                None,
+            )
+            if clash is None:
+                status, row = self._composite_check(choice)
+                if status == "pass":
+                    chosen_index, composite_status = index, "pass"
+                    break
+                nogoods.append(self._nogood(choice, row))
             for pos in range(len(ids)):
                 nxt = list(index)
                 nxt[pos] += 1
@@ -1414,13 +1789,12 @@ class CaseEvaluator:
                     seen.add(nxt)
                     heapq.heappush(heap, (-total(nxt), nxt))
         if chosen_index is None:
-            chosen_index = first_index
-            composite_status = "fail"
+            chosen_index = start
             explanation.append(
                 "no combination of individually acceptable regimens passes the mandatory "
                 "composite limits"
                 + (" within the search budget" if heap else "")
-                + "; the highest-BED10 combination is shown and the composite fails"
+                + "; the highest-BED10 combination is shown and its composite fails"
             )
         choice = {lid: lists[lid][i] for lid, i in zip(ids, chosen_index)}
         binding: dict[str, str] = {}
@@ -1443,18 +1817,19 @@ class CaseEvaluator:
                 )
             else:
                 trial = dict(choice, **{lid: above})
-                status, failed = self._composite_mandatory(trial)
-                if failed:
-                    row = max(failed, key=_excess)
+                status, row = self._composite_check(trial)
+                if row is not None:
+                    blocked_by[(lid, above)] = row
                     binding_rows[lid] = row
                     binding[lid] = (
                         f"composite {row.describe()} with {lid} at {above.label} "
-                        f"(BED10 {above.bed10_gy():.1f} Gy)"
+                        f"(BED10 {above.bed10_gy():.1f} Gy) and the other lesions as recommended"
                     )
                 else:
                     binding[lid] = (
                         f"{above.label} passes alone and in the composite with the others as "
-                        "chosen, but no combination with it was better in total BED10"
+                        "recommended, but raising it needs another lesion lowered (lower total "
+                        "BED10)"
                     )
             explanation.append(
                 f"{lid}: {regimen.label} (BED10 {regimen.bed10_gy():.1f} Gy) instead of "
@@ -1463,13 +1838,14 @@ class CaseEvaluator:
         for lid in ids:
             if lid not in deescalated:
                 explanation.append(
-                    f"{lid}: {choice[lid].label} (BED10 {choice[lid].bed10_gy():.1f} Gy), the "
+                    f"{lid}: {choice[lid].label} (BED10 {choice[lid].bed10_gy():.1f} Gy), its "
                     "highest-BED10 option, passes every mandatory constraint"
                 )
         if composite_status == "pass":
             explanation.append(
-                "composite: every mandatory EQD2 limit passes for this choice "
-                f"({self._composite_evaluations} voxel-wise composite evaluation(s) in the search)"
+                f"composite: every mandatory EQD2 limit passes for this choice ({visited} "
+                f"combination(s) visited, {self._composite_evaluations} voxel-wise composite "
+                "evaluation(s))"
             )
         self.timings["recommend_s"] = time.perf_counter() - t0
         return Recommendation(
@@ -1488,6 +1864,7 @@ class CaseEvaluator:
         """Every lesion × regimen, the recommendation, and the composite of ``choice`` (default:
         the recommended choice; a partial ``choice`` is completed from the recommendation)."""
         t0 = time.perf_counter()
+        self._warm()
         rows: list[ResultRow] = []
         for lesion in self.lesions:
             for regimen in self.regimens_for(lesion.lesion_id):
@@ -1504,10 +1881,15 @@ class CaseEvaluator:
         self.timings["evaluate_s"] = time.perf_counter() - t0
         composite_status = _status_of(composite)
         caveats = list(COMPOSITE_CAVEATS) + [
-            "Regimens scale each lesion's planned dose distribution by D/D0: a replan at another "
-            "dose may shape the dose differently.",
-            "Composite limits: each tabulated limit converted to EQD2 at its own fraction number "
-            "with the organ's α/β (LQ); the most conservative per organ × metric is applied.",
+            (
+                "Regimens scale each lesion's planned dose distribution by D/D0: a replan at "
+                "another dose may shape the dose differently."
+            ),
+            (
+                "Composite limits: for each organ, the limits at the fraction numbers of the "
+                "lesions whose dose reaches >= 10 % of their prescription in it, converted to "
+                "EQD2 with the organ's α/β (LQ); the most conservative per organ × metric applies."
+            ),
             f"Composite status of the shown choice: {composite_status}.",
         ]
         provenance = {
@@ -1617,13 +1999,21 @@ def result_to_dict(result: EvaluationResult) -> dict:
                         "eqd2_10_gy": reg.eqd2_10_gy(),
                         "ablative": reg.bed10_gy() >= ABLATIVE_BED10_GY - 1e-9,
                         "mandatory_failures": sum(
-                            1 for r in result.rows
-                            if r.lesion_id == lesion.lesion_id and r.regimen == label
-                            and r.priority == "mandatory" and r.status == "fail"
+                            1
+                            for r in result.rows
+                            if r.lesion_id == lesion.lesion_id
+                            and r.regimen == label
+                            and r.priority == "mandatory"
+                            and r.status == "fail"
                         ),
                     }
-                    for reg in sorted({_parse_label(r.regimen) for r in result.rows
-                                       if r.lesion_id == lesion.lesion_id})
+                    for reg in sorted(
+                        {
+                            _parse_label(r.regimen)
+                            for r in result.rows
+                            if r.lesion_id == lesion.lesion_id
+                        }
+                    )
                     for label in [reg.label]
                 ]
                 for lesion in result.lesions
@@ -1662,23 +2052,31 @@ def _regimen_summary(result: EvaluationResult) -> list[dict]:
     out = []
     for lesion in result.lesions:
         lid = lesion.lesion_id
-        labels = sorted({_parse_label(r.regimen) for r in result.rows if r.lesion_id == lid},
-                        key=lambda g: -g.bed10_gy())
+        labels = sorted(
+            {_parse_label(r.regimen) for r in result.rows if r.lesion_id == lid},
+            key=lambda g: -g.bed10_gy(),
+        )
         for reg in labels:
             rows = [r for r in result.rows if r.lesion_id == lid and r.regimen == reg.label]
             fails = [r for r in rows if r.priority == "mandatory" and r.status == "fail"]
             ne = [r for r in rows if r.status == "not evaluable" and r.structure]
             ptv = {r.metric: r for r in rows if r.role == "target" and r.kind == "physical"}
             gtv = next((r for r in rows if r.role == "target" and r.metric == "Mean[Gy]"), None)
-            out.append({
-                "lesion": lid, "regimen": reg.label, "bed10": reg.bed10_gy(),
-                "eqd2": reg.eqd2_10_gy(), "ablative": reg.bed10_gy() >= ABLATIVE_BED10_GY - 1e-9,
-                "d95": ptv.get("D95%[Gy]").value if "D95%[Gy]" in ptv else math.nan,
-                "gtv_bed": gtv.value if gtv else math.nan,
-                "fails": fails, "not_evaluable": ne,
-                "chosen": result.choice.get(lid) == reg,
-                "planned": lesion.planned == reg,
-            })
+            out.append(
+                {
+                    "lesion": lid,
+                    "regimen": reg.label,
+                    "bed10": reg.bed10_gy(),
+                    "eqd2": reg.eqd2_10_gy(),
+                    "ablative": reg.bed10_gy() >= ABLATIVE_BED10_GY - 1e-9,
+                    "d95": ptv.get("D95%[Gy]").value if "D95%[Gy]" in ptv else math.nan,
+                    "gtv_bed": gtv.value if gtv else math.nan,
+                    "fails": fails,
+                    "not_evaluable": ne,
+                    "chosen": result.choice.get(lid) == reg,
+                    "planned": lesion.planned == reg,
+                }
+            )
     return out
 
 
@@ -1709,7 +2107,12 @@ def result_to_text(result: EvaluationResult) -> str:
             f"{_fmt(s['d95']):>7} {_fmt(s['gtv_bed'], 1):>9}  {oars}"
             + ("" if s["ablative"] else "  (BED10 < 100)")
         )
-    lines += ["", "* recommended/chosen, p planned", "", "Composite (sum of voxel EQD2, each lesion its own n):"]
+    lines += [
+        "",
+        "* recommended/chosen, p planned",
+        "",
+        "Composite (sum of voxel EQD2, each lesion its own n):",
+    ]
     for r in result.composite_rows:
         if not r.structure or r.priority not in ("mandatory",) and r.status not in ("fail",):
             continue
@@ -1728,8 +2131,11 @@ def result_to_text(result: EvaluationResult) -> str:
 
 
 _STATUS_COLOUR = {
-    "pass": "#d8f3dc", "goal missed": "#fff3bf", "fail": "#ffc9c9",
-    "not evaluable": "#e9ecef", "info": "#e7f5ff",
+    "pass": "#d8f3dc",
+    "goal missed": "#fff3bf",
+    "fail": "#ffc9c9",
+    "not evaluable": "#e9ecef",
+    "info": "#e7f5ff",
 }
 
 
@@ -1738,16 +2144,39 @@ def result_to_html(result: EvaluationResult) -> str:
     e = html.escape
 
     def table(rows: list[ResultRow]) -> str:
-        cols = ("lesion_id", "regimen", "structure", "organ", "metric", "value", "unit", "kind",
-                "model", "alpha_beta_gy", "comparator", "limit", "goal", "status", "priority",
-                "source", "reason")
-        out = ["<table><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr></thead><tbody>"]
+        cols = (
+            "lesion_id",
+            "regimen",
+            "structure",
+            "organ",
+            "metric",
+            "value",
+            "unit",
+            "kind",
+            "model",
+            "alpha_beta_gy",
+            "comparator",
+            "limit",
+            "goal",
+            "status",
+            "priority",
+            "source",
+            "reason",
+        )
+        out = [
+            "<table><thead><tr>"
+            + "".join(f"<th>{e(c)}</th>" for c in cols)
+            + "</tr></thead><tbody>"
+        ]
         for r in rows:
             d = asdict(r)
             colour = _STATUS_COLOUR.get(r.status, "#fff")
             out.append(
                 f'<tr style="background:{colour}">'
-                + "".join(f"<td>{e(_fmt(d[c]) if isinstance(d[c], float) or d[c] is None else str(d[c]))}</td>" for c in cols)
+                + "".join(
+                    f"<td>{e(_fmt(d[c]) if isinstance(d[c], float) or d[c] is None else str(d[c]))}</td>"
+                    for c in cols
+                )
                 + "</tr>"
             )
         out.append("</tbody></table>")
@@ -1757,22 +2186,30 @@ def result_to_html(result: EvaluationResult) -> str:
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>rtplan-assist evaluation {e(result.patient_id)}</title>",
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
-        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 5px;vertical-align:top}"
-        "th{background:#f1f3f5}h2{margin-top:1.5em}</style></head><body>",
+        (
+            "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
+            "font-size:12px}td,th{border:1px solid #ccc;padding:2px 5px;vertical-align:top}"
+            "th{background:#f1f3f5}h2{margin-top:1.5em}</style></head><body>"
+        ),
         f"<h1>Evaluation of patient {e(result.patient_id)}</h1>",
-        f"<p>Folder: {e(result.folder)}<br>Verdict for the shown choice: "
-        f"<b>{e(result.verdict())}</b></p>",
+        (
+            f"<p>Folder: {e(result.folder)}<br>Verdict for the shown choice: "
+            f"<b>{e(result.verdict())}</b></p>"
+        ),
         "<h2>Recommendation</h2><ul>",
     ]
     parts += [f"<li><b>{e(lid)}</b>: {e(reg.label)}</li>" for lid, reg in rec.choice.items()]
     parts.append("</ul><ul>")
     parts += [f"<li>{e(t)}</li>" for t in rec.explanation]
-    parts.append("</ul><h2>Lesions × regimens</h2><table><thead><tr><th>lesion</th>"
-                 "<th>regimen</th><th>BED10 (Gy)</th><th>EQD2 (Gy)</th><th>PTV D95% (Gy)</th>"
-                 "<th>GTV mean BED10 (Gy)</th><th>mandatory OAR</th></tr></thead><tbody>")
+    parts.append(
+        "</ul><h2>Lesions × regimens</h2><table><thead><tr><th>lesion</th>"
+        "<th>regimen</th><th>BED10 (Gy)</th><th>EQD2 (Gy)</th><th>PTV D95% (Gy)</th>"
+        "<th>GTV mean BED10 (Gy)</th><th>mandatory OAR</th></tr></thead><tbody>"
+    )
     for s in _regimen_summary(result):
-        fails = "; ".join(f"{r.structure} {r.metric} {_fmt(r.value)} > {_fmt(r.limit)}" for r in s["fails"])
+        fails = "; ".join(
+            f"{r.structure} {r.metric} {_fmt(r.value)} > {_fmt(r.limit)}" for r in s["fails"]
+        )
         colour = _STATUS_COLOUR["fail" if s["fails"] else "pass"]
         chosen = " (chosen)" if s["chosen"] else ""
         parts.append(
@@ -1783,9 +2220,14 @@ def result_to_html(result: EvaluationResult) -> str:
     parts.append("</tbody></table>")
     parts.append("<h2>Composite (EQD2)</h2>" + table(result.composite_rows))
     parts.append("<h2>All lesion rows</h2>" + table(result.rows))
-    parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in result.warnings) + "</ul>")
-    parts.append("<h2>Caveats</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in result.caveats) + "</ul>")
-    parts.append(f"<p><small>rtplan-assist {e(__version__)}; tables: "
-                 f"{e(', '.join(result.provenance.get('tables', [])))}</small></p></body></html>")
+    parts.append(
+        "<h2>Warnings</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in result.warnings) + "</ul>"
+    )
+    parts.append(
+        "<h2>Caveats</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in result.caveats) + "</ul>"
+    )
+    parts.append(
+        f"<p><small>rtplan-assist {e(__version__)}; tables: "
+        f"{e(', '.join(result.provenance.get('tables', [])))}</small></p></body></html>"
+    )
     return "\n".join(parts)
-
