@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .errors import RtplanAssistError
+from .errors import EvaluationError, RtplanAssistError
 from .outputs import atomic_write_text
 
 __all__ = [
@@ -212,7 +212,7 @@ def _verdict_parts(result) -> tuple[str, list[str], int, int]:
             where = "composite EQD2" if row.lesion_id == "composite" else row.lesion_id
             op = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}.get(row.comparator, "vs")
             failing.append(f"{where} {row.structure} {row.metric} {row.value:.2f} {op} "
-                           f"{row.limit:g} {row.unit}")
+                           f"{row.limit:.2f} {row.unit}")
         elif row.status == "goal missed":
             goals += 1
         elif row.status == "not evaluable" and row.structure:
@@ -248,6 +248,12 @@ def evaluate_patient(task: dict) -> dict:
 
         tables = load_tables(task["tables"]) if task.get("tables") else None
         case = load_case(task["folder"])
+        if case.structure_set_path is None:
+            raise EvaluationError(
+                "no RTSTRUCT (structure set) in this folder: targets and organs at risk are "
+                "needed to evaluate the plans; add the structure set the plans were made on.",
+                path=task["folder"],
+            )
         if task.get("regimens_file"):
             # the options of the file; the evaluator adds each lesion's planned regimen
             regimens = load_regimen_file(task["regimens_file"])
