@@ -318,14 +318,15 @@ _SITE_NAMES = (
     ("lung", re.compile(r"lung|\b[RL](?:UL|ML|LL)\b|lobe|pulm", re.IGNORECASE)),
     ("liver", re.compile(r"liver|hepat", re.IGNORECASE)),
     ("adrenal", re.compile(r"adrenal", re.IGNORECASE)),
+    ("node", re.compile(r"node|\bLN\b|subcarinal|hilar|mediastin|station|nodal", re.IGNORECASE)),
     (
         "bone",
         re.compile(
-            r"bone|oss|vertebr|\b[TLC]\d{1,2}\b|rib|sacr|femur|pelvi|ilium|humer|sternum|spine",
+            # no L1-L5 levels here: lesion ids are L1, L2, ...
+            r"bone|oss|vertebr|\b[TC]\d{1,2}\b|\brib|sacr|femur|pelvi|ilium|humer|sternum|spine",
             re.IGNORECASE,
         ),
     ),
-    ("node", re.compile(r"node|\bLN\b|subcarinal|hilar|mediastin|station|nodal", re.IGNORECASE)),
 )
 
 
@@ -2099,7 +2100,10 @@ def result_to_text(result: EvaluationResult) -> str:
         mark = "*" if s["chosen"] else (" " if not s["planned"] else "p")
         if s["fails"]:
             worst = max(s["fails"], key=_excess)
-            oars = f"FAIL {len(s['fails'])}: {worst.structure} {worst.metric} {_fmt(worst.value)} {worst.comparator} {_fmt(worst.limit)}"
+            oars = (
+                f"FAIL {len(s['fails'])}: {worst.structure} {worst.metric} {_fmt(worst.value)} "
+                f"{_NEGATION[worst.comparator]} {_fmt(worst.limit)}"
+            )
         else:
             oars = "pass"
         lines.append(

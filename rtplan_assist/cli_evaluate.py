@@ -1,0 +1,245 @@
+"""``rtplan-assist evaluate`` (every lesion × regimen, composite, recommendation) and
+``rtplan-assist bed`` (a BED/EQD2 calculator).
+
+Exit codes of ``evaluate``:
+
+* 0: evaluated, and the chosen plan (the recommendation, or ``--choose``) passes every
+  mandatory constraint, per lesion and in the composite;
+* 1: evaluated, and a mandatory constraint fails for the chosen plan;
+* 2: could not evaluate (bad input, no lesion, or a mandatory row of a structure in the case
+  that cannot be evaluated); the error or the verdict says why.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+from .errors import EvaluationError, RadiobiologyError
+
+FORMATS = ("json", "csv", "html", "text")
+MODELS = ("lq", "lql", "usc")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate every lesion × regimen against OAR constraints; composite; recommendation",
+        description=(
+            "Scale each lesion's plan to every regimen of the catalogue (or --regimens), evaluate "
+            "the target (BED10/EQD2, PTV D95%%/D98%%/V100%%, GTV mean BED10) and every OAR "
+            "constraint at the regimen's fraction number (converted and marked when no table "
+            "has it), sum the lesions' voxel-wise EQD2 for the composite, and recommend the "
+            "highest-BED10 regimen per lesion that passes jointly. Exit code 0: the chosen "
+            "plan passes; 1: a mandatory constraint fails; 2: could not evaluate."
+        ),
+    )
+    p.add_argument("path", nargs="?", help="patient folder (DICOM CT/RTSTRUCT/RTPLAN/RTDOSE)")
+    p.add_argument("--demo", action="store_true", help="use the built-in synthetic patient")
+    p.add_argument(
+        "--regimens",
+        metavar="FILE",
+        help="CSV 'lesion,total_dose_gy,fractions' (lesion '*' = every lesion); default: the "
+        "built-in catalogue; the planned regimen is always added",
+    )
+    p.add_argument(
+        "--regimen",
+        action="append",
+        default=[],
+        metavar="[L1=]50/5",
+        help="add a regimen for every lesion (or one lesion with L1=...); repeatable",
+    )
+    p.add_argument(
+        "--tables",
+        nargs="+",
+        metavar="NAME",
+        help="constraint tables to use (file stems, e.g. tg101_2010_3fx); default: all shipped",
+    )
+    p.add_argument(
+        "--tables-folder", metavar="DIR", help="folder of user constraint tables (same format)"
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="NAME=TG263",
+        help="map a case structure to a TG-263 name (repeatable)",
+    )
+    p.add_argument("--map-file", metavar="FILE", help="CSV 'structure,tg263' of mappings")
+    p.add_argument(
+        "--choose",
+        action="append",
+        default=[],
+        metavar="L1=50/5",
+        help="fix a lesion's regimen for the composite and the verdict (repeatable); the "
+        "other lesions take the recommendation",
+    )
+    p.add_argument(
+        "--outside",
+        choices=("exclude", "zero"),
+        default="exclude",
+        help="structure volume outside a dose grid: left out (default) or counted at 0 Gy",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="json (default, for scripts), csv (tidy: one row per patient, lesion, regimen, "
+        "structure, metric), html (self-contained page) or text (a terminal table)",
+    )
+    p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of stdout")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    b = sub.add_parser(
+        "bed",
+        help="BED and EQD2 of a uniform dose (quick calculator)",
+        description="BED = D (1 + d/(α/β)), EQD2 = BED / (1 + 2/(α/β)) for D Gy in n fractions "
+        "(LQ; LQ-L and USC continue linearly above a transition dose per fraction).",
+    )
+    b.add_argument("dose", type=float, help="total physical dose (Gy)")
+    b.add_argument("fractions", type=int, help="number of fractions")
+    b.add_argument("--alpha-beta", type=float, required=True, metavar="GY", help="α/β (Gy)")
+    b.add_argument("--model", choices=MODELS, default="lq", help="lq (default), lql or usc")
+    b.add_argument(
+        "--transition-dose",
+        type=float,
+        metavar="GY",
+        help="dose per fraction where LQ-L turns linear (required for lql; no default is "
+        "verified); for usc, D_T (default: from the Park 2008 NSCLC fit, marked unverified)",
+    )
+    b.add_argument("--format", choices=("text", "json"), default="text")
+    b.set_defaults(handler=_cmd_bed)
+
+
+# --------------------------------------------------------------------------------- evaluate
+
+
+def _parse_assignments(items: list[str], what: str) -> dict[str, list]:
+    from .regimens import parse_regimen
+
+    out: dict[str, list] = {}
+    for item in items:
+        lesion, sep, text = item.partition("=")
+        if not sep:
+            lesion, text = "*", item
+        lesion = lesion.strip()
+        if not lesion:
+            raise EvaluationError(f"{what} '{item}': expected L1=50/5")
+        out.setdefault(lesion, []).append(parse_regimen(text))
+    return out
+
+
+def build_evaluator(args):
+    """A :class:`~rtplan_assist.evaluation.CaseEvaluator` from parsed ``evaluate`` arguments."""
+    from .constraints import load_tables
+    from .dicom import load_case
+    from .evaluation import CaseEvaluator
+    from .names import load_mapping_file, parse_map_argument
+    from .regimens import DEFAULT_CATALOGUE, load_regimen_file
+
+    if args.demo == bool(args.path):
+        raise EvaluationError("give a patient folder PATH or --demo (not both)")
+    if args.demo:
+        from .demo import demo_case_folder
+
+        folder = demo_case_folder()
+    else:
+        folder = args.path
+    case = load_case(folder)
+    tables = load_tables(args.tables, folder=args.tables_folder)
+    overrides: dict[str, str] = {}
+    if args.map_file:
+        overrides.update(load_mapping_file(args.map_file))
+    for item in args.map:
+        name, target = parse_map_argument(item)
+        overrides[name] = target
+    regimens = load_regimen_file(args.regimens) if args.regimens else {}
+    for lesion, extra in _parse_assignments(args.regimen, "--regimen").items():
+        base = regimens.get(lesion) or regimens.get("*") or list(DEFAULT_CATALOGUE)
+        regimens[lesion] = list(dict.fromkeys(list(base) + extra))
+    return CaseEvaluator(
+        case, tables=tables, overrides=overrides, regimens=regimens, outside=args.outside
+    )
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluation import (
+        TIDY_COLUMNS,
+        result_rows_tidy,
+        result_to_dict,
+        result_to_html,
+        result_to_text,
+    )
+    from .outputs import atomic_write_text
+
+    evaluator = build_evaluator(args)
+    choose = {}
+    for lesion, regimens in _parse_assignments(args.choose, "--choose").items():
+        if lesion == "*" or len(regimens) != 1:
+            raise EvaluationError("--choose needs one L1=50/5 per lesion")
+        choose[lesion] = regimens[0]
+    result = evaluator.evaluate(choose or None)
+    if args.format == "json":
+        text = json.dumps(result_to_dict(result), indent=2, ensure_ascii=False) + "\n"
+    elif args.format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for row in result_rows_tidy(result):
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        text = buffer.getvalue()
+    elif args.format == "html":
+        text = result_to_html(result)
+    else:
+        text = result_to_text(result)
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    verdict = result.verdict()
+    if verdict != "pass":
+        print(f"rtplan-assist: evaluate: verdict {verdict}", file=sys.stderr)
+    return {"pass": 0, "fail": 1}.get(verdict, 2)
+
+
+# --------------------------------------------------------------------------------- bed
+
+
+def _cmd_bed(args) -> int:
+    from .radiobiology import Model, bed, eqd2, usc_park2008_nsclc
+
+    if args.model == "lq":
+        if args.transition_dose is not None:
+            raise RadiobiologyError("--transition-dose is for --model lql or usc")
+        model = Model("LQ", args.alpha_beta)
+    elif args.model == "lql":
+        model = Model("LQ-L", args.alpha_beta, args.transition_dose)
+    else:
+        if args.transition_dose is None:
+            fit = usc_park2008_nsclc()
+            model = Model("USC", args.alpha_beta, fit.transition_dose_gy, provenance=fit.provenance)
+        else:
+            model = Model("USC", args.alpha_beta, args.transition_dose)
+    bed_gy = bed(args.dose, args.fractions, model)
+    eqd2_gy = eqd2(args.dose, args.fractions, model)
+    per_fraction = args.dose / args.fractions
+    if args.format == "json":
+        payload = {
+            "total_dose_gy": args.dose,
+            "fractions": args.fractions,
+            "dose_per_fraction_gy": per_fraction,
+            "alpha_beta_gy": args.alpha_beta,
+            "model": model.describe(),
+            "bed_gy": bed_gy,
+            "eqd2_gy": eqd2_gy,
+        }
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(
+            f"{args.dose:g} Gy in {args.fractions} × {per_fraction:.4g} Gy; {model.describe()}\n"
+            f"BED  = {bed_gy:.2f} Gy\nEQD2 = {eqd2_gy:.2f} Gy\n"
+        )
+    return 0
