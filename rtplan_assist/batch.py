@@ -22,10 +22,11 @@ in ``OUT/patients/``, and at the end writes the aggregate files atomically:
 
 Resuming
 --------
-Each patient record carries a fingerprint of its inputs: SHA-256 over the sorted list of
+Each evaluated patient's record carries a fingerprint of its inputs: SHA-256 over the sorted list of
 (relative path, size, mtime_ns) of every file under the patient folder, plus the batch
 options (constraint tables, regimen file content, report format, rtplan-assist version). A
-re-run reuses every record whose fingerprint is unchanged and recomputes the others, so an
+re-run reuses every record whose fingerprint is unchanged and recomputes the others (error
+rows are always retried: they cost little and their cause may have been the environment), so an
 interrupted batch resumes where it stopped, without duplicate or lost rows (records are
 whole files renamed into place; aggregates are rebuilt from the records of the folders
 present now). The fingerprint is the file *metadata*, not the content: it costs one ``stat``
@@ -451,6 +452,8 @@ def _load_record(path: Path, fingerprint: str) -> dict | None:
         return None
     if record.get("fingerprint") != fingerprint or record.get("record_version") != RECORD_VERSION:
         return None
+    if record.get("status") != "evaluated":
+        return None  # errors are retried: cheap, and the cause may be the environment
     return record
 
 
