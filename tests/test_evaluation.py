@@ -302,3 +302,26 @@ def test_demo_regimen_change_is_fast_once_warm(demo):
     elapsed = time.perf_counter() - t0
     assert composite
     assert elapsed < 3.0  # loose: shared CI cores; benches/bench_evaluate.py measures it
+
+
+def test_composite_on_different_grids_is_resampled():
+    # L2's grid is shifted by half a voxel and coarser: the composite goes to a common grid
+    case = synthetic_case()
+    shifted = Grid.uniform((2.0, 2.0, 2.0), (3.0, 3.0, 3.0), (16, 16, 16))
+    d2 = case.doses[1]
+    case.doses[1] = Dose(
+        d2.path,
+        d2.sop_instance_uid,
+        "FOR",
+        shifted,
+        30.0 * np.ones(shifted.shape, np.float32),
+        "PLAN",
+        "PHYSICAL",
+        "P2",
+    )
+    ev = CaseEvaluator(case)
+    assert ev.common_grid()[1] is False and any("common" in w for w in ev.warnings)
+    choice = {"L1": Regimen(5, 50.0), "L2": Regimen(10, 30.0)}
+    dvh = ev.composite_dvhs(choice)["Esophagus"]
+    # both doses are uniform over the oesophagus: trilinear resampling keeps them exact
+    assert dvh.dmean_gy == pytest.approx(eqd2(50, 5, 3) + eqd2(30, 10, 3), rel=1e-4)
