@@ -7,14 +7,15 @@ standing for a slab ``[z_lo, z_hi]`` of half the plane spacing on each side, wit
 Integration, per plane:
 
 * **y**: rows in sub-bands of height ``<= h``, band edges at every vertex ``y`` and every
-  dose-grid row; inside a band the chord length is linear in ``y``, and rows placed in
-  symmetric pairs keep the area of each plane exact (see ``contours.py``);
+  dose-grid row; inside a band the chord length is linear in ``y``, so weighting each row
+  by its chord at the sub-band's midpoint keeps the area of each plane exact (see
+  ``contours.py``) wherever inside the sub-band the row is sampled;
 * **z**: the slab is split at every dose plane and into sub-slabs of thickness ``<= h``;
   the prism is constant in ``z``, so the volume is exact;
-* sample phases inside rows and sub-slabs vary from band to band and row to row (a
-  low-discrepancy sequence, paired symmetrically) so that the stair steps of midpoint
-  sampling do not line up across planes: the DVH's quantiles converge much faster than
-  ``h / 2`` while volume and mean stay exact for linear integrands;
+* sample phases inside rows and sub-slabs vary from row to row (low-discrepancy
+  sequences) so that the stair steps of midpoint sampling do not line up across planes
+  and rows: the DVH's quantiles converge much faster than ``h / 2``; the volume stays
+  exact and the mean unbiased;
 * **x**: exact. Along a row the trilinear dose is piecewise linear between dose-grid
   columns, so each piece of a chord carries a *uniform* dose distribution between its end
   doses. Its contribution to the cumulative histogram is a ramp, accumulated exactly at
@@ -97,13 +98,12 @@ def _jitter(a, b):
 
 
 @njit(cache=True, nogil=True)
-def _offset(u, i, n):
-    """Sample position inside sub-interval ``i`` of ``n``: ``u`` and ``1 - u`` alternate, so
-    each pair's samples are symmetric and the midpoint rule's exactness for a linear
-    integrand (chord length in y, dose in z) is kept; an odd last one sits at 0.5."""
-    if n % 2 == 1 and i == n - 1:
-        return 0.5
-    return u if i % 2 == 0 else 1.0 - u
+def _phase(u, i):
+    """Sample position in [0, 1) inside the ``i``-th sub-slab of a row: a golden-ratio
+    walk from the row's phase ``u``. The prism is constant in z, so any phase keeps the
+    volume exact; varying it spreads the samples of all rows over the slab."""
+    v = u + 0.6180339887498949 * i
+    return v - np.floor(v)
 
 
 @njit(cache=True, nogil=True)
@@ -171,15 +171,13 @@ def _plane(
     zbreaks[nz + 1] = cov[2, 1]
     zp = _z_pieces(z_lo, z_hi, zbreaks)
     n_zp = zp.shape[0] - 1
-    # sub-slabs: start, thickness, index in its piece and the piece's count; the sample
-    # position inside each sub-slab is set per row (see _offset)
+    # sub-slabs: start and thickness; the sample position inside each is set per row
+    # (see _phase)
     n_sub = 0
     for m in range(n_zp):
         n_sub += max(1, int(np.ceil((zp[m + 1] - zp[m]) / h - 1e-9)))
     sub_start = np.empty(n_sub)
     sub_t = np.empty(n_sub)
-    sub_i = np.empty(n_sub, dtype=np.int64)
-    sub_k = np.empty(n_sub, dtype=np.int64)
     s = 0
     for m in range(n_zp):
         k = max(1, int(np.ceil((zp[m + 1] - zp[m]) / h - 1e-9)))
@@ -187,8 +185,6 @@ def _plane(
         for i in range(k):
             sub_start[s] = zp[m] + i * t
             sub_t[s] = t
-            sub_i[s] = i
-            sub_k[s] = k
             s += 1
 
     edges = _plane_edges(vx, vy, poly_start, q_lo, q_hi)
@@ -196,6 +192,7 @@ def _plane(
     n_active = 0
     next_edge = 0
     buf = np.empty(edges.shape[0] + 2)
+    buf_mid = np.empty(edges.shape[0] + 2)
     # scalar accumulators stay in registers (writes to ``stats`` would alias ``acc``)
     acc_in = 0.0
     acc_out = 0.0
@@ -213,16 +210,30 @@ def _plane(
         n_active, next_edge = _update_active(edges, active, n_active, next_edge, 0.5 * (y_a + y_b))
         n_rows = max(1, int(np.ceil((y_b - y_a) / h - 1e-9)))
         hr = (y_b - y_a) / n_rows
-        u_band = _jitter(y_a, z_lo)
         for r in range(n_rows):
-            y = y_a + (r + _offset(u_band, r, n_rows)) * hr
-            n = _active_crossings(edges, active, n_active, y, buf)
-            if n < 2:
-                continue
-            u_row = _jitter(y, z_hi)
+            # Sample each row at a varying phase, but weight it by the chord at the row's
+            # midpoint: the chord is linear in y inside a band, so Σ chord(mid) × hr is the
+            # exact area whatever the phases.
+            y_mid = y_a + (r + 0.5) * hr
+            n_mid = _active_crossings(edges, active, n_active, y_mid, buf_mid)
             chord = 0.0
+            for c in range(0, n_mid - 1, 2):
+                chord += buf_mid[c + 1] - buf_mid[c]
+            if chord <= 0.0:
+                continue
+            y = y_a + (r + _jitter(y_mid, z_lo)) * hr
+            n = _active_crossings(edges, active, n_active, y, buf)
+            chord_s = 0.0
             for c in range(0, n - 1, 2):
-                chord += buf[c + 1] - buf[c]
+                chord_s += buf[c + 1] - buf[c]
+            if n < 2 or chord_s < 0.5 * chord:
+                y = y_mid
+                n = n_mid
+                for c in range(n):
+                    buf[c] = buf_mid[c]
+                chord_s = chord
+            row_h = hr * chord / chord_s
+            u_row = _jitter(y, z_hi)
             if y < cov[1, 0] or y > cov[1, 1]:
                 acc_out += chord * hr * (z_hi - z_lo)
                 continue
@@ -235,10 +246,10 @@ def _plane(
                 continue
             k_prev = -1
             for s in range(n_sub):
-                z = sub_start[s] + _offset(u_row, sub_i[s], sub_k[s]) * sub_t[s]
-                area = hr * sub_t[s]
+                z = sub_start[s] + _phase(u_row, s) * sub_t[s]
+                area = row_h * sub_t[s]
                 if z < cov[2, 0] or z > cov[2, 1]:
-                    acc_out += chord * area
+                    acc_out += chord_s * area
                     continue
                 k0, k1, wz = _locate_z(z, gz)
                 if k0 != k_prev:
@@ -260,8 +271,7 @@ def _plane(
                     x = xa_c
                     d0 = _row_dose(node, x, gx0, gdx, nx)
                     i_next = int(np.floor((x - gx0) / gdx)) + 1
-                    if i_next < 0:
-                        i_next = 0
+                    i_next = max(i_next, 0)
                     while True:
                         if i_next < nx:
                             xn = gx0 + i_next * gdx
@@ -285,10 +295,8 @@ def _plane(
                                 hi = d0
                             acc_in += w
                             acc_dose += 0.5 * (d0 + d1) * w
-                            if lo < d_min:
-                                d_min = lo
-                            if hi > d_max:
-                                d_max = hi
+                            d_min = min(d_min, lo)
+                            d_max = max(d_max, hi)
                         if x1 >= xb_c:
                             break
                         x = x1
@@ -314,10 +322,8 @@ def _plane(
                 continue
             k0, k1, wz = _locate_z(z, gz)
             d = _dose_at_x(dose, k0, k1, wz, j0, j1, wy, x, gx0, gdx, nx)
-            if d < stats[STAT_MIN]:
-                stats[STAT_MIN] = d
-            if d > stats[STAT_MAX]:
-                stats[STAT_MAX] = d
+            stats[STAT_MIN] = min(stats[STAT_MIN], d)
+            stats[STAT_MAX] = max(stats[STAT_MAX], d)
 
 
 @njit(cache=True, nogil=True)

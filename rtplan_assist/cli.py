@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+    except Exception as exc:
         if os.environ.get("RTPLAN_ASSIST_DEBUG"):
             raise
         print(

@@ -15,8 +15,8 @@ percentages refer to the covered volume; ``outside="zero"`` counts it at 0 Gy.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .metrics import Metric, parse_metric
 from .model import Dose, Grid, Structure
 
 N_BINS = 8192
-ROW_BUDGET_MM = 2.5e5
+ROW_BUDGET_MM = 5.0e5
 H_MIN_MM = 0.05
 OUTSIDE_POLICIES = ("exclude", "zero")
 
@@ -334,8 +334,8 @@ def compute_dvh(
     edges = np.arange(n_edges) * bin_width
     vol_ge = tallied - cdf / 1000.0
     lo_dose = 0.0 if outside == "zero" and outside_cc > 0 else max(min(dmin, stats[3]), 0.0)
-    k_lo = max(int(math.floor(lo_dose / bin_width)), 0)
-    k_hi = min(int(math.ceil(stats[4] / bin_width)) + 1, n_edges - 1)
+    k_lo = max(math.floor(lo_dose / bin_width), 0)
+    k_hi = min(math.ceil(stats[4] / bin_width) + 1, n_edges - 1)
     dose_axis = edges[k_lo : k_hi + 1].copy()
     vol_axis = np.clip(vol_ge[k_lo : k_hi + 1], 0.0, tallied)
     vol_axis = np.minimum.accumulate(vol_axis)
@@ -379,8 +379,8 @@ def compute_dvhs(
     -------
     dict mapping structure name to DVH, in the order of ``structures``.
     """
-    from concurrent.futures import ThreadPoolExecutor
     import os
+    from concurrent.futures import ThreadPoolExecutor
 
     todo = [s for s in structures if not s.is_empty]
     if not todo:

@@ -80,18 +80,20 @@ def _fit_linear(dose: Dose) -> tuple[float, np.ndarray] | None:
 
 
 def _clip_half_plane(poly: np.ndarray, n: np.ndarray, a: float) -> np.ndarray:
-    """Part of a polygon with n·p >= a (Sutherland-Hodgman, one clip edge)."""
-    out = []
-    m = len(poly)
-    for i in range(m):
-        p, q = poly[i], poly[(i + 1) % m]
-        sp, sq = float(n @ p) - a, float(n @ q) - a
-        if sp >= 0:
-            out.append(p)
-        if (sp >= 0) != (sq >= 0):
-            t = sp / (sp - sq)
-            out.append(p + t * (q - p))
-    return np.array(out) if out else np.zeros((0, 2))
+    """Part of a polygon with n·p >= a (Sutherland-Hodgman against one edge, vectorised):
+    each edge contributes its start vertex when inside and its crossing point when it
+    crosses the line, in order."""
+    q = np.roll(poly, -1, axis=0)
+    sp = poly @ n - a
+    sq = q @ n - a
+    inside = sp >= 0
+    crosses = inside != (sq >= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(crosses, sp / (sp - sq), 0.0)
+    hit = poly + t[:, None] * (q - poly)
+    pts = np.stack([poly, hit], axis=1).reshape(-1, 2)
+    keep = np.stack([inside, crosses], axis=1).reshape(-1)
+    return pts[keep]
 
 
 class ContourStackTruth:
@@ -167,7 +169,7 @@ class ContourStackTruth:
 
     def dose_at_volume(self, v_mm3: float) -> float:
         lo, hi = self.extremes()
-        for _ in range(80):
+        for _ in range(50):
             mid = 0.5 * (lo + hi)
             if self.volume_above(mid) >= v_mm3:
                 lo = mid

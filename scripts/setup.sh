@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create .venv and install rtplan-assist into it (editable). Idempotent.
+#   scripts/setup.sh          the app and CLI
+#   scripts/setup.sh test     plus the test tools (and Debian's Chromium for browser tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+if [ "${1:-}" = "test" ]; then
+  # Browser tests drive Debian's Chromium via chromedriver; PDF checks use poppler-utils;
+  # WeasyPrint (PDF reports) needs Pango. Test tools must never download a browser.
+  need=()
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+  ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  .venv/bin/python -m pip install --quiet -e ".[test,dask]"
+else
+  .venv/bin/python -m pip install --quiet -e .
+fi
