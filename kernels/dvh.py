@@ -238,10 +238,7 @@ def _plane(
                 acc_out += chord * hr * (z_hi - z_lo)
                 continue
             j0, j1, wy = _locate((y - gy0) / gdy, ny)
-            # columns this row's chords can touch
-            i_first = max(int(np.floor((max(buf[0], cov[0, 0]) - gx0) / gdx)), 0)
-            i_last = min(int(np.ceil((min(buf[n - 1], cov[0, 1]) - gx0) / gdx)), nx - 1)
-            if i_first > i_last:
+            if max(buf[0], cov[0, 0]) >= min(buf[n - 1], cov[0, 1]):
                 acc_out += chord * hr * (z_hi - z_lo)
                 continue
             k_prev = -1
@@ -252,13 +249,8 @@ def _plane(
                     acc_out += chord_s * area
                     continue
                 k0, k1, wz = _locate_z(z, gz)
-                if k0 != k_prev:
-                    for i in range(i_first, i_last + 1):
-                        row_a[i] = (1.0 - wy) * dose[k0, j0, i] + wy * dose[k0, j1, i]
-                        row_b[i] = (1.0 - wy) * dose[k1, j0, i] + wy * dose[k1, j1, i]
-                    k_prev = k0
-                for i in range(i_first, i_last + 1):
-                    node[i] = row_a[i] + wz * (row_b[i] - row_a[i])
+                refresh = k0 != k_prev
+                k_prev = k0
                 for c in range(0, n - 1, 2):
                     xa = buf[c]
                     xb = buf[c + 1]
@@ -268,6 +260,16 @@ def _plane(
                         acc_out += (xb - xa) * area
                         continue
                     acc_out += ((xb - xa) - (xb_c - xa_c)) * area
+                    # node values only on the columns this chord touches (multi-contour
+                    # planes such as two lungs or a ring would otherwise pay for the gap)
+                    i_first = max(int(np.floor((xa_c - gx0) / gdx)), 0)
+                    i_last = min(int(np.ceil((xb_c - gx0) / gdx)), nx - 1)
+                    if refresh:
+                        for i in range(i_first, i_last + 1):
+                            row_a[i] = (1.0 - wy) * dose[k0, j0, i] + wy * dose[k0, j1, i]
+                            row_b[i] = (1.0 - wy) * dose[k1, j0, i] + wy * dose[k1, j1, i]
+                    for i in range(i_first, i_last + 1):
+                        node[i] = row_a[i] + wz * (row_b[i] - row_a[i])
                     x = xa_c
                     d0 = _row_dose(node, x, gx0, gdx, nx)
                     i_next = int(np.floor((x - gx0) / gdx)) + 1
