@@ -75,20 +75,24 @@ def composite_status(rows) -> str:
 
 
 def contributing_lesions(loaded: LoadedPatient, choice: dict) -> dict[str, list[str]]:
-    """Structure name -> ``"L2 (max 35.1 Gy EQD2)"`` for lesions giving it ≥ 1 Gy EQD2 max.
-
-    From each lesion's own EQD2 DVH (the engine's, per-structure α/β) at the chosen regimen.
-    """
-    out: dict[str, list[str]] = {}
+    """Structure name -> ``["L2 (Dmax 35.1 Gy EQD2)", ...]``: the engine's contributing
+    lesions of each constrained organ (:meth:`CaseEvaluator.contributors`), each with its own
+    EQD2 Dmax (the organ's α/β, LQ) at the chosen regimen."""
     ev = loaded.evaluator
+    out: dict[str, list[str]] = {}
+    dmax: dict[tuple[str, str], float] = {}
+    names = [s.name for s in ev.oar_structures.values()]
     for lesion in ev.lesions:
-        regimen = choice[lesion.lesion_id]
-        names = [s.name for s in ev.oar_structures.values()]
-        dvhs = ev.lesion_dvhs(lesion.lesion_id, regimen, "EQD2", structures=names)
+        dvhs = ev.lesion_dvhs(lesion.lesion_id, choice[lesion.lesion_id], "EQD2",
+                              structures=names)
         for name, dvh in dvhs.items():
-            if dvh.dmax_gy >= 1.0:
-                out.setdefault(name, []).append(
-                    f"{lesion.lesion_id} (max {dvh.dmax_gy:.1f} Gy)")
+            dmax[(lesion.lesion_id, name)] = dvh.dmax_gy
+    for organ, structure in ev.oar_structures.items():
+        texts = []
+        for lid in ev.contributors(organ):
+            value = dmax.get((lid, structure.name))
+            texts.append(f"{lid} (Dmax {value:.1f} Gy)" if value is not None else lid)
+        out[structure.name] = texts
     return out
 
 
@@ -171,19 +175,22 @@ def overview_children(loaded: LoadedPatient, choice: dict) -> list:
 
 
 # -- lesion comparison ------------------------------------------------------------------------
-def composite_summary(rows, *, lesion_oars: set[str] | None = None) -> html.Div:
-    """Verdict badge and the composite rows of the OARs that matter to one lesion."""
+def composite_summary(rows, contributors: dict, *, lesion_oars: set[str] | None = None,
+                      limit: int = 6) -> html.Div:
+    """Verdict badge and the worst composite rows of the OARs that matter to one lesion."""
     status = composite_status(rows)
     shown = [r for r in rows if r.structure and (lesion_oars is None or r.structure in
                                                   lesion_oars)]
     shown.sort(key=lambda r: ({"fail": 0, "goal missed": 1, "not evaluable": 2}.get(r.status, 3),
                               r.structure))
     return html.Div([
-        html.H5(["Composite of all lesions (EQD2, LQ, each organ's α/β): ",
-                 html.Span(status_badge(status), id="composite-status")]),
-        composite_table(shown[:12]),
-        html.Div("Worst composite rows for the OARs of this lesion; all rows on the "
-                 "Composite / MDT screen.", className="small text-muted"),
+        html.H5(["Composite of all lesions with these choices: ",
+                 html.Span(status_badge(status), id="composite-status")], className="mt-3"),
+        composite_table(shown[:limit], contributors, compact=True),
+        html.Div([(f"The {min(limit, len(shown))} worst of {len(shown)} composite rows for this "
+                  "lesion's OARs (EQD2, LQ, each organ's α/β). All rows: "),
+                  dcc.Link("Composite / MDT", href="/composite"), "."],
+                 className="small text-muted"),
     ], className="mb-3")
 
 
@@ -305,8 +312,10 @@ def register_callbacks(app, state: AppState) -> None:
                                  binding=rec.binding.get(lesion_id))
         oars = {r.structure for rs in rows.values() for r in rs if r.role == "oar"
                 and r.structure and not math.isnan(r.value) and r.value > 0}
+        with loaded.lock:
+            contributors = contributing_lesions(loaded, choice)
         return (title, options, choice[lesion_id].label, table,
-                composite_summary(composite, lesion_oars=oars))
+                composite_summary(composite, contributors, lesion_oars=oars))
 
     @app.callback(
         Output("choices", "data"), Output("add-error", "children"),
@@ -544,8 +553,7 @@ def register_callbacks(app, state: AppState) -> None:
             verdict_alert(result.verdict(), rec.explanation),
             html.H5("Chosen regimen per lesion"), chosen_table,
             html.H5("Composite OAR table (EQD2, LQ, each organ's α/β; limits converted)"),
-            composite_table(comp_rows, {(r.structure, r.metric): contributors.get(r.structure, [])
-                                        for r in comp_rows}),
+            composite_table(comp_rows, contributors),
             html.P([html.B("Constrained organs absent from the case (not evaluable): "),
                     ", ".join(absent) or "none"], className="small"),
             html.H5("Caveats"), html.Ul([html.Li(c) for c in result.caveats], className="small"),
@@ -580,8 +588,11 @@ def register_callbacks(app, state: AppState) -> None:
         result, _ = _result(loaded, _prefs(choices, loaded.entry.key))
         with tempfile.TemporaryDirectory(dir=state.workdir) as tmp:
             path = Path(tmp) / f"{result.patient_id or 'patient'}_report.pdf"
-            with loaded.lock:
-                render_report_pdf(result, loaded.evaluator, path)
+            try:
+                with loaded.lock:
+                    render_report_pdf(result, loaded.evaluator, path)
+            except RtplanAssistError as exc:
+                return no_update, dbc.Alert(f"No PDF: {exc}", color="warning")
             data = path.read_bytes()
         return dcc.send_bytes(data, filename=path.name), ""
 

@@ -106,9 +106,29 @@ class LoadedPatient:
         return choice
 
 
+def _code_signature() -> str:
+    """Digest of the evaluation code and tables (name, size, mtime of every source file).
+
+    Part of the cache key, so an upgraded engine never reads an evaluator pickled by an old one.
+    """
+    import rtplan_assist
+    from rtplan_assist import constraint_tables, kernels
+
+    h = hashlib.sha256(rtplan_assist.__version__.encode())
+    for package in (rtplan_assist, kernels, constraint_tables):
+        root = Path(package.__file__).parent
+        for p in sorted(root.rglob("*")):
+            if p.suffix in (".py", ".csv", ".yaml") and "__pycache__" not in p.parts:
+                st = p.stat()
+                h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def _folder_signature(folder: Path) -> str:
-    """Digest of the folder path and the name, size and mtime of every file below it."""
-    h = hashlib.sha256(str(folder.resolve()).encode())
+    """Digest of the code signature, the folder path and the name, size and mtime of every file
+    below it."""
+    h = hashlib.sha256(_code_signature().encode())
+    h.update(str(folder.resolve()).encode())
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):

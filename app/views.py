@@ -184,32 +184,40 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
     return html.Div([html.Div(caption, className="mb-2", id="recommendation-caption"), table])
 
 
-def composite_table(rows: Sequence, contributors: Mapping[tuple, list[str]] | None = None
-                    ) -> dbc.Table:
-    """Composite OAR rows (EQD2): structure, metric, value, limit, status, contributing lesions."""
+def composite_table(rows: Sequence, contributors: Mapping[str, list[str]] | None = None,
+                    *, compact: bool = False) -> dbc.Table:
+    """Composite OAR rows (EQD2): structure, metric, value, limit, status, contributing lesions.
+
+    ``contributors`` maps a structure name to its contributing lesions (text); ``compact``
+    leaves out the reason and the source (the lesion screen's summary).
+    """
     contributors = contributors or {}
-    head = html.Tr([html.Th(t) for t in ("Structure", "Metric", "Composite value",
-                                         "Limit", "Status", "Contributing lesions", "Source")])
+    titles = ["Structure", "Metric", "Composite value", "Limit", "Status", "Contributing lesions"]
+    if not compact:
+        titles.append("Source")
     body = []
     for row in rows:
         if row.role != "oar":
             continue
-        contrib = contributors.get((row.structure, row.metric))
-        if contrib is None:
-            contrib = getattr(row, "contributors", None) or []
-        body.append(html.Tr([
+        contrib = contributors.get(row.structure) or []
+        status = [status_badge(row.status)]
+        if row.reason and not compact:
+            status.append(html.Div(row.reason, className="cell-reason"))
+        cells = [
             html.Td(row.structure),
             html.Td(row.metric),
             html.Td([html.Div(fmt_number(row.value, row.unit), className="fw-semibold"),
                      html.Div(kind_text(row), className="cell-kind")]),
             html.Td([limit_text(row), html.Div(_converted_note(row), className="cell-converted")]),
-            html.Td([status_badge(row.status),
-                     html.Div(row.reason, className="cell-reason") if row.reason else None]),
-            html.Td(", ".join(contrib) if contrib else "—"),
-            html.Td(row.source or "", className="cell-source"),
-        ], className=f"status-{row.status.replace(' ', '-')}"))
-    return dbc.Table([html.Thead(head), html.Tbody(body)], bordered=True, hover=True, size="sm",
-                     responsive=True, id="composite-table", className="composite-table")
+            html.Td(status),
+            html.Td(", ".join(contrib) if contrib else "—", className="small"),
+        ]
+        if not compact:
+            cells.append(html.Td(row.source or "", className="cell-source"))
+        body.append(html.Tr(cells, className=f"status-{row.status.replace(' ', '-')}"))
+    return dbc.Table([html.Thead(html.Tr([html.Th(t) for t in titles])), html.Tbody(body)],
+                     bordered=True, hover=True, size="sm", responsive=True,
+                     id="composite-table", className="composite-table")
 
 
 def verdict_alert(status: str, explanation: Sequence[str] = ()) -> dbc.Alert:

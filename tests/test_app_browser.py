@@ -31,14 +31,14 @@ def _start(dash_duo, cache_dir):
     return app
 
 
-def _choose(dash_duo, dropdown_id: str, text: str) -> None:
-    """Pick the option containing ``text`` in a dcc.Dropdown by clicking and typing."""
-    from selenium.webdriver.common.keys import Keys
-
+def _choose(dash_duo, dropdown_id: str, value: str) -> None:
+    """Pick ``value`` in a Dash 4 ``dcc.Dropdown``: open it, filter by typing, click the option."""
     dash_duo.find_element(f"#{dropdown_id}").click()
-    search = dash_duo.driver.switch_to.active_element
-    search.send_keys(text)
-    search.send_keys(Keys.ENTER)
+    dash_duo.wait_for_element("input.dash-dropdown-search", timeout=10).send_keys(value)
+    option = dash_duo.wait_for_element(
+        f"label[role=option]:has(input[value='{value}'])", timeout=10)
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", option)
+    option.click()
 
 
 def test_demo_patient_regimen_change_updates_table_and_composite(dash_duo, app_cache):

@@ -31,6 +31,6 @@ def layout(lesion_id: str = "L1", **_query):
                 html.Div(id="add-error", className="small text-danger mt-1"),
             ], md=6),
         ], className="mb-3 g-3"),
-        dcc.Loading(html.Div(id="lesion-composite"), type="dot", delay_show=300),
         dcc.Loading(html.Div(id="lesion-table"), type="dot", delay_show=300),
+        dcc.Loading(html.Div(id="lesion-composite"), type="dot", delay_show=300),
     ])
