@@ -556,8 +556,8 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
                         "</figure>")
     legend = ("Axial images through each PTV centre: the lesion's own plan scaled to the "
               "chosen regimen. Isodose lines (% of the chosen prescription): "
-              + ", ".join(f'<span style="color:{c};background:#333;padding:0 1px">'
-                          f"{int(lvl * 100)} %</span>"
+              + ", ".join(f'<span style="background:{c};border:0.3pt solid #333">'
+                          f"&#160;&#160;&#160;</span>&#160;{int(lvl * 100)} %"
                           for lvl, c in zip(ISODOSE_LEVELS, ISODOSE_COLOURS))
               + "; PTV cyan, GTV white, OARs in their ROI colour. "
               + ("" if ct_hu is not None else "No CT available: dose on black. "))
