@@ -6,10 +6,10 @@ standing for a slab ``[z_lo, z_hi]`` of half the plane spacing on each side, wit
 
 Integration, per plane:
 
-* **y**: rows in sub-bands of height ``<= h``, band edges at every vertex ``y`` and every
-  dose-grid row; inside a band the chord length is linear in ``y``, so weighting each row
-  by its chord at the sub-band's midpoint keeps the area of each plane exact (see
-  ``contours.py``) wherever inside the sub-band the row is sampled;
+* **y**: rows of height ``<= h`` between dose-grid rows (kinks of the bilinear dose).
+  Each row carries the exact area of its strip: the chord length is linear in ``y``
+  between polygon vertices, so the midpoint rule on each vertex-to-vertex piece is exact
+  (see ``contours.py``); the dose is sampled on one line inside the strip;
 * **z**: the slab is split at every dose plane and into sub-slabs of thickness ``<= h``;
   the prism is constant in ``z``, so the volume is exact;
 * sample phases inside rows and sub-slabs vary from row to row (low-discrepancy
@@ -88,6 +88,23 @@ def _dose_at_x(dose, k0, k1, wz, j0, j1, wy, x, gx0, gdx, nx):
 
 
 @njit(cache=True, nogil=True)
+def _span_edges(y0, y1, extra):
+    """Sorted band edges: ``y0``, the values of ``extra`` strictly between, ``y1``."""
+    inner = np.sort(extra)
+    out = np.empty(extra.shape[0] + 2)
+    out[0] = y0
+    n = 1
+    for v in inner:
+        if y0 < v < y1 and v - out[n - 1] > 1e-9:
+            out[n] = v
+            n += 1
+    if y1 - out[n - 1] > 1e-9 or n == 1:
+        out[n] = y1
+        n += 1
+    return out[:n]
+
+
+@njit(cache=True, nogil=True)
 def _jitter(a, b):
     """A deterministic offset in [0, 1) from two coordinates (mm), via golden-ratio
     sequences (R2, Roberts 2018): neighbouring planes and rows sample different phases."""
@@ -156,13 +173,16 @@ def _plane(
     z_lo = plane_z_lo[p]
     z_hi = plane_z_hi[p]
 
-    # y band edges: vertices, dose rows (kinks of the bilinear dose), grid edges.
+    # Rows are laid in bands between dose rows (kinks of the bilinear dose) and the grid
+    # edges; the polygon vertices are kinks of the chord length, integrated exactly below.
+    kinks = _band_edges(vy, v_lo, v_hi, np.empty(0))
+    n_kinks = kinks.shape[0]
     extra = np.empty(ny + 2)
     for j in range(ny):
         extra[j] = gy0 + j * gdy
     extra[ny] = cov[1, 0]
     extra[ny + 1] = cov[1, 1]
-    bands = _band_edges(vy, v_lo, v_hi, extra)
+    bands = _span_edges(kinks[0], kinks[n_kinks - 1], extra)
 
     zbreaks = np.empty(nz + 2)
     for k in range(nz):
@@ -191,8 +211,12 @@ def _plane(
     active = np.empty(edges.shape[0], dtype=np.int64)
     n_active = 0
     next_edge = 0
+    s_active = np.empty(edges.shape[0], dtype=np.int64)
+    n_s_active = 0
+    next_s_edge = 0
     buf = np.empty(edges.shape[0] + 2)
     buf_mid = np.empty(edges.shape[0] + 2)
+    buf_best = np.empty(edges.shape[0] + 2)
     # scalar accumulators stay in registers (writes to ``stats`` would alias ``acc``)
     acc_in = 0.0
     acc_out = 0.0
@@ -203,43 +227,70 @@ def _plane(
     row_a = np.empty(nx)
     row_b = np.empty(nx)
     node = np.empty(nx)
+    kp = 1  # next vertex y above the integration point
     for b in range(bands.shape[0] - 1):
         y_a = bands[b]
         y_b = bands[b + 1]
-        # the active set is constant inside a band: every vertex y is a band edge
-        n_active, next_edge = _update_active(edges, active, n_active, next_edge, 0.5 * (y_a + y_b))
         n_rows = max(1, int(np.ceil((y_b - y_a) / h - 1e-9)))
         hr = (y_b - y_a) / n_rows
         for r in range(n_rows):
-            # Sample each row at a varying phase, but weight it by the chord at the row's
-            # midpoint: the chord is linear in y inside a band, so Σ chord(mid) × hr is the
-            # exact area whatever the phases.
-            y_mid = y_a + (r + 0.5) * hr
-            n_mid = _active_crossings(edges, active, n_active, y_mid, buf_mid)
-            chord = 0.0
-            for c in range(0, n_mid - 1, 2):
-                chord += buf_mid[c + 1] - buf_mid[c]
-            if chord <= 0.0:
+            lo = y_a + r * hr
+            hi = y_b if r == n_rows - 1 else lo + hr
+            # Exact area of the strip [lo, hi]: the chord length is linear between vertex
+            # y values, so the midpoint rule on each piece is exact (shoelace argument).
+            strip = 0.0
+            best = 0.0
+            best_y = 0.5 * (lo + hi)
+            n_best = 0
+            t = lo
+            while True:
+                k_next = kinks[kp] if kp < n_kinks else np.inf
+                end = min(k_next, hi)
+                if end > t:
+                    mid = 0.5 * (t + end)
+                    n_active, next_edge = _update_active(edges, active, n_active, next_edge, mid)
+                    n_mid = _active_crossings(edges, active, n_active, mid, buf_mid)
+                    piece = 0.0
+                    for c in range(0, n_mid - 1, 2):
+                        piece += buf_mid[c + 1] - buf_mid[c]
+                    piece *= end - t
+                    strip += piece
+                    if piece > best:
+                        best = piece
+                        best_y = mid
+                        n_best = n_mid
+                        for c in range(n_mid):
+                            buf_best[c] = buf_mid[c]
+                if k_next >= hi:
+                    break
+                t = k_next
+                kp += 1
+            if strip <= 0.0:
                 continue
-            y = y_a + (r + _jitter(y_mid, z_lo)) * hr
-            n = _active_crossings(edges, active, n_active, y, buf)
+            # Sample the dose at a phase that varies from row to row (no aligned stair
+            # steps across planes), weighted so that the row carries the exact strip area.
+            y = lo + _jitter(lo, z_lo) * (hi - lo)
+            n_s_active, next_s_edge = _update_active(edges, s_active, n_s_active, next_s_edge, y)
+            n = _active_crossings(edges, s_active, n_s_active, y, buf)
             chord_s = 0.0
             for c in range(0, n - 1, 2):
                 chord_s += buf[c + 1] - buf[c]
-            if n < 2 or chord_s < 0.5 * chord:
-                y = y_mid
-                n = n_mid
+            if n < 2 or chord_s * (hi - lo) < 0.25 * strip:
+                y = best_y
+                n = n_best
+                chord_s = 0.0
                 for c in range(n):
-                    buf[c] = buf_mid[c]
-                chord_s = chord
-            row_h = hr * chord / chord_s
+                    buf[c] = buf_best[c]
+                for c in range(0, n - 1, 2):
+                    chord_s += buf[c + 1] - buf[c]
+            row_h = strip / chord_s
             u_row = _jitter(y, z_hi)
             if y < cov[1, 0] or y > cov[1, 1]:
-                acc_out += chord * hr * (z_hi - z_lo)
+                acc_out += strip * (z_hi - z_lo)
                 continue
             j0, j1, wy = _locate((y - gy0) / gdy, ny)
             if max(buf[0], cov[0, 0]) >= min(buf[n - 1], cov[0, 1]):
-                acc_out += chord * hr * (z_hi - z_lo)
+                acc_out += strip * (z_hi - z_lo)
                 continue
             k_prev = -1
             for s in range(n_sub):

@@ -236,11 +236,12 @@ def sampling_step_mm(volume_cc: float, grid: Grid) -> float:
     """Row and sub-slab spacing for a structure: fine for small structures, capped for big.
 
     ``h = sqrt(V / budget)`` keeps the work per structure near ``ROW_BUDGET_MM`` of chord,
-    bounded below by ``H_MIN_MM`` (tiny lesions get 0.05 mm rows) and above by half the
-    smallest dose-grid spacing.
+    bounded below by ``H_MIN_MM`` (tiny lesions get 0.05 mm rows) and above by the smallest
+    dose-grid spacing (only organs of several litres reach it; rows never straddle a dose
+    row and x stays exact, so one row per dose row is still a fine sampling there).
     """
     h = math.sqrt(max(volume_cc, 1e-6) * 1000.0 / ROW_BUDGET_MM)
-    h_max = 0.5 * float(min(grid.spacing[1], _min_dz(grid)))
+    h_max = float(min(grid.spacing[1], _min_dz(grid)))
     return float(min(max(h, H_MIN_MM), max(h_max, H_MIN_MM)))
 
 

@@ -72,7 +72,7 @@ def test_nelms_engine_matches_contour_stack_truth(nelms):
     s = summarize(nelms)
     worst = s["worst_engine_error_vs_stack_pct"]
     assert worst["volume_cc"] < 1e-3
-    assert worst["dmean_gy"] < 0.01
+    assert worst["dmean_gy"] < 0.05  # % (goal: Dmean within 0.2 %)
     assert worst["dmin_gy"] < 0.01 and worst["dmax_gy"] < 0.01
     for r in nelms:
         for m in CLINICAL[1:]:
