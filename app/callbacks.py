@@ -54,14 +54,15 @@ def lesion_rows_by_regimen(loaded: LoadedPatient, lesion_id: str) -> dict[str, l
 def regimen_change(loaded: LoadedPatient, prefs: dict, lesion_id: str):
     """The server work of a regimen change: the comparison rows and the composite rows.
 
-    Returns ``(choice, rows_by_regimen, composite_rows)``; this is what ``benches/bench_app.py``
-    times.
+    Returns ``(choice, rows_by_regimen, composite_rows, contributors)``; this is what
+    ``benches/bench_app.py`` times.
     """
     with loaded.lock:
         choice = loaded.choice(prefs)
         rows = lesion_rows_by_regimen(loaded, lesion_id)
         composite = loaded.evaluator.composite_rows(choice)
-    return choice, rows, composite
+        contributors = contributing_lesions(loaded, choice)
+    return choice, rows, composite, contributors
 
 
 def composite_status(rows) -> str:
@@ -295,7 +296,7 @@ def register_callbacks(app, state: AppState) -> None:
             return no_update, no_update, no_update, no_update, no_update
         try:
             loaded = _loaded(loaded_data, session)
-            choice, rows, composite = regimen_change(
+            choice, rows, composite, contributors = regimen_change(
                 loaded, _prefs(choices, loaded.entry.key), lesion_id)
         except RtplanAssistError as exc:
             return no_update, [], None, _error(exc), None
@@ -312,8 +313,6 @@ def register_callbacks(app, state: AppState) -> None:
                                  binding=rec.binding.get(lesion_id))
         oars = {r.structure for rs in rows.values() for r in rs if r.role == "oar"
                 and r.structure and not math.isnan(r.value) and r.value > 0}
-        with loaded.lock:
-            contributors = contributing_lesions(loaded, choice)
         return (title, options, choice[lesion_id].label, table,
                 composite_summary(composite, contributors, lesion_oars=oars))
 
@@ -395,11 +394,12 @@ def register_callbacks(app, state: AppState) -> None:
                 regimen = parse_regimen(label)
                 dvhs = ev.lesion_dvhs(lesion_id, regimen, kind)
                 lesion_rows = ev.lesion_rows(lesion_id, regimen)
-                # the lesion's target and the OARs it actually doses (Dmax >= 1 Gy)
+                # the lesion's target and its OARs: organs it contributes to (the engine's
+                # rule: >= 10 % of its prescription somewhere in the organ)
                 keep = {lesion.target.name, getattr(lesion.gtv, "name", None)}
-                for name, dvh in dvhs.items():
-                    if name in keep or dvh.dmax_gy >= 1.0:
-                        curves.append((name, label, dvh))
+                keep |= {s.name for organ, s in ev.oar_structures.items()
+                         if lesion_id in ev.contributors(organ)}
+                curves += [(name, label, dvh) for name, dvh in dvhs.items() if name in keep]
                 if i == 0:
                     rows = [r for r in lesion_rows if (r.kind == "physical") == (kind ==
                                                                                   "physical")]
@@ -407,7 +407,7 @@ def register_callbacks(app, state: AppState) -> None:
                    for i, s in enumerate(loaded.case.structures)}
         model = "LQ, α/β per structure (targets 10 Gy)" if kind == "EQD2" else ""
         return dvh_figure(curves, kind=kind, model=model, rows=rows, colours=colours,
-                          title=f"Lesion {lesion_id}: target and OARs receiving ≥ 1 Gy")
+                          title=f"Lesion {lesion_id}: target and the OARs it doses (≥ 10 % of Rx)")
 
     # -- dose view ---------------------------------------------------------------------------------
     @app.callback(
@@ -475,7 +475,8 @@ def register_callbacks(app, state: AppState) -> None:
                 title = ("Composite EQD2: " + ", ".join(f"{k} {v.label}"
                                                         for k, v in sorted(choice.items())))
                 structures = [les.target for les in ev.lesions]
-                threshold = 5.0
+                threshold = 10.0
+                wash_max = min(top, 150.0)  # SBRT hot spots would wash out everything else
             else:
                 lesion = next(les for les in ev.lesions if les.lesion_id == lesion_id)
                 regimen = parse_regimen(regimen_value)
@@ -488,12 +489,14 @@ def register_callbacks(app, state: AppState) -> None:
                 title = f"Lesion {lesion_id} at {regimen.label} (plan scaled by D/D0)"
                 structures = [lesion.target] + ([lesion.gtv] if lesion.gtv else [])
                 threshold = 0.1 * rx
+                wash_max = None
         oars = [s for s in ev.oar_structures.values() if s.name not in ("Lungs",)]
         drawn = [(s, structure_colour(s.name, s.color, i))
                  for i, s in enumerate(structures + oars)]
         return dose_slice_figure(
             plane=plane, position_mm=float(position), dose_grid=grid, dose=dose,
             dose_label=label, isodose_levels=isodoses, wash_threshold=threshold,
+            wash_max=wash_max,
             ct_grid=ct_grid, ct_hu=ct, structures=drawn, title=title)
 
     def _view_grid_and_centre(loaded, lesion_id):

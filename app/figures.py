@@ -47,8 +47,8 @@ _PALETTE = (
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 _ISODOSE_COLOURS = ("#ff0000", "#ff8c00", "#ffd700", "#00c853", "#00b0ff", "#2962ff", "#aa00ff")
 
-# CT window: W 1400 / L -300 HU shows lung, soft tissue and bone on one slice.
-CT_WINDOW_HU = (-1000.0, 400.0)
+# CT window: W 1600 / L -200 HU shows lung, soft tissue and bone on one slice.
+CT_WINDOW_HU = (-1000.0, 600.0)
 
 
 def structure_colour(name: str, rgb: tuple[int, int, int] | None = None, index: int = 0) -> str:
@@ -130,10 +130,55 @@ def structure_outline(structure, plane: str, position_mm: float,
         return xs, ys
     coord = 1 if plane == "coronal" else 0  # coronal cuts at fixed y, sagittal at fixed x
     half = slab / 2
-    for z, polys in zip(structure.plane_z_mm, structure.polygons):
-        for lo, hi in _intervals(polys, coord, position_mm):
-            xs += [lo, hi, hi, lo, lo, None]
-            ys += [z - half, z - half, z + half, z + half, z - half, None]
+    rows = [(float(z), _intervals(polys, coord, position_mm))
+            for z, polys in zip(structure.plane_z_mm, structure.polygons)]
+    rows = [(z, iv) for z, iv in rows if iv]
+    if not rows:
+        return xs, ys
+    return _slab_union_outline(rows, half)
+
+
+def _slab_union_outline(rows: list[tuple[float, list[tuple]]], half: float
+                        ) -> tuple[list, list]:
+    """Outline of the union of rectangles ``[lo, hi] x [z - half, z + half]`` (one row of
+    intervals per contour plane, ascending z), as segments with ``None`` breaks.
+
+    Columns are cut at every interval end, so the outline is exact: vertical edges where the
+    inside/outside status changes along a plane, horizontal edges where it changes between
+    touching planes (or at the cap of a plane whose neighbour is not adjacent).
+    """
+    edges = np.unique(np.array([e for _, iv in rows for pair in iv for e in pair]))
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    inside = np.zeros((len(rows), len(mids)), dtype=bool)
+    for p, (_, intervals) in enumerate(rows):
+        for lo, hi in intervals:
+            inside[p] |= (mids > lo) & (mids < hi)
+    xs: list = []
+    ys: list = []
+
+    def segment(x0, y0, x1, y1):
+        xs.extend([x0, x1, None])
+        ys.extend([y0, y1, None])
+
+    padded = np.pad(inside, ((0, 0), (1, 1)))
+    for p, (z, _) in enumerate(rows):
+        change = padded[p, 1:] != padded[p, :-1]  # one flag per edge position
+        for k in np.flatnonzero(change):
+            segment(edges[k], z - half, edges[k], z + half)
+
+    def runs(mask):
+        idx = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+        return zip(idx[::2], idx[1::2])
+
+    for p, (z, _) in enumerate(rows):
+        below_touch = p > 0 and abs((rows[p - 1][0] + half) - (z - half)) < 1e-3
+        above_touch = p + 1 < len(rows) and abs((z + half) - (rows[p + 1][0] - half)) < 1e-3
+        below = inside[p - 1] if below_touch else np.zeros_like(inside[p])
+        for a, b in runs(inside[p] != below):
+            segment(edges[a], z - half, edges[b], z - half)
+        if not above_touch:
+            for a, b in runs(inside[p]):
+                segment(edges[a], z + half, edges[b], z + half)
     return xs, ys
 
 
@@ -147,6 +192,7 @@ def dose_slice_figure(
     dose_label: str,
     isodose_levels: Sequence[tuple[float, str]],
     wash_threshold: float,
+    wash_max: float | None = None,
     ct_grid=None,
     ct_hu: np.ndarray | None = None,
     structures: Sequence = (),
@@ -168,6 +214,9 @@ def dose_slice_figure(
     isodose_levels : sequence of (level Gy, label)
     wash_threshold : float
         Doses below this (Gy) are transparent.
+    wash_max : float, optional
+        Top of the colour scale (Gy); default the maximum of ``dose``. Hotter voxels show in
+        the top colour (the hover still gives their value).
     ct_grid, ct_hu : Grid and (nz, ny, nx) HU array, optional
     structures : sequence of (Structure, colour)
     """
@@ -186,8 +235,9 @@ def dose_slice_figure(
     wash = np.where(img >= wash_threshold, img, np.nan)
     top = float(np.nanmax(dose)) if np.isfinite(np.nanmax(dose)) else 1.0
     fig.add_trace(go.Heatmap(
-        z=wash, x=hx, y=vy, colorscale="Jet", zmin=wash_threshold, zmax=max(top, 1e-6),
-        opacity=0.45, name=dose_label, colorbar={"title": {"text": dose_label, "side": "right"},
+        z=wash, x=hx, y=vy, colorscale="Jet", zmin=wash_threshold,
+        zmax=max(wash_max if wash_max is not None else top, wash_threshold + 1e-6),
+        opacity=0.4, name=dose_label, colorbar={"title": {"text": dose_label, "side": "right"}, "x": 1.0,
                                                      "thickness": 14},
         hovertemplate=f"{h} %{{x:.1f}} mm, {v} %{{y:.1f}} mm<br>%{{z:.2f}} Gy<extra></extra>",
     ))
@@ -214,8 +264,8 @@ def dose_slice_figure(
                      autorange="reversed" if plane == "axial" else True)
     fig.update_layout(
         title={"text": f"{title}<br><sub>{plane}: {', '.join(caption)}</sub>", "x": 0.01},
-        margin={"l": 50, "r": 10, "t": 60, "b": 40}, height=520, plot_bgcolor="black",
-        legend={"orientation": "h", "y": -0.15, "font": {"size": 10}}, uirevision=plane,
+        margin={"l": 50, "r": 10, "t": 60, "b": 40}, height=680, plot_bgcolor="black",
+        legend={"x": 1.12, "y": 1.0, "font": {"size": 11}}, uirevision=plane,
     )
     return fig
 
@@ -319,5 +369,6 @@ def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: s
     fig.update_yaxes(title_text="Volume (% of structure)", range=[0, 102])
     fig.update_layout(title={"text": title, "x": 0.01}, height=560,
                       margin={"l": 60, "r": 10, "t": 50, "b": 50}, legend={"font": {"size": 10}},
+                      template="plotly_white",
                       hovermode="closest")
     return fig

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from rtplan_assist.metrics import parse_metric
+
 from .figures import STATUS_COLOURS
 
 __all__ = [
@@ -107,6 +109,8 @@ def _cell(row) -> html.Td:
                                              className="fw-semibold")]),
         html.Div(kind_text(row), className="cell-kind"),
     ]
+    if metric_family(row.metric) != row.metric:
+        children.append(html.Div(row.metric, className="cell-kind"))
     limit = limit_text(row)
     if limit:
         children.append(html.Div(limit, className="cell-limit"))
@@ -118,8 +122,22 @@ def _cell(row) -> html.Td:
     return html.Td(children, className=f"status-{row.status.replace(' ', '-')}")
 
 
+def metric_family(metric: str) -> str:
+    """The row a metric belongs to: ``V``/``CV`` metrics lose their dose threshold, which a
+    converted limit changes per regimen (``CV15.88Gy[cc]`` and ``CV22.07Gy[cc]`` -> ``CV[cc]``,
+    with the threshold shown in each cell)."""
+    try:
+        m = parse_metric(metric)
+    except Exception:  # noqa: BLE001 - an unparsable metric is its own row
+        return metric
+    if m.kind in ("V", "CV"):
+        return f"{m.kind}(dose)[{m.out_unit}]"
+    return metric
+
+
 def _row_key(row) -> tuple:
-    return (row.role, row.structure, row.metric, row.kind if row.role == "target" else "")
+    return (row.role, row.structure or row.organ, metric_family(row.metric),
+            row.kind if row.role == "target" else "")
 
 
 def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | None,
@@ -136,8 +154,12 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
     labels = list(rows_by_regimen)
     order: dict[tuple, object] = {}
     cells: dict[tuple, dict[str, object]] = {}
+    absent = sorted({r.organ for rows in rows_by_regimen.values() for r in rows
+                     if r.role == "oar" and not r.structure})
     for label, rows in rows_by_regimen.items():
         for row in rows:
+            if row.role == "oar" and not row.structure:
+                continue  # organ not in the case: listed under the table
             key = _row_key(row)
             order.setdefault(key, row)
             cells.setdefault(key, {})[label] = row
@@ -164,7 +186,8 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
     body = []
     for key, row in sorted(order.items(), key=sort_key):
         first = html.Td([
-            html.Div(f"{row.structure} · {row.metric}", className="fw-semibold"),
+            html.Div(f"{row.structure or row.organ} · {metric_family(row.metric)}",
+                     className="fw-semibold"),
             html.Div(("target" if row.role == "target" else (row.organ or "OAR"))
                      + (f" · {row.source}" if getattr(row, "source", "") else ""),
                      className="cell-source"),
@@ -181,7 +204,10 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
     table = dbc.Table([html.Thead(html.Tr(head)), html.Tbody(body)], bordered=True, hover=True,
                       size="sm", responsive=True, className="comparison-table",
                       id="comparison-table")
-    return html.Div([html.Div(caption, className="mb-2", id="recommendation-caption"), table])
+    note = html.P([html.B("Constrained organs absent from the case (rows not evaluable): "),
+                   ", ".join(absent)], className="small") if absent else None
+    return html.Div([html.Div(caption, className="mb-2", id="recommendation-caption"), table,
+                     note])
 
 
 def composite_table(rows: Sequence, contributors: Mapping[str, list[str]] | None = None,
@@ -202,7 +228,8 @@ def composite_table(rows: Sequence, contributors: Mapping[str, list[str]] | None
         contrib = contributors.get(row.structure) or []
         status = [status_badge(row.status)]
         if row.reason and not compact:
-            status.append(html.Div(row.reason, className="cell-reason"))
+            status.append(html.Details([html.Summary("why"), row.reason],
+                                       className="cell-reason"))
         cells = [
             html.Td(row.structure),
             html.Td(row.metric),

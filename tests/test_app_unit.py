@@ -244,6 +244,11 @@ def test_structure_outline_axial_and_cut_planes():
     assert min(xs_num) == -10.0 and max(xs_num) == 10.0
     assert min(z for z in zs if z is not None) == -1.0  # first plane's slab starts 1 mm below
     assert structure_outline(box, "sagittal", 50.0) == ([], [])
+    # three touching 2 mm slabs: one rectangle, 2 vertical edges per plane + bottom + top
+    segments = [(xs[i], zs[i], xs[i + 1], zs[i + 1]) for i in range(0, len(xs), 3)]
+    assert len(segments) == 8
+    assert sorted(s for s in segments if s[1] == s[3]) == [(-10.0, -1.0, 10.0, -1.0),
+                                                           (-10.0, 5.0, 10.0, 5.0)]
 
 
 def test_dose_slice_figure_layers_and_orientation():
