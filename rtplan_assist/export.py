@@ -506,7 +506,12 @@ def write_derived_rtstruct(
     EvaluationError
         No CT, non-square pixels, non-uniform slices, or a mask of the wrong shape.
     """
-    from rt_utils import RTStructBuilder
+    try:
+        from rt_utils import RTStructBuilder
+    except ImportError as exc:  # optional extra: it pulls in OpenCV
+        raise EvaluationError(
+            "writing a derived RTSTRUCT needs rt-utils: pip install 'rtplan-assist[rtutils]'"
+        ) from exc
 
     if case.ct is None:
         raise EvaluationError("a derived RTSTRUCT needs the planning CT series; none loaded.",
