@@ -351,6 +351,10 @@ class AppState:
                 if prepared is None:
                     raise EvaluationError(f"the prepared evaluation {path.name} is unreadable")
             loaded = LoadedPatient(entry, *prepared)
+            # Rebuild the lesion doses on the composite grid now (dropped from the pickle to
+            # keep it small), so the first regimen change does not pay for it.
+            with loaded.lock:
+                loaded.evaluator.composite_eqd2(loaded.recommendation.choice)
             with self._lock:
                 self._loaded[cache_key] = loaded
                 self._loading.pop(cache_key, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 import sys
 
 __all__ = ["register"]
@@ -54,6 +55,9 @@ def _serve(args) -> int:
             file=sys.stderr,
         )
     app = create_app(args.path, cache_dir=args.cache_dir)
+    # SIGTERM (service stop, timeout) exits through atexit, which removes uploads and the
+    # temporary work folder; the default handler would leave them behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     state = app.rtplan_state
     what = {"demo": "the demo patient", "folder": f"patient folder {args.path}",
             "root": f"{len(state.entries)} patients under {args.path}"}[state.mode]
