@@ -125,7 +125,8 @@ __all__ = [
     "write_demo_patient",
 ]
 
-DEMO_VERSION = "v1"
+DEMO_VERSION = "v2"
+DEMO_MAP_FILE = "rtplan-assist-map.csv"  # rtplan_assist.names.FOLDER_MAP_FILE
 """Bumped whenever the written files change; part of the cache folder name and the UIDs."""
 
 # --- CT grid (HFS, axial): 224 x 224 pixels of 1.5 mm (FOV 336 mm), 100 planes of 3 mm -------
@@ -764,6 +765,7 @@ def demo_file_names() -> list[str]:
     names = [f"CT.{k}.dcm" for k in range(1, _CT_NZ + 1)] + ["RS.dcm"]
     names += [f"RP.{lesion.lesion_id}.dcm" for lesion in DEMO_LESIONS]
     names += [f"RD.{lesion.lesion_id}.dcm" for lesion in DEMO_LESIONS]
+    names += [DEMO_MAP_FILE]
     return names
 
 
@@ -1110,6 +1112,10 @@ def write_demo_patient(out_dir: str | os.PathLike, *, seed: int = 0,
     for lesion, geometry in zip(DEMO_LESIONS, lesions):
         plan_uid = _write_rtplan(ctx, lesion, roi_numbers[lesion.ptv], rtstruct_uid, folder)
         _write_rtdose(ctx, lesion, geometry, plan_uid, folder)
+    # The demo's lung ITVs are its GTVs (no motion), so its "LUNGS-ITV's" is lungs minus
+    # GTVs: say so explicitly, as a clinic would, instead of letting a table guess.
+    (folder / DEMO_MAP_FILE).write_text("structure,tg263\nLUNGS-ITV's,Lungs-GTV\n",
+                                        encoding="utf-8")
     return folder
 
 

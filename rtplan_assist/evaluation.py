@@ -72,7 +72,7 @@ from .errors import ConstraintTableError, EvaluationError
 from .geometry import _point_in_polygon, polygon_volume_cc
 from .metrics import Metric
 from .model import Case, Dose, Grid, Plan, Structure
-from .names import NameMatch, match_structures
+from .names import NameMatch, folder_mapping, match_structures
 from .radiobiology import (
     COMPOSITE_CAVEATS,
     Model,
@@ -592,8 +592,16 @@ class CaseEvaluator:
             )
         self._by_id = {lesion.lesion_id: lesion for lesion in self.lesions}
         organs = self.tables.organs()
+        folder_map, map_file = folder_mapping(case.folder)
+        if folder_map:
+            self.warnings.append(
+                f"structure mapping from {Path(map_file).name}: "
+                + ", ".join(f"{k} → {v}" for k, v in folder_map.items())
+                + (" (command-line mappings take precedence)" if overrides else "")
+            )
+        merged = {**folder_map, **(overrides or {})}
         self.name_match: NameMatch = match_structures(
-            [s.name for s in case.structures], organs, self.tables, overrides
+            [s.name for s in case.structures], organs, self.tables, merged or None
         )
         by_name = {s.name: s for s in case.structures}
         self.oar_structures: dict[str, Structure] = {}

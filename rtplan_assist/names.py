@@ -118,6 +118,21 @@ def parse_map_argument(text: str) -> tuple[str, str]:
     return name.strip(), target.strip()
 
 
+FOLDER_MAP_FILE = "rtplan-assist-map.csv"
+"""A ``structure,tg263`` mapping kept in a patient folder; applied to that patient and
+reported (explicit ``--map`` overrides win)."""
+
+
+def folder_mapping(folder: str | Path | None) -> tuple[dict[str, str], str | None]:
+    """The mapping file in a patient folder, if any: (mapping, file path or None)."""
+    if not folder:
+        return {}, None
+    path = Path(folder) / FOLDER_MAP_FILE
+    if not path.is_file():
+        return {}, None
+    return load_mapping_file(path), str(path)
+
+
 def load_mapping_file(path: str | Path) -> dict[str, str]:
     """Read a mapping CSV with columns ``structure,tg263`` (header required).
 

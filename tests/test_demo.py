@@ -38,7 +38,7 @@ def folder(written) -> Path:
 
 @pytest.fixture(scope="module")
 def files(folder) -> dict[str, pydicom.Dataset]:
-    return {path.name: pydicom.dcmread(path) for path in sorted(folder.iterdir())}
+    return {path.name: pydicom.dcmread(path) for path in sorted(folder.glob("*.dcm"))}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_writes_the_expected_files_within_budget(written):
     folder, seconds = written
     assert folder.name == "RTPA-DEMO-0000"
     assert sorted(p.name for p in folder.iterdir()) == sorted(demo_file_names())
-    assert len(demo_file_names()) == 100 + 1 + 5 + 5
+    assert len(demo_file_names()) == 100 + 1 + 5 + 5 + 1  # + the structure map
     total = sum(p.stat().st_size for p in folder.iterdir())
     assert total <= 30 * MB, f"{total / MB:.1f} MB"
     # budget is 5 s on an idle machine; the CI box is shared by several jobs
@@ -411,3 +411,11 @@ def test_demo_lesions_table_is_consistent():
         assert len(lesion.label) <= 16  # RTPlanLabel is SH
         assert set(lesion.nearby_oars) <= set(EXPECTED_ROIS)
         assert lesion.dose_per_fraction_gy == pytest.approx(lesion.dose_gy / lesion.fractions)
+
+
+def test_structure_map_says_the_lung_itvs_are_the_gtvs(folder):
+    """The demo's lung ITVs equal its GTVs (no motion), so LUNGS-ITV's is lungs minus GTVs;
+    the folder says so in the mapping file the evaluator applies and reports."""
+    from rtplan_assist.names import FOLDER_MAP_FILE, load_mapping_file
+
+    assert load_mapping_file(folder / FOLDER_MAP_FILE) == {"LUNGS-ITV's": "Lungs-GTV"}

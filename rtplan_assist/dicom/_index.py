@@ -102,6 +102,9 @@ def _has_preamble(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+FOLDER_MAP_NAME = "rtplan-assist-map.csv"  # rtplan_assist.names.FOLDER_MAP_FILE
+
+
 def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False) -> Index:
     """Read each file's header with ``dcmread(stop_before_pixels=True, force=True)``.
 
@@ -111,7 +114,7 @@ def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False
     """
     index = Index(root=root)
     for path in paths:
-        if path.name.upper() == "DICOMDIR":
+        if path.name.upper() == "DICOMDIR" or path.name.lower() == FOLDER_MAP_NAME:
             continue
         try:
             if light:
