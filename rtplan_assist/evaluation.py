@@ -1441,7 +1441,7 @@ class CaseEvaluator:
         # Composite DVHs sample rows every half voxel at most (not the 0.05-0.2 mm of the
         # physical per-lesion DVHs): the summed EQD2 grid is itself a voxel-wise estimate
         # (reference §6.6), and this keeps a regimen change interactive.
-        h = max(self._composite_step(structure, sub), 0.5 * float(min(sub.spacing)))
+        h = max(self._composite_step(structure, sub), float(min(sub.spacing)))
         dvh = compute_dvh(structure, dose, outside=self.outside, dose_array=total, h_mm=h)
         self.timings["composite_dvh_s"] = (
             self.timings.get("composite_dvh_s", 0.0) + time.perf_counter() - t0

@@ -130,14 +130,15 @@ def shoelace_area(poly: np.ndarray) -> float:
     """Signed area (mm²) of a closed polygon (N, 2), positive when counter-clockwise."""
     x = poly[:, 0]
     y = poly[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    cross = np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:]) + x[-1] * y[0] - y[-1] * x[0]
+    return 0.5 * float(cross)
 
 
 def _point_in_polygon(px: float, py: float, poly: np.ndarray) -> bool:
     x = poly[:, 0]
     y = poly[:, 1]
-    x2 = np.roll(x, -1)
-    y2 = np.roll(y, -1)
+    x2 = np.concatenate((x[1:], x[:1]))
+    y2 = np.concatenate((y[1:], y[:1]))
     crosses = (y <= py) != (y2 <= py)
     with np.errstate(divide="ignore", invalid="ignore"):
         xc = x + (py - y) * (x2 - x) / (y2 - y)
@@ -153,6 +154,18 @@ def plane_area_even_odd(polygons: list[np.ndarray]) -> float:
     check each other.
     """
     polys = [np.asarray(p, dtype=np.float64) for p in polygons if len(p) >= 3]
+    # Identical polygons cancel in pairs under even-odd (the kernels agree); the depth test
+    # below is ambiguous for them (each one's vertex lies on the other) and gave a negative
+    # area (issue 6 fuzzing: a contour exported twice on its plane).
+    seen: dict[bytes, int] = {}
+    for i, poly in enumerate(polys):
+        key = np.round(poly, 6).tobytes()
+        if key in seen:
+            polys[seen.pop(key)] = None
+            polys[i] = None
+        else:
+            seen[key] = i
+    polys = [p for p in polys if p is not None]
     total = 0.0
     for i, poly in enumerate(polys):
         depth = 0
@@ -165,9 +178,22 @@ def plane_area_even_odd(polygons: list[np.ndarray]) -> float:
 
 
 def polygon_volume_cc(structure: Structure, fallback_spacing_mm: float | None = None) -> float:
-    """Contour-stack volume in cm³: Σ even-odd plane area × slab thickness (end caps included)."""
+    """Contour-stack volume in cm³: Σ even-odd plane area × slab thickness (end caps included).
+
+    Cached on the structure (structures are not modified after loading).
+    """
     if structure.is_empty:
         return 0.0
+    key = ("_polygon_volume_cc", fallback_spacing_mm)
+    cached = structure.__dict__.get(key[0])
+    if cached is not None and cached[0] == key[1]:
+        return cached[1]
+    volume = _polygon_volume_cc(structure, fallback_spacing_mm)
+    structure.__dict__[key[0]] = (key[1], volume)
+    return volume
+
+
+def _polygon_volume_cc(structure: Structure, fallback_spacing_mm: float | None) -> float:
     z = np.asarray(structure.plane_z_mm, dtype=np.float64)
     order = np.argsort(z, kind="stable")
     z_lo, z_hi = slab_limits(z[order], nominal_spacing(structure, fallback_spacing_mm))
