@@ -1438,7 +1438,7 @@ class CaseEvaluator:
             dose_gy=total,
         )
         t0 = time.perf_counter()
-        # Composite DVHs sample rows every half voxel at most (not the 0.05-0.2 mm of the
+        # Composite DVHs sample rows every voxel at most (not the 0.05-0.2 mm of the
         # physical per-lesion DVHs): the summed EQD2 grid is itself a voxel-wise estimate
         # (reference §6.6), and this keeps a regimen change interactive.
         h = max(self._composite_step(structure, sub), float(min(sub.spacing)))
