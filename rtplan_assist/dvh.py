@@ -30,6 +30,10 @@ N_BINS = 8192
 ROW_BUDGET_MM = 5.0e5
 H_MIN_MM = 0.05
 OUTSIDE_POLICIES = ("exclude", "zero")
+#: Most row × sub-slab samples one DVH may take: a bound on run time that refuses absurd
+#: geometry (a contour kilometres long sampled at 0.05 mm) before the kernel starts.
+#: Clinical structures take about 1e5 (demo patient and dicompyler example: at most 1.1e5).
+MAX_DVH_SAMPLES = 2.0e7
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,13 @@ def compute_dvh(
     flat = flatten(structure, fallback_spacing_mm=_min_dz(grid))
     volume_cc = polygon_volume_cc(structure, fallback_spacing_mm=_min_dz(grid))
     h = h_mm if h_mm else sampling_step_mm(volume_cc, grid)
+    samples = sample_count(flat, grid, h)
+    if samples > MAX_DVH_SAMPLES:
+        raise GeometryError(
+            f"structure '{structure.name}': its contours span too large a region for the "
+            f"dose grid {_name(dose)} ({samples:.2g} samples at {h:g} mm, limit "
+            f"{MAX_DVH_SAMPLES:.0e}); check the contour coordinates (a damaged point far away?)"
+        )
     top = float(np.nanmax(values)) if values.size else 0.0
     if not np.isfinite(top) or float(np.nanmin(values)) < 0:
         raise GeometryError(f"dose grid {dose.path}: negative or non-finite values")
@@ -355,6 +366,27 @@ def compute_dvh(
         outside_policy=outside,
         warnings=tuple(warnings),
     )
+
+
+def sample_count(flat, grid: Grid, h: float) -> float:
+    """Upper estimate of the kernel's row × sub-slab samples for a structure (see
+    ``kernels/dvh.py``: rows of height <= h between dose-grid rows, sub-slabs of thickness
+    <= h between dose planes)."""
+    y_grid = grid.y_mm
+    z_grid = grid.z_mm
+    total = 0.0
+    for p in range(len(flat.z_lo)):
+        v0 = flat.poly_start[flat.plane_poly[p]]
+        v1 = flat.poly_start[flat.plane_poly[p + 1]]
+        if v1 - v0 < 3:
+            continue
+        y = flat.vy[v0:v1]
+        y_lo, y_hi = float(y.min()), float(y.max())
+        rows = (y_hi - y_lo) / h + np.count_nonzero((y_grid > y_lo) & (y_grid < y_hi)) + 2
+        z_lo, z_hi = float(flat.z_lo[p]), float(flat.z_hi[p])
+        subs = (z_hi - z_lo) / h + np.count_nonzero((z_grid > z_lo) & (z_grid < z_hi)) + 3
+        total += rows * subs
+    return total
 
 
 def _name(dose: Dose) -> str:

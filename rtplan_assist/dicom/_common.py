@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import math
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from rtplan_assist.errors import DicomInputError, GeometryError
+from rtplan_assist.errors import DicomInputError, GeometryError, RtplanAssistError
+
+#: Largest image or dose grid the loader accepts (voxels). A stated memory bound: loading a
+#: dose grid costs about 20 bytes per voxel at its peak (stored, reordered, float64, float32),
+#: so 2e8 voxels stay under 4 GB; clinical dose grids are below 3e7 and CT series below 2e8.
+MAX_GRID_VOXELS = 200_000_000
+
+#: Coordinates (mm) beyond this magnitude are not a patient (100 m): refused as damaged
+#: rather than carried into grid extents, where they overflow or explode the work.
+MAX_ABS_COORDINATE_MM = 1.0e5
+
+#: Smallest pixel or plane spacing accepted (mm): below this a grid is a damaged header.
+MIN_SPACING_MM = 1.0e-3
+
+#: What pydicom raises when it parses an element on first access (unknown VR, a sequence
+#: cut short, undecodable text) and what a malformed value raises in a conversion. Turned
+#: into a DicomInputError naming the file at the readers' boundaries (issue 6 fuzzing).
+PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    NotImplementedError,
+    OSError,
+    EOFError,
+    struct.error,
+)
 
 #: Tolerance on direction cosines when deciding that a grid is axis-aligned.
 ORIENTATION_TOLERANCE = 1e-4
@@ -56,14 +89,15 @@ def axial_signs(iop, path: str | Path) -> tuple[int, int]:
         When the orientation is missing, oblique, or rows/columns are not along x/y
         (sagittal, coronal, decubitus).
     """
-    if iop is None or len(iop) != 6:
+    n_values = 1 if isinstance(iop, (str, bytes)) or not hasattr(iop, "__len__") else len(iop)
+    if iop is None or n_values != 6:
         raise GeometryError(
             "ImageOrientationPatient (0020,0037) is missing or does not have 6 values; "
             "the grid cannot be placed in patient coordinates. Re-export the file from the "
             "planning system.",
             path=path,
         )
-    cosines = np.asarray([float(v) for v in iop], dtype=np.float64)
+    cosines = as_floats(iop, "ImageOrientationPatient", path, count=6)
     row, col = cosines[:3], cosines[3:]
     sx = 1 if row[0] > 0 else -1
     sy = 1 if col[1] > 0 else -1
@@ -83,12 +117,172 @@ def axial_signs(iop, path: str | Path) -> tuple[int, int]:
     return sx, sy
 
 
-def ds_float(ds: Dataset, keyword: str, default: float | None = None) -> float | None:
-    """A numeric element as float, ``default`` when absent or empty."""
-    value = ds.get(keyword, None)
-    if value is None or value == "":
+@contextmanager
+def malformed_as_input_error(path: str | Path | None, what: str) -> Iterator[None]:
+    """Report a header that pydicom cannot parse, or a value of the wrong type, as a
+    :class:`DicomInputError` naming the file (instead of a raw ``ValueError``, ...)."""
+    try:
+        yield
+    except RtplanAssistError:
+        raise
+    except PARSE_ERRORS as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise DicomInputError(
+            f"{what} cannot be interpreted ({type(exc).__name__}: {detail}); the file is "
+            "damaged or does not follow the DICOM standard. Re-export it from the planning "
+            "system.",
+            path=path,
+        ) from exc
+
+
+def _get(ds: Dataset, keyword: str, path):
+    with malformed_as_input_error(path, f"element {keyword}"):
+        return ds.get(keyword, None)
+
+
+def ds_float(
+    ds: Dataset, keyword: str, default: float | None = None, *, path: str | Path | None = None
+) -> float | None:
+    """A numeric element as a finite float, ``default`` when absent or empty.
+
+    Raises
+    ------
+    DicomInputError
+        The value is not a number (text, several values) or not finite.
+    """
+    value = _get(ds, keyword, path)
+    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
         return default
-    return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DicomInputError(
+            f"{keyword} {str(value)[:40]!r} is not a number; the file is damaged or not standard.",
+            path=path,
+        ) from None
+    if not math.isfinite(number):
+        raise DicomInputError(f"{keyword} is {number}; a finite number is needed.", path=path)
+    return number
+
+
+def ds_int(
+    ds: Dataset, keyword: str, default: int | None = None, *, path: str | Path | None = None
+) -> int | None:
+    """An integer element (IS, US, ...), ``default`` when absent or empty.
+
+    Raises
+    ------
+    DicomInputError
+        The value is not an integer.
+    """
+    value = _get(ds, keyword, path)
+    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise DicomInputError(
+            f"{keyword} {str(value)[:40]!r} is not an integer; the file is damaged or not "
+            "standard.",
+            path=path,
+        ) from None
+
+
+def as_floats(value, keyword: str, path, count: int | None = None) -> np.ndarray:
+    """A multi-valued numeric element as a finite float64 array (a single value counts as
+    one; ``count`` values exactly when given).
+
+    Raises
+    ------
+    DicomInputError
+        A value is not a number or not finite, or the number of values is wrong.
+    """
+    if value is None:
+        values = []
+    elif isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        values = [value]
+    else:
+        values = list(value)
+    try:
+        arr = np.array([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise DicomInputError(
+            f"{keyword} holds a value that is not a number; the file is damaged or not standard.",
+            path=path,
+        ) from None
+    if count is not None and arr.size != count:
+        raise DicomInputError(f"{keyword} has {arr.size} values, expected {count}.", path=path)
+    if not np.all(np.isfinite(arr)):
+        raise DicomInputError(f"{keyword} holds NaN or infinite values.", path=path)
+    return arr
+
+
+def ds_floats(
+    ds: Dataset, keyword: str, *, path: str | Path | None = None, count: int | None = None
+) -> np.ndarray | None:
+    """A multi-valued numeric element (see :func:`as_floats`), ``None`` when absent."""
+    value = _get(ds, keyword, path)
+    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+        return None
+    return as_floats(value, keyword, path, count)
+
+
+def ds_items(ds: Dataset, keyword: str, *, path: str | Path | None = None) -> list[Dataset]:
+    """The items of a sequence element (``[]`` when absent or empty).
+
+    Raises
+    ------
+    DicomInputError
+        The element is present but not a sequence of items (damaged file or wrong VR).
+    """
+    value = _get(ds, keyword, path)
+    if value is None or (isinstance(value, (str, bytes)) and not value):
+        return []
+    if not isinstance(value, Sequence) or not all(isinstance(i, Dataset) for i in value):
+        raise DicomInputError(
+            f"{keyword} is not a sequence of items; the file is damaged or not standard.",
+            path=path,
+        )
+    return list(value)
+
+
+def check_coordinates(values: np.ndarray, keyword: str, path) -> None:
+    """Refuse coordinates beyond :data:`MAX_ABS_COORDINATE_MM` (not a patient)."""
+    if values.size and float(np.max(np.abs(values))) > MAX_ABS_COORDINATE_MM:
+        raise DicomInputError(
+            f"{keyword} holds a coordinate of {float(np.max(np.abs(values))):.3g} mm, beyond "
+            f"±{MAX_ABS_COORDINATE_MM:g} mm: not a patient position. The file is damaged.",
+            path=path,
+        )
+
+
+def check_spacing(values, keyword: str, path) -> None:
+    """Refuse a spacing that is not at least :data:`MIN_SPACING_MM` (zero, negative, 1e-300)."""
+    if float(np.min(values)) < MIN_SPACING_MM:
+        shown = "\\".join(f"{float(v):g}" for v in np.atleast_1d(values))
+        raise DicomInputError(
+            f"{keyword} {shown} is not a positive spacing of at least {MIN_SPACING_MM:g} mm; "
+            "the header is damaged.",
+            path=path,
+        )
+
+
+def check_grid_size(shape: tuple[int, ...], what: str, path) -> None:
+    """Refuse an empty grid or one of more than :data:`MAX_GRID_VOXELS` voxels, before
+    anything of that size is allocated."""
+    if any(n < 1 for n in shape):
+        raise DicomInputError(f"{what} grid has shape {tuple(shape)}: no voxels.", path=path)
+    voxels = math.prod(int(n) for n in shape)
+    if voxels > MAX_GRID_VOXELS:
+        raise DicomInputError(
+            f"{what} grid {' × '.join(str(n) for n in shape)} = {voxels:.3g} voxels exceeds "
+            f"the limit of {MAX_GRID_VOXELS:.0e}; the header is damaged or the grid is "
+            "finer than any plan needs. Re-export it on a coarser grid.",
+            path=path,
+        )
 
 
 def ds_str(ds: Dataset, keyword: str, default: str = "") -> str:
@@ -136,6 +330,30 @@ def pixel_frames(ds: Dataset, path: str | Path) -> np.ndarray:
     DicomInputError
         When the pixel data is missing, truncated or cannot be decoded.
     """
+    rows, cols = ds_int(ds, "Rows", 0, path=path), ds_int(ds, "Columns", 0, path=path)
+    frames = ds_int(ds, "NumberOfFrames", 1, path=path) or 1
+    samples = ds_int(ds, "SamplesPerPixel", 1, path=path) or 1
+    bits = ds_int(ds, "BitsAllocated", 0, path=path)
+    check_grid_size((frames, rows, cols), "pixel", path)
+    if "PixelData" not in ds:
+        raise DicomInputError("has no PixelData (7FE0,0010).", path=path)
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID", None) if meta is not None else None
+    try:
+        native = syntax is not None and not syntax.is_compressed
+    except ValueError:  # not a known transfer syntax: pydicom's decoder decides
+        native = False
+    if bits in (8, 16, 32, 64) and native:
+        # Check the header's claim against the bytes present before anything is decoded.
+        needed = frames * rows * cols * samples * bits // 8
+        have = len(ds.PixelData)
+        if have < needed:
+            raise DicomInputError(
+                f"PixelData holds {have} bytes but Rows × Columns × NumberOfFrames × "
+                f"BitsAllocated/8 = {rows} × {cols} × {frames} × {bits // 8} needs {needed}; "
+                "the file is truncated or its header is damaged.",
+                path=path,
+            )
     try:
         arr = ds.pixel_array
     except Exception as exc:
@@ -144,7 +362,6 @@ def pixel_frames(ds: Dataset, path: str | Path) -> np.ndarray:
             "truncated or damaged. Re-export it from the planning system.",
             path=path,
         ) from exc
-    rows, cols = int(ds.Rows), int(ds.Columns)
     if arr.ndim == 2:
         arr = arr[np.newaxis]
     if arr.ndim != 3 or arr.shape[1:] != (rows, cols):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rtplan_assist.dicom._common import malformed_as_input_error
 from rtplan_assist.dicom._index import (
     IMAGE_MODALITIES,
     RT_MODALITIES,
@@ -13,7 +14,7 @@ from rtplan_assist.dicom._index import (
     input_paths,
 )
 from rtplan_assist.dicom.ct import ct_plane_spacing, ct_series_from_headers
-from rtplan_assist.dicom.rtdose import has_dose_grid, read_dose
+from rtplan_assist.dicom.rtdose import has_dose_grid, read_dose, referenced_plan_uid
 from rtplan_assist.dicom.rtplan import read_plan
 from rtplan_assist.dicom.rtstruct import read_structures, referenced_series_uids
 from rtplan_assist.errors import DicomInputError, RtplanAssistError
@@ -236,7 +237,8 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
         elif not plan_uid:
             warnings.append(f"{name}: RTDOSE references no RTPLAN.")
         dose = read_dose(f.path, f.header, prescription_gy=plan.prescription_gy if plan else None)
-        units = str(f.header.get("DoseUnits", "")).strip().upper()
+        with malformed_as_input_error(f.path, "RTDOSE DoseUnits"):
+            units = str(f.header.get("DoseUnits", "")).strip().upper()
         if units == "RELATIVE":
             warnings.append(
                 f"{name}: RELATIVE dose converted to Gy taking 1.0 as the prescription "
@@ -286,11 +288,8 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
 
 
 def _dose_plan_uid(f: IndexedFile) -> str | None:
-    seq = f.header.get("ReferencedRTPlanSequence", None)
-    if seq:
-        uid = seq[0].get("ReferencedSOPInstanceUID", None)
-        return str(uid) if uid else None
-    return None
+    with malformed_as_input_error(f.path, "RTDOSE ReferencedRTPlanSequence"):
+        return referenced_plan_uid(f.header)
 
 
 def _choose_structure_set(
@@ -329,7 +328,9 @@ def _choose_ct(
         series.setdefault(f.series_instance_uid, []).append(f)
     chosen: list[IndexedFile] | None = None
     if structure_file is not None:
-        for uid in referenced_series_uids(structure_file.header):
+        with malformed_as_input_error(structure_file.path, "RTSTRUCT referenced series"):
+            referenced = referenced_series_uids(structure_file.header)
+        for uid in referenced:
             if uid in series:
                 chosen = series[uid]
                 break

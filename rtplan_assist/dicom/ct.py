@@ -9,9 +9,15 @@ from pydicom.dataset import Dataset
 
 from rtplan_assist.dicom._common import (
     axial_signs,
+    check_coordinates,
+    check_grid_size,
+    check_spacing,
     display_name,
     ds_float,
+    ds_floats,
+    ds_int,
     ds_str,
+    malformed_as_input_error,
     pixel_frames,
     read_full,
 )
@@ -46,6 +52,11 @@ def ct_series_from_headers(headers: list[tuple[str, Dataset]]) -> CTSeries:
     """
     if not headers:
         raise DicomInputError("empty CT series")
+    with malformed_as_input_error(headers[0][0], "CT series"):
+        return _ct_series_from_headers(headers)
+
+
+def _ct_series_from_headers(headers: list[tuple[str, Dataset]]) -> CTSeries:
     slices = []
     for path, ds in headers:
         for keyword in ("ImagePositionPatient", "PixelSpacing", "Rows", "Columns"):
@@ -55,9 +66,12 @@ def ct_series_from_headers(headers: list[tuple[str, Dataset]]) -> CTSeries:
                     path=path,
                 )
         signs = axial_signs(ds.get("ImageOrientationPatient"), path)
-        ipp = np.array([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
-        dy, dx = (float(v) for v in ds.PixelSpacing)
-        slices.append((ipp[2], path, ds, signs, ipp, dx, dy, int(ds.Rows), int(ds.Columns)))
+        ipp = ds_floats(ds, "ImagePositionPatient", path=path, count=3)
+        check_coordinates(ipp, "ImagePositionPatient", path)
+        dy, dx = ds_floats(ds, "PixelSpacing", path=path, count=2)
+        check_spacing(np.array([dy, dx]), "PixelSpacing", path)
+        rows, cols = ds_int(ds, "Rows", path=path), ds_int(ds, "Columns", path=path)
+        slices.append((ipp[2], path, ds, signs, ipp, dx, dy, rows, cols))
     slices.sort(key=lambda s: s[0])
     _, first_path, first, signs, ipp0, dx, dy, rows, cols = slices[0]
     for z, path, _ds, s_signs, ipp, s_dx, s_dy, s_rows, s_cols in slices[1:]:
@@ -82,7 +96,9 @@ def ct_series_from_headers(headers: list[tuple[str, Dataset]]) -> CTSeries:
             "(duplicate slices); remove the duplicates.",
             path=first_path,
         )
-    thickness = ds_float(first, "SliceThickness")
+    # The series grid sizes the HU array of load_ct_pixels: bounded before anything is read.
+    check_grid_size((len(slices), rows, cols), "CT series", first_path)
+    thickness = ds_float(first, "SliceThickness", path=first_path)
     if len(z_mm) > 1:
         dz = float(np.median(np.diff(z_mm)))
     elif thickness and thickness > 0:
@@ -139,30 +155,37 @@ def load_ct_pixels(ct: CTSeries) -> np.ndarray:
         A slice's orientation or position no longer matches the grid.
     """
     nz, ny, nx = ct.grid.shape
+    check_grid_size((nz, ny, nx), "CT series", ct.paths[0] if ct.paths else None)
     hu = np.empty((nz, ny, nx), dtype=np.float32)
     for k, path in enumerate(ct.paths):
         ds = read_full(path)
-        sx, sy = axial_signs(ds.get("ImageOrientationPatient"), path)
-        z = float(ds.ImagePositionPatient[2])
-        if abs(z - ct.grid.z_mm[k]) > SLICE_TOLERANCE_MM:
-            raise GeometryError(
-                f"slice z {z:g} mm does not match the series grid ({ct.grid.z_mm[k]:g} mm); "
-                "the file changed since the case was loaded.",
-                path=path,
-            )
-        frame = pixel_frames(ds, path)
-        if frame.shape != (1, ny, nx):
-            raise DicomInputError(
-                f"CT slice pixels have shape {frame.shape[1:]}, expected ({ny}, {nx}).",
-                path=path,
-            )
-        values = frame[0].astype(np.float64)
-        values = values * (ds_float(ds, "RescaleSlope", 1.0) or 1.0) + (
-            ds_float(ds, "RescaleIntercept", 0.0) or 0.0
-        )
-        if sy < 0:
-            values = values[::-1, :]
-        if sx < 0:
-            values = values[:, ::-1]
-        hu[k] = values
+        with malformed_as_input_error(path, "CT slice"):
+            hu[k] = _slice_hu(ds, path, ct.grid.z_mm[k], ny, nx)
     return hu
+
+
+def _slice_hu(ds: Dataset, path, grid_z: float, ny: int, nx: int) -> np.ndarray:
+    """One slice in HU on the ascending grid (rows/columns reversed for FFS, HFP, FFP)."""
+    sx, sy = axial_signs(ds.get("ImageOrientationPatient"), path)
+    z = float(ds_floats(ds, "ImagePositionPatient", path=path, count=3)[2])
+    if abs(z - grid_z) > SLICE_TOLERANCE_MM:
+        raise GeometryError(
+            f"slice z {z:g} mm does not match the series grid ({grid_z:g} mm); "
+            "the file changed since the case was loaded.",
+            path=path,
+        )
+    frame = pixel_frames(ds, path)
+    if frame.shape != (1, ny, nx):
+        raise DicomInputError(
+            f"CT slice pixels have shape {frame.shape[1:]}, expected ({ny}, {nx}).",
+            path=path,
+        )
+    values = frame[0].astype(np.float64)
+    values = values * (ds_float(ds, "RescaleSlope", 1.0, path=path) or 1.0) + (
+        ds_float(ds, "RescaleIntercept", 0.0, path=path) or 0.0
+    )
+    if sy < 0:
+        values = values[::-1, :]
+    if sx < 0:
+        values = values[:, ::-1]
+    return values

@@ -14,7 +14,20 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from rtplan_assist.dicom._common import axial_signs, ds_float, ds_str, pixel_frames, read_full
+from rtplan_assist.dicom._common import (
+    axial_signs,
+    check_coordinates,
+    check_grid_size,
+    check_spacing,
+    ds_float,
+    ds_floats,
+    ds_int,
+    ds_items,
+    ds_str,
+    malformed_as_input_error,
+    pixel_frames,
+    read_full,
+)
 from rtplan_assist.errors import DicomInputError
 from rtplan_assist.model import Dose, Grid
 
@@ -86,14 +99,17 @@ def dose_geometry(ds: Dataset, path: str | Path) -> DoseGeometry:
                 path=path,
             )
     sx, sy = axial_signs(ds.get("ImageOrientationPatient"), path)
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    dy, dx = (float(v) for v in ds.PixelSpacing)  # [row spacing, column spacing]
-    if dx <= 0 or dy <= 0:
-        raise DicomInputError(f"PixelSpacing {dy}\\{dx} is not positive.", path=path)
-    ipp = np.array([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
+    # Typed, finite values and a bounded grid before anything is sized from the header
+    # (issue 6 fuzzing: text in IS/DS, one PixelSpacing value, NaN, 10^12-voxel headers).
+    rows, cols = ds_int(ds, "Rows", path=path), ds_int(ds, "Columns", path=path)
+    n_frames = ds_int(ds, "NumberOfFrames", 1, path=path)
+    check_grid_size((n_frames, rows, cols), "RTDOSE", path)
+    dy, dx = ds_floats(ds, "PixelSpacing", path=path, count=2)  # [row, column spacing]
+    check_spacing(np.array([dy, dx]), "PixelSpacing", path)
+    ipp = ds_floats(ds, "ImagePositionPatient", path=path, count=3)
+    check_coordinates(ipp, "ImagePositionPatient", path)
 
-    offsets_raw = ds.get("GridFrameOffsetVector", None)
+    offsets_raw = ds_floats(ds, "GridFrameOffsetVector", path=path)
     if offsets_raw is None or len(offsets_raw) == 0:
         if n_frames > 1:
             raise DicomInputError(
@@ -103,7 +119,8 @@ def dose_geometry(ds: Dataset, path: str | Path) -> DoseGeometry:
             )
         offsets = np.zeros(1)
     else:
-        offsets = np.array([float(v) for v in offsets_raw], dtype=np.float64)
+        offsets = offsets_raw
+        check_coordinates(offsets, "GridFrameOffsetVector", path)
     if len(offsets) != n_frames:
         raise DicomInputError(
             f"GridFrameOffsetVector has {len(offsets)} values for {n_frames} frames.",
@@ -134,7 +151,7 @@ def dose_geometry(ds: Dataset, path: str | Path) -> DoseGeometry:
     if n_frames > 1:
         dz = float(np.median(steps))
     else:
-        thickness = ds_float(ds, "SliceThickness")
+        thickness = ds_float(ds, "SliceThickness", path=path)
         if not thickness or thickness <= 0:
             raise DicomInputError(
                 "single-plane RTDOSE without SliceThickness: the plane thickness is unknown, "
@@ -146,6 +163,8 @@ def dose_geometry(ds: Dataset, path: str | Path) -> DoseGeometry:
     # Patient x of column j is ipp_x + sx*j*dx; after flipping, x ascends from the far end.
     origin_x = ipp[0] if sx > 0 else ipp[0] - (cols - 1) * dx
     origin_y = ipp[1] if sy > 0 else ipp[1] - (rows - 1) * dy
+    far = [origin_x + (cols - 1) * dx, origin_y + (rows - 1) * dy, z_sorted[-1]]
+    check_coordinates(np.array(far), "the far corner of the dose grid", path)
     grid = Grid(
         origin=np.array([origin_x, origin_y, z_sorted[0]], dtype=np.float64),
         spacing=np.array([dx, dy, dz], dtype=np.float64),
@@ -188,7 +207,7 @@ def dose_unit_factor(ds: Dataset, path: str | Path, prescription_gy: float | Non
 
 def referenced_plan_uid(ds: Dataset) -> str | None:
     """SOPInstanceUID of the first item of ReferencedRTPlanSequence, if any."""
-    seq = ds.get("ReferencedRTPlanSequence", None)
+    seq = ds_items(ds, "ReferencedRTPlanSequence")
     if seq:
         uid = seq[0].get("ReferencedSOPInstanceUID", None)
         if uid:
@@ -232,6 +251,11 @@ def read_dose(
         Oblique grid.
     """
     ds = read_full(path)
+    with malformed_as_input_error(path, "RTDOSE"):
+        return _read_dose(ds, path, header, prescription_gy)
+
+
+def _read_dose(ds: Dataset, path, header: Dataset | None, prescription_gy: float | None) -> Dose:
     if header is not None and ds_str(header, "SOPInstanceUID") != ds_str(ds, "SOPInstanceUID"):
         raise DicomInputError(
             "SOPInstanceUID differs from the one read while indexing; the file changed during "
@@ -245,11 +269,17 @@ def read_dose(
             "RTDOSE has no dose grid (Rows/Columns absent; it may carry DVHs only).", path=path
         )
     geometry = dose_geometry(ds, path)
-    scaling = ds_float(ds, "DoseGridScaling")
+    scaling = ds_float(ds, "DoseGridScaling", path=path)
     if scaling is None:
         raise DicomInputError(
             "RTDOSE has no DoseGridScaling (3004,000E), so stored values cannot be converted to "
             "dose. Re-export the dose from the planning system.",
+            path=path,
+        )
+    if scaling <= 0:
+        raise DicomInputError(
+            f"DoseGridScaling is {scaling:g}; a positive factor is needed to convert stored "
+            "values to dose.",
             path=path,
         )
     factor = dose_unit_factor(ds, path, prescription_gy)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from rtplan_assist.dicom._common import display_name, ds_float, ds_str
+from rtplan_assist.dicom._common import (
+    display_name,
+    ds_float,
+    ds_int,
+    ds_items,
+    ds_str,
+    malformed_as_input_error,
+)
 from rtplan_assist.model import Plan
 
 
@@ -29,16 +36,25 @@ def read_plan(ds: Dataset, path: str | Path, warnings: list[str] | None = None) 
         missing or zero: never guessed); ``prescription_gy`` the TargetPrescriptionDose (Gy,
         total over all fractions) of the first DoseReferenceSequence item whose
         DoseReferenceType is TARGET, and its ReferencedROINumber as ``target_roi_number``.
+        A prescription that is not positive is treated as unknown (with a warning).
+
+    Raises
+    ------
+    DicomInputError
+        An element the plan needs is malformed (text where a number belongs, NaN, a
+        sequence that is not one).
     """
-    warnings = warnings if warnings is not None else []
+    with malformed_as_input_error(path, "RTPLAN"):
+        return _read_plan(ds, path, warnings if warnings is not None else [])
+
+
+def _read_plan(ds: Dataset, path: str | Path, warnings: list[str]) -> Plan:
     name = display_name(path)
 
     fractions: int | None = None
-    groups = ds.get("FractionGroupSequence", None)
+    groups = ds_items(ds, "FractionGroupSequence", path=path)
     if groups:
-        value = groups[0].get("NumberOfFractionsPlanned", None)
-        if value not in (None, ""):
-            fractions = int(value)
+        fractions = ds_int(groups[0], "NumberOfFractionsPlanned", path=path)
         if len(groups) > 1:
             warnings.append(
                 f"{name}: RTPLAN has {len(groups)} fraction groups; only the first is used."
@@ -53,14 +69,18 @@ def read_plan(ds: Dataset, path: str | Path, warnings: list[str] | None = None) 
     prescription_gy: float | None = None
     target_roi: int | None = None
     targets = []
-    for item in ds.get("DoseReferenceSequence", None) or []:
+    for item in ds_items(ds, "DoseReferenceSequence", path=path):
         if ds_str(item, "DoseReferenceType").upper() != "TARGET":
             continue
-        dose = ds_float(item, "TargetPrescriptionDose")
+        dose = ds_float(item, "TargetPrescriptionDose", path=path)
         if dose is None:
             continue
-        roi = item.get("ReferencedROINumber", None)
-        targets.append((dose, int(roi) if roi not in (None, "") else None))
+        if dose <= 0:
+            warnings.append(
+                f"{name}: RTPLAN TargetPrescriptionDose {dose:g} Gy is not positive; ignored."
+            )
+            continue
+        targets.append((dose, ds_int(item, "ReferencedROINumber", path=path)))
     if targets:
         prescription_gy, target_roi = targets[0]
         others = sorted({round(d, 4) for d, _ in targets[1:]} - {round(prescription_gy, 4)})
@@ -77,7 +97,7 @@ def read_plan(ds: Dataset, path: str | Path, warnings: list[str] | None = None) 
         )
 
     structure_set_uid = None
-    refs = ds.get("ReferencedStructureSetSequence", None)
+    refs = ds_items(ds, "ReferencedStructureSetSequence", path=path)
     if refs:
         uid = refs[0].get("ReferencedSOPInstanceUID", None)
         structure_set_uid = str(uid) if uid else None

@@ -10,14 +10,32 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from rtplan_assist.dicom._common import display_name, ds_str
+from rtplan_assist.dicom._common import (
+    as_floats,
+    check_coordinates,
+    display_name,
+    ds_int,
+    ds_items,
+    ds_str,
+    malformed_as_input_error,
+)
 from rtplan_assist.errors import DicomInputError, GeometryError
 from rtplan_assist.model import Structure
 
 #: Contour points closer than this in z (mm) belong to the same plane.
 PLANE_TOLERANCE_MM = 0.01
+
+#: Most points one contour may have (a 2 m perimeter at 0.02 mm); a stated bound, checked on
+#: the raw bytes before any value is converted.
+MAX_CONTOUR_POINTS = 100_000
+
+#: Most points a whole structure set may have (about 24 bytes each once parsed).
+MAX_STRUCTURE_SET_POINTS = 10_000_000
+
+CONTOUR_DATA_TAG = 0x30060050
 
 
 def frame_of_reference_uid(ds: Dataset) -> str:
@@ -42,19 +60,62 @@ def referenced_series_uids(ds: Dataset) -> list[str]:
 
 
 def _color(item: Dataset) -> tuple[int, int, int] | None:
-    value = item.get("ROIDisplayColor", None)
-    if value is None or len(value) != 3:
+    try:  # display only: a malformed colour is dropped, not an error
+        value = item.get("ROIDisplayColor", None)
+        if value is None or isinstance(value, (str, bytes)) or len(value) != 3:
+            return None
+        return tuple(int(v) for v in value)  # type: ignore[return-value]
+    except (TypeError, ValueError, OverflowError):
         return None
-    return tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
+def _contour_values(contour: Dataset, path, roi_name: str) -> np.ndarray | None:
+    """ContourData as float64, parsed from the raw bytes when pydicom has not converted it
+    yet: its DSfloat objects cost ~460 bytes per value, numpy 8. The point count is checked
+    before anything is converted (:data:`MAX_CONTOUR_POINTS`)."""
+    if CONTOUR_DATA_TAG not in contour:
+        return None
+    elem = contour.get_item(CONTOUR_DATA_TAG)
+    raw = elem.value if isinstance(elem, RawDataElement) else None
+    if isinstance(raw, bytes):
+        n_values = raw.count(b"\\") + 1 if raw.strip(b" \x00") else 0
+    else:
+        value = contour.get("ContourData", None)
+        n_values = 0 if value is None else len(value) if hasattr(value, "__len__") else 1
+    if n_values > 3 * MAX_CONTOUR_POINTS:
+        raise DicomInputError(
+            f"ROI {roi_name!r}: a contour has about {n_values // 3} points, more than the "
+            f"{MAX_CONTOUR_POINTS} accepted per contour; the structure set is damaged or "
+            "oversampled. Re-export it with fewer points.",
+            path=path,
+        )
+    if isinstance(raw, bytes):
+        text = raw.strip(b" \x00")
+        if not text:
+            return np.zeros(0)
+        try:
+            values = np.array(text.split(b"\\")).astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise DicomInputError(
+                f"ROI {roi_name!r}: ContourData holds a value that is not a number; the "
+                "structure set is damaged. Re-export it.",
+                path=path,
+            ) from None
+        if not np.all(np.isfinite(values)):
+            raise DicomInputError(
+                f"ROI {roi_name!r}: ContourData holds NaN or infinite values.", path=path
+            )
+        return values
+    return as_floats(contour.get("ContourData", None), "ContourData", path)
 
 
 def _contour_points(contour: Dataset, path, roi_name: str) -> np.ndarray:
-    data = contour.get("ContourData", None)
-    if data is None:
+    values = _contour_values(contour, path, roi_name)
+    if values is None:
         return np.zeros((0, 3))
-    values = np.asarray([float(v) for v in data], dtype=np.float64)
-    n_points = contour.get("NumberOfContourPoints", None)
-    if values.size % 3 or (n_points not in (None, "") and values.size != 3 * int(n_points)):
+    check_coordinates(values, f"ROI {roi_name!r} ContourData", path)
+    n_points = ds_int(contour, "NumberOfContourPoints", path=path)
+    if values.size % 3 or (n_points is not None and values.size != 3 * n_points):
         raise DicomInputError(
             f"ROI {roi_name!r}: ContourData has {values.size} values for NumberOfContourPoints "
             f"{n_points}; the structure set is truncated or damaged. Re-export it.",
@@ -97,15 +158,25 @@ def read_structures(
     GeometryError
         A CLOSED_PLANAR contour whose points do not share one z (non-axial contour).
     DicomInputError
-        No StructureSetROISequence, or ContourData inconsistent with NumberOfContourPoints.
+        No StructureSetROISequence, ContourData inconsistent with NumberOfContourPoints,
+        malformed elements, or more points than :data:`MAX_CONTOUR_POINTS` per contour or
+        :data:`MAX_STRUCTURE_SET_POINTS` in all.
     """
-    warnings = warnings if warnings is not None else []
+    with malformed_as_input_error(path, "RTSTRUCT"):
+        return _read_structures(
+            ds, path, warnings if warnings is not None else [], slice_thickness_mm
+        )
+
+
+def _read_structures(
+    ds: Dataset, path, warnings: list[str], slice_thickness_mm: float | None
+) -> list[Structure]:
     name = display_name(path)
-    rois = ds.get("StructureSetROISequence", None)
-    if rois is None:
+    if "StructureSetROISequence" not in ds:
         raise DicomInputError(
             "RTSTRUCT has no StructureSetROISequence (3006,0020); it lists no ROIs.", path=path
         )
+    rois = ds_items(ds, "StructureSetROISequence", path=path)
     # A truncated file still parses: pydicom stops at the end of the data. Items that lost
     # their required ROI number are the tell-tale sign (it follows ContourSequence in an item).
     for seq_name, keyword in (
@@ -113,8 +184,8 @@ def read_structures(
         ("ROIContourSequence", "ReferencedROINumber"),
         ("RTROIObservationsSequence", "ReferencedROINumber"),
     ):
-        for n, item in enumerate(ds.get(seq_name, None) or [], start=1):
-            if item.get(keyword, None) in (None, ""):
+        for n, item in enumerate(ds_items(ds, seq_name, path=path), start=1):
+            if ds_int(item, keyword, path=path) is None:
                 raise DicomInputError(
                     f"{seq_name} item {n} has no {keyword}; the structure set is truncated or "
                     "damaged. Re-export it from the planning system.",
@@ -125,26 +196,38 @@ def read_structures(
             f"{name}: RTSTRUCT has no RTROIObservationsSequence; ROI types are unknown."
         )
     roi_types: dict[int, str] = {}
-    for obs in ds.get("RTROIObservationsSequence", None) or []:
-        roi_types[int(obs.ReferencedROINumber)] = ds_str(obs, "RTROIInterpretedType").upper()
+    for obs in ds_items(ds, "RTROIObservationsSequence", path=path):
+        roi_types[ds_int(obs, "ReferencedROINumber", path=path)] = ds_str(
+            obs, "RTROIInterpretedType"
+        ).upper()
     contours_by_roi: dict[int, Dataset] = {}
-    for item in ds.get("ROIContourSequence", None) or []:
-        contours_by_roi[int(item.ReferencedROINumber)] = item
+    for item in ds_items(ds, "ROIContourSequence", path=path):
+        contours_by_roi[ds_int(item, "ReferencedROINumber", path=path)] = item
 
     structures: list[Structure] = []
+    total_points = 0
     for roi in rois:
-        number = int(roi.ROINumber)
+        number = ds_int(roi, "ROINumber", path=path)
         roi_name = ds_str(roi, "ROIName")
         item = contours_by_roi.get(number)
         planes: dict[float, list[np.ndarray]] = {}
         skipped: Counter[str] = Counter()
-        contour_seq = item.get("ContourSequence", None) if item is not None else None
+        contour_seq = None
+        if item is not None and "ContourSequence" in item:
+            contour_seq = ds_items(item, "ContourSequence", path=path)
         for contour in contour_seq or []:
             kind = ds_str(contour, "ContourGeometricType").upper()
             if kind != "CLOSED_PLANAR":
                 skipped[kind or "no ContourGeometricType"] += 1
                 continue
             points = _contour_points(contour, path, roi_name)
+            total_points += len(points)
+            if total_points > MAX_STRUCTURE_SET_POINTS:
+                raise DicomInputError(
+                    f"the structure set has more than {MAX_STRUCTURE_SET_POINTS} contour "
+                    "points; it is damaged or oversampled. Re-export it with fewer points.",
+                    path=path,
+                )
             if len(points) > 1 and np.allclose(points[0], points[-1], atol=1e-9, rtol=0):
                 points = points[:-1]
             if len(points) < 3:
@@ -183,7 +266,7 @@ def read_structures(
                 color=_color(item) if item is not None else None,
             )
         )
-    for number in sorted(set(contours_by_roi) - {int(r.ROINumber) for r in rois}):
+    for number in sorted(set(contours_by_roi) - {s.roi_number for s in structures}):
         warnings.append(
             f"{name}: ROIContourSequence has contours for ROI number {number}, which is not in "
             "StructureSetROISequence; they are ignored."
