@@ -32,3 +32,34 @@ def pytest_setup_options():
                  "--window-size=1400,1000"):
         options.add_argument(flag)
     return options
+
+
+# -- fuzzing (tests/test_fuzz_*.py, issue 6): --fuzz-long raises the fixed-seed corpus ------
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-long",
+        nargs="?",
+        type=int,
+        const=50,
+        default=1,
+        metavar="FACTOR",
+        help="fuzz suites: FACTOR times the CI example counts (default 50 when given without a "
+        "value), with fresh random draws instead of the fixed seed",
+    )
+
+
+@pytest.fixture(scope="session")
+def fuzz_scale(request) -> int:
+    """Multiplier of the fuzz example counts: 1 in CI (derandomized), more with --fuzz-long."""
+    return max(int(request.config.getoption("--fuzz-long")), 1)
+
+
+@pytest.fixture(scope="session")
+def leakcheck_patient(tmp_path_factory) -> Path:
+    """A demo patient with a distinctive ID (``LEAKCHECK-12345``), written once per session.
+
+    Read-only for the tests: the immutability tests check that nothing changes it.
+    """
+    from rtplan_assist.demo import write_demo_patient
+
+    return write_demo_patient(tmp_path_factory.mktemp("leakcheck"), patient_id="LEAKCHECK-12345")

@@ -14,7 +14,12 @@ from rtplan_assist.dicom._common import (
     ds_str,
     malformed_as_input_error,
 )
+from rtplan_assist.errors import DicomInputError
 from rtplan_assist.model import Plan
+
+#: A TargetPrescriptionDose above this (Gy, total) is not a prescription: cGy written as Gy,
+#: or a damaged value (issue 6 fuzzing: 1e300 Gy overflowed the EQD2 of the regimens).
+MAX_PRESCRIPTION_GY = 1000.0
 
 
 def read_plan(ds: Dataset, path: str | Path, warnings: list[str] | None = None) -> Plan:
@@ -75,6 +80,12 @@ def _read_plan(ds: Dataset, path: str | Path, warnings: list[str]) -> Plan:
         dose = ds_float(item, "TargetPrescriptionDose", path=path)
         if dose is None:
             continue
+        if dose > MAX_PRESCRIPTION_GY:
+            raise DicomInputError(
+                f"TargetPrescriptionDose {dose:g} Gy is above {MAX_PRESCRIPTION_GY:g} Gy: not a "
+                "total prescription in Gy (cGy exported as Gy?). Correct the plan.",
+                path=path,
+            )
         if dose <= 0:
             warnings.append(
                 f"{name}: RTPLAN TargetPrescriptionDose {dose:g} Gy is not positive; ignored."

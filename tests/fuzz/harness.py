@@ -24,6 +24,7 @@ import faulthandler
 import math
 import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -36,6 +37,7 @@ import numpy as np
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 
 from rtplan_assist.errors import RtplanAssistError
@@ -91,7 +93,10 @@ def time_limit(seconds: float):
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    faulthandler.dump_traceback_later(2 * seconds + 5, exit=True)
+    try:  # the real stderr: pytest's capture has no file descriptor
+        faulthandler.dump_traceback_later(2 * seconds + 5, exit=True, file=sys.__stderr__)
+    except (ValueError, OSError, AttributeError):
+        pass
     try:
         yield
     finally:
@@ -380,7 +385,7 @@ def write_case(datasets: dict[str, Dataset], folder: Path) -> list[Path]:
 
 def set_raw(ds: Dataset, keyword: str, value: bytes | str, vr: str | None = None) -> None:
     """Store ``value`` as the element's raw bytes, bypassing pydicom's value validation."""
-    tag = tag_for_keyword(keyword)
+    tag = Tag(tag_for_keyword(keyword))
     vr = vr or dictionary_VR(tag)
     raw = value.encode("latin-1") if isinstance(value, str) else value
     if len(raw) % 2:

@@ -1,0 +1,123 @@
+"""Fuzzing, part 3: the command line on mutated inputs (issue 6).
+
+``rtplan-assist dvh`` and ``evaluate`` on mutated cases exit 0, 1 or 2, never 70 (the
+dispatcher's "internal error": a bug); bad input is reported on exactly one stderr line
+``rtplan-assist: error: ...``; every stderr line is one of the CLI's own (no traceback).
+The commands run in this process through :func:`rtplan_assist.cli.main` (the console
+script's entry point); two cases also run the installed console script end to end.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+from fuzz import harness
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rtplan_assist.cli import EXIT_INTERNAL, main
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+CLI = Path(sys.executable).with_name("rtplan-assist")
+
+
+#: Lines Python's warnings module prints for pydicom's value warnings ("file.py:440:
+#: UserWarning: Invalid value for VR IS: 'abc'" and the source line under it). They are not
+#: the CLI's; see test_console_script_prints_only_its_own_lines.
+WARNING_LINE = re.compile(r"^\S+\.py:\d+: \w*Warning: |^  ")
+
+
+def check_streams(code: int, err: str, *, allow_python_warnings: bool = False) -> None:
+    lines = err.strip().splitlines()
+    if allow_python_warnings:
+        lines = [line for line in lines if not WARNING_LINE.match(line)]
+    assert code != EXIT_INTERNAL, err
+    assert code in (0, 1, 2), (code, err)
+    assert "internal error" not in err and "Traceback" not in err, err
+    assert all(line.startswith("rtplan-assist: ") for line in lines), err
+    errors = [line for line in lines if line.startswith("rtplan-assist: error:")]
+    if errors:
+        assert code == 2 and lines == errors and len(errors) == 1, err
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    with harness.time_limit(harness.CASE_TIME_LIMIT_S):
+        code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_cli_on_mutated_cases(capsys, fuzz_scale):
+    mutations = sorted(harness.STRUCTURED)
+    byte_mutations = sorted(harness.BYTE_MUTATIONS)
+
+    @settings(
+        max_examples=40 * fuzz_scale,
+        deadline=None,
+        derandomize=fuzz_scale == 1,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        structured=st.booleans(),
+        names=st.lists(st.sampled_from(mutations), min_size=1, max_size=2),
+        byte_mutation=st.sampled_from(byte_mutations),
+        role=st.sampled_from(["struct", "dose", "plan"]),
+        seed=st.integers(0, 2**32 - 1),
+    )
+    def check(structured, names, byte_mutation, role, seed):
+        with tempfile.TemporaryDirectory(prefix="rtpa-fuzz-") as tmp:
+            folder = Path(tmp) / "case"
+            if structured:
+                try:
+                    harness.write_case(harness.mutated_case(names, seed), folder)
+                except harness.Unwritable:
+                    return
+            else:
+                paths = harness.write_case(harness.base_datasets(), folder)
+                target = next(p for p in paths if p.stem == role)
+                target.write_bytes(harness.mutate_bytes(target.read_bytes(), byte_mutation, seed))
+            out = Path(tmp) / "out"
+            code, err = run_cli(["dvh", str(folder), "--out", str(out / "dvh.json")], capsys)
+            check_streams(code, err)
+            code, err = run_cli(
+                ["evaluate", str(folder), "--format", "csv", "--out", str(out / "ev.csv")], capsys
+            )
+            check_streams(code, err)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check()
+
+
+@pytest.mark.parametrize("mutation", ["d_huge_header", "p_fractions"])
+def test_console_script_end_to_end(tmp_path, mutation):
+    folder = tmp_path / "case"
+    harness.write_case(harness.mutated_case([mutation], 1), folder)
+    proc = subprocess.run(
+        [str(CLI), "evaluate", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    check_streams(proc.returncode, proc.stderr, allow_python_warnings=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pydicom's value warnings (warnings module) reach the CLI's stderr: 'Invalid value "
+    "for VR IS' plus a source line before the one error line. Fix in rtplan_assist/cli.py "
+    "main(): warnings.filterwarnings('ignore', module='pydicom') unless RTPLAN_ASSIST_DEBUG.",
+)
+def test_console_script_prints_only_its_own_lines(tmp_path):
+    folder = tmp_path / "case"
+    harness.write_case(harness.mutated_case(["p_fractions"], 1), folder)
+    proc = subprocess.run(
+        [str(CLI), "evaluate", str(folder)], capture_output=True, text=True, timeout=120
+    )
+    check_streams(proc.returncode, proc.stderr)
