@@ -102,7 +102,7 @@ def test_console_script_end_to_end(tmp_path, mutation):
     folder = tmp_path / "case"
     harness.write_case(harness.mutated_case([mutation], 1), folder)
     proc = subprocess.run(
-        [str(CLI), "evaluate", str(folder)], capture_output=True, text=True, timeout=120
+        [str(CLI), "evaluate", str(folder)], capture_output=True, text=True, timeout=120, check=False
     )
     check_streams(proc.returncode, proc.stderr, allow_python_warnings=True)
     assert proc.returncode == 2 and proc.stdout == ""
@@ -118,6 +118,6 @@ def test_console_script_prints_only_its_own_lines(tmp_path):
     folder = tmp_path / "case"
     harness.write_case(harness.mutated_case(["p_fractions"], 1), folder)
     proc = subprocess.run(
-        [str(CLI), "evaluate", str(folder)], capture_output=True, text=True, timeout=120
+        [str(CLI), "evaluate", str(folder)], capture_output=True, text=True, timeout=120, check=False
     )
     check_streams(proc.returncode, proc.stderr)
