@@ -117,10 +117,8 @@ def _band_edges(vy, v_lo, v_hi, extra):
     ymin = np.inf
     ymax = -np.inf
     for v in range(v_lo, v_hi):
-        if vy[v] < ymin:
-            ymin = vy[v]
-        if vy[v] > ymax:
-            ymax = vy[v]
+        ymin = min(ymin, vy[v])
+        ymax = max(ymax, vy[v])
     m = v_hi - v_lo
     edges = np.empty(m + extra.shape[0])
     for v in range(m):

@@ -28,6 +28,7 @@ from .model import Dose, Grid, Structure
 
 N_BINS = 8192
 ROW_BUDGET_MM = 5.0e5
+SMALL_STRUCTURE_CC = 100.0
 H_MIN_MM = 0.05
 OUTSIDE_POLICIES = ("exclude", "zero")
 #: Most row × sub-slab samples one DVH may take: a bound on run time that refuses absurd
@@ -244,7 +245,10 @@ def sampling_step_mm(volume_cc: float, grid: Grid) -> float:
     dose-grid spacing (only organs of several litres reach it; rows never straddle a dose
     row and x stays exact, so one row per dose row is still a fine sampling there).
     """
-    h = math.sqrt(max(volume_cc, 1e-6) * 1000.0 / ROW_BUDGET_MM)
+    # small structures (lesions, cord, plexus) get twice the budget: their D-metrics are
+    # the ones read against tight limits
+    budget = 2.0 * ROW_BUDGET_MM if volume_cc <= SMALL_STRUCTURE_CC else ROW_BUDGET_MM
+    h = math.sqrt(max(volume_cc, 1e-6) * 1000.0 / budget)
     h_max = float(min(grid.spacing[1], _min_dz(grid)))
     return float(min(max(h, H_MIN_MM), max(h_max, H_MIN_MM)))
 
