@@ -121,3 +121,48 @@ def test_console_script_prints_only_its_own_lines(tmp_path):
         [str(CLI), "evaluate", str(folder)], capture_output=True, text=True, timeout=120, check=False
     )
     check_streams(proc.returncode, proc.stderr)
+
+
+def test_batch_on_a_root_of_mutated_patients(tmp_path, capsys, fuzz_scale):
+    """``batch`` over damaged patient folders: exit 2 (never 70), one summary row per folder,
+    an error row with a reason for each folder that cannot be evaluated."""
+    import csv
+    import random
+
+    rng = random.Random(6)
+    root = tmp_path / "root"
+    mutations = sorted(harness.STRUCTURED)
+    n_folders = 12 * fuzz_scale
+    for k in range(n_folders):
+        folder = root / f"p{k:03d}"
+        pid = f"FUZZ{k:03d}"
+        for _ in range(5):
+            names = rng.sample(mutations, rng.choice([1, 2]))
+            try:
+                harness.write_case(harness.mutated_case(names, rng.randrange(2**32), pid), folder)
+                break
+            except harness.Unwritable:
+                continue
+        if k % 3 == 0:  # and byte-level damage in a third of them
+            target = folder / "dose.dcm"
+            if target.is_file():
+                data = target.read_bytes()
+                name = rng.choice(sorted(harness.BYTE_MUTATIONS))
+                target.write_bytes(harness.mutate_bytes(data, name, rng.randrange(2**32)))
+    out = tmp_path / "out"
+    argv = ["batch", str(root), "--out", str(out), "--workers", "0", "--report-format", "none",
+            "--no-progress"]
+    code, err = run_cli(argv, capsys)
+    assert code in (0, 1, 2) and "internal error" not in err and "Traceback" not in err, err
+    with open(out / "summary.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    folders = {r["folder"] for r in rows}
+    assert len(rows) == len(folders), "a folder has several summary rows"
+    assert all(r["status"] != "error" or r.get("error") for r in rows), rows
+    # a second run (resume; error folders are retried): the same rows, none lost or doubled
+    code2, _ = run_cli(argv, capsys)
+    keys = ("folder", "patient_id", "status", "verdict", "error")
+    with open(out / "summary.csv", newline="", encoding="utf-8") as fh:
+        again = [{k: r[k] for k in keys} for r in csv.DictReader(fh)]
+    assert again == [{k: r[k] for k in keys} for r in rows]
+    assert code2 == code
