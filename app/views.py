@@ -177,7 +177,11 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
             tags.append(html.Span("recommended", className="badge bg-primary ms-1"))
         if label == chosen:
             tags.append(html.Span("chosen", className="badge bg-dark ms-1"))
-        worst = worst_status(r.status for r in rows_by_regimen[label] if r.role == "oar")
+        # organs the case lacks (structure "") are listed under the table and, as in the
+        # engine's verdict, do not decide a regimen's status
+        worst = worst_status(
+            r.status for r in rows_by_regimen[label] if r.role == "oar" and r.structure
+        )
         head.append(html.Th([html.Div([label, *tags]), status_badge(worst, small=True)],
                             className="col-regimen" + (" col-recommended" if label ==
                                                        recommended else "")
