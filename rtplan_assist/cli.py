@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from . import __version__
 from .errors import RtplanAssistError
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    if not os.environ.get("RTPLAN_ASSIST_DEBUG"):
+        # pydicom warns about each odd value on stderr; the loader reports what matters as
+        # warnings of its own (without patient identifiers) or as one typed error line
+        warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

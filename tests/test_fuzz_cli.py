@@ -108,12 +108,6 @@ def test_console_script_end_to_end(tmp_path, mutation):
     assert proc.returncode == 2 and proc.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pydicom's value warnings (warnings module) reach the CLI's stderr: 'Invalid value "
-    "for VR IS' plus a source line before the one error line. Fix in rtplan_assist/cli.py "
-    "main(): warnings.filterwarnings('ignore', module='pydicom') unless RTPLAN_ASSIST_DEBUG.",
-)
 def test_console_script_prints_only_its_own_lines(tmp_path):
     folder = tmp_path / "case"
     harness.write_case(harness.mutated_case(["p_fractions"], 1), folder)
