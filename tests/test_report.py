@@ -81,7 +81,7 @@ def test_html_is_self_contained(evaluated):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in html.lower() and "<link" not in html.lower()
     assert "Demo Patient" not in html and "Demo^Patient" not in html  # de-identified
-    assert "RTPA-DEMO-0000" in html
+    assert "RTPA-DEMO-0000" not in html and "anon-" in html  # ID replaced by a short hash
 
 
 def test_cli_report_html(tmp_path, capsys):
