@@ -5,45 +5,17 @@ that polygon ``q`` is ``vx[poly_start[q]:poly_start[q + 1]]`` (closed implicitly
 vertex joins the first). Inside-ness follows the even-odd rule over *all* polygons of the
 plane, so holes and islands need no special handling.
 
-Rows are placed at the midpoints of *bands* whose edges include every vertex ``y``: inside
-a band every polygon edge is a straight line in ``y``, so the chord length is linear in
-``y`` and the midpoint rule gives the exact area of non-intersecting polygons (O'Rourke,
-*Computational Geometry in C*, 2nd ed., §7.4 on scan conversion; the trapezoid argument is
-the same as for the shoelace formula).
+Between two consecutive vertex ``y`` values every polygon edge is a straight line in ``y``,
+so the chord length is linear there and the midpoint rule gives the exact area of
+non-intersecting polygons (O'Rourke, *Computational Geometry in C*, 2nd ed., §7.4 on scan
+conversion; the trapezoid argument is the same as for the shoelace formula). The crossings
+use the half-open rule and an active-edge table swept upwards in ``y``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-
-@njit(cache=True, nogil=True)
-def _row_intervals(vx, vy, poly_start, q_lo, q_hi, y, buf):
-    """Sorted even-odd crossings of the horizontal line ``y`` with polygons ``q_lo..q_hi-1``.
-
-    Uses the half-open rule (an edge counts when ``min(y1, y2) <= y < max(y1, y2)``) so
-    that a vertex on the line is counted once. Writes crossings into ``buf`` and returns
-    their number (always even for closed polygons).
-    """
-    n = 0
-    for q in range(q_lo, q_hi):
-        s = poly_start[q]
-        e = poly_start[q + 1]
-        for v in range(s, e):
-            w = v + 1 if v + 1 < e else s
-            y1 = vy[v]
-            y2 = vy[w]
-            if (y1 <= y < y2) or (y2 <= y < y1):
-                x = vx[v] + (y - y1) * (vx[w] - vx[v]) / (y2 - y1)
-                # insertion sort: planes carry few crossings per row
-                i = n
-                while i > 0 and buf[i - 1] > x:
-                    buf[i] = buf[i - 1]
-                    i -= 1
-                buf[i] = x
-                n += 1
-    return n
 
 
 @njit(cache=True, nogil=True)
