@@ -178,8 +178,12 @@ def _record_name(rel: str) -> str:
 
 
 def _limit_numba_threads() -> None:
-    """One Numba thread per worker: several patients run in parallel, not one patient's loops."""
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    """One Numba thread per worker: several patients run in parallel, not one patient's loops.
+
+    Only the calling thread's setting changes: the environment is left alone, because
+    changing NUMBA_NUM_THREADS after Numba has started its pool makes the next compilation
+    in this process fail (a serial batch runs in the caller's process).
+    """
     if "numba" in sys.modules:
         try:
             sys.modules["numba"].set_num_threads(1)
