@@ -376,21 +376,20 @@ def sample_count(flat, grid: Grid, h: float) -> float:
     """Upper estimate of the kernel's row × sub-slab samples for a structure (see
     ``kernels/dvh.py``: rows of height <= h between dose-grid rows, sub-slabs of thickness
     <= h between dose planes)."""
-    y_grid = grid.y_mm
-    z_grid = grid.z_mm
-    total = 0.0
-    for p in range(len(flat.z_lo)):
-        v0 = flat.poly_start[flat.plane_poly[p]]
-        v1 = flat.poly_start[flat.plane_poly[p + 1]]
-        if v1 - v0 < 3:
-            continue
-        y = flat.vy[v0:v1]
-        y_lo, y_hi = float(y.min()), float(y.max())
-        rows = (y_hi - y_lo) / h + np.count_nonzero((y_grid > y_lo) & (y_grid < y_hi)) + 2
-        z_lo, z_hi = float(flat.z_lo[p]), float(flat.z_hi[p])
-        subs = (z_hi - z_lo) / h + np.count_nonzero((z_grid > z_lo) & (z_grid < z_hi)) + 3
-        total += rows * subs
-    return total
+    starts = flat.poly_start[flat.plane_poly[:-1]]
+    ends = flat.poly_start[flat.plane_poly[1:]]
+    keep = (ends - starts) >= 3  # flatten keeps polygons of >= 3 vertices, so planes are
+    if not np.any(keep):  # empty or >= 3 vertices and contiguous
+        return 0.0
+    y_lo = np.minimum.reduceat(flat.vy, starts[keep])
+    y_hi = np.maximum.reduceat(flat.vy, starts[keep])
+    y_grid, z_grid = np.sort(grid.y_mm), np.sort(grid.z_mm)
+    rows = ((y_hi - y_lo) / h + np.searchsorted(y_grid, y_hi, "left")
+            - np.searchsorted(y_grid, y_lo, "right") + 2)
+    z_lo, z_hi = flat.z_lo[keep], flat.z_hi[keep]
+    subs = ((z_hi - z_lo) / h + np.searchsorted(z_grid, z_hi, "left")
+            - np.searchsorted(z_grid, z_lo, "right") + 3)
+    return float(np.sum(rows * subs))
 
 
 def _name(dose: Dose) -> str:

@@ -1685,6 +1685,7 @@ class CaseEvaluator:
         label = ", ".join(f"{lid} {r.label}" for lid, r in regs)
         use_bounds = self.common_grid()[1]
         failed: list[ResultRow] = []
+        pending: dict[str, tuple[Structure, list]] = {}
         for organ, items in limits.items():
             structure = self.oar_structures.get(organ)
             mandatory = [x for x in items if x.row.priority == "mandatory"]
@@ -1704,12 +1705,14 @@ class CaseEvaluator:
                         todo = [
                             lim for lim in todo if self._bound(lim, [partial] + others) != "pass"
                         ]
-            if not todo:
-                continue
-            self._composite_evaluations += 1
-            dvh = self._organ_composite(organ, regs)
+            if todo:
+                pending[organ] = (structure, todo)
+        # the organs that bounds could not decide: voxel-wise sums, two organs at a time
+        self._composite_evaluations += len(pending)
+        dvhs = self._organ_composites(list(pending), subset) if pending else {}
+        for organ, (structure, todo) in pending.items():
             for lim in todo:
-                row = self._composite_row(organ, structure, lim, dvh, label)
+                row = self._composite_row(organ, structure, lim, dvhs[organ], label)
                 if row.status == "fail":
                     failed.append(row)
         result = ("fail", max(failed, key=_excess)) if failed else ("pass", None)

@@ -89,7 +89,17 @@ def slab_limits(z: np.ndarray, nominal_mm: float) -> tuple[np.ndarray, np.ndarra
 
 
 def flatten(structure: Structure, fallback_spacing_mm: float | None = None) -> FlatContours:
-    """Flat kernel arrays for a structure (see :class:`FlatContours`)."""
+    """Flat kernel arrays for a structure (see :class:`FlatContours`); cached on the
+    structure (structures are not modified after loading)."""
+    cached = structure.__dict__.get("_flat")
+    if cached is not None and cached[0] == fallback_spacing_mm:
+        return cached[1]
+    flat = _flatten(structure, fallback_spacing_mm)
+    structure.__dict__["_flat"] = (fallback_spacing_mm, flat)
+    return flat
+
+
+def _flatten(structure: Structure, fallback_spacing_mm: float | None) -> FlatContours:
     if structure.is_empty:
         raise GeometryError(f"structure '{structure.name}' has no contours")
     z = np.asarray(structure.plane_z_mm, dtype=np.float64)
