@@ -49,6 +49,9 @@ def register(sub) -> None:
                    f"default {', '.join(DEFAULT_METRICS)})")
     p.add_argument("--dose", metavar="FILE|UID|all",
                    help="which RTDOSE when the folder holds several ('all' for every one)")
+    p.add_argument("--patient", metavar="KEY|ID",
+                   help="which patient when the input holds several (the p-… key the error "
+                   "names, or the PatientID)")
     p.add_argument("--prescription", type=float, metavar="GY",
                    help="prescription (Gy) for %% doses; default: the dose's plan")
     p.add_argument("--outside", choices=OUTSIDE_POLICIES, default="exclude",
@@ -184,7 +187,7 @@ def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription
 
 def _cmd_dvh(args) -> int:
     paths = [Path(p) for p in args.path]
-    case = load_case(paths[0] if len(paths) == 1 else paths)
+    case = load_case(paths[0] if len(paths) == 1 else paths, patient_id=args.patient)
     doc = dvh_report(case, structures=args.structure, metrics=args.metric, dose=args.dose,
                      prescription=args.prescription, outside=args.outside, step=args.dvh_step)
     if args.format == "json":

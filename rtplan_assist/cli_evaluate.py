@@ -38,6 +38,9 @@ def register(sub) -> None:
     )
     p.add_argument("path", nargs="?", help="patient folder (DICOM CT/RTSTRUCT/RTPLAN/RTDOSE)")
     p.add_argument("--demo", action="store_true", help="use the built-in synthetic patient")
+    p.add_argument("--patient", metavar="KEY|ID",
+                   help="which patient when the folder holds several (the p-… key the error "
+                   "names, or the PatientID)")
     p.add_argument(
         "--regimens",
         metavar="FILE",
@@ -147,7 +150,7 @@ def build_evaluator(args):
         folder = demo_case_folder()
     else:
         folder = args.path
-    case = load_case(folder)
+    case = load_case(folder, patient_id=getattr(args, "patient", None))
     tables = load_tables(args.tables, folder=args.tables_folder)
     overrides: dict[str, str] = {}
     if args.map_file:

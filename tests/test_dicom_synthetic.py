@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from rtplan_assist.dicom import find_patient_folders, list_patients, load_case, load_ct_pixels
+from rtplan_assist.dicom.case import patient_key
 from rtplan_assist.dicom.rtdose import read_dose
 from rtplan_assist.errors import DicomInputError, GeometryError
 
@@ -487,7 +488,10 @@ def test_two_patients_in_one_folder(tmp_path):
     )
     with pytest.raises(DicomInputError) as err:
         load_case(tmp_path)
-    assert "ALPHA" in str(err.value) and "BETA" in str(err.value)
+    # patients are named by a short hash of their ID, never by the ID (issue 6)
+    assert "ALPHA" not in str(err.value) and "BETA" not in str(err.value)
+    assert patient_key("ALPHA") in str(err.value) and patient_key("BETA") in str(err.value)
+    assert load_case(tmp_path, patient_id=patient_key("BETA")).patient_id == "BETA"
     case = load_case(tmp_path, patient_id="BETA")
     assert case.patient_id == "BETA" and case.structures[0].name == "CTV"
     assert not any("ALPHA" in w for w in case.warnings)

@@ -74,12 +74,6 @@ def test_damaged_files_name_the_file_not_the_patient(tmp_path, capsys, caplog):
     assert_clean("\n".join(r.getMessage() for r in caplog.records))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_case's error for a folder of several patients lists their PatientIDs "
-    "(case._describe_patients, asserted by test_dicom_synthetic::"
-    "test_two_patients_in_one_folder); issue 6 asks for a short hash instead",
-)
 def test_several_patients_error_carries_no_patient_id(tmp_path, capsys):
     for pid in (PATIENT_ID, "LEAKCHECK-67890"):
         harness.write_case(harness.base_datasets(pid), tmp_path / pid.lower())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from rtplan_assist.dicom._common import malformed_as_input_error
@@ -30,11 +31,18 @@ def _names(index: Index, paths) -> str:
     return ", ".join(names[:MAX_NAMES]) + (f" and {extra} more" if extra > 0 else "")
 
 
+def patient_key(patient_id: str) -> str:
+    """Short, stable stand-in for a PatientID in messages (``p-`` + 8 hex of its SHA-256):
+    errors and logs never carry patient identifiers, and ``load_case(patient_id=...)``
+    accepts this key as well as the ID itself."""
+    return "p-" + hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:8]
+
+
 def _describe_patients(patients: dict[str, list[IndexedFile]]) -> str:
     parts = []
-    for pid in sorted(patients):
+    for pid in sorted(patients, key=patient_key):
         modalities = ", ".join(sorted({f.modality for f in patients[pid]}))
-        label = repr(pid) if pid else "(no PatientID)"
+        label = patient_key(pid) if pid else "(no PatientID)"
         parts.append(f"{label} ({len(patients[pid])} files: {modalities})")
     return "; ".join(parts)
 
@@ -86,9 +94,11 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
             path=root,
         )
     if patient_id is not None:
+        by_key = {patient_key(pid): pid for pid in patients}
+        patient_id = by_key.get(patient_id, patient_id)
         if patient_id not in patients:
             raise DicomInputError(
-                f"patient {patient_id!r} is not in the input; it holds "
+                f"patient {patient_key(patient_id)} is not in the input; it holds "
                 f"{_describe_patients(patients)}.",
                 path=root,
             )
@@ -96,7 +106,8 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
     elif len(patients) > 1:
         raise DicomInputError(
             f"the input holds files of {len(patients)} patients: {_describe_patients(patients)}. "
-            "Choose one with patient_id (CLI: --patient) or put each patient in its own folder.",
+            "Choose one with --patient KEY (or the PatientID) or put each patient in its own "
+            "folder.",
             path=root,
         )
     else:
