@@ -20,6 +20,7 @@ import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from rtplan_assist.errors import RtplanAssistError
+from rtplan_assist.evaluation import rows_verdict
 
 from .figures import dose_slice_figure, dvh_figure, structure_colour
 from .state import AppState, LoadedPatient
@@ -66,13 +67,8 @@ def regimen_change(loaded: LoadedPatient, prefs: dict, lesion_id: str):
 
 
 def composite_status(rows) -> str:
-    """``fail`` / ``not evaluable`` / ``pass`` of the mandatory composite rows."""
-    mandatory = [r for r in rows if r.priority == "mandatory"]
-    if any(r.status == "fail" for r in mandatory):
-        return "fail"
-    if any(r.status == "not evaluable" and r.structure for r in mandatory):
-        return "not evaluable"
-    return "pass"
+    """``fail`` / ``not evaluable`` / ``pass`` of the mandatory rows, by the engine's rule."""
+    return rows_verdict(rows)
 
 
 def contributing_lesions(loaded: LoadedPatient, choice: dict) -> dict[str, list[str]]:

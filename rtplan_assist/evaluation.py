@@ -289,12 +289,19 @@ class EvaluationResult:
         evaluated; else ``pass``. Rows of organs the case lacks are listed (``not evaluable``,
         structure ``""``) and in the warnings, but do not decide the verdict."""
         rows = self.chosen_rows() + list(self.composite_rows)
-        mandatory = [r for r in rows if r.priority == "mandatory"]
-        if any(r.status == "fail" for r in mandatory):
-            return "fail"
-        if not rows or any(r.status == "not evaluable" and r.structure for r in mandatory):
-            return "not evaluable"
-        return "pass"
+        return rows_verdict(rows) if rows else "not evaluable"
+
+
+def rows_verdict(rows) -> str:
+    """``fail`` when a mandatory row fails; ``not evaluable`` when a mandatory row of a
+    structure present in the case has no value; else ``pass`` (rows of absent organs,
+    structure ``""``, do not decide)."""
+    mandatory = [r for r in rows if r.priority == "mandatory"]
+    if any(r.status == "fail" for r in mandatory):
+        return "fail"
+    if any(r.status == "not evaluable" and r.structure for r in mandatory):
+        return "not evaluable"
+    return "pass"
 
 
 # =============================================================================================
