@@ -61,6 +61,11 @@ def main() -> None:
     print(
         f"  recommendation: {result.recommendation.choice and {k: v.label for k, v in result.recommendation.choice.items()}}"
     )
+    print(
+        f"  search: {result.recommendation.composite_evaluations} voxel-wise organ composites; "
+        "recorded DVH samples of the composite organs: "
+        f"{sum(s.nbytes for s in evaluator._samplers.values()) / 2**20:.0f} MiB"
+    )
 
     t0 = time.perf_counter()
     evaluator.evaluate()

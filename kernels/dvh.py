@@ -33,6 +33,8 @@ extremes of a linear field are exact (PlanIQ's approach, Nelms 2015 discussion).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -157,11 +159,82 @@ def _deposit(acc, d_lo, d_hi, w, inv_delta, n_edges):
     acc[bb, 0] += r * (b - bb)
 
 
+class _Recording(NamedTuple):
+    """Samples of one run of the kernel, for replay on other dose arrays of the same grid.
+
+    ``rows_i[r] = (k0, k1, j0, j1, first segment)`` and ``rows_f[r] = (wz, wy)``: the dose
+    planes, rows and weights of one row × sub-slab; ``segs[s] = (u0, u1, volume mm³)``: a
+    chord piece from fractional column ``u0`` to ``u1``; ``pts_i``/``pts_f`` the vertex
+    samples of Dmin/Dmax (``u`` in ``pts_f[:, 2]``). ``counts`` (rows, segments, points)
+    counts everything, also past the capacity of the arrays (nothing is written there).
+    """
+
+    record: bool
+    rows_i: np.ndarray
+    rows_f: np.ndarray
+    segs: np.ndarray
+    pts_i: np.ndarray
+    pts_f: np.ndarray
+    counts: np.ndarray
+
+
+def _recording(n_rows: int, n_segs: int, n_pts: int, record: bool = True) -> _Recording:
+    return _Recording(
+        record,
+        np.zeros((n_rows, 5), dtype=np.int32),
+        np.zeros((n_rows, 2)),
+        np.zeros((n_segs, 3)),
+        np.zeros((n_pts, 4), dtype=np.int32),
+        np.zeros((n_pts, 3)),
+        np.zeros(3, dtype=np.int64),
+    )
+
+
+@njit(cache=True, nogil=True)
+def _record_row(rec, k0, k1, j0, j1, wz, wy):
+    r = rec.counts[0]
+    if r < rec.rows_i.shape[0]:
+        rec.rows_i[r, 0] = k0
+        rec.rows_i[r, 1] = k1
+        rec.rows_i[r, 2] = j0
+        rec.rows_i[r, 3] = j1
+        rec.rows_i[r, 4] = rec.counts[1]
+        rec.rows_f[r, 0] = wz
+        rec.rows_f[r, 1] = wy
+    rec.counts[0] = r + 1
+
+
+@njit(cache=True, nogil=True)
+def _record_segment(rec, u0, u1, w):
+    s = rec.counts[1]
+    if s < rec.segs.shape[0]:
+        rec.segs[s, 0] = u0
+        rec.segs[s, 1] = u1
+        rec.segs[s, 2] = w
+    rec.counts[1] = s + 1
+
+
+@njit(cache=True, nogil=True)
+def _record_point(rec, k0, k1, j0, j1, wz, wy, u):
+    q = rec.counts[2]
+    if q < rec.pts_i.shape[0]:
+        rec.pts_i[q, 0] = k0
+        rec.pts_i[q, 1] = k1
+        rec.pts_i[q, 2] = j0
+        rec.pts_i[q, 3] = j1
+        rec.pts_f[q, 0] = wz
+        rec.pts_f[q, 1] = wy
+        rec.pts_f[q, 2] = u
+    rec.counts[2] = q + 1
+
+
 @njit(cache=True, nogil=True)
 def _plane(
     p, plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
-    dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, acc, stats,
+    dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, acc, stats, rec,
 ):
+    # ``rec.record``: also write every sample down (see ``_Recording``) so that the same
+    # geometry can be replayed on other dose arrays of this grid (``_replay``).
     nz, ny, nx = dose.shape
     q_lo = plane_poly[p]
     q_hi = plane_poly[p + 1]
@@ -302,6 +375,8 @@ def _plane(
                 k0, k1, wz = _locate_z(z, gz)
                 refresh = k0 != k_prev
                 k_prev = k0
+                if rec.record:
+                    _record_row(rec, k0, k1, j0, j1, wz, wy)
                 for c in range(0, n - 1, 2):
                     xa = buf[c]
                     xb = buf[c + 1]
@@ -323,6 +398,7 @@ def _plane(
                         node[i] = row_a[i] + wz * (row_b[i] - row_a[i])
                     x = xa_c
                     d0 = _row_dose(node, x, gx0, gdx, nx)
+                    u0 = (x - gx0) / gdx
                     i_next = int(np.floor((x - gx0) / gdx)) + 1
                     i_next = max(i_next, 0)
                     while True:
@@ -333,11 +409,15 @@ def _plane(
                         if xn >= xb_c:
                             x1 = xb_c
                             d1 = _row_dose(node, x1, gx0, gdx, nx)
+                            u1 = (x1 - gx0) / gdx
                         else:
                             x1 = xn
                             d1 = node[i_next]
+                            u1 = float(i_next)
                         w = (x1 - x) * area
                         if w > 0.0:
+                            if rec.record:
+                                _record_segment(rec, u0, u1, w)
                             if d0 <= d1:
                                 _deposit(acc, d0, d1, w, inv_delta, n_edges)
                                 lo = d0
@@ -354,6 +434,7 @@ def _plane(
                             break
                         x = x1
                         d0 = d1
+                        u0 = u1
                         i_next += 1
 
     stats[STAT_INSIDE_MM3] += acc_in
@@ -375,6 +456,8 @@ def _plane(
                 continue
             k0, k1, wz = _locate_z(z, gz)
             d = _dose_at_x(dose, k0, k1, wz, j0, j1, wy, x, gx0, gdx, nx)
+            if rec.record:
+                _record_point(rec, k0, k1, j0, j1, wz, wy, (x - gx0) / gdx)
             stats[STAT_MIN] = min(stats[STAT_MIN], d)
             stats[STAT_MAX] = max(stats[STAT_MAX], d)
 
@@ -382,7 +465,7 @@ def _plane(
 @njit(cache=True, nogil=True)
 def _dvh_accumulate(
     plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
-    dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, n_edges,
+    dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, n_edges, rec,
 ):
     # Serial and GIL-free: callers run several structures on threads (one per core),
     # which scales better on 2 cores than splitting one structure's planes.
@@ -393,7 +476,7 @@ def _dvh_accumulate(
     for p in range(plane_z_lo.shape[0]):
         _plane(
             p, plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
-            dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, acc, stats,
+            dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, acc, stats, rec,
         )
     return acc, stats
 
@@ -479,6 +562,217 @@ def dvh_accumulate(
         float(grid_origin[1]), float(grid_spacing[1]),
         np.ascontiguousarray(grid_z, dtype=np.float64),
         np.ascontiguousarray(coverage, dtype=np.float64),
-        float(h_mm), 1.0 / float(bin_width_gy), int(n_edges),
+        float(h_mm), 1.0 / float(bin_width_gy), int(n_edges), _NO_RECORDING,
     )
+    return _cdf_from_ramps(acc), stats
+
+
+_NO_RECORDING = _recording(0, 0, 0, record=False)
+
+
+class DVHSamples(NamedTuple):
+    """The samples of one structure on one grid (from :func:`dvh_accumulate_recorded`).
+
+    ``rows_i`` (R, 5) int32, ``rows_f`` (R, 2), ``segs`` (S, 3), ``pts_i`` (P, 4) int32,
+    ``pts_f`` (P, 3): see ``_Recording``; ``inside_mm3``/``outside_mm3`` the volumes the
+    geometry alone fixes; ``shape`` the grid's (nz, ny, nx). About 24 bytes per chord piece.
+    """
+
+    rows_i: np.ndarray
+    rows_f: np.ndarray
+    segs: np.ndarray
+    pts_i: np.ndarray
+    pts_f: np.ndarray
+    inside_mm3: float
+    outside_mm3: float
+    shape: tuple
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.rows_i, self.rows_f, self.segs, self.pts_i, self.pts_f))
+
+
+def dvh_accumulate_recorded(
+    plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
+    dose, grid_origin, grid_spacing, grid_z, coverage, h_mm, bin_width_gy, n_edges,
+    capacity: tuple[int, int, int],
+) -> tuple[np.ndarray, np.ndarray, DVHSamples | None, tuple[int, int, int]]:
+    """:func:`dvh_accumulate` that also records its samples for :func:`dvh_replay`.
+
+    Parameters
+    ----------
+    (as :func:`dvh_accumulate`)
+    capacity : (rows, segments, points)
+        Room for the recording; a larger need is counted, not written.
+
+    Returns
+    -------
+    cdf_mm3, stats : as :func:`dvh_accumulate` (always complete).
+    samples : DVHSamples or None
+        None when the capacity was too small: call again with ``counts``.
+    counts : (rows, segments, points) needed.
+    """
+    dose = np.ascontiguousarray(dose)
+    if dose.ndim != 3 or dose.dtype not in (np.float32, np.float64):
+        raise ValueError("dose must be a 3-D float32 or float64 array")
+    if h_mm <= 0 or bin_width_gy <= 0 or n_edges < 3:
+        raise ValueError("h_mm and bin_width_gy must be positive and n_edges >= 3")
+    rec = _recording(*(max(int(c), 0) for c in capacity))
+    acc, stats = _dvh_accumulate(
+        np.ascontiguousarray(plane_z_lo, dtype=np.float64),
+        np.ascontiguousarray(plane_z_hi, dtype=np.float64),
+        np.ascontiguousarray(plane_poly, dtype=np.int64),
+        np.ascontiguousarray(poly_start, dtype=np.int64),
+        np.ascontiguousarray(vx, dtype=np.float64),
+        np.ascontiguousarray(vy, dtype=np.float64),
+        dose,
+        float(grid_origin[0]), float(grid_spacing[0]),
+        float(grid_origin[1]), float(grid_spacing[1]),
+        np.ascontiguousarray(grid_z, dtype=np.float64),
+        np.ascontiguousarray(coverage, dtype=np.float64),
+        float(h_mm), 1.0 / float(bin_width_gy), int(n_edges), rec,
+    )
+    counts = tuple(int(c) for c in rec.counts)
+    samples = None
+    if all(c <= cap for c, cap in zip(counts, (rec.rows_i.shape[0], rec.segs.shape[0],
+                                               rec.pts_i.shape[0]))):
+        n_rows, n_segs, n_pts = counts
+        samples = DVHSamples(
+            rec.rows_i[:n_rows].copy(), rec.rows_f[:n_rows].copy(), rec.segs[:n_segs].copy(),
+            rec.pts_i[:n_pts].copy(), rec.pts_f[:n_pts].copy(),
+            float(stats[STAT_INSIDE_MM3]), float(stats[STAT_OUTSIDE_MM3]), tuple(dose.shape),
+        )
+    return _cdf_from_ramps(acc), stats, samples, counts
+
+
+@njit(cache=True, nogil=True)
+def _replay_dose(values, k0, k1, j0, j1, wz, wy, u, nx):
+    # the arithmetic of _plane's row_a/row_b/node and _row_dose, in the same order
+    i0, i1, t = _locate(u, nx)
+    a0 = (1.0 - wy) * values[k0, j0, i0] + wy * values[k0, j1, i0]
+    b0 = (1.0 - wy) * values[k1, j0, i0] + wy * values[k1, j1, i0]
+    a1 = (1.0 - wy) * values[k0, j0, i1] + wy * values[k0, j1, i1]
+    b1 = (1.0 - wy) * values[k1, j0, i1] + wy * values[k1, j1, i1]
+    return (1.0 - t) * (a0 + wz * (b0 - a0)) + t * (a1 + wz * (b1 - a1))
+
+
+@njit(cache=True, nogil=True)
+def _replay(rows_i, rows_f, segs, pts_i, pts_f, values, inv_delta, n_edges):
+    nx = values.shape[2]
+    acc = np.zeros((n_edges, 2))
+    stats = np.zeros(N_STATS)
+    dose_mm3 = 0.0
+    d_min = np.inf
+    d_max = -np.inf
+    n_rows = rows_i.shape[0]
+    for r in range(n_rows):
+        k0 = rows_i[r, 0]
+        k1 = rows_i[r, 1]
+        j0 = rows_i[r, 2]
+        j1 = rows_i[r, 3]
+        wz = rows_f[r, 0]
+        wy = rows_f[r, 1]
+        s_end = rows_i[r + 1, 4] if r + 1 < n_rows else segs.shape[0]
+        u_last = np.nan
+        d1 = 0.0
+        for s in range(rows_i[r, 4], s_end):
+            # consecutive pieces of a chord share an end (u0 == the previous u1, exactly)
+            if segs[s, 0] == u_last:
+                d0 = d1
+            else:
+                d0 = _replay_dose(values, k0, k1, j0, j1, wz, wy, segs[s, 0], nx)
+            u_last = segs[s, 1]
+            d1 = _replay_dose(values, k0, k1, j0, j1, wz, wy, u_last, nx)
+            w = segs[s, 2]
+            if d0 <= d1:
+                _deposit(acc, d0, d1, w, inv_delta, n_edges)
+                lo = d0
+                hi = d1
+            else:
+                _deposit(acc, d1, d0, w, inv_delta, n_edges)
+                lo = d1
+                hi = d0
+            dose_mm3 += 0.5 * (d0 + d1) * w
+            d_min = min(d_min, lo)
+            d_max = max(d_max, hi)
+    for q in range(pts_i.shape[0]):
+        i0, i1, t = _locate(pts_f[q, 2], nx)
+        k0 = pts_i[q, 0]
+        k1 = pts_i[q, 1]
+        j0 = pts_i[q, 2]
+        j1 = pts_i[q, 3]
+        wz = pts_f[q, 0]
+        wy = pts_f[q, 1]
+        d = (1.0 - t) * _node(values, k0, k1, wz, j0, j1, wy, i0) + t * _node(
+            values, k0, k1, wz, j0, j1, wy, i1
+        )
+        d_min = min(d_min, d)
+        d_max = max(d_max, d)
+    stats[STAT_DOSE_MM3] = dose_mm3
+    stats[STAT_MIN] = d_min
+    stats[STAT_MAX] = d_max
+    return acc, stats
+
+
+@njit(cache=True, nogil=True)
+def _mark_column(mask, k0, k1, j0, j1, i):
+    mask[k0, j0, i] = True
+    mask[k0, j1, i] = True
+    mask[k1, j0, i] = True
+    mask[k1, j1, i] = True
+
+
+@njit(cache=True, nogil=True)
+def _support(rows_i, segs, pts_i, pts_f, mask):
+    nx = mask.shape[2]
+    n_rows = rows_i.shape[0]
+    for r in range(n_rows):
+        s_end = rows_i[r + 1, 4] if r + 1 < n_rows else segs.shape[0]
+        for s in range(rows_i[r, 4], s_end):
+            for e in range(2):
+                i0, i1, _ = _locate(segs[s, e], nx)
+                _mark_column(mask, rows_i[r, 0], rows_i[r, 1], rows_i[r, 2], rows_i[r, 3], i0)
+                _mark_column(mask, rows_i[r, 0], rows_i[r, 1], rows_i[r, 2], rows_i[r, 3], i1)
+    for q in range(pts_i.shape[0]):
+        i0, i1, _ = _locate(pts_f[q, 2], nx)
+        _mark_column(mask, pts_i[q, 0], pts_i[q, 1], pts_i[q, 2], pts_i[q, 3], i0)
+        _mark_column(mask, pts_i[q, 0], pts_i[q, 1], pts_i[q, 2], pts_i[q, 3], i1)
+
+
+def dvh_support(samples: DVHSamples) -> np.ndarray:
+    """Flat (C-order) indices of the voxels :func:`dvh_replay` reads, ascending, int64.
+
+    Values elsewhere in the grid do not change the replayed DVH (only its bin width, which
+    follows the array's maximum: give zeros there).
+    """
+    mask = np.zeros(samples.shape, dtype=np.bool_)
+    _support(samples.rows_i, samples.segs, samples.pts_i, samples.pts_f, mask)
+    return np.flatnonzero(mask).astype(np.int64)
+
+
+def dvh_replay(
+    samples: DVHSamples, values: np.ndarray, bin_width_gy: float, n_edges: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dvh_accumulate`'s result for ``values`` from recorded samples.
+
+    Parameters
+    ----------
+    samples : DVHSamples
+        From :func:`dvh_accumulate_recorded` on a grid of ``values.shape``.
+    values : (nz, ny, nx) float32 or float64
+        Dose (Gy, or any non-negative quantity such as EQD2) on that grid.
+
+    Returns
+    -------
+    cdf_mm3, stats : as :func:`dvh_accumulate`.
+    """
+    values = np.ascontiguousarray(values)
+    if values.shape != samples.shape or values.dtype not in (np.float32, np.float64):
+        raise ValueError(f"values must be a float array of shape {samples.shape}")
+    if bin_width_gy <= 0 or n_edges < 3:
+        raise ValueError("bin_width_gy must be positive and n_edges >= 3")
+    acc, stats = _replay(samples.rows_i, samples.rows_f, samples.segs, samples.pts_i,
+                         samples.pts_f, values, 1.0 / float(bin_width_gy), int(n_edges))
+    stats[STAT_INSIDE_MM3] = samples.inside_mm3
+    stats[STAT_OUTSIDE_MM3] = samples.outside_mm3
     return _cdf_from_ramps(acc), stats

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["bed_voxels", "first_invalid_voxel"]
+__all__ = ["add_eqd2_box", "bed_voxels", "first_invalid_voxel", "voxel_runs"]
 
 
 @njit(cache=True, parallel=True)
@@ -150,3 +150,90 @@ def bed_voxels(
             flat_out,
         )
     return out
+
+
+@njit(cache=True, nogil=True)
+def _add_eqd2_box(total, dose_gy, z0, y0, x0, run_start, run_length, scale, fractions,
+                  alpha_beta_gy):
+    # total[k, j, i] += EQD2 of dose_gy[z0 + k, y0 + j, x0 + i] * scale over runs of flat
+    # indices of ``total`` (one row of x at most: no index arithmetic in the inner loop); the
+    # arithmetic of ``D * (D / n + ab) / (2 + ab)`` in that order
+    _, ny, nx = total.shape
+    flat = total.reshape(-1)
+    for r in range(run_start.shape[0]):
+        start = run_start[r]
+        k = start // (ny * nx)
+        j = (start // nx) % ny
+        i0 = start % nx
+        for i in range(i0, i0 + run_length[r]):
+            d = np.float64(dose_gy[z0 + k, y0 + j, x0 + i]) * scale
+            flat[start + i - i0] += d * (d / fractions + alpha_beta_gy) / (2.0 + alpha_beta_gy)
+
+
+def voxel_runs(indices: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending flat indices of a (nz, ny, nx) array as runs along x: (starts, lengths)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size == 0:
+        return indices.copy(), indices.copy()
+    nx = int(shape[2])
+    # a run breaks where indices jump or a new x row starts
+    breaks = np.flatnonzero((np.diff(indices) != 1) | (indices[1:] % nx == 0)) + 1
+    starts = np.concatenate(([0], breaks))
+    lengths = np.diff(np.concatenate((starts, [indices.size])))
+    return indices[starts], lengths.astype(np.int64)
+
+
+def add_eqd2_box(
+    total: np.ndarray,
+    dose_gy: np.ndarray,
+    corner: tuple[int, int, int],
+    scale: float,
+    fractions: int,
+    alpha_beta_gy: float,
+    runs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Add the LQ EQD2 of a scaled sub-box of a dose grid to ``total``, in place.
+
+    Parameters
+    ----------
+    total : (nz, ny, nx) float64, C-contiguous
+        Running sum (Gy EQD2) over the box.
+    dose_gy : (Nz, Ny, Nx) float32 or float64
+        Physical dose (Gy) of one plan on the whole grid, non-negative and finite.
+    corner : (z0, y0, x0)
+        Index of the box's first voxel in ``dose_gy``; the box must lie inside it.
+    scale : float
+        Dose scaling of the plan (regimen D / planned D0).
+    fractions, alpha_beta_gy : the regimen's ``n`` and the tissue's α/β (Gy).
+    runs : (starts, lengths) int64, optional
+        The voxels to compute, as :func:`voxel_runs` of flat indices into ``total`` (e.g. a
+        DVH's support); default every voxel.
+
+    Notes
+    -----
+    ``EQD2 = D (D / n + α/β) / (2 + α/β)`` per voxel (reference §6.5), without the
+    temporary arrays of the NumPy expression (one pass per plan).
+    """
+    if total.dtype != np.float64 or not total.flags.c_contiguous or total.ndim != 3:
+        raise TypeError("total must be a C-contiguous 3-D float64 array")
+    if dose_gy.ndim != 3 or dose_gy.dtype not in (np.float32, np.float64):
+        raise TypeError("dose_gy must be a 3-D float32 or float64 array")
+    z0, y0, x0 = (int(c) for c in corner)
+    if min(z0, y0, x0) < 0 or any(
+        c + n > m for c, n, m in zip((z0, y0, x0), total.shape, dose_gy.shape)
+    ):
+        raise ValueError("the box does not lie inside the dose grid")
+    if fractions < 1 or not alpha_beta_gy > 0 or not scale >= 0:
+        raise ValueError("fractions >= 1, alpha_beta_gy > 0 and scale >= 0 are required")
+    if runs is None:
+        runs = voxel_runs(np.arange(total.size, dtype=np.int64), total.shape)
+    starts = np.ascontiguousarray(runs[0], dtype=np.int64)
+    lengths = np.ascontiguousarray(runs[1], dtype=np.int64)
+    nx = total.shape[2]
+    if starts.size and (
+        starts.min() < 0 or lengths.min() < 1 or np.any(starts % nx + lengths > nx)
+        or starts.max() >= total.size
+    ):
+        raise ValueError("voxel runs must lie inside the box, one x row each")
+    _add_eqd2_box(total, dose_gy, z0, y0, x0, starts, lengths, float(scale), float(fractions),
+                  float(alpha_beta_gy))

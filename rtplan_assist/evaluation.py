@@ -67,9 +67,10 @@ from .constraints import (
     convert_constraint,
     load_tables,
 )
-from .dvh import DVH, compute_dvh, sampling_step_mm
+from .dvh import DVH, DVHSampler, compute_dvh, sampling_step_mm
 from .errors import ConstraintTableError, EvaluationError
 from .geometry import _point_in_polygon, polygon_volume_cc
+from .kernels.eqd2 import add_eqd2_box, voxel_runs
 from .metrics import Metric
 from .model import Case, Dose, Grid, Plan, Structure
 from .names import NameMatch, folder_mapping, match_structures
@@ -639,12 +640,20 @@ class CaseEvaluator:
         self._common: tuple[Grid, bool] | None = None
         self._common_dose: dict[str, np.ndarray] = {}
         self._boxes: dict[str, tuple] = {}
+        self._samplers: dict[str, DVHSampler] = {}
         self._organ_cache: OrderedDict = OrderedDict()
         self._composite_rows_cache: OrderedDict = OrderedDict()
         self._single_cache: dict[tuple, DVH | None] = {}
-        self._check_cache: dict[tuple, tuple[str, ResultRow | None]] = {}
+        self._check_cache: dict[tuple, ResultRow | None] = {}  # (choice, organ) → failing row
         self._composite_evaluations = 0
         self.timings: dict[str, float] = {}
+
+    def __getstate__(self) -> dict:
+        # recorded DVH samples are tens of MB and cheap to record again: not pickled (the
+        # app stores prepared evaluators on disk)
+        state = self.__dict__.copy()
+        state["_samplers"] = {}
+        return state
 
     # ----------------------------------------------------------------------------- names
     def _report_names(self, organs: tuple[str, ...]) -> None:
@@ -1430,26 +1439,17 @@ class CaseEvaluator:
         structure = self.oar_structures[organ]
         ab = self._composite_alpha_beta(organ)
         (sz, sy, sx), sub = self._box(structure)
+        sampler = self._sampler(structure, sub)
         total = np.zeros(sub.shape, dtype=np.float64)
         for lid, regimen in regimens:
             lesion = self._by_id[lid]
-            physical = np.asarray(self._lesion_on_common(lesion)[sz, sy, sx], dtype=np.float64)
-            physical = physical * regimen.scale_from(lesion.planned)
-            # EQD2 = D (D/n + α/β) / (2 + α/β), voxel by voxel (reference §6.5)
-            total += physical * (physical / regimen.fractions + ab) / (2.0 + ab)
-        dose = Dose(
-            path="composite",
-            sop_instance_uid="composite",
-            frame_of_reference_uid=self.case.frame_of_reference_uid,
-            grid=sub,
-            dose_gy=total,
-        )
+            # EQD2 = D (D/n + α/β) / (2 + α/β), voxel by voxel (reference §6.5), on the
+            # voxels the organ's DVH reads
+            add_eqd2_box(total, self._lesion_on_common(lesion), (sz.start, sy.start, sx.start),
+                         regimen.scale_from(lesion.planned), regimen.fractions, ab,
+                         runs=sampler.support_runs)
         t0 = time.perf_counter()
-        # Composite DVHs sample rows every voxel at most (not the 0.05-0.2 mm of the
-        # physical per-lesion DVHs): the summed EQD2 grid is itself a voxel-wise estimate
-        # (reference §6.6), and this keeps a regimen change interactive.
-        h = max(self._composite_step(structure, sub), float(min(sub.spacing)))
-        dvh = compute_dvh(structure, dose, outside=self.outside, dose_array=total, h_mm=h)
+        dvh = sampler.dvh(total)
         self.timings["composite_dvh_s"] = (
             self.timings.get("composite_dvh_s", 0.0) + time.perf_counter() - t0
         )
@@ -1458,6 +1458,19 @@ class CaseEvaluator:
         while len(self._organ_cache) > 2048:
             self._organ_cache.popitem(last=False)
         return dvh
+
+    def _sampler(self, structure: Structure, sub: Grid) -> DVHSampler:
+        """The organ's DVH samples on its box of the common grid, recorded once (the contour
+        walk is most of a DVH's cost; every composite of the search replays it)."""
+        if structure.name not in self._samplers:
+            # Composite DVHs sample rows every voxel at most (not the 0.05-0.2 mm of the
+            # physical per-lesion DVHs): the summed EQD2 grid is itself a voxel-wise estimate
+            # (reference §6.6), and this keeps a regimen change interactive.
+            h = max(self._composite_step(structure, sub), float(min(sub.spacing)))
+            sampler = DVHSampler(structure, sub, outside=self.outside, h_mm=h, label="composite")
+            sampler.support_runs = voxel_runs(sampler.support, sub.shape)
+            self._samplers[structure.name] = sampler
+        return self._samplers[structure.name]
 
     def _organ_composites(self, organs: list[str], choice: dict[str, Regimen]) -> dict[str, DVH]:
         regs = tuple(sorted(choice.items()))
@@ -1676,74 +1689,115 @@ class CaseEvaluator:
                 return "fail"
         return "unknown"
 
-    def _composite_check(self, subset: dict[str, Regimen]) -> tuple[str, ResultRow | None]:
+    def _composite_check(
+        self,
+        subset: dict[str, Regimen],
+        *,
+        organs: tuple[str, ...] | None = None,
+        first_failure: bool = False,
+    ) -> tuple[str, ResultRow | None]:
         """Mandatory composite limits on the sum of the ``subset``'s lesions.
 
         Per organ: (1) sound bounds from the single-lesion EQD2 DVHs; (2) the voxel-wise sum
         of the organ's contributing lesions (cached by their regimens only) bounded with the
         single-lesion DVHs of the others; (3) the voxel-wise sum of all, when neither decides.
-        Returns ``("pass", None)`` or ``("fail", the row furthest past its limit)``.
+        Organ results are cached per subset. ``organs`` restricts the check to those organs;
+        ``first_failure`` stops at the first failing organ (cheapest organs first: enough for
+        the search, which only needs to know that a combination fails). Returns
+        ``("pass", None)`` or ``("fail", the failing row furthest past its limit)``.
         """
         key = _choice_key(subset)
-        if key in self._check_cache:
-            return self._check_cache[key]
         limits = self.composite_limits(subset)
         regs = tuple(sorted(subset.items()))
+        wanted = [
+            organ
+            for organ, items in limits.items()
+            if organ in self.oar_structures
+            and (organs is None or organ in organs)
+            and any(x.row.priority == "mandatory" for x in items)
+        ]
+        known = {o: self._check_cache[(key, o)] for o in wanted if (key, o) in self._check_cache}
+        failed = [row for row in known.values() if row is not None]
+        todo = [o for o in wanted if o not in known]
+        if failed and first_failure:
+            return "fail", max(failed, key=_excess)
+        # bounds first (cheap); what they cannot decide needs the organ's voxels
+        pending: dict[str, list[CompositeLimit]] = {}
+        for organ in todo:
+            undecided = self._undecided(organ, limits[organ], regs)
+            if undecided:
+                pending[organ] = undecided
+            else:
+                self._check_cache[(key, organ)] = None
+        if first_failure:
+            order = sorted(pending, key=lambda o: math.prod(self._box(self.oar_structures[o])[1].shape))
+            for organ in order:
+                self._composite_evaluations += (organ, regs) not in self._organ_cache
+                row = self._voxel_check(organ, pending[organ], subset, regs)
+                self._check_cache[(key, organ)] = row
+                if row is not None:
+                    return "fail", row
+            return "pass", None
+        # every organ: the voxel-wise sums two organs at a time
+        self._composite_evaluations += sum((o, regs) not in self._organ_cache for o in pending)
+        self._organ_composites(list(pending), subset)
+        for organ, undecided in pending.items():
+            row = self._voxel_check(organ, undecided, subset, regs)
+            self._check_cache[(key, organ)] = row
+            if row is not None:
+                failed.append(row)
+        return ("fail", max(failed, key=_excess)) if failed else ("pass", None)
+
+    def _undecided(
+        self, organ: str, items: list[CompositeLimit], regs: tuple[tuple[str, Regimen], ...]
+    ) -> list[CompositeLimit]:
+        """The organ's mandatory limits that the single-lesion bounds (and the voxel-wise sum
+        of its contributing lesions, when the others are bounded) cannot decide."""
+        todo = [x for x in items if x.row.priority == "mandatory"]
+        if not todo or not self.common_grid()[1]:
+            return todo
+        singles = {lid: self._single_eqd2(lid, organ, r) for lid, r in regs}
+        if any(p is None for p in singles.values()):
+            return todo
+        todo = [lim for lim in todo if self._bound(lim, list(singles.values())) != "pass"]
+        inner = tuple((lid, r) for lid, r in regs if lid in self.contributors(organ))
+        if todo and inner and len(inner) < len(regs):
+            partial = self._organ_composite(organ, inner)
+            others = [singles[lid] for lid, _ in regs if lid not in dict(inner)]
+            todo = [lim for lim in todo if self._bound(lim, [partial] + others) != "pass"]
+        return todo
+
+    def _voxel_check(self, organ, todo, subset, regs) -> ResultRow | None:
+        """The worst failing row of ``todo`` on the organ's voxel-wise sum, or None."""
+        dvh = self._organ_composite(organ, regs)
+        structure = self.oar_structures[organ]
         label = ", ".join(f"{lid} {r.label}" for lid, r in regs)
-        use_bounds = self.common_grid()[1]
-        failed: list[ResultRow] = []
-        pending: dict[str, tuple[Structure, list]] = {}
-        for organ, items in limits.items():
-            structure = self.oar_structures.get(organ)
-            mandatory = [x for x in items if x.row.priority == "mandatory"]
-            if structure is None or not mandatory:
-                continue
-            todo = mandatory
-            if use_bounds:
-                singles = {lid: self._single_eqd2(lid, organ, r) for lid, r in regs}
-                if all(p is not None for p in singles.values()):
-                    todo = [
-                        lim for lim in todo if self._bound(lim, list(singles.values())) != "pass"
-                    ]
-                    inner = tuple((lid, r) for lid, r in regs if lid in self.contributors(organ))
-                    if todo and inner and len(inner) < len(regs):
-                        partial = self._organ_composite(organ, inner)
-                        others = [singles[lid] for lid, _ in regs if lid not in dict(inner)]
-                        todo = [
-                            lim for lim in todo if self._bound(lim, [partial] + others) != "pass"
-                        ]
-            if todo:
-                pending[organ] = (structure, todo)
-        # the organs that bounds could not decide: voxel-wise sums, two organs at a time
-        self._composite_evaluations += len(pending)
-        dvhs = self._organ_composites(list(pending), subset) if pending else {}
-        for organ, (structure, todo) in pending.items():
-            for lim in todo:
-                row = self._composite_row(organ, structure, lim, dvhs[organ], label)
-                if row.status == "fail":
-                    failed.append(row)
-        result = ("fail", max(failed, key=_excess)) if failed else ("pass", None)
-        self._check_cache[key] = result
-        return result
+        rows = [self._composite_row(organ, structure, lim, dvh, label) for lim in todo]
+        failed = [row for row in rows if row.status == "fail"]
+        return max(failed, key=_excess) if failed else None
 
     def _nogood(self, choice: dict[str, Regimen], row: ResultRow) -> dict[str, Regimen]:
-        """The smallest prefix of lesions (by their contribution to the failing organ) whose sum
-        alone already fails: every combination containing it fails too (more lesions only add
-        EQD2 and more fraction numbers only tighten the limits)."""
+        """A group of lesions (with their regimens) whose sum alone fails ``row``'s organ:
+        every combination containing it fails too (more lesions only add EQD2 and more
+        fraction numbers only tighten the limits). Deletion filter: drop the lesions one at a
+        time, smallest contribution to the organ first, while the rest still fails; the group
+        left is irreducible (removing any one lesion makes it pass)."""
         organ = row.organ
-        if organ not in self.oar_structures or len(choice) <= 2:
+        if organ not in self.oar_structures or len(choice) <= 1:
             return dict(choice)
         contributions = []
         for lid, regimen in choice.items():
             part = self._single_eqd2(lid, organ, regimen)
-            contributions.append((-(part.dmax_gy if part is not None else math.inf), lid))
-        order = [lid for _, lid in sorted(contributions)]
-        for size in range(1, len(order)):
-            subset = {lid: choice[lid] for lid in order[:size]}
-            status, _ = self._composite_check(subset)
+            contributions.append((part.dmax_gy if part is not None else math.inf, lid))
+        group = dict(choice)
+        for _, lid in sorted(contributions):
+            if len(group) == 1:
+                break
+            trial = {k: v for k, v in group.items() if k != lid}
+            status, _ = self._composite_check(trial, organs=(organ,), first_failure=True)
             if status == "fail":
-                return subset
-        return dict(choice)
+                group = trial
+        return group
 
     def recommend(self, *, max_composite_evaluations: int = 400) -> Recommendation:
         """The highest-BED10 regimen per lesion that passes every mandatory constraint, chosen
@@ -1805,7 +1859,7 @@ class CaseEvaluator:
                 None,
             )
             if clash is None:
-                status, row = self._composite_check(choice)
+                status, row = self._composite_check(choice, first_failure=True)
                 if status == "pass":
                     chosen_index, composite_status = index, "pass"
                     break

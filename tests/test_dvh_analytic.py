@@ -14,7 +14,7 @@ import pytest
 from analytic import (
     circle, cube_grid, invert, linear_dose, ngon_area, segment_area, slabs, sphere_stack,
 )
-from rtplan_assist.dvh import compute_dvh
+from rtplan_assist.dvh import DVHSampler, compute_dvh
 from rtplan_assist.geometry import polygon_volume_cc
 from rtplan_assist.model import Grid, Structure
 
@@ -55,13 +55,22 @@ CASES = [
 ]
 
 
+def _engine(name: str, structure, dose):
+    """``kernel``: :func:`compute_dvh`; ``replay``: the recorded samples of
+    :class:`DVHSampler` (the composite path of the evaluation) on the same dose."""
+    if name == "kernel":
+        return compute_dvh(structure, dose)
+    return DVHSampler(structure, dose.grid, label="test").dvh(dose.dose_gy)
+
+
+@pytest.mark.parametrize("engine", ["kernel", "replay"])
 @pytest.mark.parametrize("radius,spacing,grid_mm,axis", CASES)
-def test_sphere_stack_matches_closed_form(radius, spacing, grid_mm, axis):
+def test_sphere_stack_matches_closed_form(radius, spacing, grid_mm, axis, engine):
     structure, z, radii = sphere_stack(radius, spacing, phase=0.5 if spacing < 2 else 0.3)
     grads = {"x": (G, 0, 0), "y": (0, G, 0), "z": (0, 0, G)}[axis]
     dose = linear_dose(cube_grid(radius + 6.0, grid_mm, offset=(0.37, -0.21, 0.13)), D0, *grads)
     v_above, volume, mean, dmin, dmax = sphere_truth(radii, z, spacing, axis)
-    dvh = compute_dvh(structure, dose)
+    dvh = _engine(engine, structure, dose)
 
     vol_tol = 0.002 if volume >= 0.5 * 1000 * 0.999 else 0.01
     assert dvh.volume_cc == pytest.approx(volume / 1000, rel=vol_tol)
@@ -88,7 +97,8 @@ def test_sphere_stack_matches_closed_form(radius, spacing, grid_mm, axis):
         assert dvh.volume_at(d) * 1000 == pytest.approx(v_above(d), abs=curve_tol * volume)
 
 
-def test_annulus_hole_by_even_odd():
+@pytest.mark.parametrize("engine", ["kernel", "replay"])
+def test_annulus_hole_by_even_odd(engine):
     """Chest-wall-like ring: outer r 20 mm, hole r 10 mm, on 5 planes 2 mm apart.
     Volume = (A_outer − A_inner) × 10 mm; dose linear in x: V(x ≥ a) = seg(20, a) − seg(10, a)."""
     z = np.arange(5) * 2.0
@@ -96,7 +106,7 @@ def test_annulus_hole_by_even_odd():
     ring = Structure(7, "Ring", "ORGAN", z, polys, slice_thickness_mm=2.0)
     grid = Grid.uniform([-30, -30, -6], [2.5, 2.5, 2.5], (10, 25, 25))
     dose = linear_dose(grid, D0, gx=G)
-    dvh = compute_dvh(ring, dose)
+    dvh = _engine(engine, ring, dose)
     area = ngon_area(20.0) - ngon_area(10.0, 360)
     assert dvh.volume_cc == pytest.approx(area * 10 / 1000, rel=1e-6)
     assert dvh.dvh_volume_cc == pytest.approx(area * 10 / 1000, rel=2e-3)

@@ -288,20 +288,17 @@ def test_demo_every_row_is_complete_and_outputs_are_json_safe(demo):
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html
 
 
-def test_demo_regimen_change_is_fast_once_warm(demo):
-    import time
-
+def test_demo_regimen_change_on_a_warm_evaluator(demo):
+    """A regimen never evaluated and a new composite choice on the prepared evaluator (the
+    app's regimen change). Speed is measured in benches/bench_evaluate.py, not asserted."""
     evaluator, result = demo
-    t0 = time.perf_counter()
     rows = evaluator.lesion_rows("L1", Regimen(6, 48.0))
-    assert time.perf_counter() - t0 < 0.1
+    # BED10 of 48 Gy/6: 48 (1 + 8/10) = 86.4 Gy
     assert rows_for(rows, metric="Rx[Gy]", kind="BED")[0].value == pytest.approx(48 * 1.8)
     choice = dict(result.choice, L4=Regimen(5, 50.0))
-    t0 = time.perf_counter()
     composite = evaluator.composite_rows(choice)
-    elapsed = time.perf_counter() - t0
-    assert composite
-    assert elapsed < 3.0  # loose: shared CI cores; benches/bench_evaluate.py measures it
+    assert composite and all(r.kind == "EQD2" for r in composite)
+    assert any(f"L4 {Regimen(5, 50.0).label}" in r.reason for r in composite if r.structure)
 
 
 def test_composite_on_different_grids_is_resampled():
@@ -325,3 +322,57 @@ def test_composite_on_different_grids_is_resampled():
     dvh = ev.composite_dvhs(choice)["Esophagus"]
     # both doses are uniform over the oesophagus: trilinear resampling keeps them exact
     assert dvh.dmean_gy == pytest.approx(eqd2(50, 5, 3) + eqd2(30, 10, 3), rel=1e-4)
+
+
+FALLOFF = (0.7, 14.0)  # fraction of Rx just outside a PTV, e-folding length (mm)
+
+
+def three_lesion_case() -> Case:
+    """Three lesions around one oesophagus box; each plan's dose falls off linearly from its
+    PTV, so every lesion puts 10-50 % of its prescription into the oesophagus and the sum
+    (not any lesion alone) is what the composite limits bind on."""
+    centres = {"1": (9.0, 9.0, 25.0), "2": (41.0, 9.0, 25.0), "3": (25.0, 41.0, 25.0)}
+    z, y, x = np.meshgrid(GRID.z_mm, GRID.y_mm, GRID.x_mm, indexing="ij")
+    structures = [box(10, "Esophagus", (15, 20, 15), (35, 28, 35))]
+    plans, doses = [], []
+    for i, (k, (cx, cy, cz)) in enumerate(centres.items()):
+        structures.append(box(i + 1, f"PTV_{k}", (cx - 4, cy - 4, cz - 4), (cx + 4, cy + 4, cz + 4), "PTV"))
+        dist = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+        relative = np.where(dist < 6.0, 1.0, FALLOFF[0] * np.exp(-(dist - 6.0) / FALLOFF[1]))
+        plans.append(plan(f"P{k}", f"L{k}", 5, 50.0, i + 1))
+        doses.append(dose(f"D{k}", 50.0 * relative, f"P{k}"))
+    return Case("/three", "SYN-3", "Syn^Three", "1.3", "FOR", structures, doses, plans)
+
+
+def test_recommendation_is_the_best_passing_combination_by_exhaustive_search():
+    """Issue 3 §6: the recommendation is the combination with the highest total BED10 among
+    those whose lesions pass every mandatory constraint alone and whose composite passes every
+    mandatory EQD2 limit. Checked against enumerating all 4³ combinations (each judged by its
+    own lesion rows and composite rows)."""
+    import itertools
+
+    options = [Regimen(1, 34.0), Regimen(3, 54.0), Regimen(5, 50.0), Regimen(10, 50.0)]
+    ev = CaseEvaluator(three_lesion_case(), regimens={"*": options})
+    ids = [lesion.lesion_id for lesion in ev.lesions]
+    assert ids == ["L1", "L2", "L3"]
+    rec = ev.recommend()
+    best, best_total = None, -1.0
+    for combo in itertools.product(*(ev.regimens_for(lid) for lid in ids)):
+        choice = dict(zip(ids, combo))
+        alone = all(
+            not any(r.priority == "mandatory" and r.status == "fail" for r in ev.lesion_rows(lid, reg))
+            for lid, reg in choice.items()
+        )
+        together = not any(
+            r.status == "fail" for r in ev.composite_rows(choice, mandatory_only=True)
+        )
+        total = sum(r.bed10_gy() for r in combo)
+        if alone and together and total > best_total + 1e-9:
+            best, best_total = choice, total
+    assert best is not None and rec.composite_status == "pass"
+    assert sum(r.bed10_gy() for r in rec.choice.values()) == pytest.approx(best_total)
+    # the case is not trivial: the highest-BED10 option of every lesion passes alone for at
+    # least one lesion, yet the composite forces a lower total than all of them at their best
+    top = {lid: max(ev.regimens_for(lid), key=lambda r: r.bed10_gy()) for lid in ids}
+    assert best_total < sum(r.bed10_gy() for r in top.values()) - 1e-9
+    assert any("composite" in text for text in rec.binding.values())
