@@ -723,6 +723,24 @@ def constraints_for(
     return converted
 
 
+def conservative_threshold(value: float, kind: str, comparator: str, unit: str = "Gy") -> float:
+    """Round a converted dose threshold of a volume metric to 0.01 Gy (1 cGy) on the
+    stricter side, so that metric names stay readable (``V17.57Gy[%]``, not
+    ``V17.578123Gy[%]``) and the limit never loosens.
+
+    ``V_t`` (volume at or above ``t``) falls as ``t`` rises: an upper limit (``<``, ``<=``)
+    is stricter at a lower ``t`` (round down), a lower limit at a higher ``t`` (round up).
+    ``CV_t`` (volume below ``t``) rises with ``t``: the other way round.
+    """
+    step = 1.0 if unit == "cGy" else 0.01
+    upper = comparator.startswith("<")
+    down = upper if kind == "V" else not upper
+    # a hair of tolerance: 17.5700000001 is 17.57, not 17.58
+    q = value / step
+    rounded = math.floor(q + 1e-9) if down else math.ceil(q - 1e-9)
+    return round(rounded * step, 6)
+
+
 def convert_constraint(
     row: Constraint, to_fractions: int, alpha_beta: float | None = None
 ) -> Constraint:
@@ -802,12 +820,15 @@ def convert_constraint(
         new_metric = metric
         what = f"limit {row.limit:g} {row.unit} in {n_from} fx = EQD2 {equivalent:.2f} Gy"
     else:
-        threshold, equivalent = convert_dose(metric.value, metric.query_unit)
+        exact, equivalent = convert_dose(metric.value, metric.query_unit)
+        threshold = conservative_threshold(exact, metric.kind, row.comparator,
+                                           metric.query_unit)
         new_metric = Metric(metric.kind, threshold, metric.query_unit, metric.out_unit)
         limit, goal = row.limit, row.goal
         what = (
             f"dose threshold {metric.value:g} {metric.query_unit} in {n_from} fx = "
-            f"EQD2 {equivalent:.2f} Gy"
+            f"EQD2 {equivalent:.2f} Gy = {exact:.4f} {metric.query_unit} in {n_to} fx, "
+            f"rounded to {threshold:g} (the stricter side)"
         )
     note = (
         f"LQ, α/β = {ab:g} Gy, converted from n={n_from} to n={n_to} at equal EQD2: {what}; "

@@ -63,6 +63,7 @@ from .constraints import (
     Constraint,
     ConstraintSet,
     _nearest_fraction,
+    conservative_threshold,
     constraints_for,
     convert_constraint,
     load_tables,
@@ -1287,8 +1288,8 @@ class CaseEvaluator:
             return metric, limit, goal, note
         if m.query_unit not in ("Gy", "cGy"):
             return None
-        threshold = conv(m.value, m.query_unit)
-        metric = Metric(m.kind, round(threshold, 3), "Gy", m.out_unit)
+        threshold = conservative_threshold(conv(m.value, m.query_unit), m.kind, c.comparator)
+        metric = Metric(m.kind, threshold, "Gy", m.out_unit)
         note = (
             f"{c.metric} {c.comparator} {c.limit:g} {c.unit} in {c.fractions} fx: threshold "
             f"{m.value:.4g} {m.query_unit} → EQD2 {threshold:.2f} Gy (LQ, α/β {ab:g} Gy; "

@@ -309,8 +309,26 @@ def test_15fx_uses_30fx_rows_log_distance(shipped):
     # V20Gy in 30 fx at α/β 3: EQD2 = 20 (0.667 + 3)/5 = 14.667 Gy; in 15 fx:
     # D²/75 + 0.6 D = 14.667 -> D = (-0.6 + sqrt(0.36 + 0.78222)) / (2/75) = 17.578 Gy
     assert v20.parsed_metric.kind == "V"
-    assert v20.parsed_metric.value == pytest.approx(17.578, abs=0.001)
+    # ... rounded down to 0.01 Gy: a lower threshold counts more volume (stricter)
+    assert v20.parsed_metric.value == 17.57 and v20.metric == "V17.57Gy[%]"
+    assert "17.5780" in v20.conversion_note and "stricter" in v20.conversion_note
     assert v20.limit == 30  # the volume limit (%) is unchanged
+
+
+@pytest.mark.parametrize(
+    "value,kind,comparator,expected",
+    [
+        (17.578, "V", "<=", 17.57),  # V upper limit: lower threshold = more volume counted
+        (17.571, "V", ">=", 17.58),  # V lower limit (coverage-like): higher threshold
+        (14.344, "CV", ">=", 14.34),  # CV (volume below t) kept >= L: lower t = less volume
+        (14.341, "CV", "<", 14.35),
+        (17.57, "V", "<=", 17.57),  # already on the 0.01 Gy grid: unchanged
+    ],
+)
+def test_converted_thresholds_round_to_the_stricter_side(value, kind, comparator, expected):
+    from rtplan_assist.constraints import conservative_threshold
+
+    assert conservative_threshold(value, kind, comparator) == expected
 
 
 def test_critical_volume_conversion(shipped):
@@ -318,8 +336,8 @@ def test_critical_volume_conversion(shipped):
     converted = convert_constraint(row, 8, 3.0)
     # EQD2 = 12.5 (2.5 + 3)/5 = 13.75 Gy; 8 fx: D²/40 + 0.6 D = 13.75
     # -> D = 20 (-0.6 + sqrt(0.36 + 1.375)) = 14.344 Gy
-    assert converted.parsed_metric.value == pytest.approx(14.344, abs=0.001)
-    assert converted.metric.startswith("CV14.34")
+    # rounded down to 0.01 Gy: CV >= L is stricter at a lower threshold
+    assert converted.parsed_metric.value == 14.34 and converted.metric == "CV14.34Gy[cc]"
     assert converted.limit == 1500 and converted.comparator == ">="
 
 
