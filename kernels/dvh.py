@@ -545,12 +545,22 @@ def dvh_accumulate(
     stats : (5,) float64
         inside volume (mm³), outside volume (mm³), dose integral (Gy mm³), Dmin, Dmax.
     """
+    acc, stats = _run(
+        plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy, dose, grid_origin,
+        grid_spacing, grid_z, coverage, h_mm, bin_width_gy, n_edges, _NO_RECORDING,
+    )
+    return _cdf_from_ramps(acc), stats
+
+
+def _run(plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy, dose, grid_origin,
+         grid_spacing, grid_z, coverage, h_mm, bin_width_gy, n_edges, rec):
+    """Check and convert the public arguments, then run the kernel (recording into ``rec``)."""
     dose = np.ascontiguousarray(dose)
     if dose.ndim != 3 or dose.dtype not in (np.float32, np.float64):
         raise ValueError("dose must be a 3-D float32 or float64 array")
     if h_mm <= 0 or bin_width_gy <= 0 or n_edges < 3:
         raise ValueError("h_mm and bin_width_gy must be positive and n_edges >= 3")
-    acc, stats = _dvh_accumulate(
+    return _dvh_accumulate(
         np.ascontiguousarray(plane_z_lo, dtype=np.float64),
         np.ascontiguousarray(plane_z_hi, dtype=np.float64),
         np.ascontiguousarray(plane_poly, dtype=np.int64),
@@ -562,9 +572,8 @@ def dvh_accumulate(
         float(grid_origin[1]), float(grid_spacing[1]),
         np.ascontiguousarray(grid_z, dtype=np.float64),
         np.ascontiguousarray(coverage, dtype=np.float64),
-        float(h_mm), 1.0 / float(bin_width_gy), int(n_edges), _NO_RECORDING,
+        float(h_mm), 1.0 / float(bin_width_gy), int(n_edges), rec,
     )
-    return _cdf_from_ramps(acc), stats
 
 
 _NO_RECORDING = _recording(0, 0, 0, record=False)
@@ -612,25 +621,10 @@ def dvh_accumulate_recorded(
         None when the capacity was too small: call again with ``counts``.
     counts : (rows, segments, points) needed.
     """
-    dose = np.ascontiguousarray(dose)
-    if dose.ndim != 3 or dose.dtype not in (np.float32, np.float64):
-        raise ValueError("dose must be a 3-D float32 or float64 array")
-    if h_mm <= 0 or bin_width_gy <= 0 or n_edges < 3:
-        raise ValueError("h_mm and bin_width_gy must be positive and n_edges >= 3")
     rec = _recording(*(max(int(c), 0) for c in capacity))
-    acc, stats = _dvh_accumulate(
-        np.ascontiguousarray(plane_z_lo, dtype=np.float64),
-        np.ascontiguousarray(plane_z_hi, dtype=np.float64),
-        np.ascontiguousarray(plane_poly, dtype=np.int64),
-        np.ascontiguousarray(poly_start, dtype=np.int64),
-        np.ascontiguousarray(vx, dtype=np.float64),
-        np.ascontiguousarray(vy, dtype=np.float64),
-        dose,
-        float(grid_origin[0]), float(grid_spacing[0]),
-        float(grid_origin[1]), float(grid_spacing[1]),
-        np.ascontiguousarray(grid_z, dtype=np.float64),
-        np.ascontiguousarray(coverage, dtype=np.float64),
-        float(h_mm), 1.0 / float(bin_width_gy), int(n_edges), rec,
+    acc, stats = _run(
+        plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy, dose, grid_origin,
+        grid_spacing, grid_z, coverage, h_mm, bin_width_gy, n_edges, rec,
     )
     counts = tuple(int(c) for c in rec.counts)
     samples = None
@@ -640,7 +634,7 @@ def dvh_accumulate_recorded(
         samples = DVHSamples(
             rec.rows_i[:n_rows].copy(), rec.rows_f[:n_rows].copy(), rec.segs[:n_segs].copy(),
             rec.pts_i[:n_pts].copy(), rec.pts_f[:n_pts].copy(),
-            float(stats[STAT_INSIDE_MM3]), float(stats[STAT_OUTSIDE_MM3]), tuple(dose.shape),
+            float(stats[STAT_INSIDE_MM3]), float(stats[STAT_OUTSIDE_MM3]), tuple(np.shape(dose)),
         )
     return _cdf_from_ramps(acc), stats, samples, counts
 
