@@ -20,11 +20,24 @@ in ``OUT/patients/``, and at the end writes the aggregate files atomically:
 ``reports/<folder>.pdf``
     The MDT report of each evaluated patient (``--report-format html`` for HTML).
 
+De-identified batches (``deidentify=True``, ``batch --deidentify``)
+-------------------------------------------------------------------
+Every output names a patient folder by its folder key (``f-`` + 12 hex digits,
+:func:`rtplan_assist.deidentify.folder_key` of the path relative to the root: the ``folder``
+column, record and report file names, the progress bar) and a patient by its key (``p-`` + 8
+hex, the ``patient_id`` column); results, reports and error reasons are de-identified
+(:func:`rtplan_assist.deidentify.deidentify_result`; an error names the file inside
+``<patient folder>``) and ``results.json`` withholds the root. ``identity.json`` in the output
+folder records which kind of batch it holds: a run of the other kind into the same folder is
+refused, so identified and de-identified rows, records and reports are never mixed (the flag
+is part of the fingerprint as well).
+
 Resuming
 --------
 Each evaluated patient's record carries a fingerprint of its inputs: SHA-256 over the sorted list of
 (relative path, size, mtime_ns) of every file under the patient folder, plus the batch
-options (constraint tables, regimen file content, report format, rtplan-assist version). A
+options (constraint tables, regimen file content, report format, de-identification,
+rtplan-assist version). A
 re-run reuses every record whose fingerprint is unchanged and recomputes the others (error
 rows are always retried: they cost little and their cause may have been the environment), so an
 interrupted batch resumes where it stopped, without duplicate or lost rows (records are
@@ -61,6 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .deidentify import WITHHELD, Identifiers, deidentify_result, folder_key
 from .errors import EvaluationError, RtplanAssistError
 from .outputs import atomic_write_text
 
@@ -81,6 +95,8 @@ EXIT_FAIL = 1
 EXIT_ERRORS = 2
 
 RECORD_VERSION = 1
+#: In the output folder: whether it holds an identified or a de-identified batch.
+IDENTITY_FILE = "identity.json"
 
 SUMMARY_COLUMNS = (
     "folder", "patient_id", "status", "verdict", "n_lesions", "failing_constraints",
@@ -233,18 +249,23 @@ def evaluate_patient(task: dict) -> dict:
     task : dict
         ``folder`` (absolute path), ``rel`` (path relative to the root), ``tables``
         (folder or None), ``regimens_file`` (path or None), ``report_path`` (path or None),
-        ``report_format`` (``pdf``/``html``).
+        ``report_format`` (``pdf``/``html``); optional ``deidentify`` (bool) and ``label``
+        (what the outputs call the folder; default ``rel``, the folder key when
+        de-identified).
 
     Returns
     -------
     dict
         ``status`` ``evaluated`` with ``summary`` (a row of :data:`SUMMARY_COLUMNS`), ``rows``
         (tidy dicts) and ``result`` (JSON-ready dict); or ``status`` ``error`` with ``error``
-        (one line). Never raises for a patient's data problem.
+        (one line). Never raises for a patient's data problem. With ``deidentify``, every
+        part is de-identified (patient key, folder label, scrubbed texts, report).
     """
     _limit_numba_threads()
     start = time.perf_counter()
-    rel = task["rel"]
+    deidentify = bool(task.get("deidentify"))
+    label = task.get("label") or task["rel"]
+    case = None
     try:
         from .constraints import load_tables
         from .dicom import load_case
@@ -268,24 +289,26 @@ def evaluate_patient(task: dict) -> dict:
         evaluator = CaseEvaluator(case, tables=tables, regimens=regimens)
         planned = {lesion.lesion_id: lesion.planned for lesion in evaluator.lesions}
         result = evaluator.evaluate(choice=planned)
-        rows = [dict(r) for r in result_rows_tidy(result)]
-        verdict, failing, goals, not_evaluable = _verdict_parts(result)
         report = ""
         if task.get("report_path"):
             from .report import write_report
 
             write_report(result, evaluator, task["report_path"],
-                         fmt=task.get("report_format", "pdf"))
+                         fmt=task.get("report_format", "pdf"), deidentify=deidentify)
             report = task["report_rel"]
+        if deidentify:
+            result = deidentify_result(result, Identifiers.of_case(case, task["folder"]))
+        rows = [dict(r) for r in result_rows_tidy(result)]
+        verdict, failing, goals, not_evaluable = _verdict_parts(result)
         summary = {
-            "folder": rel, "patient_id": result.patient_id, "status": "evaluated",
+            "folder": label, "patient_id": result.patient_id, "status": "evaluated",
             "verdict": verdict, "n_lesions": len(evaluator.lesions),
             "failing_constraints": "; ".join(failing), "goals_missed": goals,
             "not_evaluable": not_evaluable, "error": "", "report": report,
         }
         return {
-            "status": "evaluated", "folder": rel, "summary": summary,
-            "rows": [_json_safe({"folder": rel, **r}) for r in rows],
+            "status": "evaluated", "folder": label, "summary": summary,
+            "rows": [_json_safe({"folder": label, **r}) for r in rows],
             "result": _json_safe(result_to_dict(result)),
             "seconds": round(time.perf_counter() - start, 3),
         }
@@ -295,19 +318,27 @@ def evaluate_patient(task: dict) -> dict:
         reason = "out of memory while evaluating this patient"
     except Exception as exc:  # noqa: BLE001 - one patient's bug must not stop the batch
         reason = f"internal error {type(exc).__name__}: {' '.join(str(exc).split())}"
-    return _error_record(rel, reason, time.perf_counter() - start,
-                         patient_id=_patient_id_guess(task["folder"]))
+    patient_id, patient_name = _patient_guess(task["folder"])
+    if case is not None:
+        patient_id, patient_name = case.patient_id, case.patient_name
+    if deidentify:
+        ids = Identifiers.of(patient_id, patient_name, task["folder"])
+        reason, patient_id = ids.scrub(reason), ids.key
+    return _error_record(label, reason, time.perf_counter() - start, patient_id=patient_id)
 
 
-def _patient_id_guess(folder: str) -> str:
-    """PatientID of any readable RT file of the folder (for error rows), else ''."""
+def _patient_guess(folder: str) -> tuple[str, str]:
+    """(PatientID, PatientName) of the folder's readable RT files when they are one patient's
+    (for error rows), else ``("", "")``."""
     try:
         from .dicom import list_patients
 
         patients = list_patients(folder)
-        return patients[0]["patient_id"] if len(patients) == 1 else ""
     except Exception:  # noqa: BLE001 - best effort for an error row
-        return ""
+        return "", ""
+    if len(patients) != 1:
+        return "", ""
+    return patients[0]["patient_id"], patients[0]["patient_name"]
 
 
 def _error_record(rel: str, reason: str, seconds: float, *, patient_id: str = "") -> dict:
@@ -441,12 +472,42 @@ def _check_out_dir(root: Path, out_dir: Path) -> None:
         )
 
 
-def _options_key(tables, regimens_file, report_format) -> str:
-    return json.dumps({
+def _options_key(tables, regimens_file, report_format, deidentify: bool = False) -> str:
+    options = {
         "version": __version__, "record": RECORD_VERSION,
         "tables": _file_digest(tables), "regimens": _file_digest(regimens_file),
         "report": report_format,
-    }, sort_keys=True)
+    }
+    if deidentify:  # absent otherwise: identified records of earlier versions stay valid
+        options["deidentified"] = True
+    return json.dumps(options, sort_keys=True)
+
+
+def _check_identity(out_dir: Path, deidentify: bool) -> None:
+    """Refuse to mix identified and de-identified results in one output folder; record the
+    kind of a new one in :data:`IDENTITY_FILE`.
+
+    An output folder without that file but with patient records comes from an identified
+    batch (earlier versions had no ``--deidentify``).
+    """
+    marker = out_dir / IDENTITY_FILE
+    try:
+        holds = bool(json.loads(marker.read_text(encoding="utf-8"))["deidentified"])
+    except FileNotFoundError:
+        holds = False if any((out_dir / "patients").glob("*.json")) else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RtplanAssistError(f"unreadable ({exc}); it says whether this output folder holds "
+                                "a de-identified batch: restore it or use another --out.",
+                                path=marker) from exc
+    if holds is None:
+        atomic_write_text(marker, json.dumps({"deidentified": deidentify}) + "\n")
+    elif holds != deidentify:
+        held, asked = ("with", "without") if holds else ("without", "with")
+        raise RtplanAssistError(
+            f"--out {out_dir} holds a batch run {held} --deidentify; a run {asked} it would "
+            "mix identified and de-identified rows, records and reports in one folder. "
+            "Choose another --out (or empty this one)."
+        )
 
 
 def _load_record(path: Path, fingerprint: str) -> dict | None:
@@ -471,6 +532,7 @@ def run_batch(
     scheduler: str | None = None,
     progress: bool = True,
     report_format: str | None = "pdf",
+    deidentify: bool = False,
     task: Callable[[dict], dict] = evaluate_patient,
 ) -> BatchSummary:
     """Evaluate every patient folder under ``root`` and write the batch outputs to ``out_dir``.
@@ -488,6 +550,11 @@ def run_batch(
         an address: an existing Dask scheduler (workers must see the same paths).
     progress : show a tqdm bar on stderr.
     report_format : ``"pdf"``, ``"html"`` or ``None`` (no reports).
+    deidentify : bool
+        Folder keys and patient keys instead of folder names and PatientIDs, de-identified
+        results, reports and error reasons (see the module docstring). Refused
+        (:class:`~rtplan_assist.errors.RtplanAssistError`) when ``out_dir`` holds a batch of
+        the other kind.
     task : the per-patient function (picklable; default :func:`evaluate_patient`).
 
     Returns
@@ -504,17 +571,26 @@ def run_batch(
     _check_out_dir(root, out_dir)
     if report_format not in (None, "pdf", "html"):
         raise RtplanAssistError(f"report format {report_format!r}: use pdf or html")
-    options = _options_key(tables, regimens_file, report_format)
+    options = _options_key(tables, regimens_file, report_format, deidentify)
     folders = patient_folders(root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_identity(out_dir, deidentify)
     (out_dir / "patients").mkdir(parents=True, exist_ok=True)
 
     records: dict[str, dict] = {}
     todo: list[dict] = []
+    names: set[str] = set()
     for folder in folders:
         rel = folder.relative_to(root).as_posix() if folder != root else "."
         nested = [f for f in folders if f != folder and folder in f.parents]
         fingerprint = folder_fingerprint(folder, skip=nested, extra=options)
-        name = _record_name(rel)
+        # de-identified: the folder key names the folder in every output and file name
+        label = folder_key(rel) if deidentify else rel
+        name = label if deidentify else _record_name(rel)
+        if name in names:  # pragma: no cover - 48-bit keys: ~2e-7 for 10 000 folders
+            raise RtplanAssistError(f"two patient folders have the same key {name}; run "
+                                    "them in separate batches.")
+        names.add(name)
         record_path = out_dir / "patients" / f"{name}.json"
         previous = _load_record(record_path, fingerprint)
         if previous is not None:
@@ -523,8 +599,9 @@ def run_batch(
             continue
         report_rel = f"reports/{name}.{report_format}" if report_format else ""
         todo.append({
-            "folder": str(folder), "rel": rel, "fingerprint": fingerprint,
-            "record_path": str(record_path),
+            "folder": str(folder), "rel": rel, "label": label, "deidentify": deidentify,
+            "fingerprint": fingerprint, "record_path": str(record_path),
+            "record": f"patients/{name}.json",
             "tables": str(tables) if tables else None,
             "regimens_file": str(regimens_file) if regimens_file else None,
             "report_path": str(out_dir / report_rel) if report_format else None,
@@ -538,28 +615,29 @@ def run_batch(
     try:
         if todo:
             executor, close, summary.executor = _make_executor(workers, scheduler)
-            futures = {executor.submit(task, {k: v for k, v in t.items()
-                                              if k not in ("fingerprint", "record_path")}): t
-                       for t in todo}
+            futures = {executor.submit(task, {k: v for k, v in t.items() if k not in (
+                "fingerprint", "record_path", "record")}): t for t in todo}
             for future in as_completed(futures):
                 t = futures[future]
                 try:
                     record = future.result()
                 except Exception as exc:  # noqa: BLE001 - a dead worker is one patient's error
-                    record = _error_record(t["rel"], f"worker failed: {type(exc).__name__}: "
-                                           f"{' '.join(str(exc).split())}", 0.0)
+                    reason = f"worker failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+                    if deidentify:
+                        reason = Identifiers.of("", "", t["folder"]).scrub(reason)
+                    record = _error_record(t["label"], reason, 0.0)
                 record.update(fingerprint=t["fingerprint"], record_version=RECORD_VERSION,
-                              reused=False)
+                              record=t["record"], reused=False)
                 atomic_write_text(t["record_path"], json.dumps(record, allow_nan=False))
                 records[t["rel"]] = record
                 bar.update(1)
-                bar.set_postfix_str(t["rel"][-30:], refresh=False)
+                bar.set_postfix_str(t["label"][-30:], refresh=False)
     finally:
         bar.close()
         close()
 
     ordered = [records[f.relative_to(root).as_posix() if f != root else "."] for f in folders]
-    _write_aggregates(out_dir, root, ordered, summary.executor)
+    _write_aggregates(out_dir, root, ordered, summary.executor, deidentify=deidentify)
     summary.records = [dict(r["summary"], reused=r.get("reused", False),
                             seconds=r.get("seconds", "")) for r in ordered]
     summary.n_errors = sum(r["summary"]["status"] == "error" for r in ordered)
@@ -581,7 +659,8 @@ def _csv_text(columns, rows) -> str:
     return buffer.getvalue()
 
 
-def _write_aggregates(out_dir: Path, root: Path, records: list[dict], executor: str) -> None:
+def _write_aggregates(out_dir: Path, root: Path, records: list[dict], executor: str, *,
+                      deidentify: bool = False) -> None:
     columns = tidy_columns()
     atomic_write_text(out_dir / "metrics.csv",
                       _csv_text(columns, (row for r in records for row in r["rows"])))
@@ -589,7 +668,8 @@ def _write_aggregates(out_dir: Path, root: Path, records: list[dict], executor: 
         dict(r["summary"], reused="yes" if r.get("reused") else "no",
              seconds=r.get("seconds", "")) for r in records)))
     info = {
-        "software": f"rtplan-assist {__version__}", "root": str(root),
+        "software": f"rtplan-assist {__version__}",
+        "root": WITHHELD if deidentify else str(root), "deidentified": deidentify,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "executor": executor,
         "exit_code": exit_code(records),
     }
@@ -602,6 +682,7 @@ def _write_aggregates(out_dir: Path, root: Path, records: list[dict], executor: 
         "batch": info, "fingerprint": "sha256 of (relative path, size, mtime_ns) per file + "
         "options; see rtplan_assist.batch",
         "patients": {r["folder"]: {"fingerprint": r["fingerprint"],
-                                   "record": f"patients/{_record_name(r['folder'])}.json",
+                                   "record": r.get("record")
+                                   or f"patients/{_record_name(r['folder'])}.json",
                                    "status": r["summary"]["status"]} for r in records},
     }, indent=1))

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except RtplanAssistError as exc:
-        print(f"rtplan-assist: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"rtplan-assist: error: {_message(args, exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rtplan-assist: interrupted", file=sys.stderr)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RTPLAN_ASSIST_DEBUG"):
             raise
         print(
-            f"rtplan-assist: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            f"rtplan-assist: internal error: {type(exc).__name__}: {_message(args, exc)} "
             "(a bug: please report it; RTPLAN_ASSIST_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
@@ -80,6 +80,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _message(args, exc: BaseException) -> str:
+    """The error on one line; with ``--deidentify``, the input folder (often named after the
+    patient) is replaced by ``<patient folder>`` (the message then names files inside it)."""
+    text = _one_line(str(exc))
+    if getattr(args, "deidentify", False):
+        from .deidentify import redact_paths
+
+        text = redact_paths(text, [getattr(args, "path", None), getattr(args, "root", None)])
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

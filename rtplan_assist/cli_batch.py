@@ -25,6 +25,14 @@ outputs (in --out, each written atomically):
 resuming:
   a patient whose files (relative path, size, mtime) and batch options are unchanged is not
   recomputed; an interrupted batch continues where it stopped.
+--deidentify:
+  the folder column, record and report file names and the progress bar give the folder key
+  f-… (12 hex digits of the SHA-256 of the folder's path under ROOT), patient_id the patient
+  key p-… (8 hex of the SHA-256 of the PatientID); names, folders and ROOT are withheld, error
+  reasons name files inside <patient folder>, reports are de-identified. Kept: lesions,
+  structures, regimens, metrics, study dates and UIDs (pseudonymisation: whoever has the
+  IDs or folder names can recompute the keys). An output folder holds one kind of batch:
+  re-running with the other setting into it is refused (identity.json says which).
 exit codes:
   0  every patient evaluated, no mandatory constraint failed (goals may be missed)
   1  every patient evaluated, at least one mandatory constraint failed
@@ -57,6 +65,9 @@ def register(subparsers) -> None:
     p.add_argument("--report-format", choices=("pdf", "html", "none"), default="pdf",
                    help="per-patient report format (default pdf)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--deidentify", action="store_true",
+                   help="folder keys f-… and patient keys p-… instead of folder names and "
+                   "PatientIDs in every output, de-identified reports (see below)")
     p.set_defaults(handler=_batch)
 
     p = subparsers.add_parser(
@@ -67,7 +78,10 @@ def register(subparsers) -> None:
     )
     _case_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="report.pdf or report.html")
-    p.add_argument("--deidentify", action="store_true", help="leave the patient name out")
+    p.add_argument("--deidentify", action="store_true",
+                   help="patient ID replaced by its key p-… (8 hex digits of its SHA-256; "
+                   "whoever has the ID can recompute it), patient name and folder withheld, "
+                   "every text scrubbed of them; study date and UIDs kept")
     p.set_defaults(handler=_report)
 
     p = subparsers.add_parser(
@@ -83,6 +97,11 @@ def register(subparsers) -> None:
                    help="α/β used for every voxel (default 3 Gy, late-responding tissue)")
     p.add_argument("--lesion", help="export only this lesion (e.g. L1)")
     p.add_argument("--regimen", help="regimen of --lesion, e.g. 50/5 (default: planned)")
+    p.add_argument("--deidentify", action="store_true",
+                   help="PatientID replaced by its key p-… (8 hex digits of its SHA-256), "
+                   "name, birth date, sex and other demographics removed, "
+                   "PatientIdentityRemoved=YES; UIDs kept. The exported object then no longer "
+                   "matches the patient in a TPS (for research or sharing, not for planning)")
     p.set_defaults(handler=_export_dose)
 
     p = subparsers.add_parser(
@@ -99,6 +118,11 @@ def register(subparsers) -> None:
     p.add_argument("--prv", action="append", default=None, metavar="NAME=MM",
                    help="PRV of a structure (repeatable); default 'Spinal Cord'=5 when a cord "
                    "exists; --prv none for no PRV")
+    p.add_argument("--deidentify", action="store_true",
+                   help="PatientID replaced by its key p-… (8 hex digits of its SHA-256), "
+                   "name, birth date, sex and other demographics removed, "
+                   "PatientIdentityRemoved=YES; UIDs kept. The exported object then no longer "
+                   "matches the patient in a TPS (for research or sharing, not for planning)")
     p.set_defaults(handler=_export_structures)
 
 
@@ -177,7 +201,7 @@ def _batch(args) -> int:
     summary = run_batch(
         args.root, args.out, tables=args.tables, regimens_file=args.regimens,
         workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-        report_format=fmt,
+        report_format=fmt, deidentify=args.deidentify,
     )
     for record in summary.records:
         if record["status"] == "error":
@@ -229,7 +253,7 @@ def _export_dose(args) -> int:
         note = f"EQD2 LQ a/b={ab:g}Gy all voxels, {lesion.lesion_id} {regimen.label}"
         write_eqd2_rtdose(case, lesion.dose.grid, eqd2, args.out, model_note=note[:64],
                           referenced_plans=[lesion.plan.sop_instance_uid],
-                          summation_type="PLAN")
+                          summation_type="PLAN", deidentify=args.deidentify)
         print(f"{args.out}  ({note}; max {eqd2.max():.2f} Gy)")
         return 0
     case, evaluator, result = _evaluate(args)
@@ -241,7 +265,8 @@ def _export_dose(args) -> int:
                                         result.lesions],
                       summation_type="MULTI_PLAN" if n > 1 else "PLAN",
                       series_description=("EQD2 composite " + ", ".join(
-                          f"{lid} {r.label}" for lid, r in result.choice.items()))[:64])
+                          f"{lid} {r.label}" for lid, r in result.choice.items()))[:64],
+                      deidentify=args.deidentify)
     print(f"{args.out}  ({note}; max {eqd2.max():.2f} Gy)")
     return 0
 
@@ -276,6 +301,6 @@ def _export_structures(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     if not masks:
         raise EvaluationError("no derived structure to write", path=case.folder)
-    write_derived_rtstruct(case, args.out, masks)
+    write_derived_rtstruct(case, args.out, masks, deidentify=args.deidentify)
     print(f"{args.out}  ({', '.join(masks)})")
     return 0

@@ -93,6 +93,14 @@ def register(sub) -> None:
         "structure, metric), html (self-contained page) or text (a terminal table)",
     )
     p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of stdout")
+    p.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="replace the patient ID by its key p-… (8 hex digits of its SHA-256; whoever "
+        "has the ID can recompute it), withhold the folder and the patient name, and remove "
+        "them from every other text too (file names, labels, warnings); error messages name "
+        "files without the folder. Kept: lesions, structures, regimens, numbers",
+    )
     p.set_defaults(handler=_cmd_evaluate)
 
     b = sub.add_parser(
@@ -184,6 +192,10 @@ def _cmd_evaluate(args) -> int:
             raise EvaluationError("--choose needs one L1=50/5 per lesion")
         choose[lesion] = regimens[0]
     result = evaluator.evaluate(choose or None)
+    if args.deidentify:
+        from .deidentify import Identifiers, deidentify_result
+
+        result = deidentify_result(result, Identifiers.of_case(evaluator.case, args.path))
     if args.format == "json":
         text = json.dumps(result_to_dict(result), indent=2, ensure_ascii=False) + "\n"
     elif args.format == "csv":

@@ -23,6 +23,15 @@ RTSTRUCT (:func:`write_derived_rtstruct`)
     therefore gets the mask back; rt-utils 1.2.7's own ``add_roi`` traces the boundary voxel
     centres instead, which shrinks every ROI by half a voxel (-15 % on a 2 cm GTV at 1.5 mm
     pixels).
+
+De-identified export (``deidentify=True``, ``export-dose|export-structures --deidentify``)
+    :func:`rtplan_assist.deidentify.deidentify_dataset`: PatientID replaced by the patient key
+    (``p-`` + 8 hex of its SHA-256), name, birth date, sex and other demographics emptied or
+    removed, PatientIdentityRemoved ``YES``, DeidentificationMethod set, every other text
+    element scrubbed. UIDs (study, frame of reference, referenced plans and CT slices) are
+    kept, so the object still lines up with the planning CT; but it no longer matches the
+    patient in a TPS (a different PatientID), which will refuse it or file it as another
+    patient.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RTDoseStorage, RTPlanStorage, generate_uid
 
 from . import __version__
+from .deidentify import Identifiers, deidentify_dataset
 from .errors import EvaluationError, GeometryError
 from .model import Case, Grid
 from .names import normalise_name
@@ -153,6 +163,7 @@ def write_eqd2_rtdose(
     referenced_plans: Iterable[str],
     summation_type: str = "MULTI_PLAN",
     series_description: str | None = None,
+    deidentify: bool = False,
 ) -> Dataset:
     """Write an EQD2 (or BED) dose distribution as a TPS-importable RTDOSE.
 
@@ -178,6 +189,9 @@ def write_eqd2_rtdose(
         ``MULTI_PLAN`` for a composite of several plans, ``PLAN`` for one converted plan.
     series_description : str, optional
         SeriesDescription (LO); defaults to ``model_note``.
+    deidentify : bool
+        Replace the PatientID by its key and remove the name and demographics (module
+        docstring); the file then no longer matches the patient in a TPS.
 
     Returns
     -------
@@ -267,6 +281,8 @@ def write_eqd2_rtdose(
     ds.ReferencedRTPlanSequence = refs
     ds.PixelData = pixels.tobytes()
     ds["PixelData"].VR = "OW"
+    if deidentify:
+        deidentify_dataset(ds, Identifiers.of_case(case))
 
     atomic_write_bytes(path, _to_bytes(ds))
     return ds
@@ -479,6 +495,7 @@ def write_derived_rtstruct(
     *,
     roi_types: Mapping[str, str] | None = None,
     label: str = "DERIVED",
+    deidentify: bool = False,
 ) -> Dataset:
     """Write masks on the CT grid as a new RTSTRUCT referencing the planning CT.
 
@@ -494,6 +511,9 @@ def write_derived_rtstruct(
         Default ``ORGAN`` for names containing ``-`` (e.g. ``Lungs-GTVs``), ``AVOIDANCE``
         for PRVs and ``CONTROL`` otherwise.
     label : StructureSetLabel (SH, 16 characters).
+    deidentify : bool
+        Replace the PatientID by its key and remove the name and demographics (module
+        docstring); the file then no longer matches the patient in a TPS.
 
     Returns
     -------
@@ -594,6 +614,8 @@ def write_derived_rtstruct(
         obs.RTROIInterpretedType = (roi_types or {}).get(name, default_type)
         obs.ROIInterpreter = ""
         ds.RTROIObservationsSequence.append(obs)
+    if deidentify:
+        deidentify_dataset(ds, Identifiers.of_case(case))
 
     atomic_write_bytes(out_path, _to_bytes(ds))
     return ds

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
 import html
 import io
 import math
@@ -30,6 +29,7 @@ from string import Template
 import numpy as np
 
 from . import __version__
+from .deidentify import WITHHELD, Identifiers, deidentify_result
 from .outputs import atomic_write_bytes, atomic_write_text
 
 __all__ = ["render_report_html", "render_report_pdf", "write_report"]
@@ -507,8 +507,12 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
     evaluator : CaseEvaluator
         The evaluator that produced ``result`` (DVHs and the case for the images).
     deidentify : bool
-        Leave the patient name and folder name out and replace the patient ID by a short
-        hash of it (``anon-…``).
+        Replace the patient ID by its key (``p-`` + 8 hex digits of its SHA-256,
+        :func:`rtplan_assist.deidentify.patient_key`), leave the patient name and the folder
+        out, and scrub every text of the page
+        (:func:`~rtplan_assist.deidentify.deidentify_result`). Study date and UIDs stay
+        (provenance for the MDT). The figures are drawn from the original result: the same
+        numbers, labelled with lesion ids, regimens and structure names only.
     created : datetime, optional
         Report time stamp (default now).
     """
@@ -524,19 +528,19 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
         except Exception:  # noqa: BLE001 - the image falls back to dose only; warned below
             ct_hu = None
     verdict = result.verdict()
-    dates = _dicom_dates(result)
+    dates = _dicom_dates(result)  # reads the plan files: before their paths are withheld
+    figures_of = result  # figures look structures up by their real names
+    if deidentify:
+        # the patient ID replaced by its key, no name, no folder, every text scrubbed
+        # (whoever holds the ID can still match the report to the patient)
+        result = deidentify_result(result, Identifiers.of_case(case, result.folder))
     tables = ", ".join(result.provenance.get("tables", [])) or "shipped tables"
     plans = "; ".join(f"{lid} {_fmt_date(d) or 'no date'} {uid}" for lid, d, uid in
                       dates["plans"])
     name = "" if deidentify or not case.patient_name else (
         f" ({str(case.patient_name).replace('^', ' ').strip()})")
-    # --deidentify: no name, no folder name, and the patient ID replaced by a short hash
-    # (whoever holds the ID can still match the report to the patient)
     pid = result.patient_id
-    folder_name = Path(result.folder).name
-    if deidentify:
-        pid = "anon-" + hashlib.sha256(str(result.patient_id).encode()).hexdigest()[:10]
-        folder_name = "(withheld)"
+    folder_name = WITHHELD if deidentify else Path(result.folder).name
     study_date = _fmt_date(dates["study_date"]) or "–"
     provenance = "<br>".join(_E(x) for x in (
         (f"Patient ID {pid}; study date {study_date}; folder "
@@ -557,9 +561,9 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
     missing_note = (f'<p class="small">Composite not evaluable, no structure: '
                     f"{_E(', '.join(composite_missing))}.</p>") if composite_missing else ""
     isodoses = []
-    for lesion in result.lesions:
+    for original, lesion in zip(figures_of.lesions, result.lesions):
         regimen = result.choice[lesion.lesion_id]
-        uri = isodose_figure(case, lesion, regimen, ct_hu)
+        uri = isodose_figure(case, original, regimen, ct_hu)
         isodoses.append(f'<figure><img alt="{_E(lesion.lesion_id)}" src="{uri}">'
                         f"<figcaption>{_E(lesion.label)}, {_E(lesion.site)}</figcaption>"
                         "</figure>")
@@ -600,7 +604,7 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
         "lesion_table": _lesion_table(result),
         "composite_table": composite_table, "composite_missing": missing_note,
         "composite_detail": _composite_detail(result),
-        "dvh_uri": dvh_figure(result, evaluator),
+        "dvh_uri": dvh_figure(figures_of, evaluator),
         "isodoses": "".join(isodoses), "isodose_legend": legend,
         "lesion_tables": _lesion_constraint_tables(result),
         "model_statement": model_statement,

@@ -5,7 +5,7 @@ The demo patient here has the distinctive PatientID ``LEAKCHECK-12345`` (Patient
 ``Demo^Patient``). It is copied into a folder with a neutral name, so that a path echoed in
 a message cannot be mistaken for a leak of the DICOM content. Every logger is captured at
 DEBUG. Output files (JSON, CSV, HTML) may carry the ID where the user's output needs it;
-those are covered by the batch/report/export tests and ``--deidentify``.
+``--deidentify`` removes it from every output: ``tests/test_deidentify.py``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from rtplan_assist.cli import main
+from rtplan_assist.deidentify import patient_key
 from rtplan_assist.demo import DEMO_LESIONS, demo_case_folder
 from rtplan_assist.dicom import load_case
 from rtplan_assist.evaluation import CaseEvaluator, find_lesions
@@ -81,7 +82,9 @@ def test_html_is_self_contained(evaluated):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in html.lower() and "<link" not in html.lower()
     assert "Demo Patient" not in html and "Demo^Patient" not in html  # de-identified
-    assert "RTPA-DEMO-0000" not in html and "anon-" in html  # ID replaced by a short hash
+    # the ID replaced by its key, the one scheme of rtplan_assist.deidentify
+    assert "RTPA-DEMO-0000" not in html and patient_key("RTPA-DEMO-0000") in html
+    assert "demo-v" not in html  # nor the folder (the demo cache folder demo-v<N>)
 
 
 def test_cli_report_html(tmp_path, capsys):

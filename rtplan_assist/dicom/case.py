@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from rtplan_assist.deidentify import patient_key  # one key scheme for messages
 from rtplan_assist.dicom._common import malformed_as_input_error
 from rtplan_assist.dicom._index import (
     IMAGE_MODALITIES,
@@ -29,13 +29,6 @@ def _names(index: Index, paths) -> str:
     names = [index.name(p) for p in paths]
     extra = len(names) - MAX_NAMES
     return ", ".join(names[:MAX_NAMES]) + (f" and {extra} more" if extra > 0 else "")
-
-
-def patient_key(patient_id: str) -> str:
-    """Short, stable stand-in for a PatientID in messages (``p-`` + 8 hex of its SHA-256):
-    errors and logs never carry patient identifiers, and ``load_case(patient_id=...)``
-    accepts this key as well as the ID itself."""
-    return "p-" + hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:8]
 
 
 def _describe_patients(patients: dict[str, list[IndexedFile]]) -> str:
