@@ -2167,7 +2167,9 @@ def _regimen_summary(result: EvaluationResult) -> list[dict]:
 def result_to_text(result: EvaluationResult) -> str:
     """A readable terminal summary: lesions × regimens, composite, recommendation."""
     lines = [
-        f"Patient {result.patient_id}  ({result.folder})",
+        f"Patient {result.patient_id}  " + (
+            result.folder if result.folder.startswith("(") else f"({result.folder})"
+        ),
         f"Verdict for the shown choice: {result.verdict().upper()}",
         "",
     ]
