@@ -42,6 +42,14 @@ def _error(exc: Exception) -> dbc.Alert:
     return dbc.Alert(str(exc), color="danger", className="mb-2")
 
 
+def upload_refusal(exc: Exception) -> str:
+    """``Upload refused: <reason>`` for an upload error (its own leading ``refused:`` dropped)."""
+    reason = str(exc)
+    if reason.lower().startswith("refused: "):
+        reason = reason[len("refused: "):]
+    return f"Upload refused: {reason}"
+
+
 def _prefs(choices: dict | None, key: str) -> dict:
     return dict((choices or {}).get(key) or {})
 
@@ -223,7 +231,7 @@ def register_callbacks(app, state: AppState) -> None:
                 message = dbc.Alert(f"Uploaded: {entry.label}. Preparing…", color="info",
                                     dismissable=True, className="mb-2")
             except RtplanAssistError as exc:
-                message = dbc.Alert(f"Upload refused: {exc}", color="danger",
+                message = dbc.Alert(upload_refusal(exc), color="danger",
                                     dismissable=True, className="mb-2", id="upload-error")
         elif trigger == "patient-picker" and picked:
             key = picked
@@ -598,4 +606,4 @@ def register_callbacks(app, state: AppState) -> None:
 
 # re-exported for unit tests
 __all__ += ["composite_status", "contributing_lesions", "kind_text", "lesion_rows_by_regimen",
-            "overview_children", "regimen_change", "tidy_csv"]
+            "overview_children", "regimen_change", "tidy_csv", "upload_refusal"]

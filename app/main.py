@@ -16,6 +16,7 @@ import diskcache
 from dash import DiskcacheManager, dcc, html
 
 from .state import AppState
+from .upload import UploadLimits
 from .views import progress_panel
 
 __all__ = ["create_app"]
@@ -23,6 +24,21 @@ __all__ = ["create_app"]
 APP_DIR = Path(__file__).resolve().parent
 PAGES_DIR = APP_DIR / "pages"
 ASSETS_DIR = APP_DIR / "assets"
+
+
+def upload_hint(limits: UploadLimits) -> html.Span:
+    """The upload zone's text; its data attributes carry the caps to ``assets/upload-limits.js``.
+
+    ``data-max-bytes`` is :attr:`UploadLimits.max_upload_bytes` (bytes, as sent, zip archives
+    counted compressed) and ``data-max-files`` :attr:`UploadLimits.max_files`; the script
+    refuses a selection over either before the browser reads a byte of it.
+    """
+    mb = limits.max_upload_bytes / (1024 * 1024)
+    return html.Span(
+        f"Upload a patient (.zip or files, ≤ {mb:.3g} MB)", id="upload-limits",
+        **{"data-max-bytes": str(limits.max_upload_bytes),
+           "data-max-files": str(limits.max_files)},
+    )
 
 
 def root_layout(state: AppState) -> html.Div:
@@ -33,8 +49,7 @@ def root_layout(state: AppState) -> html.Div:
     )
     upload = dcc.Upload(
         id="upload", multiple=True, max_size=state.limits.max_upload_bytes,
-        children=html.Span(["Upload a patient (.zip or files, ≤ ",
-                            f"{state.limits.max_upload_bytes // (1024 * 1024)} MB)"]),
+        children=upload_hint(state.limits),
         className="upload-zone", className_reject="upload-zone upload-reject",
     )
     nav = dbc.Navbar(
@@ -68,7 +83,8 @@ def root_layout(state: AppState) -> html.Div:
     ])
 
 
-def create_app(data_path=None, *, cache_dir=None) -> dash.Dash:
+def create_app(data_path=None, *, cache_dir=None,
+               limits: UploadLimits | None = None) -> dash.Dash:
     """Build the app on a patient folder, a data root (patient picker) or the demo patient.
 
     Parameters
@@ -79,6 +95,9 @@ def create_app(data_path=None, *, cache_dir=None) -> dash.Dash:
     cache_dir : path or None
         Background-job results and prepared evaluations; a temporary folder removed at exit
         when None.
+    limits : UploadLimits or None
+        Caps on one upload (default :class:`UploadLimits`); checked in the browser before
+        anything is sent, and again on the server.
 
     Returns
     -------
@@ -88,7 +107,7 @@ def create_app(data_path=None, *, cache_dir=None) -> dash.Dash:
     """
     from .callbacks import register_callbacks
 
-    state = AppState(data_path, cache_dir=cache_dir)
+    state = AppState(data_path, cache_dir=cache_dir, limits=limits)
     manager = DiskcacheManager(diskcache.Cache(str(state.cache_dir / "jobs")))
     app = dash.Dash(
         "rtplan_assist.app",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def pytest_setup_options():
                  "--window-size=1400,1000"):
         options.add_argument(flag)
     return options
+
+
+@pytest.fixture(scope="session")
+def app_cache(tmp_path_factory) -> str:
+    """One cache folder of prepared evaluations for every app test (``create_app(cache_dir=)``),
+    so the demo patient is prepared once per run; ``RTPLAN_ASSIST_TEST_APP_CACHE`` names one to
+    reuse between runs."""
+    return os.environ.get("RTPLAN_ASSIST_TEST_APP_CACHE") or str(
+        tmp_path_factory.mktemp("app-cache"))
 
 
 # -- fuzzing (tests/test_fuzz_*.py, issue 6): --fuzz-long raises the fixed-seed corpus ------

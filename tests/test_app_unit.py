@@ -103,9 +103,15 @@ def test_upload_over_the_cap_is_refused_with_sizes(tmp_path):
     limits = UploadLimits(max_upload_bytes=1 * MB)
     url = _data_url(b"x" * (2 * MB))
     assert decoded_size(url) == 2 * MB
-    with pytest.raises(UploadError, match=r"2\.0 MB, more than the 1\.0 MB cap"):
+    with pytest.raises(UploadError, match=r"2\.0 MB, more than the 1\.0 MB cap") as refused:
         save_upload([url], ["big.zip"], tmp_path, limits)
     assert list(tmp_path.iterdir()) == []
+    # the app's message says "refused" once (it used to read "Upload refused: refused: ...")
+    from rtplan_assist.app.callbacks import upload_refusal
+
+    assert upload_refusal(refused.value).startswith("Upload refused: the upload is 2.0 MB, more")
+    assert upload_refusal(UploadError("nothing was uploaded.")) == (
+        "Upload refused: nothing was uploaded.")
 
 
 def test_good_zip_and_folder_upload_are_extracted_without_overwriting(tmp_path):

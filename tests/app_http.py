@@ -1,0 +1,242 @@
+"""The app over loopback HTTP, driven the way a browser drives it (tests and benches/bench_load.py).
+
+* :func:`serve` runs the real app (``create_app``) in a threaded werkzeug server on
+  127.0.0.1 and records every warning or error the server logs.
+* :func:`callback_payload` builds the JSON body the Dash renderer POSTs to
+  ``/_dash-update-component`` for one callback, from the app's own ``callback_map`` (output
+  key, outputs, inputs, state, changed property), so it follows the callbacks in
+  ``app/callbacks.py`` as they are.
+* :func:`regimen_change_payload` is the request of a regimen change on the lesion screen: the
+  ``render_lesion`` callback fired by the new ``choices`` store.
+* :func:`post_callback` sends one body and returns the status, the decoded response and the
+  latency (s).
+* :func:`concurrent_regimen_changes` sends one regimen change per session, all at once, and
+  :func:`regimen_change_problems` checks each answer (the load test and
+  ``benches/bench_load.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = ["RegimenChange", "ServerLog", "callback_payload", "concurrent_regimen_changes",
+           "post_callback", "regimen_change_payload", "regimen_change_problems", "serve",
+           "session_regimen"]
+
+CALLBACK_PATH = "/_dash-update-component"
+
+
+class ServerLog(logging.Handler):
+    """Log records at WARNING and above from the server (werkzeug and the Flask app)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [f"{r.name} {r.levelname}: {r.getMessage()}" for r in self.records]
+
+
+@contextmanager
+def serve(app):
+    """Serve ``app`` (a Dash app) on 127.0.0.1 at a free port, in a thread.
+
+    Yields
+    ------
+    (url, log) : (str, ServerLog)
+        The base URL (``http://127.0.0.1:<port>``) and the server's warnings and errors.
+    """
+    from werkzeug.serving import make_server
+
+    log = ServerLog()
+    loggers = [logging.getLogger("werkzeug"), app.server.logger]
+    for logger in loggers:
+        logger.addHandler(log)
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="app-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", log
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        for logger in loggers:
+            logger.removeHandler(log)
+
+
+def _output_key(app, output: str) -> str:
+    """The ``callback_map`` key of the callback that has ``output`` (``"id.property"``)."""
+    keys = [k for k in app.callback_map if output in k.strip(".").split("...")]
+    if len(keys) != 1:
+        raise KeyError(f"{len(keys)} callbacks output {output}")
+    return keys[0]
+
+
+def callback_payload(app, output: str, values: dict[str, object], changed: str) -> dict:
+    """The JSON body the renderer POSTs for the callback with ``output``.
+
+    Parameters
+    ----------
+    app : dash.Dash
+    output : str
+        One output of the callback, ``"id.property"``.
+    values : dict
+        ``"id.property"`` -> value for every input and state of the callback (missing ones are
+        sent as None, as the renderer does for props never set).
+    changed : str
+        The input that fired, ``"id.property"``.
+    """
+    key = _output_key(app, output)
+    spec = app.callback_map[key]
+
+    def entries(kind):
+        return [{**d, "value": values.get(f"{d['id']}.{d['property']}")} for d in spec[kind]]
+
+    outputs = [dict(zip(("id", "property"), part.rsplit(".", 1)))
+               for part in key.strip(".").split("...")]
+    if not key.startswith(".."):  # one output: the renderer sends it alone, not in a list
+        outputs = outputs[0]
+    return {"output": key, "outputs": outputs, "inputs": entries("inputs"),
+            "changedPropIds": [changed], "state": entries("state")}
+
+
+def regimen_change_payload(app, *, session: str, patient_key: str, lesion_id: str,
+                           regimen: str) -> dict:
+    """The lesion screen's request after the user chose ``regimen`` for ``lesion_id``.
+
+    The ``choices`` store then holds ``{patient_key: {"choice": {lesion_id: regimen}}}``
+    (``change_choice``), which fires ``render_lesion`` with the session's id and the page's
+    lesion as state.
+    """
+    return callback_payload(app, "lesion-table.children", {
+        "loaded.data": {"key": patient_key},
+        "choices.data": {patient_key: {"choice": {lesion_id: regimen}}},
+        "page-lesion.data": lesion_id,
+        "session-id.data": session,
+    }, changed="choices.data")
+
+
+def post_callback(url: str, payload: dict, *, timeout_s: float = 300.0):
+    """POST one callback body; returns ``(status, response JSON or text, latency in s)``."""
+    request = urllib.request.Request(
+        url + CALLBACK_PATH, data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            body, status = response.read(), response.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read(), exc.code
+    latency = time.perf_counter() - t0
+    try:
+        return status, json.loads(body), latency
+    except ValueError:
+        return status, body.decode(errors="replace"), latency
+
+
+def session_regimen(i: int) -> str:
+    """A regimen of session ``i``'s own (``40+i Gy/11``): in no regimen table, so it appears in
+    an answer only if that session added it."""
+    return f"{40 + i} Gy/11"
+
+
+@dataclass
+class RegimenChange:
+    """One regimen-change request of the load test and its answer."""
+
+    session: str
+    regimen: str
+    status: int = 0
+    response: object = None
+    latency_s: float = float("nan")
+
+    def outputs(self) -> dict:
+        """``{component id: {property: value}}`` of a 200 answer, else ``{}``."""
+        if self.status == 200 and isinstance(self.response, dict):
+            return self.response.get("response") or {}
+        return {}
+
+    def options(self) -> list[str]:
+        return [o["value"] for o in self.outputs().get("lesion-choice", {}).get("options", [])]
+
+
+def concurrent_regimen_changes(app, url: str, requests: list[tuple[str, str]], *,
+                               patient_key: str, lesion_id: str) -> tuple[list, float]:
+    """Send one regimen change per ``(session, regimen)`` pair, all released at once.
+
+    Returns
+    -------
+    (changes, wall_s) : (list of RegimenChange, float)
+        In the order of ``requests``; ``wall_s`` from the release to the last answer (s).
+    """
+    changes = [RegimenChange(session, regimen) for session, regimen in requests]
+    start = threading.Barrier(len(changes) + 1)
+
+    def send(change: RegimenChange) -> None:
+        payload = regimen_change_payload(app, session=change.session, patient_key=patient_key,
+                                         lesion_id=lesion_id, regimen=change.regimen)
+        start.wait()
+        change.status, change.response, change.latency_s = post_callback(url, payload)
+
+    with ThreadPoolExecutor(len(changes)) as pool:
+        futures = [pool.submit(send, change) for change in changes]
+        start.wait()
+        t0 = time.perf_counter()
+        for future in futures:
+            future.result()
+        wall_s = time.perf_counter() - t0
+    return changes, wall_s
+
+
+def regimen_change_problems(change: RegimenChange, *, lesion_id: str,
+                            foreign: set[str] = frozenset()) -> list[str]:
+    """What is wrong with one answer (empty when it is right).
+
+    Right: HTTP 200; the lesion's title; the dropdown's value is the chosen regimen and its
+    options hold it; none of ``foreign`` (regimens only other sessions added) is offered; the
+    comparison table marks the chosen column (``data-regimen`` of ``th.col-chosen``).
+    """
+    if change.status != 200:
+        return [f"{change.session}: HTTP {change.status}: {str(change.response)[:300]}"]
+    out = change.outputs()
+    problems = []
+    title = out.get("lesion-title", {}).get("children", "")
+    if not str(title).startswith(f"Lesion {lesion_id}:"):
+        problems.append(f"{change.session}: title {title!r}")
+    if out.get("lesion-choice", {}).get("value") != change.regimen:
+        problems.append(f"{change.session}: chosen {out.get('lesion-choice', {}).get('value')!r}"
+                        f" instead of {change.regimen!r}")
+    options = change.options()
+    if change.regimen not in options:
+        problems.append(f"{change.session}: {change.regimen} not among the options {options}")
+    leaked = sorted(foreign & set(options))
+    if leaked:
+        problems.append(f"{change.session}: other sessions' regimens offered: {leaked}")
+    chosen = [props.get("data-regimen") for props in _component_props(out.get("lesion-table"))
+              if "col-chosen" in str(props.get("className", "")).split()]
+    if chosen != [change.regimen]:
+        problems.append(f"{change.session}: the table's chosen column is {chosen}")
+    return problems
+
+
+def _component_props(node):
+    """The props of every component in a callback answer (a JSON tree of components)."""
+    if isinstance(node, dict):
+        if "props" in node and "type" in node:
+            yield node["props"]
+        for value in node.values():
+            yield from _component_props(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _component_props(value)
