@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from html import escape
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
@@ -19,6 +20,7 @@ from .figures import STATUS_COLOURS
 __all__ = [
     "STATUS_ORDER",
     "comparison_table",
+    "comparison_table_html",
     "composite_table",
     "fmt_number",
     "kind_text",
@@ -101,25 +103,35 @@ def _converted_note(row) -> str:
     return ""
 
 
-def _cell(row) -> html.Td:
-    children = [
-        html.Div([html.Span(fmt_number(row.value, row.unit), className="fw-semibold"), " ",
-                  status_badge(row.status, small=True)] if row.role == "oar" or row.limit
-                 is not None else [html.Span(fmt_number(row.value, row.unit),
-                                             className="fw-semibold")]),
-        html.Div(kind_text(row), className="cell-kind"),
-    ]
+def _badge_html(status: str, *, small: bool = False) -> str:
+    """:func:`status_badge` as HTML text (for tables rendered as one component)."""
+    colour, text = STATUS_COLOURS.get(status, ("#6c757d", status.upper() or "?"))
+    fg = "#212529" if status == "goal missed" else "white"
+    return (f'<span class="badge status-badge{" badge-sm" if small else ""}" '
+            f'style="background-color:{_e(colour)};color:{fg}" title="{_e(status)}" '
+            f'data-status="{_e(status)}">{_e(text)}</span>')
+
+
+def _e(value) -> str:
+    return escape(str(value), quote=True)
+
+
+def _cell_html(row) -> str:
+    value = f'<span class="fw-semibold">{_e(fmt_number(row.value, row.unit))}</span>'
+    if row.role == "oar" or row.limit is not None:
+        value += " " + _badge_html(row.status, small=True)
+    parts = [f"<div>{value}</div>", f'<div class="cell-kind">{_e(kind_text(row))}</div>']
     if metric_family(row.metric) != row.metric:
-        children.append(html.Div(row.metric, className="cell-kind"))
+        parts.append(f'<div class="cell-kind">{_e(row.metric)}</div>')
     limit = limit_text(row)
     if limit:
-        children.append(html.Div(limit, className="cell-limit"))
+        parts.append(f'<div class="cell-limit">{_e(limit)}</div>')
     conv = _converted_note(row)
     if conv:
-        children.append(html.Div(conv, className="cell-converted"))
+        parts.append(f'<div class="cell-converted">{_e(conv)}</div>')
     if row.status == "not evaluable" and row.reason:
-        children.append(html.Div(row.reason, className="cell-reason"))
-    return html.Td(children, className=f"status-{row.status.replace(' ', '-')}")
+        parts.append(f'<div class="cell-reason">{_e(row.reason)}</div>')
+    return f'<td class="status-{_e(row.status.replace(" ", "-"))}">{"".join(parts)}</td>'
 
 
 def metric_family(metric: str) -> str:
@@ -141,8 +153,12 @@ def _row_key(row) -> tuple:
 
 
 def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | None,
-                     recommended: str | None, binding: str | None = None) -> dbc.Table:
+                     recommended: str | None, binding: str | None = None) -> html.Div:
     """Regimens as columns; target rows, then one row per OAR constraint.
+
+    The table is one HTML text in one ``dcc.Markdown`` (every value escaped): as Dash
+    components (some 2,000 for 11 regimens × 60 rows) the browser took about 10 s to draw each
+    regimen change.
 
     Parameters
     ----------
@@ -151,15 +167,47 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
     binding : str
         The binding constraint of the recommended regimen (text from the recommendation).
     """
+    return html.Div([
+        html.Div(_recommendation_caption(recommended, binding), className="mb-2",
+                 id="recommendation-caption"),
+        dcc.Markdown(comparison_table_html(rows_by_regimen, chosen=chosen,
+                                           recommended=recommended),
+                     dangerously_allow_html=True, className="comparison-table-box"),
+        _absent_note(rows_by_regimen),
+    ])
+
+
+def _recommendation_caption(recommended: str | None, binding: str | None) -> list:
+    if not (recommended and binding):
+        return []
+    return [html.Span(["Recommended ", html.B(recommended), "; binding constraint: ",
+                       html.B(binding)])]
+
+
+def _absent_note(rows_by_regimen: Mapping[str, Sequence]):
+    absent = sorted({r.organ for rows in rows_by_regimen.values() for r in rows
+                     if r.role == "oar" and not r.structure})
+    if not absent:
+        return None
+    return html.P([html.B("Constrained organs absent from the case (rows not evaluable): "),
+                   ", ".join(absent)], className="small")
+
+
+def comparison_table_html(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | None,
+                          recommended: str | None) -> str:
+    """The comparison table as HTML (``<table id="comparison-table">``), on one line.
+
+    Header cells carry ``data-regimen`` and the classes ``col-chosen``/``col-recommended``;
+    body cells ``status-<status>``. Organs the case lacks are left out (listed under the
+    table) and, as in the engine's verdict, do not decide a regimen's status.
+    """
     labels = list(rows_by_regimen)
     order: dict[tuple, object] = {}
     cells: dict[tuple, dict[str, object]] = {}
-    absent = sorted({r.organ for rows in rows_by_regimen.values() for r in rows
-                     if r.role == "oar" and not r.structure})
     for label, rows in rows_by_regimen.items():
         for row in rows:
             if row.role == "oar" and not row.structure:
-                continue  # organ not in the case: listed under the table
+                continue
             key = _row_key(row)
             order.setdefault(key, row)
             cells.setdefault(key, {})[label] = row
@@ -170,48 +218,35 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
         return (0 if row.role == "target" else 1, not row.structure, prio, row.organ,
                 row.structure, row.metric)
 
-    head = [html.Th("Structure · metric", className="col-metric")]
+    head = ['<th class="col-metric">Structure · metric</th>']
     for label in labels:
-        tags = []
+        tags = ""
         if label == recommended:
-            tags.append(html.Span("recommended", className="badge bg-primary ms-1"))
+            tags += ' <span class="badge bg-primary ms-1">recommended</span>'
         if label == chosen:
-            tags.append(html.Span("chosen", className="badge bg-dark ms-1"))
-        # organs the case lacks (structure "") are listed under the table and, as in the
-        # engine's verdict, do not decide a regimen's status
+            tags += ' <span class="badge bg-dark ms-1">chosen</span>'
         worst = worst_status(
             r.status for r in rows_by_regimen[label] if r.role == "oar" and r.structure
         )
-        head.append(html.Th([html.Div([label, *tags]), status_badge(worst, small=True)],
-                            className="col-regimen" + (" col-recommended" if label ==
-                                                       recommended else "")
-                            + (" col-chosen" if label == chosen else ""),
-                            **{"data-regimen": label}))
+        classes = "col-regimen" + (" col-recommended" if label == recommended else "") + (
+            " col-chosen" if label == chosen else "")
+        head.append(f'<th class="{classes}" data-regimen="{_e(label)}"><div>{_e(label)}{tags}'
+                    f"</div>{_badge_html(worst, small=True)}</th>")
     body = []
     for key, row in sorted(order.items(), key=sort_key):
-        first = html.Td([
-            html.Div(f"{row.structure or row.organ} · {metric_family(row.metric)}",
-                     className="fw-semibold"),
-            html.Div(("target" if row.role == "target" else (row.organ or "OAR"))
-                     + (f" · {row.source}" if getattr(row, "source", "") else ""),
-                     className="cell-source"),
-        ])
-        tds = [first]
+        what = ("target" if row.role == "target" else (row.organ or "OAR")) + (
+            f" · {row.source}" if getattr(row, "source", "") else "")
+        name = f"{row.structure or row.organ} · {metric_family(row.metric)}"
+        first = f'<div class="fw-semibold">{_e(name)}</div><div class="cell-source">{_e(what)}</div>'
+        tds = [f"<td>{first}</td>"]
         for label in labels:
             r = cells[key].get(label)
-            tds.append(_cell(r) if r is not None else html.Td("—", className="text-muted"))
-        body.append(html.Tr(tds))
-    caption = []
-    if recommended and binding:
-        caption.append(html.Span(["Recommended ", html.B(recommended), "; binding constraint: ",
-                                  html.B(binding)]))
-    table = dbc.Table([html.Thead(html.Tr(head)), html.Tbody(body)], bordered=True, hover=True,
-                      size="sm", responsive=True, className="comparison-table",
-                      id="comparison-table")
-    note = html.P([html.B("Constrained organs absent from the case (rows not evaluable): "),
-                   ", ".join(absent)], className="small") if absent else None
-    return html.Div([html.Div(caption, className="mb-2", id="recommendation-caption"), table,
-                     note])
+            tds.append(_cell_html(r) if r is not None else '<td class="text-muted">—</td>')
+        body.append(f"<tr>{''.join(tds)}</tr>")
+    return ('<div class="table-responsive"><table id="comparison-table" class="table '
+            'table-sm table-bordered table-hover comparison-table">'
+            f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            "</div>")
 
 
 def composite_table(rows: Sequence, contributors: Mapping[str, list[str]] | None = None,

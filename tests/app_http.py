@@ -223,11 +223,26 @@ def regimen_change_problems(change: RegimenChange, *, lesion_id: str,
     leaked = sorted(foreign & set(options))
     if leaked:
         problems.append(f"{change.session}: other sessions' regimens offered: {leaked}")
-    chosen = [props.get("data-regimen") for props in _component_props(out.get("lesion-table"))
-              if "col-chosen" in str(props.get("className", "")).split()]
+    chosen = _chosen_columns(out.get("lesion-table"))
     if chosen != [change.regimen]:
         problems.append(f"{change.session}: the table's chosen column is {chosen}")
     return problems
+
+
+def _chosen_columns(tree) -> list[str]:
+    """``data-regimen`` of the header cells marked ``col-chosen``: the comparison table is one
+    HTML text (``app/views.comparison_table_html``) inside a ``dcc.Markdown``."""
+    import html
+    import re
+
+    found = []
+    for props in _component_props(tree):
+        text = props.get("children")
+        if isinstance(text, str) and 'id="comparison-table"' in text:
+            for classes, label in re.findall(r'<th class="([^"]*)" data-regimen="([^"]*)"', text):
+                if "col-chosen" in classes.split():
+                    found.append(html.unescape(label))
+    return found
 
 
 def _component_props(node):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import html as html_lib
 import math
+import re
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -196,17 +198,27 @@ def test_comparison_table_columns_units_status_and_conversion():
     }
     div = comparison_table(rows, chosen="45 Gy/15", recommended="45 Gy/15",
                            binding="Esophagus D0.03cc[Gy] at 50 Gy/5")
-    text = _text(div)
+    table = div.children[1].children  # one HTML text (one component: fast to draw)
+    text = _text(div) + html_lib.unescape(re.sub(r"<[^>]+>", " ", table))
     assert "34.52 Gy" in text and "FAIL" in text and "PASS" in text
     assert "≤ 32.89 Gy" in text
     assert "† limit converted from 4 fx (LQ, α/β = 3 Gy)" in text
     assert "BED (LQ, α/β = 10 Gy)" in text
     assert "binding constraint" in text and "recommended" in text and "chosen" in text
-    table = div.children[1]
-    header = table.children[0].children.children
-    assert [getattr(th, "data-regimen", None) for th in header[1:]] == ["50 Gy/5", "45 Gy/15"]
-    body = table.children[1].children
-    assert "PTV_2" in _text(body[0])  # target rows first
+    assert re.findall(r'<th class="col-regimen[^"]*" data-regimen="([^"]+)"', table) == [
+        "50 Gy/5", "45 Gy/15"]
+    assert 'class="col-regimen col-recommended col-chosen" data-regimen="45 Gy/15"' in table
+    first_row = table.split("<tbody>")[1].split("</tr>")[0]
+    assert "PTV_2" in first_row  # target rows first
+
+
+def test_comparison_table_escapes_what_the_files_say():
+    # structure names and reasons come from DICOM files: they are text, never markup
+    row = Row("<img src=x>", "D0.03cc[Gy]", float("nan"), "not evaluable",
+              reason="<script>alert(1)</script>")
+    table = comparison_table({"50 Gy/5": [row]}, chosen=None, recommended=None).children[1]
+    assert "<img" not in table.children and "<script" not in table.children
+    assert "&lt;img src=x&gt;" in table.children and "&lt;script&gt;" in table.children
 
 
 # -- figures ------------------------------------------------------------------------------------
