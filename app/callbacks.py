@@ -116,10 +116,10 @@ def tidy_csv(result) -> str:
 
 
 # -- overview -------------------------------------------------------------------------------
-def overview_children(loaded: LoadedPatient, choice: dict) -> list:
+def overview_children(loaded: LoadedPatient, choice: dict, prefs: dict | None = None) -> list:
     ev = loaded.evaluator
     case = loaded.case
-    rec = loaded.recommendation
+    rec = loaded.recommendation_for(prefs)
     lesion_rows = []
     with loaded.lock:
         for les in ev.lesions:
@@ -282,8 +282,9 @@ def register_callbacks(app, state: AppState) -> None:
             return no_update
         try:
             loaded = _loaded(loaded_data, session)
-            choice = loaded.choice(_prefs(choices, loaded.entry.key))
-            return overview_children(loaded, choice)
+            prefs = _prefs(choices, loaded.entry.key)
+            choice = loaded.choice(prefs)
+            return overview_children(loaded, choice, prefs)
         except RtplanAssistError as exc:
             return _error(exc)
 
@@ -306,7 +307,7 @@ def register_callbacks(app, state: AppState) -> None:
             return no_update, [], None, _error(exc), None
         ev = loaded.evaluator
         lesion = next(les for les in ev.lesions if les.lesion_id == lesion_id)
-        rec = loaded.recommendation
+        rec = loaded.recommendation_for(_prefs(choices, loaded.entry.key))
         recommended = rec.choice[lesion_id].label
         options = [{"label": f"{r.label} (BED10 {r.bed10_gy():.1f} Gy)"
                     + (" — recommended" if r.label == recommended else ""), "value": r.label}
@@ -531,7 +532,7 @@ def register_callbacks(app, state: AppState) -> None:
                 contributors = contributing_lesions(loaded, choice)
         except RtplanAssistError as exc:
             return _error(exc)
-        rec = loaded.recommendation
+        rec = result.recommendation  # over the catalogue and this session's added regimens
         rows = []
         for les in result.lesions:
             chosen = choice[les.lesion_id]

@@ -73,36 +73,60 @@ class LoadedPatient:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
-        # The recommendation was computed once in the preparation job (the slow part);
-        # ``evaluate`` asks for it again, so answer from the stored one.
-        stored = self.recommendation
-        self.evaluator.recommend = lambda **_: stored
+        # The recommendation over the catalogue was computed in the preparation job; one
+        # over the regimens this session added is computed on demand (recommendation_for).
+        # ``evaluate`` asks the evaluator for a recommendation: answer with the one of the
+        # prefs of the current call (set by ``choice``, under ``lock``).
+        self._by_added: dict[tuple, object] = {(): self.recommendation}
+        self._active = self.recommendation
+        self.evaluator.recommend = lambda **_: self._active
 
     @property
     def case(self):
         return self.evaluator.case
+
+    @staticmethod
+    def _added(prefs: dict | None) -> tuple:
+        added = (prefs or {}).get("added") or {}
+        return tuple(sorted((lid, label) for lid, labels in added.items() for label in labels))
+
+    def recommendation_for(self, prefs: dict | None):
+        """The joint recommendation over the catalogue *and* the regimens this session added
+        (``prefs["added"]``): an added regimen competes like any other. Cached per set of
+        added regimens; call under :attr:`lock`."""
+        from rtplan_assist.regimens import parse_regimen
+
+        key = self._added(prefs)
+        if key not in self._by_added:
+            ids = {les.lesion_id for les in self.evaluator.lesions}
+            for lid, label in key:
+                if lid in ids:
+                    self.evaluator.add_regimen(lid, parse_regimen(label))
+            self._by_added[key] = type(self.evaluator).recommend(self.evaluator)
+        return self._by_added[key]
 
     def choice(self, prefs: dict | None) -> dict:
         """Lesion id -> Regimen: the recommendation, overridden by the user's choices.
 
         ``prefs`` is this patient's entry of the browser's ``choices`` store:
         ``{"choice": {lesion_id: label}, "added": {lesion_id: [label, ...]}}``. Added regimens
-        are (re-)added to the evaluator, so an evicted and reloaded evaluator knows them.
+        are (re-)added to the evaluator, so an evicted and reloaded evaluator knows them, and
+        take part in the recommendation (:meth:`recommendation_for`). The evaluator's
+        ``recommend`` answers with that recommendation until the next call (hold :attr:`lock`
+        across this call and ``evaluate`` for a consistent pair).
         """
         from rtplan_assist.regimens import parse_regimen
 
         prefs = prefs or {}
         ids = {les.lesion_id for les in self.evaluator.lesions}
-        for lid, labels in (prefs.get("added") or {}).items():
-            if lid in ids:
-                for label in labels:
-                    self.evaluator.add_regimen(lid, parse_regimen(label))
-        choice = dict(self.recommendation.choice)
-        for lid, label in (prefs.get("choice") or {}).items():
-            if lid in ids:
-                regimen = parse_regimen(label)
-                self.evaluator.add_regimen(lid, regimen)
-                choice[lid] = regimen
+        with self.lock:
+            self._active = self.recommendation_for(prefs)
+            choice = dict(self._active.choice)
+            for lid, label in (prefs.get("choice") or {}).items():
+                if lid in ids:
+                    regimen = parse_regimen(label)
+                    self.evaluator.add_regimen(lid, regimen)
+                    choice[lid] = regimen
         return choice
 
 

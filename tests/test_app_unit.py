@@ -319,3 +319,43 @@ def test_state_upload_replaced_and_removed(tmp_path, monkeypatch):
     st._seen["s1"] = -1e9  # long ago: expired at the next touch
     st.touch("s2")
     assert not second.upload_dir.exists()
+
+
+# -- the recommendation follows the regimens a session added ------------------------------------
+def test_added_regimen_competes_in_the_recommendation():
+    """L4 (the liver lesion) is recommended 55 Gy/5 (BED10 115.5 Gy) from the catalogue. A
+    user adds 57.5 Gy/5: BED10 = 57.5 (1 + 11.5/10) = 123.6 Gy, the highest of L4's options;
+    when it passes all of L4's mandatory constraints alone and in the composite, the
+    recommendation must take it. Another session's copy of the patient is not affected."""
+    import copy
+
+    from rtplan_assist.app.state import LoadedPatient, PatientEntry
+    from rtplan_assist.demo import demo_case_folder
+    from rtplan_assist.dicom import load_case
+    from rtplan_assist.evaluation import CaseEvaluator
+    from rtplan_assist.regimens import Regimen
+
+    evaluator = CaseEvaluator(load_case(demo_case_folder()))
+    stored = evaluator.recommend()
+    other_copy = copy.deepcopy(evaluator)
+    entry = PatientEntry("demo", "Demo", demo_case_folder())
+    mine = LoadedPatient(entry, evaluator, stored)
+    theirs = LoadedPatient(entry, other_copy, stored)
+    assert stored.choice["L4"] == Regimen(5, 55.0)
+    added = Regimen(5, 57.5)
+    assert added.bed10_gy() == pytest.approx(123.625)
+
+    prefs = {"added": {"L4": [added.label]}}
+    choice = mine.choice(prefs)
+    rec = mine.recommendation_for(prefs)
+    assert added in mine.evaluator.regimens_for("L4")
+    fails = [r for r in mine.evaluator.lesion_rows("L4", added)
+             if r.priority == "mandatory" and r.status == "fail"]
+    assert not fails and rec.composite_status == "pass"
+    assert rec.choice["L4"] == added and choice["L4"] == added
+    with mine.lock:
+        result = mine.evaluator.evaluate(mine.choice(prefs))
+    assert result.recommendation is rec
+    # no added regimen: the stored recommendation, in this session and the other one
+    assert mine.recommendation_for({}) is stored and theirs.choice({}) == stored.choice
+    assert added not in theirs.evaluator.regimens_for("L4")
