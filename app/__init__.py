@@ -1,4 +1,5 @@
-"""The Dash app of rtplan-assist: ``create_app(data_path=None, *, cache_dir=None, limits=None)``.
+"""The Dash app of rtplan-assist: ``create_app(data_path=None, *, cache_dir=None, limits=None,
+deidentify=False)``.
 
 Imported lazily so that ``python -m rtplan_assist.app.prepare`` (the preparation job) does not
 pay for Dash.
@@ -9,8 +10,8 @@ from __future__ import annotations
 __all__ = ["create_app"]
 
 
-def create_app(data_path=None, *, cache_dir=None, limits=None):
+def create_app(data_path=None, *, cache_dir=None, limits=None, deidentify=False):
     """Build the Dash app; see :func:`rtplan_assist.app.main.create_app`."""
     from .main import create_app as _create_app
 
-    return _create_app(data_path, cache_dir=cache_dir, limits=limits)
+    return _create_app(data_path, cache_dir=cache_dir, limits=limits, deidentify=deidentify)

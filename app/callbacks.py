@@ -9,6 +9,7 @@ cached evaluator. User choices (regimen per lesion, added regimens) live in the 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import secrets
@@ -199,8 +200,38 @@ def composite_summary(rows, contributors: dict, *, lesion_oars: set[str] | None 
     ], className="mb-3")
 
 
+class _Scrubbing:
+    """``app`` whose ``callback`` decorator passes every answer through ``state.scrub``
+    (de-identified mode); background callbacks (their progress runs in another process) and
+    everything else go to ``app`` unchanged."""
+
+    def __init__(self, app, state: AppState):
+        self._app = app
+        self._state = state
+
+    def __getattr__(self, name):
+        return getattr(self._app, name)
+
+    def callback(self, *args, **kwargs):
+        register = self._app.callback(*args, **kwargs)
+        if kwargs.get("background"):
+            return register
+        scrub = self._state.scrub
+
+        def decorate(func):
+            @functools.wraps(func)
+            def scrubbed(*a, **k):
+                return scrub(func(*a, **k))
+
+            return register(scrubbed)
+
+        return decorate
+
+
 def register_callbacks(app, state: AppState) -> None:
     """Register every callback of the app on ``app``, bound to ``state``."""
+    if state.deidentify:
+        app = _Scrubbing(app, state)
 
     # -- session, patient, upload ---------------------------------------------------------------
     @app.callback(Output("session-id", "data"), Input("session-id", "modified_timestamp"),
@@ -258,12 +289,13 @@ def register_callbacks(app, state: AppState) -> None:
     def load_patient(set_progress, patient, session):
         if not patient or not session:
             return None, None
+        # a background callback is not wrapped by _Scrubbing: its texts are scrubbed here
         try:
             entry = state.entry(patient["key"], session)
             state.prepare(entry, lambda i, n, text: set_progress((str(i), str(max(n, 1)),
-                                                                   text)))
+                                                                   state.scrub(text))))
         except RtplanAssistError as exc:
-            return None, _error(exc)
+            return None, state.scrub(_error(exc))
         return {"key": patient["key"]}, None
 
     def _loaded(loaded_data, session) -> LoadedPatient | None:
@@ -598,7 +630,8 @@ def register_callbacks(app, state: AppState) -> None:
             path = Path(tmp) / f"{result.patient_id or 'patient'}_report.pdf"
             try:
                 with loaded.lock:
-                    render_report_pdf(result, loaded.evaluator, path)
+                    render_report_pdf(result, loaded.evaluator, path,
+                                      deidentify=state.deidentify)
             except RtplanAssistError as exc:
                 return no_update, dbc.Alert(f"No PDF: {exc}", color="warning")
             data = path.read_bytes()

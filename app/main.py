@@ -84,7 +84,7 @@ def root_layout(state: AppState) -> html.Div:
 
 
 def create_app(data_path=None, *, cache_dir=None,
-               limits: UploadLimits | None = None) -> dash.Dash:
+               limits: UploadLimits | None = None, deidentify: bool = False) -> dash.Dash:
     """Build the app on a patient folder, a data root (patient picker) or the demo patient.
 
     Parameters
@@ -98,6 +98,9 @@ def create_app(data_path=None, *, cache_dir=None,
     limits : UploadLimits or None
         Caps on one upload (default :class:`UploadLimits`); checked in the browser before
         anything is sent, and again on the server.
+    deidentify : bool
+        Show and export patients by their key, withholding names and folders
+        (:meth:`AppState.scrub` on every callback answer; PDF reports rendered de-identified).
 
     Returns
     -------
@@ -107,7 +110,7 @@ def create_app(data_path=None, *, cache_dir=None,
     """
     from .callbacks import register_callbacks
 
-    state = AppState(data_path, cache_dir=cache_dir, limits=limits)
+    state = AppState(data_path, cache_dir=cache_dir, limits=limits, deidentify=deidentify)
     manager = DiskcacheManager(diskcache.Cache(str(state.cache_dir / "jobs")))
     app = dash.Dash(
         "rtplan_assist.app",

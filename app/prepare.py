@@ -33,6 +33,7 @@ def build_evaluator(folder: str | Path, progress=None):
     ``progress(i, n, text)`` is called between steps. Returns ``(CaseEvaluator,
     Recommendation)``; the recommendation is kept because recomputing it is the slow part.
     """
+    from rtplan_assist.deidentify import patient_key
     from rtplan_assist.dicom import load_case
     from rtplan_assist.evaluation import CaseEvaluator
 
@@ -42,7 +43,8 @@ def build_evaluator(folder: str | Path, progress=None):
 
     report(0, 1, "reading the DICOM files")
     case = load_case(folder)
-    report(0, 1, f"finding the lesions of patient {case.patient_id}")
+    # the key, not the ID: this text is relayed to the page (also in de-identified mode)
+    report(0, 1, f"finding the lesions of patient {patient_key(case.patient_id)}")
     evaluator = CaseEvaluator(case)
     steps = [(les.lesion_id, r) for les in evaluator.lesions
              for r in evaluator.regimens_for(les.lesion_id)]

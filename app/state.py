@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtplan_assist.deidentify import Identifiers, folder_key
 from rtplan_assist.errors import DicomInputError, EvaluationError, UploadError
 
 from .prepare import read_pickle
@@ -180,10 +181,16 @@ class AppState:
     session_ttl_s : float
         A session unseen for this long loses its evaluators and its upload folder.
     limits : UploadLimits
+    deidentify : bool
+        Show and export patients by their key (``p-`` + 8 hex digits of the SHA-256 of the
+        PatientID) and withhold names and folders (:meth:`scrub`; ``serve --deidentify``).
     """
 
+    deidentify = False
+
     def __init__(self, data_path=None, *, cache_dir=None, max_loaded: int = 6,
-                 session_ttl_s: float = 4 * 3600.0, limits: UploadLimits | None = None):
+                 session_ttl_s: float = 4 * 3600.0, limits: UploadLimits | None = None,
+                 deidentify: bool = False):
         self.workdir = Path(tempfile.mkdtemp(prefix="rtplan-assist-app-"))
         self.cache_dir = Path(cache_dir) if cache_dir else self.workdir / "cache"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -199,12 +206,17 @@ class AppState:
         self._uploads: dict[str, PatientEntry] = {}
         self._seen: dict[str, float] = {}
         self._closed = False
-        self.mode, self.entries = self._resolve(data_path)
+        self.deidentify = deidentify
+        self.mode, self.entries = self._resolve(data_path, deidentify)
+        # what scrub() withholds: every patient folder now, each patient's ID and name once
+        # loaded (Identifiers by patient key)
+        self._identifiers: dict[str, Identifiers] = {
+            e.key: Identifiers.of(None, None, e.folder) for e in self.entries}
         atexit.register(self.close)
 
     # -- patient sources ------------------------------------------------------------------
     @staticmethod
-    def _resolve(data_path) -> tuple[str, list[PatientEntry]]:
+    def _resolve(data_path, deidentify: bool = False) -> tuple[str, list[PatientEntry]]:
         if data_path is None:
             from rtplan_assist.demo import demo_case_folder
 
@@ -221,14 +233,14 @@ class AppState:
                 "no DICOM RT files (RTSTRUCT, RTPLAN, RTDOSE) found below this folder.",
                 path=root,
             )
+        def label(f: Path) -> str:
+            rel = f.relative_to(root).as_posix() if f != root else f.name
+            # folder names are often patient IDs or names
+            return f"Patient folder {folder_key(rel)}" if deidentify else (rel or str(f))
+
         if len(folders) == 1:
-            f = folders[0]
-            return "folder", [PatientEntry("p0", f.name or str(f), f)]
-        entries = [
-            PatientEntry(f"p{i}", str(f.relative_to(root)) if f != root else f.name, f)
-            for i, f in enumerate(folders)
-        ]
-        return "root", entries
+            return "folder", [PatientEntry("p0", label(folders[0]), folders[0])]
+        return "root", [PatientEntry(f"p{i}", label(f), f) for i, f in enumerate(folders)]
 
     def default_key(self) -> str | None:
         """The patient opened without asking (demo or single folder); None for a data root."""
@@ -299,7 +311,11 @@ class AppState:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         names = filenames if isinstance(filenames, list | tuple) else [filenames]
-        label = f"Upload: {names[0]}" + (f" (+{len(names) - 1} files)" if len(names) > 1 else "")
+        if self.deidentify:  # uploaded file names may carry the ID or the name
+            label = f"Upload ({len(names)} file{'s' if len(names) != 1 else ''})"
+        else:
+            label = f"Upload: {names[0]}" + (
+                f" (+{len(names) - 1} files)" if len(names) > 1 else "")
         entry = PatientEntry(f"u-{folder.name[len('upload-'):]}", label, found[0], session,
                              folder)
         with self._lock:
@@ -375,6 +391,8 @@ class AppState:
                 if prepared is None:
                     raise EvaluationError(f"the prepared evaluation {path.name} is unreadable")
             loaded = LoadedPatient(entry, *prepared)
+            with self._lock:
+                self._identifiers[entry.key] = Identifiers.of_case(loaded.case, entry.folder)
             # Rebuild the lesion doses on the composite grid now (dropped from the pickle to
             # keep it small), so the first regimen change does not pay for it.
             with loaded.lock:
@@ -399,6 +417,21 @@ class AppState:
         return loaded.ct_hu
 
     # -- shutdown ---------------------------------------------------------------------------
+    def scrub(self, value):
+        """``value`` with every patient identifier this app knows withheld, when the app
+        de-identifies (else ``value`` unchanged): IDs → their key, names and folder names →
+        ``(withheld)``, folder paths → ``<patient folder>`` (:mod:`rtplan_assist.deidentify`).
+
+        Walks strings, lists, tuples, dicts (values) and Dash components (every property but
+        ``id``, in place); numbers, arrays and ``no_update`` pass. Applied to every answer of
+        the app's callbacks, so a screen added later is covered too.
+        """
+        if not self.deidentify:
+            return value
+        with self._lock:
+            rules = list(self._identifiers.values())
+        return _scrub_output(value, rules)
+
     def close(self) -> None:
         """Remove uploads and the temporary work folder (registered with atexit)."""
         if self._closed:
@@ -409,3 +442,24 @@ class AppState:
             self._uploads.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+
+
+def _scrub_output(value, rules: list[Identifiers]):
+    from dash.development.base_component import Component
+
+    if isinstance(value, str):
+        for ids in rules:
+            value = ids.scrub(value)
+        return value
+    if isinstance(value, Component):
+        for prop in value._prop_names:
+            if prop != "id":
+                current = getattr(value, prop, None)
+                if isinstance(current, str | list | tuple | dict | Component):
+                    setattr(value, prop, _scrub_output(current, rules))
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub_output(v, rules) for v in value)
+    if isinstance(value, dict):
+        return {k: _scrub_output(v, rules) for k, v in value.items()}
+    return value

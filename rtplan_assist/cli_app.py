@@ -41,6 +41,12 @@ def register(subparsers) -> None:
                         "folder removed at exit)")
     p.add_argument("--debug", action="store_true",
                    help="Dash debug mode (reloader, dev tools); never on a shared network")
+    p.add_argument("--deidentify", action="store_true",
+                   help="show and export patients by their key (p- + 8 hex digits of the "
+                        "SHA-256 of the PatientID) and withhold names and folder names on "
+                        "every screen, in the CSV and PDF exports and in messages (e.g. an "
+                        "MDT screen shared outside the care team); pseudonymisation, not "
+                        "anonymisation: dates, UIDs and structure names stay")
     p.set_defaults(handler=_serve)
 
 
@@ -54,13 +60,16 @@ def _serve(args) -> int:
             "network is trusted.",
             file=sys.stderr,
         )
-    app = create_app(args.path, cache_dir=args.cache_dir)
+    app = create_app(args.path, cache_dir=args.cache_dir, deidentify=args.deidentify)
     # SIGTERM (service stop, timeout) exits through atexit, which removes uploads and the
     # temporary work folder; the default handler would leave them behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     state = app.rtplan_state
-    what = {"demo": "the demo patient", "folder": f"patient folder {args.path}",
-            "root": f"{len(state.entries)} patients under {args.path}"}[state.mode]
+    where = "the given folder" if args.deidentify else args.path
+    what = {"demo": "the demo patient", "folder": f"patient folder {where}",
+            "root": f"{len(state.entries)} patients under {where}"}[state.mode]
+    if args.deidentify:
+        what += ", de-identified"
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"rtplan-assist: serving {what} on http://{shown}:{args.port}/ (Ctrl+C stops)",
           file=sys.stderr)

@@ -365,3 +365,69 @@ def test_batch_without_flag_carries_ids(batch_root, tmp_path, capsys, caplog):
     code, _, err = _run(["batch", batch_root, "--out", out, "--workers", "0", "--deidentify",
                          "--no-progress"], capsys, caplog)
     assert code == 2 and "--deidentify" in err and not leaks(err)
+
+
+# -- the app: serve --deidentify ----------------------------------------------------------------
+def _app_answers(root: Path, cache_dir: str, *, deidentify: bool) -> dict[str, str]:
+    """Every screen's answer (as a browser would ask for it, tests/app_http.py) for the patient
+    under ``root``, plus the CSV and PDF exports, as JSON text; and the picker's label."""
+    import base64
+
+    from app_http import callback_payload, post_callback, regimen_change_payload, serve
+    from rtplan_assist.app import create_app
+
+    app = create_app(root, cache_dir=cache_dir, deidentify=deidentify)
+    state = app.rtplan_state
+    key, session = state.entries[0].key, "deid-" + str(deidentify)
+    state.prepare(state.entries[0])
+    loaded = {"key": key}
+    choices = {key: {"choice": {"L2": "49 Gy/7"}, "added": {"L2": ["49 Gy/7"]}}}
+    requests = {
+        "overview": callback_payload(app, "overview-content.children", {
+            "loaded.data": loaded, "choices.data": {}, "session-id.data": session}, "loaded.data"),
+        "lesion": regimen_change_payload(app, session=session, patient_key=key,
+                                         lesion_id="L1", regimen="48 Gy/4"),
+        "DVH": callback_payload(app, "dvh-graph.figure", {
+            "dvh-regimens.value": ["49 Gy/7"], "dvh-kind.value": "EQD2", "loaded.data": loaded,
+            "page-dvh.data": "L2", "session-id.data": session}, "dvh-kind.value"),
+        "composite": callback_payload(app, "composite-content.children", {
+            "loaded.data": loaded, "choices.data": choices, "session-id.data": session},
+            "choices.data"),
+        "CSV": callback_payload(app, "download-csv.data", {
+            "export-csv.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
+            "session-id.data": session}, "export-csv.n_clicks"),
+        "PDF": callback_payload(app, "download-pdf.data", {
+            "export-pdf.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
+            "session-id.data": session}, "export-pdf.n_clicks"),
+    }
+    texts = {"picker": json.dumps(state.picker_options(session))}
+    with serve(app) as (url, log):
+        for what, payload in requests.items():
+            status, answer, _ = post_callback(url, payload)
+            assert status == 200, (what, str(answer)[:500])
+            texts[what] = json.dumps(answer, ensure_ascii=False)
+            if what == "PDF":
+                pdf = answer["response"]["download-pdf"]["data"]
+                texts["PDF file name"] = pdf["filename"]
+                assert base64.b64decode(pdf["content"]).startswith(b"%PDF")
+    state.close()
+    return texts
+
+
+def test_app_deidentified_screens_and_exports(patient, app_cache):
+    """``serve --deidentify``: no screen, picker label, CSV or PDF file name carries the ID,
+    the name or the folder; the key stands for the patient. (The PDF's own text comes from
+    ``render_report_html(deidentify=True)``, checked by ``test_report_deidentified``.)"""
+    texts = _app_answers(patient.parent, app_cache, deidentify=True)
+    found = {what: leaks(text) for what, text in texts.items()}
+    assert not any(found.values()), found
+    key = patient_key(PATIENT_ID)
+    assert key in texts["overview"] and key in texts["CSV"] and key in texts["PDF file name"]
+    assert "f-" in texts["picker"]  # the folder by its key
+
+
+def test_app_without_flag_shows_the_patient(patient, app_cache):
+    texts = _app_answers(patient.parent, app_cache, deidentify=False)
+    assert PATIENT_ID in texts["overview"] and "Quokka" in texts["overview"]
+    assert PATIENT_ID in texts["CSV"] and PATIENT_ID in texts["PDF file name"]
+    assert "Patient folder f-" not in texts["picker"]  # the folder by its name
