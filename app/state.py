@@ -34,6 +34,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -346,6 +347,13 @@ class AppState:
             The preparation refused the patient (its message) or crashed (the last lines).
         """
         path = self.pickle_path(entry)
+        # One preparation per patient at a time, across threads and the background jobs'
+        # processes: 20 sessions opening a patient whose cache is gone (new code, cleared
+        # cache) must not start 20 interpreters; the others wait and reuse its pickle.
+        with _file_lock(path.with_name(path.name + ".lock")):
+            return self._prepare_locked(entry, path, progress)
+
+    def _prepare_locked(self, entry: PatientEntry, path: Path, progress) -> Path:
         if path.is_file():
             if progress:
                 progress(1, 1, "prepared earlier: reusing the cached evaluation")
@@ -463,3 +471,20 @@ def _scrub_output(value, rules: list[Identifiers]):
     if isinstance(value, dict):
         return {k: _scrub_output(v, rules) for k, v in value.items()}
     return value
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """An exclusive advisory lock on ``path`` (created) for the ``with`` body (POSIX ``flock``;
+    without ``fcntl`` no lock is taken)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -359,3 +359,40 @@ def test_added_regimen_competes_in_the_recommendation():
     # no added regimen: the stored recommendation, in this session and the other one
     assert mine.recommendation_for({}) is stored and theirs.choice({}) == stored.choice
     assert added not in theirs.evaluator.regimens_for("L4")
+
+
+def test_concurrent_preparations_of_one_patient_start_one_job(tmp_path, monkeypatch):
+    """Four sessions open the demo patient at once with an empty cache (new code, cleared
+    cache): one preparation interpreter runs, the others wait for its pickle and reuse it."""
+    import subprocess
+    import threading
+
+    from rtplan_assist.app import state as state_mod
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def counting_popen(cmd, *args, **kwargs):
+        started.append(cmd)
+        return real_popen(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(state_mod.subprocess, "Popen", counting_popen)
+    st = state_mod.AppState(None, cache_dir=tmp_path / "cache")
+    entry = st.entries[0]
+    paths, errors = [], []
+
+    def open_patient():
+        try:
+            paths.append(st.prepare(entry))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_patient) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    st.close()
+    assert not errors, errors
+    assert len(started) == 1, started
+    assert len(set(paths)) == 1 and len(paths) == 4
