@@ -10,10 +10,13 @@ Loading a patient and computing every regimen of every lesion runs in a *backgro
 (``DiskcacheManager``): a forked process, so whatever it computes is lost unless written down.
 The job therefore pickles the prepared :class:`~rtplan_assist.evaluation.CaseEvaluator` into
 ``<cache_dir>/evaluators/<digest>.pkl`` (atomically), keyed by the folder and the size and
-mtime of every file in it. The web process then unpickles it once per browser session into an
-LRU of ``(session id, patient key) -> LoadedPatient`` (measured on the demo patient: see
-``benches/bench_app.py``), so switching screens never reloads DICOM. A session's evaluator is
-its own copy: regimens a user adds never show up for another user.
+mtime of every file in it. The web process unpickles it once per patient (an LRU of
+``max_loaded`` patients) and gives each browser session a
+:meth:`~rtplan_assist.evaluation.CaseEvaluator.session_copy` of it (shared doses and cached
+results, own containers: a few dict copies, not ~0.5 s and ~100 MB of unpickling) in an LRU of
+``(session id, patient key) -> LoadedPatient`` (``max_sessions``; measured on the demo
+patient: ``benches/bench_app.py``, ``benches/bench_load.py``), so switching screens never
+reloads DICOM. Regimens a user adds and the results they bring stay in that session's copy.
 
 The job itself only starts ``python -m rtplan_assist.app.prepare`` and relays its progress:
 a forked child of the threaded web server must not launch Numba parallel kernels (see
@@ -71,7 +74,8 @@ class LoadedPatient:
     entry: PatientEntry
     evaluator: object
     recommendation: object
-    ct_hu: np.ndarray | None = None
+    #: what every session of this patient shares (the CT in HU, read once: ``AppState.ct_hu``)
+    shared: dict = field(default_factory=dict, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
@@ -178,7 +182,10 @@ class AppState:
         Where background jobs and prepared evaluators are kept; a temporary folder (removed
         at exit) when None.
     max_loaded : int
-        LRU bound on prepared evaluators held in memory (each holds the dose grids).
+        LRU bound on prepared patients held in memory (each holds its dose grids).
+    max_sessions : int
+        LRU bound on (session, patient) copies; a copy shares the patient's data, so it costs
+        only the results that session added.
     session_ttl_s : float
         A session unseen for this long loses its evaluators and its upload folder.
     limits : UploadLimits
@@ -190,8 +197,8 @@ class AppState:
     deidentify = False
 
     def __init__(self, data_path=None, *, cache_dir=None, max_loaded: int = 6,
-                 session_ttl_s: float = 4 * 3600.0, limits: UploadLimits | None = None,
-                 deidentify: bool = False):
+                 max_sessions: int = 64, session_ttl_s: float = 4 * 3600.0,
+                 limits: UploadLimits | None = None, deidentify: bool = False):
         self.workdir = Path(tempfile.mkdtemp(prefix="rtplan-assist-app-"))
         self.cache_dir = Path(cache_dir) if cache_dir else self.workdir / "cache"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -199,11 +206,16 @@ class AppState:
         self.upload_root = self.workdir / "uploads"
         self.upload_root.mkdir()
         self.max_loaded = max_loaded
+        self.max_sessions = max_sessions
         self.session_ttl_s = session_ttl_s
         self.limits = limits or UploadLimits()
         self._lock = threading.RLock()
         self._loaded: OrderedDict[tuple[str, str], LoadedPatient] = OrderedDict()
         self._loading: dict[tuple[str, str], threading.Lock] = {}
+        # one unpickled evaluator per prepared patient, copied for each session (_template)
+        self._templates: OrderedDict[Path, tuple] = OrderedDict()
+        self._template_locks: dict[Path, threading.Lock] = {}
+        self._template_keys: dict[Path, str] = {}
         self._uploads: dict[str, PatientEntry] = {}
         self._seen: dict[str, float] = {}
         self._closed = False
@@ -283,8 +295,17 @@ class AppState:
         for k in [k for k in self._loaded if k[0] == session]:
             del self._loaded[k]
         up = self._uploads.pop(session, None)
-        if up is not None and up.upload_dir is not None:
-            shutil.rmtree(up.upload_dir, ignore_errors=True)
+        if up is not None:
+            self._drop_templates(up.key)
+            if up.upload_dir is not None:
+                shutil.rmtree(up.upload_dir, ignore_errors=True)
+
+    def _drop_templates(self, key: str) -> None:
+        """Forget the unpickled evaluators of patient ``key`` (an upload whose session ended)."""
+        with self._lock:
+            for path in [p for p, k in self._template_keys.items() if k == key]:
+                self._templates.pop(path, None)
+                self._template_keys.pop(path, None)
 
     def store_upload(self, session: str, contents, filenames) -> PatientEntry:
         """Validate and store an upload in a fresh folder; replaces the session's last upload.
@@ -325,8 +346,10 @@ class AppState:
             if old is not None:
                 for k in [k for k in self._loaded if k == (session, old.key)]:
                     del self._loaded[k]
-        if old is not None and old.upload_dir is not None:
-            shutil.rmtree(old.upload_dir, ignore_errors=True)
+        if old is not None:
+            self._drop_templates(old.key)
+            if old.upload_dir is not None:
+                shutil.rmtree(old.upload_dir, ignore_errors=True)
         return entry
 
     # -- evaluators -----------------------------------------------------------------------
@@ -391,38 +414,66 @@ class AppState:
                 hit = self._loaded.get(cache_key)
                 if hit is not None:
                     return hit
-            path = self.pickle_path(entry)
+            template, recommendation, shared = self._template(entry)
+            loaded = LoadedPatient(entry, template.session_copy(), recommendation, shared)
+            with self._lock:
+                self._loaded[cache_key] = loaded
+                self._loading.pop(cache_key, None)
+                while len(self._loaded) > self.max_sessions:
+                    self._loaded.popitem(last=False)
+        return loaded
+
+    def _template(self, entry: PatientEntry):
+        """``(evaluator, recommendation, shared)`` of a patient, unpickled once for every session
+        (each gets :meth:`~rtplan_assist.evaluation.CaseEvaluator.session_copy` of it: a few
+        dict copies instead of ~0.5 s and ~100 MB). Kept for the ``max_loaded`` patients used
+        last; prepared first when its pickle is missing."""
+        path = self.pickle_path(entry)
+        with self._lock:
+            hit = self._templates.get(path)
+            if hit is not None:
+                self._templates.move_to_end(path)
+                return hit
+            lock = self._template_locks.setdefault(path, threading.Lock())
+        with lock:
+            with self._lock:
+                hit = self._templates.get(path)
+            if hit is not None:
+                return hit
             prepared = read_pickle(path) if path.is_file() else None
             if prepared is None:
                 self.prepare(entry)
                 prepared = read_pickle(path)
                 if prepared is None:
                     raise EvaluationError(f"the prepared evaluation {path.name} is unreadable")
-            loaded = LoadedPatient(entry, *prepared)
-            with self._lock:
-                self._identifiers[entry.key] = Identifiers.of_case(loaded.case, entry.folder)
+            evaluator, recommendation = prepared
             # Rebuild the lesion doses on the composite grid now (dropped from the pickle to
-            # keep it small), so the first regimen change does not pay for it.
-            with loaded.lock:
-                loaded.evaluator.composite_eqd2(loaded.recommendation.choice)
+            # keep it small): every session copy shares them, and the first regimen change
+            # does not pay for it.
+            evaluator.composite_eqd2(recommendation.choice)
             with self._lock:
-                self._loaded[cache_key] = loaded
-                self._loading.pop(cache_key, None)
-                while len(self._loaded) > self.max_loaded:
-                    self._loaded.popitem(last=False)
-        return loaded
+                self._identifiers[entry.key] = Identifiers.of_case(evaluator.case, entry.folder)
+                self._templates[path] = (evaluator, recommendation, {})
+                self._template_keys[path] = entry.key
+                while len(self._templates) > self.max_loaded:
+                    gone, _ = self._templates.popitem(last=False)
+                    self._template_keys.pop(gone, None)
+                return self._templates[path]
 
     def ct_hu(self, loaded: LoadedPatient) -> np.ndarray | None:
         """CT in HU (float32, [z, y, x]) of a loaded patient, read once; None without CT."""
         case = loaded.case
         if case.ct is None:
             return None
-        with loaded.lock:
-            if loaded.ct_hu is None:
+        shared = loaded.shared
+        with self._lock:
+            lock = shared.setdefault("ct_lock", threading.Lock())
+        with lock:
+            if shared.get("ct_hu") is None:
                 from rtplan_assist.dicom import load_ct_pixels
 
-                loaded.ct_hu = load_ct_pixels(case.ct)
-        return loaded.ct_hu
+                shared["ct_hu"] = load_ct_pixels(case.ct)
+        return shared["ct_hu"]
 
     # -- shutdown ---------------------------------------------------------------------------
     def scrub(self, value):
@@ -447,6 +498,7 @@ class AppState:
         self._closed = True
         with self._lock:
             self._loaded.clear()
+            self._templates.clear()
             self._uploads.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 

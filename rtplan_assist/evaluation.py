@@ -46,6 +46,7 @@ when the bounds do not decide) until one passes.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import html
 import math
@@ -648,6 +649,22 @@ class CaseEvaluator:
         self._check_cache: dict[tuple, ResultRow | None] = {}  # (choice, organ) → failing row
         self._composite_evaluations = 0
         self.timings: dict[str, float] = {}
+
+    def session_copy(self) -> CaseEvaluator:
+        """An evaluator for one more user of the same case, at the cost of a few dict copies.
+
+        It shares the case (doses, structures), the lesions and every cached result (DVHs,
+        rows, recorded samples: immutable once made) with this one, and owns copies of every
+        container, so its added regimens and new results stay its own and the two can be used
+        from different threads (each under its own lock). The app gives each browser session
+        one, made from a single unpickled evaluator per patient.
+        """
+        twin = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, dict | list | set):
+                setattr(twin, name, value.copy())
+        twin.__dict__.pop("recommend", None)  # an instance override (the app's) is not copied
+        return twin
 
     def __getstate__(self) -> dict:
         # recorded DVH samples are tens of MB and cheap to record again: not pickled (the

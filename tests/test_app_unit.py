@@ -301,6 +301,7 @@ def test_state_upload_replaced_and_removed(tmp_path, monkeypatch):
     st.limits = UploadLimits()
     st._lock = __import__("threading").RLock()
     st._loaded = {}
+    st._templates, st._template_keys = {}, {}
     st._uploads = {}
     st._seen = {}
     st.session_ttl_s = 10.0
@@ -396,3 +397,22 @@ def test_concurrent_preparations_of_one_patient_start_one_job(tmp_path, monkeypa
     assert not errors, errors
     assert len(started) == 1, started
     assert len(set(paths)) == 1 and len(paths) == 4
+
+
+def test_sessions_share_one_unpickled_patient_but_not_their_choices(tmp_path):
+    """Two sessions on the demo patient: one unpickled evaluator (same dose arrays, same CT
+    array), two session copies (a regimen added in one is not in the other)."""
+    from rtplan_assist.app import state as state_mod
+    from rtplan_assist.regimens import Regimen
+
+    st = state_mod.AppState(None, cache_dir=tmp_path / "cache")
+    key = st.entries[0].key
+    a, b = st.patient("session-a", key), st.patient("session-b", key)
+    assert a is not b and a.evaluator is not b.evaluator
+    assert a.case is b.case  # doses, structures: one copy in memory
+    assert st.ct_hu(a) is st.ct_hu(b)
+    a.choice({"added": {"L4": ["57.5 Gy/5"]}})
+    assert Regimen(5, 57.5) in a.evaluator.regimens_for("L4")
+    assert Regimen(5, 57.5) not in b.evaluator.regimens_for("L4")
+    assert len(st._templates) == 1
+    st.close()
