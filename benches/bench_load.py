@@ -7,8 +7,8 @@ change (``render_lesion``, fired by the ``choices`` store; the body is built fro
 ``callback_map`` by ``tests/app_http.py``). Rounds:
 
 1. each session opens lesion L2 with a regimen of its own (``40+i Gy/11``, in no table): the
-   session's first request, so it includes loading its own copy of the prepared evaluator and
-   evaluating a new regimen;
+   session's first request, so it includes its copy of the patient's evaluator
+   (``session_copy``: the patient is unpickled once) and evaluating a new regimen;
 2. and later: each session changes to a table regimen of L2 (the common regimen change).
 
 Every answer is checked (HTTP 200, the chosen regimen, no other session's regimen offered) and
@@ -18,10 +18,10 @@ machine's load average and the server process's peak memory.
 
     .venv/bin/python benches/bench_load.py [--requests 20] [--rounds 3] [--cache-dir DIR]
 
-The in-memory LRU holds ``AppState.max_loaded`` prepared evaluators (6 by default, one per
-session and patient); with more concurrent sessions than that, later rounds reload evicted
-copies. ``--max-loaded`` changes the bound to see the difference. Speed is measured here, not
-asserted (tests/test_app_load.py runs the same requests and checks the answers only).
+The app holds ``AppState.max_loaded`` unpickled patients (6 by default) and
+``AppState.max_sessions`` session copies (64); ``--max-loaded`` changes the first bound. Speed
+is measured here, not asserted (tests/test_app_load.py runs the same requests and checks the
+answers only).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def run(n_requests: int, rounds: int, cache_dir: str | None, max_loaded: int | N
     t0 = time.perf_counter()
     state.prepare(entry)
     print(f"demo patient prepared in {time.perf_counter() - t0:.1f} s (cached: instant); "
-          f"{os.cpu_count()} CPUs; LRU bound {state.max_loaded} evaluators")
+          f"{os.cpu_count()} CPUs; LRU bounds: {state.max_loaded} patients, "
+          f"{state.max_sessions} session copies")
 
     sessions = [f"load-{i:03d}" for i in range(n_requests)]
     own = {s: session_regimen(i) for i, s in enumerate(sessions)}
