@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 __all__ = ["RegimenChange", "ServerLog", "callback_payload", "concurrent_regimen_changes",
-           "post_callback", "regimen_change_payload", "regimen_change_problems", "serve",
-           "session_regimen"]
+           "post_callback", "regimen_change_payload", "regimen_change_problems",
+           "screen_payloads", "serve", "session_regimen"]
 
 CALLBACK_PATH = "/_dash-update-component"
 
@@ -125,6 +125,44 @@ def regimen_change_payload(app, *, session: str, patient_key: str, lesion_id: st
         "page-lesion.data": lesion_id,
         "session-id.data": session,
     }, changed="choices.data")
+
+
+def screen_payloads(app, *, key: str, session: str, choices: dict) -> dict[str, dict]:
+    """The request of every screen of one patient, as a browser sends them: overview, a
+    regimen change (L1 → 48 Gy/4), the lesion screen with ``choices`` (L2), the DVH and the
+    dose view of L2 (49 Gy/7), the composite dose, the composite/MDT screen, and the CSV
+    and PDF exports (``choices`` is the ``choices`` store, e.g. with an added 49 Gy/7)."""
+    loaded = {"key": key}
+    return {
+        "overview": callback_payload(app, "overview-content.children", {
+            "loaded.data": loaded, "choices.data": {}, "session-id.data": session}, "loaded.data"),
+        "regimen change": regimen_change_payload(app, session=session, patient_key=key,
+                                                 lesion_id="L1", regimen="48 Gy/4"),
+        "added regimen": callback_payload(app, "lesion-table.children", {
+            "loaded.data": loaded, "choices.data": choices, "page-lesion.data": "L2",
+            "session-id.data": session}, "choices.data"),
+        "DVH": callback_payload(app, "dvh-graph.figure", {
+            "dvh-regimens.value": ["49 Gy/7", "60 Gy/8"], "dvh-kind.value": "EQD2",
+            "loaded.data": loaded, "page-dvh.data": "L2", "session-id.data": session},
+            "dvh-kind.value"),
+        "dose view": callback_payload(app, "dose-graph.figure", {
+            "dose-slider.value": 7.5, "dose-regimen.value": "49 Gy/7",
+            "dose-plane.value": "axial", "loaded.data": loaded, "choices.data": choices,
+            "page-dose.data": "L2", "session-id.data": session}, "dose-slider.value"),
+        "composite dose": callback_payload(app, "dose-graph.figure", {
+            "dose-slider.value": 7.5, "dose-regimen.value": "3.0", "dose-plane.value": "axial",
+            "loaded.data": loaded, "choices.data": choices, "page-dose.data": "composite",
+            "session-id.data": session}, "dose-regimen.value"),
+        "composite": callback_payload(app, "composite-content.children", {
+            "loaded.data": loaded, "choices.data": choices, "session-id.data": session},
+            "choices.data"),
+        "CSV": callback_payload(app, "download-csv.data", {
+            "export-csv.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
+            "session-id.data": session}, "export-csv.n_clicks"),
+        "PDF": callback_payload(app, "download-pdf.data", {
+            "export-pdf.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
+            "session-id.data": session}, "export-pdf.n_clicks"),
+    }
 
 
 def post_callback(url: str, payload: dict, *, timeout_s: float = 300.0):

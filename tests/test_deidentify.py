@@ -373,33 +373,15 @@ def _app_answers(root: Path, cache_dir: str, *, deidentify: bool) -> dict[str, s
     under ``root``, plus the CSV and PDF exports, as JSON text; and the picker's label."""
     import base64
 
-    from app_http import callback_payload, post_callback, regimen_change_payload, serve
+    from app_http import post_callback, screen_payloads, serve
     from rtplan_assist.app import create_app
 
     app = create_app(root, cache_dir=cache_dir, deidentify=deidentify)
     state = app.rtplan_state
     key, session = state.entries[0].key, "deid-" + str(deidentify)
     state.prepare(state.entries[0])
-    loaded = {"key": key}
     choices = {key: {"choice": {"L2": "49 Gy/7"}, "added": {"L2": ["49 Gy/7"]}}}
-    requests = {
-        "overview": callback_payload(app, "overview-content.children", {
-            "loaded.data": loaded, "choices.data": {}, "session-id.data": session}, "loaded.data"),
-        "lesion": regimen_change_payload(app, session=session, patient_key=key,
-                                         lesion_id="L1", regimen="48 Gy/4"),
-        "DVH": callback_payload(app, "dvh-graph.figure", {
-            "dvh-regimens.value": ["49 Gy/7"], "dvh-kind.value": "EQD2", "loaded.data": loaded,
-            "page-dvh.data": "L2", "session-id.data": session}, "dvh-kind.value"),
-        "composite": callback_payload(app, "composite-content.children", {
-            "loaded.data": loaded, "choices.data": choices, "session-id.data": session},
-            "choices.data"),
-        "CSV": callback_payload(app, "download-csv.data", {
-            "export-csv.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
-            "session-id.data": session}, "export-csv.n_clicks"),
-        "PDF": callback_payload(app, "download-pdf.data", {
-            "export-pdf.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
-            "session-id.data": session}, "export-pdf.n_clicks"),
-    }
+    requests = screen_payloads(app, key=key, session=session, choices=choices)
     texts = {"picker": json.dumps(state.picker_options(session))}
     with serve(app) as (url, log):
         for what, payload in requests.items():

@@ -196,7 +196,7 @@ def test_app_session_leaves_inputs_untouched(patient, app_cache, monkeypatch):
 
     The preparation runs in a fresh interpreter (as the background job runs it), where the
     recorder cannot see; the hashes and the times of every file and folder cover it."""
-    from app_http import callback_payload, post_callback, regimen_change_payload, serve
+    from app_http import callback_payload, post_callback, screen_payloads, serve
     from rtplan_assist.app import create_app
 
     root = patient.parent
@@ -208,35 +208,8 @@ def test_app_session_leaves_inputs_untouched(patient, app_cache, monkeypatch):
     state.prepare(state.entries[0])
     loaded = {"key": key}
     choices = {key: {"choice": {"L2": "49 Gy/7", "L5": "30 Gy/5"}, "added": {"L2": ["49 Gy/7"]}}}
-    requests = {
-        "overview": callback_payload(app, "overview-content.children", {
-            "loaded.data": loaded, "choices.data": {}, "session-id.data": session}, "loaded.data"),
-        "regimen change": regimen_change_payload(app, session=session, patient_key=key,
-                                                 lesion_id="L1", regimen="48 Gy/4"),
-        "added regimen": callback_payload(app, "lesion-table.children", {
-            "loaded.data": loaded, "choices.data": choices, "page-lesion.data": "L2",
-            "session-id.data": session}, "choices.data"),
-        "DVH": callback_payload(app, "dvh-graph.figure", {
-            "dvh-regimens.value": ["49 Gy/7", "60 Gy/8"], "dvh-kind.value": "EQD2",
-            "loaded.data": loaded, "page-dvh.data": "L2", "session-id.data": session},
-            "dvh-kind.value"),
-        "dose view": callback_payload(app, "dose-graph.figure", {
-            "dose-slider.value": 7.5, "dose-regimen.value": "49 Gy/7",
-            "dose-plane.value": "axial", "loaded.data": loaded, "choices.data": choices,
-            "page-dose.data": "L2", "session-id.data": session}, "dose-slider.value"),
-        "composite dose": callback_payload(app, "dose-graph.figure", {
-            "dose-slider.value": 7.5, "dose-regimen.value": "3.0", "dose-plane.value": "axial",
-            "loaded.data": loaded, "choices.data": choices, "page-dose.data": "composite",
-            "session-id.data": session}, "dose-regimen.value"),
-        "composite": callback_payload(app, "composite-content.children", {
-            "loaded.data": loaded, "choices.data": choices, "session-id.data": session},
-            "choices.data"),
-        "CSV": callback_payload(app, "download-csv.data", {
-            "export-csv.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
-            "session-id.data": session}, "export-csv.n_clicks"),
-        "PDF": callback_payload(app, "download-pdf.data", {
-            "export-pdf.n_clicks": 1, "loaded.data": loaded, "choices.data": choices,
-            "session-id.data": session}, "export-pdf.n_clicks"),
+    requests = screen_payloads(app, key=key, session=session, choices=choices)
+    requests |= {
         "upload a copy": callback_payload(app, "patient.data", {
             "session-id.data": session, "patient-picker.value": key,
             "upload.contents": [_zip_data_url([patient / n for n in
