@@ -168,14 +168,18 @@ class ContourStackTruth:
         return total / self.volume_mm3
 
     def dose_at_volume(self, v_mm3: float) -> float:
+        """The dose d with volume_above(d) = v (Brent's method on the continuous, monotone
+        volume-above function between Dmin and Dmax; 1e-9 Gy)."""
+        from scipy.optimize import brentq
+
         lo, hi = self.extremes()
-        for _ in range(50):
-            mid = 0.5 * (lo + hi)
-            if self.volume_above(mid) >= v_mm3:
-                lo = mid
-            else:
-                hi = mid
-        return 0.5 * (lo + hi)
+        f_lo, f_hi = self.volume_above(lo) - v_mm3, self.volume_above(hi) - v_mm3
+        if f_lo <= 0:
+            return lo
+        if f_hi >= 0:
+            return hi
+        return float(brentq(lambda d: self.volume_above(d) - v_mm3, lo, hi, xtol=1e-9,
+                            rtol=1e-12))
 
     def metrics(self) -> dict[str, float]:
         dmin, dmax = self.extremes()
