@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtplan_assist.deidentify import Identifiers, folder_key
+from rtplan_assist.deidentify import Identifiers, folder_key, scrub_tree
 from rtplan_assist.errors import DicomInputError, EvaluationError, UploadError
 
 from .prepare import read_pickle
@@ -507,22 +507,21 @@ class AppState:
 def _scrub_output(value, rules: list[Identifiers]):
     from dash.development.base_component import Component
 
-    if isinstance(value, str):
+    def scrub(text: str) -> str:
         for ids in rules:
-            value = ids.scrub(value)
-        return value
-    if isinstance(value, Component):
-        for prop in value._prop_names:
-            if prop != "id":
-                current = getattr(value, prop, None)
-                if isinstance(current, str | list | tuple | dict | Component):
-                    setattr(value, prop, _scrub_output(current, rules))
-        return value
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub_output(v, rules) for v in value)
-    if isinstance(value, dict):
-        return {k: _scrub_output(v, rules) for k, v in value.items()}
-    return value
+            text = ids.scrub(text)
+        return text
+
+    def component(item, walk):
+        # a Dash component: every property but its id, in place (unset ones stay unset)
+        if isinstance(item, Component):
+            for prop in item._prop_names:
+                current = getattr(item, prop, None)
+                if prop != "id" and isinstance(current, str | list | tuple | dict | Component):
+                    setattr(item, prop, walk(current))
+        return item
+
+    return scrub_tree(value, scrub, keys=False, other=component)
 
 
 @contextmanager

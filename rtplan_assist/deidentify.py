@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +42,7 @@ __all__ = [
     "folder_key",
     "patient_key",
     "redact_paths",
+    "scrub_tree",
     "short_hash",
 ]
 
@@ -226,16 +227,25 @@ def redact_paths(text: str, paths: Iterable[str | os.PathLike | None]) -> str:
 # =============================================================================================
 
 
-def _scrub_tree(value, ids: Identifiers, *, keys: bool = True):
-    """Strings of nested dicts/lists scrubbed (dict keys too when ``keys``)."""
+def scrub_tree(value, scrub: Callable[[str], str], *, keys: bool = True,
+               other: Callable | None = None):
+    """``value`` with every string of its nested lists, tuples and dicts (dict keys too when
+    ``keys``) passed through ``scrub`` (e.g. :meth:`Identifiers.scrub`); a new structure.
+
+    ``other(item, walk)``, when given, handles any other item (``walk`` scrubs a nested value
+    the same way): the app uses it for Dash components. Other items are returned as they are.
+    """
+    def walk(item):
+        return scrub_tree(item, scrub, keys=keys, other=other)
+
     if isinstance(value, str):
-        return ids.scrub(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_scrub_tree(v, ids) for v in value)
+        return scrub(value)
+    if isinstance(value, list | tuple):
+        return type(value)(walk(v) for v in value)
     if isinstance(value, dict):
-        return {(ids.scrub(k) if keys and isinstance(k, str) else k): _scrub_tree(v, ids)
+        return {(scrub(k) if keys and isinstance(k, str) else k): walk(v)
                 for k, v in value.items()}
-    return value
+    return other(value, walk) if other is not None else value
 
 
 def deidentify_result(result, ids: Identifiers):
@@ -276,7 +286,7 @@ def deidentify_result(result, ids: Identifiers):
         explanation=[scrub(t) for t in rec.explanation],
         binding_rows={k: row(v) for k, v in rec.binding_rows.items()},
     )
-    provenance = {k: _scrub_tree(v, ids) for k, v in result.provenance.items()}
+    provenance = {k: scrub_tree(v, ids.scrub) for k, v in result.provenance.items()}
     return replace(
         result, patient_id=ids.key if result.patient_id else result.patient_id,
         folder=WITHHELD, lesions=[lesion(x) for x in result.lesions],
