@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from cli_runs import evaluate_keeping_evaluator
 
 from rtplan_assist import cli_evaluate
 from rtplan_assist.cli import main
@@ -46,19 +47,9 @@ def test_evaluate_needs_a_folder_or_demo(capsys, tmp_path):
 def demo_json(tmp_path_factory):
     """One real run of ``evaluate --demo`` (json to a file) and its evaluator for reuse."""
     out = tmp_path_factory.mktemp("cli") / "result.json"
-    built = {}
-    original = cli_evaluate.build_evaluator
-
-    def keep(args):
-        built["evaluator"] = original(args)
-        return built["evaluator"]
-
-    cli_evaluate.build_evaluator = keep
-    try:
-        code = main(["evaluate", "--demo", "--format", "json", "--out", str(out)])
-    finally:
-        cli_evaluate.build_evaluator = original
-    return code, json.loads(out.read_text()), built["evaluator"]
+    code, evaluator = evaluate_keeping_evaluator(
+        ["evaluate", "--demo", "--format", "json", "--out", str(out)])
+    return code, json.loads(out.read_text()), evaluator
 
 
 def test_evaluate_demo_json_exit_0(demo_json):

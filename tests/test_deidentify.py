@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from cli_runs import evaluate_keeping_evaluator
 from fuzz import harness
 
 from rtplan_assist import cli_evaluate
@@ -120,20 +121,10 @@ def patient(leakcheck_patient, tmp_path_factory) -> Path:
 def identified(patient, tmp_path_factory):
     """One real ``evaluate`` without the flag: its JSON and the warm evaluator for reuse."""
     out = tmp_path_factory.mktemp("ev") / "identified.json"
-    built = {}
-    original = cli_evaluate.build_evaluator
-
-    def keep(args):
-        built["evaluator"] = original(args)
-        return built["evaluator"]
-
-    cli_evaluate.build_evaluator = keep
-    try:
-        code = main(["evaluate", str(patient), "--format", "json", "--out", str(out)])
-    finally:
-        cli_evaluate.build_evaluator = original
+    code, evaluator = evaluate_keeping_evaluator(
+        ["evaluate", str(patient), "--format", "json", "--out", str(out)])
     assert code in (0, 1)
-    return json.loads(out.read_text(encoding="utf-8")), built["evaluator"]
+    return json.loads(out.read_text(encoding="utf-8")), evaluator
 
 
 def _run(argv, capsys, caplog) -> tuple[int, str, str]:
