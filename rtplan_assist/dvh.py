@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
 from .errors import GeometryError, MetricSyntaxError
 from .geometry import flatten, polygon_volume_cc
 from .kernels.dvh import dvh_accumulate, dvh_accumulate_recorded, dvh_replay, dvh_support
+from .kernels.eqd2 import voxel_runs
 from .metrics import Metric, parse_metric
 from .model import Dose, Grid, Structure
 
@@ -353,6 +355,12 @@ class DVHSampler:
     @property
     def nbytes(self) -> int:
         return self._samples.nbytes + self.support.nbytes
+
+    @cached_property
+    def support_runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """:attr:`support` as runs along x, ``(starts, lengths)`` (``kernels.eqd2.voxel_runs``):
+        what ``add_eqd2_box`` takes to compute a dose sum on these voxels only."""
+        return voxel_runs(self.support, self.grid.shape)
 
     def dvh(self, values: np.ndarray) -> DVH:
         """DVH of ``values`` ((nz, ny, nx) Gy on :attr:`grid`; the voxels of

@@ -72,7 +72,7 @@ from .constraints import (
 from .dvh import DVH, DVHSampler, compute_dvh, sampling_step_mm
 from .errors import ConstraintTableError, EvaluationError
 from .geometry import _point_in_polygon, polygon_volume_cc
-from .kernels.eqd2 import add_eqd2_box, voxel_runs
+from .kernels.eqd2 import add_eqd2_box
 from .metrics import Metric
 from .model import Case, Dose, Grid, Plan, Structure
 from .names import NameMatch, folder_mapping, match_structures
@@ -1485,9 +1485,9 @@ class CaseEvaluator:
             # physical per-lesion DVHs): the summed EQD2 grid is itself a voxel-wise estimate
             # (reference §6.6), and this keeps a regimen change interactive.
             h = max(self._composite_step(structure, sub), float(min(sub.spacing)))
-            sampler = DVHSampler(structure, sub, outside=self.outside, h_mm=h, label="composite")
-            sampler.support_runs = voxel_runs(sampler.support, sub.shape)
-            self._samplers[structure.name] = sampler
+            self._samplers[structure.name] = DVHSampler(
+                structure, sub, outside=self.outside, h_mm=h, label="composite"
+            )
         return self._samplers[structure.name]
 
     def _organ_composites(self, organs: list[str], choice: dict[str, Regimen]) -> dict[str, DVH]:
