@@ -143,22 +143,25 @@ def read_structures(
         Receives one message per ROI for skipped contours and empty ROIs.
     slice_thickness_mm : float, optional
         Plane spacing to record on every structure (the CT slice spacing when a CT series is
-        present). When ``None``, the modal spacing between consecutive contour planes over all
-        ROIs of the set is used (``None`` if no ROI has two planes).
+        present). When ``None``, each structure gets the modal spacing between its own
+        consecutive contour planes; a structure with one plane gets the modal spacing over all
+        ROIs of the set (``None`` if no ROI has two planes).
 
     Returns
     -------
     list of Structure
         Polygons as float64 ``(N, 2)`` arrays of (x, y) in mm, grouped into planes of equal z
-        (tolerance 0.01 mm), planes ascending. A repeated closing vertex is dropped. ROIs with
-        no usable contour are returned with no planes.
+        (tolerance 0.01 mm), planes ascending. A repeated closing vertex is dropped, and so is
+        an exact repeat of a polygon on its plane (warned). ROIs with no usable contour are
+        returned with no planes. ROIs sharing one name are renamed ``NAME [ROI n]`` (warned).
 
     Raises
     ------
     GeometryError
         A CLOSED_PLANAR contour whose points do not share one z (non-axial contour).
     DicomInputError
-        No StructureSetROISequence, ContourData inconsistent with NumberOfContourPoints,
+        No StructureSetROISequence, two ROIs with one ROINumber, two ROIContourSequence items
+        for one ROI, ContourData inconsistent with NumberOfContourPoints,
         malformed elements, or more points than :data:`MAX_CONTOUR_POINTS` per contour or
         :data:`MAX_STRUCTURE_SET_POINTS` in all.
     """
@@ -200,9 +203,21 @@ def _read_structures(
         roi_types[ds_int(obs, "ReferencedROINumber", path=path)] = ds_str(
             obs, "RTROIInterpretedType"
         ).upper()
+    _refuse_duplicate_numbers(rois, path)
     contours_by_roi: dict[int, Dataset] = {}
     for item in ds_items(ds, "ROIContourSequence", path=path):
-        contours_by_roi[ds_int(item, "ReferencedROINumber", path=path)] = item
+        number = ds_int(item, "ReferencedROINumber", path=path)
+        if number in contours_by_roi:
+            roi_name = next(
+                (ds_str(r, "ROIName") for r in rois if ds_int(r, "ROINumber", path=path) == number),
+                "",
+            )
+            raise DicomInputError(
+                f"ROIContourSequence has two items for ROI number {number} ({roi_name!r}); "
+                "which geometry is meant cannot be told. Re-export the structure set.",
+                path=path,
+            )
+        contours_by_roi[number] = item
 
     structures: list[Structure] = []
     total_points = 0
@@ -245,6 +260,14 @@ def _read_structures(
                 np.ascontiguousarray(points[:, :2], dtype=np.float64)
             )
         plane_z, polygons = _merge_planes(planes)
+        repeated = _drop_repeated_contours(plane_z, polygons)
+        if repeated:
+            shown = ", ".join(f"{z:g}" for z in repeated[:5]) + (" ..." if len(repeated) > 5 else "")
+            warnings.append(
+                f"{name}: ROI {roi_name!r} (ROI number {number}): a contour is repeated on "
+                f"{len(repeated)} plane(s) (z = {shown} mm); the copies are dropped (kept, "
+                "they would cancel out as a hole under the even-odd rule)."
+            )
         for kind, count in sorted(skipped.items()):
             warnings.append(
                 f"{name}: ROI {roi_name!r}: {count} {kind} contour(s) skipped (only closed "
@@ -272,12 +295,85 @@ def _read_structures(
             "StructureSetROISequence; they are ignored."
         )
 
-    thickness = slice_thickness_mm
-    if thickness is None:
-        thickness = modal_plane_spacing(structures)
+    _disambiguate_names(structures, name, warnings)
+    if slice_thickness_mm is not None:
+        for structure in structures:
+            structure.slice_thickness_mm = slice_thickness_mm
+        return structures
+    # No CT: each structure's slab is its own plane spacing (a PTV contoured every 1 mm must
+    # not halve the slabs of a cord contoured every 2 mm); a one-plane structure takes the
+    # set's modal spacing.
+    common = modal_plane_spacing(structures)
     for structure in structures:
-        structure.slice_thickness_mm = thickness
+        own = modal_plane_spacing([structure])
+        structure.slice_thickness_mm = own if own is not None else common
     return structures
+
+
+def _refuse_duplicate_numbers(rois: list[Dataset], path) -> None:
+    """Two StructureSetROISequence items with one ROINumber: the contours, type and colour
+    of either could be the other's, so the structure set is refused."""
+    seen: dict[int, str] = {}
+    for roi in rois:
+        number = ds_int(roi, "ROINumber", path=path)
+        roi_name = ds_str(roi, "ROIName")
+        if number in seen:
+            raise DicomInputError(
+                f"ROI number {number} is used by two ROIs, {seen[number]!r} and {roi_name!r}; "
+                "their contours cannot be told apart. Re-export the structure set.",
+                path=path,
+            )
+        seen[number] = roi_name
+
+
+def _disambiguate_names(structures: list[Structure], name: str, warnings: list[str]) -> None:
+    """Structures sharing one ROIName are renamed ``NAME [ROI n]`` (all of them): a lookup by
+    name must never pick one of them silently, and under the new names neither matches a
+    constraint until it is renamed or mapped (``--map 'NAME [ROI n]=TG263'``)."""
+    groups: dict[str, list[Structure]] = {}
+    for structure in structures:
+        groups.setdefault(structure.name, []).append(structure)
+    taken = {s.name for s in structures}
+    for roi_name, group in groups.items():
+        if len(group) < 2:
+            continue
+        renamed = []
+        for structure in group:
+            new_name = f"{roi_name} [ROI {structure.roi_number}]"
+            while new_name in taken:
+                new_name += "'"
+            taken.add(new_name)
+            structure.name = new_name
+            renamed.append(new_name)
+        numbers = " and ".join(str(s.roi_number) for s in group)
+        warnings.append(
+            f"{name}: ROI name {roi_name!r} is used by ROI numbers {numbers}; they are kept "
+            f"apart as {', '.join(repr(n) for n in renamed)} and none of them is evaluated "
+            "against a constraint until it is renamed in the planning system or mapped "
+            "(--map 'NAME [ROI n]=TG263 name')."
+        )
+
+
+def _drop_repeated_contours(plane_z: np.ndarray, polygons: list[list[np.ndarray]]) -> list[float]:
+    """Drop exact repeats of a polygon on its plane (same vertices to 1 µm, any start or
+    direction); returns the z of every plane that had one."""
+    repeated: list[float] = []
+    for z, plane in zip(plane_z, polygons):
+        if len(plane) < 2:
+            continue
+        seen: set[bytes] = set()
+        kept = []
+        for polygon in plane:
+            rounded = np.round(polygon, 3)
+            key = rounded[np.lexsort(rounded.T[::-1])].tobytes()
+            if key in seen:
+                continue
+            seen.add(key)
+            kept.append(polygon)
+        if len(kept) < len(plane):
+            plane[:] = kept
+            repeated.append(float(z))
+    return repeated
 
 
 def _merge_planes(planes: dict[float, list[np.ndarray]]) -> tuple[np.ndarray, list]:
