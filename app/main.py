@@ -1,9 +1,9 @@
 """The Dash application: :func:`create_app` builds one app with its own state.
 
-Pages live in ``app/pages`` (``dash.register_page``: layouts only); every callback is
-registered by :func:`rtplan_assist.app.callbacks.register_callbacks` with the app's
-:class:`~rtplan_assist.app.state.AppState` in its closure, so nothing is shared between two
-apps and page modules hold no state.
+Pages live in ``app/pages`` (``dash.register_page``: layouts only); their callbacks live in
+``app/callbacks/<page>.py``, each registered by its ``register(app, services)`` with the app's
+:class:`~rtplan_assist.app.services.AppServices` in its closure, so nothing is shared between
+two apps and page modules hold no state.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dash_bootstrap_components as dbc
 import diskcache
 from dash import DiskcacheManager, dcc, html
 
-from .state import AppState
+from .services import AppServices
 from .upload import UploadLimits
 from .views import progress_panel
 
@@ -41,15 +41,16 @@ def upload_hint(limits: UploadLimits) -> html.Span:
     )
 
 
-def root_layout(state: AppState) -> html.Div:
+def root_layout(services: AppServices) -> html.Div:
     """Navigation bar, patient picker and upload, progress, stores and the page container."""
     picker = dcc.Dropdown(
-        id="patient-picker", options=state.picker_options(None), value=state.default_key(),
+        id="patient-picker", options=services.picker_options(None),
+        value=services.default_key(),
         placeholder="Choose a patient…", clearable=False, style={"minWidth": "280px"},
     )
     upload = dcc.Upload(
-        id="upload", multiple=True, max_size=state.limits.max_upload_bytes,
-        children=upload_hint(state.limits),
+        id="upload", multiple=True, max_size=services.limits.max_upload_bytes,
+        children=upload_hint(services.limits),
         className="upload-zone", className_reject="upload-zone upload-reject",
     )
     nav = dbc.Navbar(
@@ -100,18 +101,18 @@ def create_app(data_path=None, *, cache_dir=None,
         anything is sent, and again on the server.
     deidentify : bool
         Show and export patients by their key, withholding names and folders
-        (:meth:`AppState.scrub` on every callback answer; PDF reports rendered de-identified).
+        (:meth:`AppServices.scrub` on every callback answer; PDF reports rendered de-identified).
 
     Returns
     -------
     dash.Dash
         Served from local assets only (no CDN); ``app.server`` is the Flask server and
-        ``app.rtplan_state`` the :class:`AppState`.
+        ``app.rtplan_state`` the :class:`AppServices`.
     """
     from .callbacks import register_callbacks
 
-    state = AppState(data_path, cache_dir=cache_dir, limits=limits, deidentify=deidentify)
-    manager = DiskcacheManager(diskcache.Cache(str(state.cache_dir / "jobs")))
+    services = AppServices(data_path, cache_dir=cache_dir, limits=limits, deidentify=deidentify)
+    manager = DiskcacheManager(diskcache.Cache(str(services.workspace.jobs_dir)))
     app = dash.Dash(
         "rtplan_assist.app",
         use_pages=True,
@@ -126,8 +127,8 @@ def create_app(data_path=None, *, cache_dir=None,
         update_title=None,
     )
     # one upload plus its base64 overhead and some slack; larger posts are refused by Flask
-    app.server.config["MAX_CONTENT_LENGTH"] = int(state.limits.max_upload_bytes * 1.4) + 2**20
-    app.layout = root_layout(state)
-    register_callbacks(app, state)
-    app.rtplan_state = state
+    app.server.config["MAX_CONTENT_LENGTH"] = int(services.limits.max_upload_bytes * 1.4) + 2**20
+    app.layout = root_layout(services)
+    register_callbacks(app, services)
+    app.rtplan_state = services
     return app

@@ -23,10 +23,10 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()
 
-    from rtplan_assist.app.callbacks import regimen_change
-    from rtplan_assist.app.state import AppState
+    from rtplan_assist.app.callbacks.lesion import regimen_change
+    from rtplan_assist.app.services import AppServices
 
-    state = AppState(None, cache_dir=args.cache_dir)
+    state = AppServices(None, cache_dir=args.cache_dir)
     entry = state.entries[0]
     t0 = time.perf_counter()
     state.prepare(entry)

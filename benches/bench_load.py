@@ -18,8 +18,8 @@ machine's load average and the server process's peak memory.
 
     .venv/bin/python benches/bench_load.py [--requests 20] [--rounds 3] [--cache-dir DIR]
 
-The app holds ``AppState.max_loaded`` unpickled patients (6 by default) and
-``AppState.max_sessions`` session copies (64); ``--max-loaded`` changes the first bound. Speed
+The app holds ``PreparedCache.max_loaded`` unpickled patients (6 by default) and
+``Sessions.max_sessions`` session copies (64); ``--max-loaded`` changes the first bound. Speed
 is measured here, not asserted (tests/test_app_load.py runs the same requests and checks the
 answers only).
 """
@@ -61,13 +61,13 @@ def run(n_requests: int, rounds: int, cache_dir: str | None, max_loaded: int | N
     app = create_app(None, cache_dir=cache_dir)
     state = app.rtplan_state
     if max_loaded is not None:
-        state.max_loaded = max_loaded
+        state.prepared.max_loaded = max_loaded
     entry = state.entries[0]
     t0 = time.perf_counter()
     state.prepare(entry)
     print(f"demo patient prepared in {time.perf_counter() - t0:.1f} s (cached: instant); "
-          f"{os.cpu_count()} CPUs; LRU bounds: {state.max_loaded} patients, "
-          f"{state.max_sessions} session copies")
+          f"{os.cpu_count()} CPUs; LRU bounds: {state.prepared.max_loaded} patients, "
+          f"{state.sessions.max_sessions} session copies")
 
     sessions = [f"load-{i:03d}" for i in range(n_requests)]
     own = {s: session_regimen(i) for i, s in enumerate(sessions)}

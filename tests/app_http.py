@@ -5,7 +5,7 @@
 * :func:`callback_payload` builds the JSON body the Dash renderer POSTs to
   ``/_dash-update-component`` for one callback, from the app's own ``callback_map`` (output
   key, outputs, inputs, state, changed property), so it follows the callbacks in
-  ``app/callbacks.py`` as they are.
+  ``app/callbacks/`` as they are.
 * :func:`regimen_change_payload` is the request of a regimen change on the lesion screen: the
   ``render_lesion`` callback fired by the new ``choices`` store.
 * :func:`post_callback` sends one body and returns the status, the decoded response and the

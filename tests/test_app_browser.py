@@ -169,7 +169,7 @@ def test_oversized_upload_is_refused_in_the_page_before_anything_is_sent(dash_du
     assert not any(app.rtplan_state.upload_root.iterdir())
 
     # a folder within the caps is read and sent with its path in the names; the server then
-    # refuses it for its content (zeros, not DICOM), by the message of app/state.py
+    # refuses it for its content (zeros, not DICOM), by the message of app/services/uploads.py
     dash_duo.driver.execute_script(DROP_FOLDER_JS, "P2", [1000, 2000], ["f.dcm", "g.dcm"])
     dash_duo.wait_for_contains_text("#upload-error", "Upload refused: the upload holds no DICOM RT "
                                     "files", timeout=30)

@@ -14,7 +14,7 @@ with conftest's options: two profiles, so two browser sessions) drive it at the 
 * A uploads a third patient: it is in A's picker only, B never sees its PatientID, and B's
   session cannot open it even when it asks for the upload's key directly.
 
-The two patients are prepared before the server starts (through :class:`AppState`, the
+The two patients are prepared before the server starts (through :class:`AppServices`, the
 preparation the background job would run), so the test pays the preparation once, in parallel.
 """
 
@@ -58,10 +58,10 @@ def patients(tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="module")
 def prepared_cache(patients, tmp_path_factory):
     """A cache folder holding both patients' prepared evaluations (prepared in parallel)."""
-    from rtplan_assist.app.state import AppState
+    from rtplan_assist.app.services import AppServices
 
     cache = tmp_path_factory.mktemp("sessions-cache")
-    state = AppState(patients.root, cache_dir=cache)
+    state = AppServices(patients.root, cache_dir=cache)
     try:
         with ThreadPoolExecutor(len(state.entries)) as pool:
             list(pool.map(state.prepare, state.entries))

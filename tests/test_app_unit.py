@@ -109,7 +109,7 @@ def test_upload_over_the_cap_is_refused_with_sizes(tmp_path):
         save_upload([url], ["big.zip"], tmp_path, limits)
     assert list(tmp_path.iterdir()) == []
     # the app's message says "refused" once (it used to read "Upload refused: refused: ...")
-    from rtplan_assist.app.callbacks import upload_refusal
+    from rtplan_assist.app.callbacks.patient import upload_refusal
 
     assert upload_refusal(refused.value).startswith("Upload refused: the upload is 2.0 MB, more")
     assert upload_refusal(UploadError("nothing was uploaded.")) == (
@@ -292,20 +292,9 @@ def test_dose_slice_figure_layers_and_orientation():
 
 # -- state ----------------------------------------------------------------------------------------
 def test_state_upload_replaced_and_removed(tmp_path, monkeypatch):
-    from rtplan_assist.app import state as state_mod
+    from rtplan_assist.app.services import AppServices
 
-    st = state_mod.AppState.__new__(state_mod.AppState)
-    st.workdir = tmp_path
-    st.upload_root = tmp_path / "uploads"
-    st.upload_root.mkdir()
-    st.limits = UploadLimits()
-    st._lock = __import__("threading").RLock()
-    st._loaded = {}
-    st._templates, st._template_keys = {}, {}
-    st._uploads = {}
-    st._seen = {}
-    st.session_ttl_s = 10.0
-    st.entries = []
+    st = AppServices(None, cache_dir=tmp_path / "cache", session_ttl_s=10.0)
     monkeypatch.setattr("rtplan_assist.dicom.find_patient_folders", lambda f: [f])
     first = st.store_upload("s1", [_data_url(_zip({"RS.dcm": b"x"}))], ["a.zip"])
     assert first.upload_dir.is_dir() and first.owner_session == "s1"
@@ -317,9 +306,11 @@ def test_state_upload_replaced_and_removed(tmp_path, monkeypatch):
     assert st.entry(second.key, "s1") == second
     with pytest.raises(Exception, match="unknown patient"):
         st.entry(second.key, "someone-else")
-    st._seen["s1"] = -1e9  # long ago: expired at the next touch
+    st.sessions._seen["s1"] = -1e9  # long ago: expired at the next touch
     st.touch("s2")
     assert not second.upload_dir.exists()
+    assert st.picker_options("s1") == st.patients.options()
+    st.close()
 
 
 # -- the recommendation follows the regimens a session added ------------------------------------
@@ -330,7 +321,7 @@ def test_added_regimen_competes_in_the_recommendation():
     recommendation must take it. Another session's copy of the patient is not affected."""
     import copy
 
-    from rtplan_assist.app.state import LoadedPatient, PatientEntry
+    from rtplan_assist.app.services import LoadedPatient, PatientEntry
     from rtplan_assist.demo import demo_case_folder
     from rtplan_assist.dicom import load_case
     from rtplan_assist.evaluation import CaseEvaluator
@@ -368,7 +359,7 @@ def test_concurrent_preparations_of_one_patient_start_one_job(tmp_path, monkeypa
     import subprocess
     import threading
 
-    from rtplan_assist.app import state as state_mod
+    from rtplan_assist.app.services import AppServices, prepared
 
     started = []
     real_popen = subprocess.Popen
@@ -377,8 +368,8 @@ def test_concurrent_preparations_of_one_patient_start_one_job(tmp_path, monkeypa
         started.append(cmd)
         return real_popen(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(state_mod.subprocess, "Popen", counting_popen)
-    st = state_mod.AppState(None, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(prepared.subprocess, "Popen", counting_popen)
+    st = AppServices(None, cache_dir=tmp_path / "cache")
     entry = st.entries[0]
     paths, errors = [], []
 
@@ -402,17 +393,17 @@ def test_concurrent_preparations_of_one_patient_start_one_job(tmp_path, monkeypa
 def test_sessions_share_one_unpickled_patient_but_not_their_choices(tmp_path):
     """Two sessions on the demo patient: one unpickled evaluator (same dose arrays, same CT
     array), two session copies (a regimen added in one is not in the other)."""
-    from rtplan_assist.app import state as state_mod
+    from rtplan_assist.app.services import AppServices
     from rtplan_assist.regimens import Regimen
 
-    st = state_mod.AppState(None, cache_dir=tmp_path / "cache")
+    st = AppServices(None, cache_dir=tmp_path / "cache")
     key = st.entries[0].key
     a, b = st.patient("session-a", key), st.patient("session-b", key)
     assert a is not b and a.evaluator is not b.evaluator
     assert a.case is b.case  # doses, structures: one copy in memory
-    assert st.ct_hu(a) is st.ct_hu(b)
+    assert a.ct_hu() is b.ct_hu()
     a.choice({"added": {"L4": ["57.5 Gy/5"]}})
     assert Regimen(5, 57.5) in a.evaluator.regimens_for("L4")
     assert Regimen(5, 57.5) not in b.evaluator.regimens_for("L4")
-    assert len(st._templates) == 1
+    assert len(st.prepared) == 1 and len(st.sessions) == 2
     st.close()

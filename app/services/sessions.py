@@ -1,0 +1,176 @@
+"""Browser sessions: when each was last seen, and its copy of each patient it opened.
+
+A browser session works on a :class:`LoadedPatient`: its own
+:meth:`~rtplan_assist.evaluation.CaseEvaluator.session_copy` of the patient's prepared
+evaluator (shared doses, CT and cached results; own containers, so regimens a user adds and the
+results they bring stay in that session), kept in an LRU of ``(session id, patient key)``
+(``max_sessions``; measured on the demo patient: ``benches/bench_app.py``,
+``benches/bench_load.py``), so switching screens never reloads DICOM. An evaluator is not
+thread-safe (its caches are plain dicts), so every use goes through :attr:`LoadedPatient.lock`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .patients import PatientEntry
+
+__all__ = ["LoadedPatient", "Sessions"]
+
+
+@dataclass
+class LoadedPatient:
+    """A session's prepared evaluator and what the screens need next to it."""
+
+    entry: PatientEntry
+    evaluator: object
+    recommendation: object
+    #: what every session of this patient shares (the CT in HU, read once: :meth:`ct_hu`)
+    shared: dict = field(default_factory=lambda: {"ct_lock": threading.Lock()}, repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        # The recommendation over the catalogue was computed in the preparation job; one
+        # over the regimens this session added is computed on demand (recommendation_for).
+        # ``evaluate`` asks the evaluator for a recommendation: answer with the one of the
+        # prefs of the current call (set by ``choice``, under ``lock``).
+        self._by_added: dict[tuple, object] = {(): self.recommendation}
+        self._active = self.recommendation
+        self.evaluator.recommend = lambda **_: self._active
+
+    @property
+    def case(self):
+        return self.evaluator.case
+
+    @staticmethod
+    def _added(prefs: dict | None) -> tuple:
+        added = (prefs or {}).get("added") or {}
+        return tuple(sorted((lid, label) for lid, labels in added.items() for label in labels))
+
+    def recommendation_for(self, prefs: dict | None):
+        """The joint recommendation over the catalogue *and* the regimens this session added
+        (``prefs["added"]``): an added regimen competes like any other. Cached per set of
+        added regimens; call under :attr:`lock`."""
+        from rtplan_assist.regimens import parse_regimen
+
+        key = self._added(prefs)
+        if key not in self._by_added:
+            ids = {les.lesion_id for les in self.evaluator.lesions}
+            for lid, label in key:
+                if lid in ids:
+                    self.evaluator.add_regimen(lid, parse_regimen(label))
+            self._by_added[key] = type(self.evaluator).recommend(self.evaluator)
+        return self._by_added[key]
+
+    def choice(self, prefs: dict | None) -> dict:
+        """Lesion id -> Regimen: the recommendation, overridden by the user's choices.
+
+        ``prefs`` is this patient's entry of the browser's ``choices`` store:
+        ``{"choice": {lesion_id: label}, "added": {lesion_id: [label, ...]}}``. Added regimens
+        are (re-)added to the evaluator, so an evicted and reloaded evaluator knows them, and
+        take part in the recommendation (:meth:`recommendation_for`). The evaluator's
+        ``recommend`` answers with that recommendation until the next call (hold :attr:`lock`
+        across this call and ``evaluate`` for a consistent pair).
+        """
+        from rtplan_assist.regimens import parse_regimen
+
+        prefs = prefs or {}
+        ids = {les.lesion_id for les in self.evaluator.lesions}
+        with self.lock:
+            self._active = self.recommendation_for(prefs)
+            choice = dict(self._active.choice)
+            for lid, label in (prefs.get("choice") or {}).items():
+                if lid in ids:
+                    regimen = parse_regimen(label)
+                    self.evaluator.add_regimen(lid, regimen)
+                    choice[lid] = regimen
+        return choice
+
+    def ct_hu(self) -> np.ndarray | None:
+        """CT in HU (float32, [z, y, x]), read once for every session of the patient; None
+        without CT."""
+        case = self.case
+        if case.ct is None:
+            return None
+        with self.shared["ct_lock"]:
+            if self.shared.get("ct_hu") is None:
+                from rtplan_assist.dicom import load_ct_pixels
+
+                self.shared["ct_hu"] = load_ct_pixels(case.ct)
+        return self.shared["ct_hu"]
+
+
+class Sessions:
+    """Last-seen times of browser sessions and their :class:`LoadedPatient` copies.
+
+    Parameters
+    ----------
+    ttl_s : float
+        A session unseen for this long is forgotten at the next :meth:`touch`.
+    max_sessions : int
+        LRU bound on (session, patient) copies; a copy shares the patient's data, so it costs
+        only the results that session added.
+    """
+
+    def __init__(self, ttl_s: float = 4 * 3600.0, max_sessions: int = 64):
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+        self._open: OrderedDict[tuple[str, str], LoadedPatient] = OrderedDict()
+        self._opening: dict[tuple[str, str], threading.Lock] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def touch(self, session: str | None) -> list[str]:
+        """Mark a session as active; forget sessions unseen for ``ttl_s`` and return them."""
+        now = time.monotonic()
+        with self._lock:
+            if session:
+                self._seen[session] = now
+            expired = [s for s, t in self._seen.items() if now - t > self.ttl_s]
+            for s in expired:
+                self._seen.pop(s, None)
+                for k in [k for k in self._open if k[0] == s]:
+                    del self._open[k]
+        return expired
+
+    def patient(self, session: str, key: str,
+                open_patient: Callable[[], LoadedPatient]) -> LoadedPatient:
+        """The session's copy of patient ``key``: an LRU hit, else ``open_patient()`` (once,
+        however many requests of the session ask at the same time)."""
+        cache_key = (session, key)
+        with self._lock:
+            hit = self._open.get(cache_key)
+            if hit is not None:
+                self._open.move_to_end(cache_key)
+                return hit
+            opening = self._opening.setdefault(cache_key, threading.Lock())
+        with opening:
+            with self._lock:  # another thread may have opened it while this one waited
+                hit = self._open.get(cache_key)
+                if hit is not None:
+                    return hit
+            loaded = open_patient()
+            with self._lock:
+                self._open[cache_key] = loaded
+                self._opening.pop(cache_key, None)
+                while len(self._open) > self.max_sessions:
+                    self._open.popitem(last=False)
+        return loaded
+
+    def close_patient(self, session: str, key: str) -> None:
+        """Drop the session's copy of patient ``key`` (its upload was replaced)."""
+        with self._lock:
+            self._open.pop((session, key), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._open.clear()
