@@ -296,10 +296,12 @@ def _plane(
     acc_dose = 0.0
     d_min = stats[STAT_MIN]
     d_max = stats[STAT_MAX]
-    # node values along a row: plane k0 and k1 interpolated in y, then mixed in z
-    row_a = np.empty(nx)
-    row_b = np.empty(nx)
-    node = np.empty(nx)
+    # node values along a row: plane k0 and k1 interpolated in y, then mixed in z. Zeroed:
+    # a column outside the range filled below is only ever read with weight 0, and
+    # 0 * (uninitialised memory) can be NaN (the intermittent NaN of issue 11)
+    row_a = np.zeros(nx)
+    row_b = np.zeros(nx)
+    node = np.zeros(nx)
     kp = 1  # next vertex y above the integration point
     for b in range(bands.shape[0] - 1):
         y_a = bands[b]
@@ -386,10 +388,14 @@ def _plane(
                         acc_out += (xb - xa) * area
                         continue
                     acc_out += ((xb - xa) - (xb_c - xa_c)) * area
-                    # node values only on the columns this chord touches (multi-contour
-                    # planes such as two lungs or a ring would otherwise pay for the gap)
-                    i_first = max(int(np.floor((xa_c - gx0) / gdx)), 0)
-                    i_last = min(int(np.ceil((xb_c - gx0) / gdx)), nx - 1)
+                    # node values only on the columns this chord reads (multi-contour
+                    # planes such as two lungs or a ring would otherwise pay for the gap):
+                    # _locate reads columns floor(u) and floor(u) + 1, clamped to
+                    # [0, nx - 2] and [1, nx - 1] (also at t = 0 or 1, e.g. a chord ending
+                    # exactly on a column: the case that read an unwritten node)
+                    i_first = max(min(int(np.floor((xa_c - gx0) / gdx)), nx - 2), 0)
+                    i_last = min(max(int(np.floor((xb_c - gx0) / gdx)) + 1, i_first + 1),
+                                 nx - 1)
                     if refresh:
                         for i in range(i_first, i_last + 1):
                             row_a[i] = (1.0 - wy) * dose[k0, j0, i] + wy * dose[k0, j1, i]

@@ -146,6 +146,12 @@ class DVH:
             return MetricValue(label, math.nan, m.out_unit, "needs a prescription dose")
         if self.dvh_volume_cc <= 0:
             return MetricValue(label, math.nan, m.out_unit, "no volume inside the dose grid")
+        if not (math.isfinite(self.dmax_gy) and math.isfinite(self.dmin_gy)):
+            # e.g. a DVH scaled by an absurd prescription ratio (1e-300 Gy planned): the
+            # dose axis overflowed; interpolating on it would give inf - inf
+            return MetricValue(label, math.nan, m.out_unit,
+                               f"the {self.dose_kind} dose values are not finite "
+                               f"(Dmax {self.dmax_gy:g} Gy)")
         total = self.dvh_volume_cc
         if m.returns_dose:
             if m.kind == "Mean":
@@ -181,12 +187,14 @@ class DVH:
         """The DVH of the same plan with every dose multiplied by ``factor`` (> 0)."""
         if not factor > 0:
             raise ValueError("scale factor must be positive")
+        with np.errstate(over="ignore"):  # an overflow makes metrics not evaluable
+            axis = self.dose_gy * factor
         return replace(
             self,
-            dose_gy=self.dose_gy * factor,
-            dmin_gy=self.dmin_gy * factor,
-            dmean_gy=self.dmean_gy * factor,
-            dmax_gy=self.dmax_gy * factor,
+            dose_gy=axis,
+            dmin_gy=float(self.dmin_gy) * factor,
+            dmean_gy=float(self.dmean_gy) * factor,
+            dmax_gy=float(self.dmax_gy) * factor,
         )
 
     def mapped(self, transform: Callable[[np.ndarray], np.ndarray], dose_kind: str,

@@ -56,6 +56,14 @@ def pytest_addoption(parser):
         help="fuzz suites: FACTOR times the CI example counts (default 50 when given without a "
         "value), with fresh random draws instead of the fixed seed",
     )
+    parser.addoption(
+        "--dvh-stress",
+        type=int,
+        default=2,
+        metavar="ROUNDS",
+        help="tests/test_dvh_stress.py: rounds of every Nelms DVH on several threads "
+        "(default 2, a few seconds)",
+    )
 
 
 @pytest.fixture(scope="session")
