@@ -20,6 +20,14 @@ in ``OUT/patients/``, and at the end writes the aggregate files atomically:
 ``reports/<folder>.pdf``
     The MDT report of each evaluated patient (``--report-format html`` for HTML).
 
+CSV cells that start with ``=``, ``+``, ``-``, ``@``, ``|``, ``%``, a tab or a line break and
+are not a number (an ROI named ``=HYPERLINK(...)``) are written with a leading ``'`` so that a
+spreadsheet shows them as text instead of running them (:func:`rtplan_assist.escape.csv_cell`).
+
+Patient folders (:func:`patient_folders`): each direct sub-folder of ROOT is one patient
+(split further only when it holds several patients in sub-folders of its own); a sub-folder
+that cannot be read, or holds a dangling link, is an error row, never left out.
+
 De-identified batches (``deidentify=True``, ``batch --deidentify``)
 -------------------------------------------------------------------
 Every output names a patient folder by its folder key (``f-`` + 12 hex digits,
@@ -75,7 +83,8 @@ from pathlib import Path
 
 from . import __version__
 from .deidentify import WITHHELD, Identifiers, deidentify_result, folder_key
-from .errors import EvaluationError, RtplanAssistError
+from .errors import DicomInputError, EvaluationError, RtplanAssistError
+from .escape import csv_cell
 from .outputs import atomic_write_text
 
 __all__ = [
@@ -132,20 +141,105 @@ def _is_within(path: Path, parent: Path) -> bool:
 
 
 def patient_folders(root: Path) -> list[Path]:
-    """Patient folders under ``root``: those :func:`find_patient_folders` identifies, plus
-    every direct sub-folder of ``root`` holding files but no identifiable patient (all its
-    files damaged or not DICOM), so that such a patient becomes an error row instead of
-    disappearing from the batch."""
+    """Patient folders under ``root``, grouped by folder first, then by identity inside it.
+
+    Each direct sub-folder of ``root`` is one patient unless it holds several patients' RT
+    files in sub-folders of its own, which :func:`find_patient_folders` then splits. Two
+    sibling folders with the same PatientID stay two rows (a damaged copy cannot block the
+    good one), and a sub-folder with files but no identifiable patient, or one that cannot be
+    read, is returned as well so that it becomes an error row instead of disappearing. When
+    ``root`` itself holds RT files, :func:`find_patient_folders` decides for the whole root
+    (a root that is one patient's folder).
+    """
     from .dicom import find_patient_folders
 
-    found = [Path(p) for p in find_patient_folders(root)]
-    extra = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if any(_is_within(f, child) or _is_within(child, f) for f in found):
+    children, direct_files = [], False
+    for entry in _scandir(root):
+        if entry.name.startswith("."):
             continue
-        if any(q.is_file() for q in child.rglob("*")):
-            extra.append(child)
-    return sorted(set(found) | set(extra))
+        if _entry_is_dir(entry):
+            children.append(Path(entry.path))
+        else:
+            direct_files = True
+    if direct_files and _holds_rt_files(root):
+        found = [Path(p) for p in find_patient_folders(root)]
+        return sorted(set(found) | {c for c in children if not _covered(c, found)
+                                    and _has_files_or_unreadable(c)})
+    folders: set[Path] = set()
+    for child in sorted(children):
+        try:
+            found = [Path(p) for p in find_patient_folders(child)]
+        except (OSError, RtplanAssistError):
+            found = []
+        if len(found) == 1 or not found:
+            if found or _has_files_or_unreadable(child):
+                folders.add(child)  # one patient (or an error row for the whole folder)
+            continue
+        folders.update(found)  # several patients inside: split by identity
+        for sub in (p for p in child.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not _covered(sub, found) and _has_files_or_unreadable(sub):
+                folders.add(sub)
+    return sorted(folders)
+
+
+def _scandir(folder: Path) -> list:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise RtplanAssistError(f"cannot list ROOT: {exc.strerror or exc}.", path=folder) from exc
+
+
+def _entry_is_dir(entry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _covered(folder: Path, found: list[Path]) -> bool:
+    return any(_is_within(f, folder) or _is_within(folder, f) for f in found)
+
+
+def _holds_rt_files(folder: Path) -> bool:
+    from .dicom._index import RT_MODALITIES, index_files
+
+    files = [Path(e.path) for e in _scandir(folder) if not _entry_is_dir(e)]
+    index = index_files(files, folder, light=True)
+    return any(f.modality in RT_MODALITIES for f in index.files)
+
+
+def _has_files_or_unreadable(folder: Path) -> bool:
+    """True when anything under ``folder`` is a file (a dangling link counts) or when a part
+    of it cannot be listed."""
+    failed = []
+    for _, _, filenames in os.walk(folder, onerror=failed.append):
+        if filenames:
+            return True
+    return bool(failed)
+
+
+def unreadable_parts(folder: Path) -> list[str]:
+    """One line per sub-folder or file under ``folder`` that cannot be listed, read or
+    followed (permission denied, dangling link), relative to ``folder``."""
+    problems: list[str] = []
+
+    def note(exc: OSError) -> None:
+        where = Path(exc.filename or folder)
+        rel = where.relative_to(folder).as_posix() if _is_within(where, folder) else where.name
+        problems.append(f"{rel or '.'}: {exc.strerror or type(exc).__name__}")
+
+    for dirpath, _, filenames in os.walk(folder, onerror=note):
+        for name in filenames:
+            path = Path(dirpath) / name
+            try:
+                if not os.access(path, os.R_OK) or not path.exists():
+                    raise OSError(13 if path.exists() else 2,
+                                  "not readable" if path.exists() else "dangling link",
+                                  str(path))
+            except OSError as exc:
+                note(exc)
+    return problems
 
 
 def _files_under(folder: Path, skip: Iterable[Path] = ()) -> list[Path]:
@@ -168,7 +262,14 @@ def folder_fingerprint(folder: Path, *, skip: Iterable[Path] = (), extra: str = 
     h = hashlib.sha256()
     h.update(extra.encode())
     for path in _files_under(folder, skip):
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError:  # a dangling link or an unreadable entry: its own state counts
+            try:
+                st = path.lstat()
+            except OSError:
+                h.update(f"{path.relative_to(folder).as_posix()}\0?\n".encode())
+                continue
         h.update(f"{path.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -207,9 +308,37 @@ def _limit_numba_threads() -> None:
             pass
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int | None = None) -> None:
     os.environ["NUMBA_NUM_THREADS"] = "1"
     _limit_numba_threads()
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when the batch process that started it is gone (SIGTERM, SIGKILL,
+    a crash): Linux's PR_SET_PDEATHSIG where available, and a watchdog thread that checks
+    the parent once a second everywhere (a worker must never outlive its batch)."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the hook was set
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="rtplan-assist parent watchdog", daemon=True).start()
 
 
 def _json_safe(value):
@@ -273,6 +402,14 @@ def evaluate_patient(task: dict) -> dict:
         from .regimens import load_regimen_file
 
         tables = load_tables(task["tables"]) if task.get("tables") else None
+        problems = unreadable_parts(Path(task["folder"]))
+        if problems:
+            raise DicomInputError(
+                f"{len(problems)} part(s) of this folder cannot be read ("
+                + "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
+                + "): a file of the patient may be missing. Fix the permissions or links.",
+                path=task["folder"],
+            )
         case = load_case(task["folder"])
         if case.structure_set_path is None:
             raise EvaluationError(
@@ -374,15 +511,22 @@ def _make_executor(workers: int | None, scheduler: str | None):
     n = workers if workers is not None else (os.cpu_count() or 1)
     if scheduler is None:
         if n == 0:
-            return SerialExecutor(), (lambda: None), "serial (in process)"
+            return SerialExecutor(), (lambda interrupted=False: None), "serial (in process)"
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: no fork of a process that already runs Numba/tqdm threads
         pool = ProcessPoolExecutor(max_workers=max(n, 1), initializer=_worker_init,
+                                   initargs=(os.getpid(),),
                                    mp_context=multiprocessing.get_context("spawn"))
-        return pool, (lambda: pool.shutdown(wait=True, cancel_futures=True)), (
-            f"process pool, {max(n, 1)} workers")
+
+        def close(interrupted: bool = False) -> None:
+            if interrupted:  # Ctrl+C, SIGTERM: end the workers now, not after their patient
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+        return pool, close, f"process pool, {max(n, 1)} workers"
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:
@@ -395,7 +539,7 @@ def _make_executor(workers: int | None, scheduler: str | None):
                                env={"NUMBA_NUM_THREADS": "1"})
         client = Client(cluster)
 
-        def close():
+        def close(interrupted: bool = False):
             client.close()
             cluster.close()
 
@@ -404,7 +548,8 @@ def _make_executor(workers: int | None, scheduler: str | None):
         client = Client(scheduler, timeout="20s")
     except OSError as exc:
         raise RtplanAssistError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from exc
-    return client.get_executor(), client.close, f"Dask scheduler {scheduler}"
+    return client.get_executor(), (lambda interrupted=False: client.close()), (
+        f"Dask scheduler {scheduler}")
 
 
 # =============================================================================================
@@ -611,7 +756,9 @@ def run_batch(
     summary = BatchSummary(out_dir=out_dir, n_patients=len(folders), n_reused=len(records))
     bar = tqdm(total=len(folders), initial=len(records), unit="patient", file=sys.stderr,
                disable=not progress, dynamic_ncols=True, desc="rtplan-assist batch")
-    executor, close, summary.executor = (None, lambda: None, "none (all reused)")
+    executor, close, summary.executor = (None, lambda interrupted=False: None,
+                                         "none (all reused)")
+    interrupted = True
     try:
         if todo:
             executor, close, summary.executor = _make_executor(workers, scheduler)
@@ -632,9 +779,10 @@ def run_batch(
                 records[t["rel"]] = record
                 bar.update(1)
                 bar.set_postfix_str(t["label"][-30:], refresh=False)
+        interrupted = False
     finally:
         bar.close()
-        close()
+        close(interrupted)
 
     ordered = [records[f.relative_to(root).as_posix() if f != root else "."] for f in folders]
     _write_aggregates(out_dir, root, ordered, summary.executor, deidentify=deidentify)
@@ -655,7 +803,7 @@ def _csv_text(columns, rows) -> str:
                             lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: ("" if v is None else csv_cell(v)) for k, v in row.items()})
     return buffer.getvalue()
 
 

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -198,17 +200,64 @@ def _batch(args) -> int:
     fmt = None if args.report_format == "none" else args.report_format
     if args.workers is not None and args.workers < 0:
         raise RtplanAssistError("--workers must be >= 0")
-    summary = run_batch(
-        args.root, args.out, tables=args.tables, regimens_file=args.regimens,
-        workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-        report_format=fmt, deidentify=args.deidentify,
-    )
+    previous = _terminate_as_interrupt()
+    try:
+        summary = run_batch(
+            args.root, args.out, tables=args.tables, regimens_file=args.regimens,
+            workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
+            report_format=fmt, deidentify=args.deidentify,
+        )
+    except RtplanAssistError as exc:
+        if not args.deidentify:
+            raise
+        raise _batch_error(args, exc) from None
+    except OSError as exc:  # unwritable --out, disk full: a user situation, exit 2
+        raise _batch_error(args, exc) from None
+    except Exception as exc:
+        if not args.deidentify:
+            raise
+        # still an internal error (exit 70), but its text must not name a patient folder
+        raise RuntimeError(f"{type(exc).__name__}: {_batch_error(args, exc)}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     for record in summary.records:
         if record["status"] == "error":
             print(f"error: {record['folder']}: {record['error']}", file=sys.stderr)
     print(summary.line(), file=sys.stderr)
     print(str(summary.out_dir))
     return summary.exit_code
+
+
+def _terminate_as_interrupt():
+    """SIGTERM ends a batch like Ctrl+C: workers are terminated, finished records kept, exit
+    130. Returns the previous handler (``None`` off the main thread, where it cannot be set)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _batch_error(args, exc: BaseException) -> RtplanAssistError:
+    """A batch-level failure as one line. An OSError (unwritable --out, disk full) is a user
+    situation (exit 2). With --deidentify every path under ROOT is reduced to ``<batch
+    root>/(withheld)``: the folders below ROOT are named after patients."""
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        text = f"cannot read or write{where}: {exc.strerror or exc}."
+    else:
+        text = str(exc)
+    if args.deidentify:
+        from .deidentify import WITHHELD
+
+        for root in dict.fromkeys([str(args.root), str(Path(args.root).resolve()),
+                                   str(Path(args.root).absolute())]):
+            text = re.sub(re.escape(root.rstrip("/")) + r"(/[^\s'\",;:)]*)?",
+                          f"<batch root>/{WITHHELD}", text)
+    return RtplanAssistError(" ".join(text.split()))
 
 
 def _report(args) -> int:

@@ -196,11 +196,24 @@ class Identifiers:
 _PATH_MARK, _KEY_MARK, _WITHHELD_MARK = "\ue000", "\ue001", "\ue002"
 
 
+#: A short identifier is not replaced where it is part of a number or a quantity: after or
+#: before a decimal mark between digits (``22.5``, ``5,2``), after a sign (``-5``), or
+#: followed by a unit (``5 Gy``, ``5 fx``): replacing it there would change a value.
+_NUMBER_CONTEXT_BEFORE = r"(?<!\d[.,])(?<![-+])"
+_NUMBER_CONTEXT_AFTER = (
+    r"(?![.,]\d)(?!\s*(?:c?Gy|cc|cm³|cm3|mm|cm|%|fx|fractions?|x|×|Gy\b)(?![^\W_]))"
+)
+
+
 def _term(term: str) -> re.Pattern:
-    """An ID or folder name: anywhere when long enough, else as a whole word; any case."""
+    """An ID or folder name: anywhere when long enough, else as a whole identifier (a whole
+    word that is not part of a number or a quantity, see :data:`_NUMBER_CONTEXT_AFTER`);
+    any case."""
     if len(term) >= SUBSTRING_MIN_CHARS:
         return re.compile(re.escape(term), re.IGNORECASE)
-    return re.compile(_word(term), re.IGNORECASE)
+    return re.compile(
+        _NUMBER_CONTEXT_BEFORE + _word(term) + _NUMBER_CONTEXT_AFTER, re.IGNORECASE
+    )
 
 
 def _folder_forms(folders: Iterable[str | os.PathLike | None]) -> tuple[str, ...]:
