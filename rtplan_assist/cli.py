@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "rtplan_assist.cli_evaluate",
     "rtplan_assist.cli_batch",
     "rtplan_assist.cli_app",
+    "rtplan_assist.cli_records",
 )
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not the user's input

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install rtplan-assist into it (editable). Idempotent.
 #   scripts/setup.sh          the app and CLI
-#   scripts/setup.sh test     plus the test tools (and Debian's Chromium for browser tests)
+#   scripts/setup.sh test     plus the test tools (and Debian's Chromium for browser tests,
+#                             PostgreSQL for the decision-record tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,6 +18,8 @@ if [ "${1:-}" = "test" ]; then
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
   ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+  # decision-record tests start a throwaway PostgreSQL server (initdb/pg_ctl, Unix socket)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
