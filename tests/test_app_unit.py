@@ -407,3 +407,48 @@ def test_sessions_share_one_unpickled_patient_but_not_their_choices(tmp_path):
     assert Regimen(5, 57.5) not in b.evaluator.regimens_for("L4")
     assert len(st.prepared) == 1 and len(st.sessions) == 2
     st.close()
+
+
+def test_dose_slider_slices_the_composite_without_recomputing_it(app_cache, monkeypatch):
+    """The dose view's slider redraws on every move: the composite EQD2 of a choice at one α/β
+    (a 3-D sum over every lesion) is computed once, then only sliced; another α/β, or another
+    session with the same choice, does not recompute what is cached for the patient."""
+    from app_http import callback_payload, post_callback, serve
+    from rtplan_assist.app import create_app
+    from rtplan_assist.evaluation import CaseEvaluator
+
+    app = create_app(None, cache_dir=app_cache)
+    services = app.rtplan_state
+    key = services.entries[0].key
+    services.prepare(services.entries[0])
+    services.patient("slider-a", key)  # unpickling warms the composite grid: not counted
+    calls = []
+    real = CaseEvaluator.composite_eqd2
+
+    def counting(self, choice, alpha_beta_gy=3.0):
+        calls.append(alpha_beta_gy)
+        return real(self, choice, alpha_beta_gy)
+
+    monkeypatch.setattr(CaseEvaluator, "composite_eqd2", counting)
+
+    def slide(session, position, alpha_beta="3.0"):
+        status, answer, _ = post_callback(url, callback_payload(app, "dose-graph.figure", {
+            "dose-slider.value": position, "dose-regimen.value": alpha_beta,
+            "dose-plane.value": "axial", "loaded.data": {"key": key}, "choices.data": {},
+            "page-dose.data": "composite", "session-id.data": session}, "dose-slider.value"))
+        assert status == 200, answer
+        return answer["response"]["dose-graph"]["figure"]["layout"]["title"]["text"]
+
+    with serve(app) as (url, log):
+        first = slide("slider-a", -20.0)
+        assert calls == [3.0]
+        titles = [slide("slider-a", z) for z in (-10.0, 0.0, 10.0)]
+        assert calls == [3.0]  # three moves, no recomputation
+        assert len(set(titles + [first])) == 4  # each answer is its own slice (z in the title)
+        slide("slider-b", 5.0)  # another session, same choice: the patient's cached grid
+        assert calls == [3.0]
+        slide("slider-a", 0.0, alpha_beta="10.0")
+        slide("slider-a", 5.0, alpha_beta="10.0")
+        assert calls == [3.0, 10.0]
+        assert log.messages() == []
+    services.close()

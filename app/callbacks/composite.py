@@ -12,6 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
 from rtplan_assist.errors import RtplanAssistError
+from rtplan_assist.report import render_report_pdf
 
 from ..services import LoadedPatient
 from ..views import composite_table, status_badge, verdict_alert
@@ -115,10 +116,6 @@ def register(app, services) -> None:
     def export_pdf(_n, loaded_data, choices, session):
         if not loaded_data:
             return no_update, no_update
-        try:
-            from rtplan_assist.report import render_report_pdf
-        except ImportError:
-            return no_update, "The PDF report is not part of this build; use the tidy CSV."
         loaded = loaded_patient(services, loaded_data, session)
         result, _ = _result(loaded, prefs(choices, loaded.entry.key))
         with tempfile.TemporaryDirectory(dir=services.workdir) as tmp:

@@ -83,7 +83,7 @@ def register(app, services) -> None:
             choice = loaded.choice(prefs(choices, loaded.entry.key))
             if lesion_id == "composite":
                 ab = float(regimen_value)
-                grid, dose = ev.composite_eqd2(choice, ab)
+                grid, dose = loaded.composite_eqd2(choice, ab)
                 top = float(dose.max())
                 levels = [lv for lv in (150, 100, 80, 60, 40, 20, 10) if lv <= top]
                 isodoses = [(lv, f"{lv:g} Gy EQD2") for lv in levels]
@@ -97,7 +97,7 @@ def register(app, services) -> None:
                 lesion = next(les for les in ev.lesions if les.lesion_id == lesion_id)
                 regimen = parse_regimen(regimen_value)
                 grid = lesion.dose.grid
-                dose = lesion.dose.dose_gy * np.float32(regimen.scale_from(lesion.planned))
+                dose = loaded.scaled_dose(lesion, regimen)
                 rx = regimen.total_dose_gy
                 isodoses = [(rx * p / 100.0, f"{p}% ({rx * p / 100.0:.1f} Gy)")
                             for p in (100, 80, 50, 20)]

@@ -30,6 +30,7 @@ from rtplan_assist.errors import EvaluationError
 
 from ..prepare import read_pickle
 from .patients import PatientEntry
+from .shared import PatientShared
 
 __all__ = ["Prepared", "PreparedCache"]
 
@@ -38,13 +39,13 @@ __all__ = ["Prepared", "PreparedCache"]
 class Prepared:
     """One unpickled patient, shared by every session that opens it.
 
-    ``shared`` holds what the sessions compute once for all (the CT in HU:
-    :meth:`~.sessions.LoadedPatient.ct_hu`).
+    ``shared`` holds what the sessions compute once for all (the CT in HU, dose grids of the
+    dose view: :class:`~.shared.PatientShared`).
     """
 
     evaluator: object
     recommendation: object
-    shared: dict = field(default_factory=lambda: {"ct_lock": threading.Lock()}, repr=False)
+    shared: PatientShared = field(default_factory=PatientShared, repr=False)
 
 
 class PreparedCache:

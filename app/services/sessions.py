@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .patients import PatientEntry
+from .shared import PatientShared
 
 __all__ = ["LoadedPatient", "Sessions"]
 
@@ -31,8 +32,8 @@ class LoadedPatient:
     entry: PatientEntry
     evaluator: object
     recommendation: object
-    #: what every session of this patient shares (the CT in HU, read once: :meth:`ct_hu`)
-    shared: dict = field(default_factory=lambda: {"ct_lock": threading.Lock()}, repr=False)
+    #: what every session of this patient shares: the CT in HU and the dose view's grids
+    shared: PatientShared = field(default_factory=PatientShared, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,15 +96,22 @@ class LoadedPatient:
     def ct_hu(self) -> np.ndarray | None:
         """CT in HU (float32, [z, y, x]), read once for every session of the patient; None
         without CT."""
-        case = self.case
-        if case.ct is None:
-            return None
-        with self.shared["ct_lock"]:
-            if self.shared.get("ct_hu") is None:
-                from rtplan_assist.dicom import load_ct_pixels
+        return self.shared.ct_hu(self.case)
 
-                self.shared["ct_hu"] = load_ct_pixels(case.ct)
-        return self.shared["ct_hu"]
+    def composite_eqd2(self, choice: dict, alpha_beta_gy: float):
+        """``(grid, eqd2_gy)``: the evaluator's composite EQD2 of ``choice`` at one α/β,
+        computed once per (choice, α/β) for every session of the patient (the dose view
+        slices it on every slider move). Call under :attr:`lock`."""
+        key = ("composite", tuple(sorted(choice.items())), float(alpha_beta_gy))
+        return self.shared.dose_grid(
+            key, lambda: self.evaluator.composite_eqd2(choice, alpha_beta_gy))
+
+    def scaled_dose(self, lesion, regimen) -> np.ndarray:
+        """The physical dose (Gy, float32, [z, y, x]) of ``lesion`` scaled from its planned
+        regimen to ``regimen`` (D/D0), computed once per (lesion, regimen) for every session."""
+        key = ("lesion", lesion.lesion_id, regimen)
+        return self.shared.dose_grid(
+            key, lambda: lesion.dose.dose_gy * np.float32(regimen.scale_from(lesion.planned)))
 
 
 class Sessions:
