@@ -32,8 +32,14 @@ __all__ = [
     "Constraint",
     "ConstraintSet",
     "Source",
+    "CompositeLimit",
+    "LimitsAt",
+    "REGIMES",
+    "composite_limits",
+    "constraints_at",
     "constraints_for",
     "convert_constraint",
+    "regime_of",
     "load_tables",
     "load_tg263_names",
     "shipped_folder",
@@ -59,6 +65,8 @@ TABLE_COLUMNS = (
     "evidence",
     "verified_against",
     "notes",
+    "fractions_range",
+    "scope",
 )
 REQUIRED_COLUMNS = (
     "source_id",
@@ -92,6 +100,16 @@ SOURCE_STATUSES = (
 TABLE_STATUSES = ("primary-verified", "secondary-verified", "institutional")
 SKIPPED_STATUSES = ("untranscribed", "single-secondary")
 DATA_FILES = ("alpha_beta.csv", "aliases.csv", "tg263_names.csv")
+#: Fractionation regimes (issue 12): a table is written for one range of fraction numbers.
+#: Within a regime a limit is converted through EQD2 (marked); outside it a converted limit is
+#: at most advisory (``report``, "extrapolated outside the source's fractionation range").
+REGIMES = (
+    ("SBRT", 1, 5),
+    ("moderately hypofractionated", 6, 15),
+    ("conventional", 16, 35),
+)
+EXTRAPOLATED = "extrapolated outside the source's fractionation range"
+SCOPES = ("course", "cumulative")
 _DOSE_UNITS = ("Gy", "cGy")
 
 
@@ -128,6 +146,16 @@ class AlphaBeta:
     source_id: str
     evidence: str
     note: str = ""
+    low_gy: float | None = None
+    high_gy: float | None = None
+    range_source: str = ""
+
+    @property
+    def range_gy(self) -> tuple[float, float]:
+        """(low, high) α/β for a sensitivity check; the default value when no range is cited."""
+        low = self.low_gy if self.low_gy is not None else self.alpha_beta_gy
+        high = self.high_gy if self.high_gy is not None else self.alpha_beta_gy
+        return low, high
 
 
 @dataclass(frozen=True)
@@ -187,6 +215,21 @@ class Constraint:
         from (LQ, equal EQD2). ``None`` for a tabulated row.
     conversion_note : str
         Model, α/β and assumption of the conversion; empty for a tabulated row.
+    fractions_range : (int, int)
+        The fraction numbers the table was written for (column ``fractions_range``; default:
+        the regime of :data:`REGIMES` that contains ``fractions``).
+    scope : {"course", "cumulative"}
+        ``cumulative`` rows are limits on the sum of courses (EQD2), used only by
+        :func:`composite_limits`; their ``fractions`` is 0.
+    applicability : {"tabulated", "converted within regime", "extrapolated"}
+        Set by :func:`constraints_at`.
+    reason : str
+        Why the row applies at the asked fraction number (set by :func:`constraints_at`).
+    source_priority : str
+        The priority the source gives (``priority`` may be lowered to ``report`` when the row
+        is extrapolated across regimes).
+    decides : bool
+        The most conservative of the applicable rows of its metric (:func:`constraints_at`).
     """
 
     source_id: str
@@ -213,6 +256,22 @@ class Constraint:
     line: int
     converted_from_fractions: int | None = None
     conversion_note: str = ""
+    fractions_range: tuple[int, int] = (0, 0)
+    scope: str = "course"
+    applicability: str = "tabulated"
+    reason: str = ""
+    source_priority: str = ""
+    decides: bool = False
+
+    @property
+    def regime(self) -> str:
+        """Name of the regime of the source table (``SBRT``, ``conventional``, ...)."""
+        return regime_name(self.fractions_range)
+
+    @property
+    def extrapolated(self) -> bool:
+        """True for a limit converted across regimes (advisory only)."""
+        return self.applicability == "extrapolated"
 
     @property
     def where(self) -> str:
@@ -229,6 +288,8 @@ class Constraint:
         )
         if self.converted_from_fractions is not None:
             text += f", converted from n={self.converted_from_fractions}"
+        if self.extrapolated:
+            text += f", {EXTRAPOLATED}"
         return text + ")"
 
 
@@ -251,6 +312,9 @@ class ConstraintSet:
         What was skipped and why (untranscribed or single-secondary sources).
     files : tuple of str
         The table files loaded.
+    cumulative : tuple of Constraint
+        Limits on the sum of courses (``scope`` cumulative, EQD2/BED); kept apart from the
+        per-course ``constraints`` and used only by :func:`composite_limits`.
     """
 
     constraints: tuple[Constraint, ...]
@@ -261,6 +325,7 @@ class ConstraintSet:
     tg263_reverse: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    cumulative: tuple[Constraint, ...] = ()
 
     def organs(self) -> tuple[str, ...]:
         """TG-263 organs with at least one row, sorted."""
@@ -274,6 +339,15 @@ class ConstraintSet:
         """Default α/β (Gy) of ``organ`` from ``alpha_beta.csv``, or ``None``."""
         entry = self.alpha_beta.get(organ)
         return entry.alpha_beta_gy if entry else None
+
+    def alpha_beta_range(self, organ: str) -> tuple[float, float] | None:
+        """(low, high) α/β (Gy) of ``organ`` for a sensitivity check, or ``None``."""
+        entry = self.alpha_beta.get(organ)
+        return entry.range_gy if entry else None
+
+    def course_rows(self, organ: str) -> list[Constraint]:
+        """Per-course rows of ``organ`` (the cumulative ones are in ``cumulative``)."""
+        return [c for c in self.constraints if c.organ == organ]
 
 
 # --------------------------------------------------------------------------- loading
@@ -411,10 +485,23 @@ def _load_sources(paths: list[Path]) -> dict[str, Source]:
 
 
 def _load_alpha_beta(path: Path, sources: dict[str, Source]) -> dict[str, AlphaBeta]:
-    columns = ("organ", "alpha_beta_gy", "source_id", "evidence", "note")
+    columns = (
+        "organ", "alpha_beta_gy", "source_id", "evidence", "note", "low_gy", "high_gy",
+        "range_source",
+    )
     table: dict[str, AlphaBeta] = {}
     for line, row in _read_csv(path, columns, columns[:4]):
         value = _number(path, line, "alpha_beta_gy", row["alpha_beta_gy"], positive=True)
+        low = (
+            _number(path, line, "low_gy", row["low_gy"], positive=True)
+            if row.get("low_gy") else None
+        )
+        high = (
+            _number(path, line, "high_gy", row["high_gy"], positive=True)
+            if row.get("high_gy") else None
+        )
+        if (low is not None and low > value) or (high is not None and high < value):
+            raise _error(path, line, f"range {low}-{high} does not contain {value:g}")
         if row["source_id"] not in sources:
             raise _error(path, line, f"unknown source_id '{row['source_id']}'")
         if row["evidence"] not in ("P", "S2", "S"):
@@ -422,7 +509,8 @@ def _load_alpha_beta(path: Path, sources: dict[str, Source]) -> dict[str, AlphaB
         if row["organ"] in table:
             raise _error(path, line, f"duplicate organ '{row['organ']}'")
         table[row["organ"]] = AlphaBeta(
-            row["organ"], value, row["source_id"], row["evidence"], row.get("note", "")
+            row["organ"], value, row["source_id"], row["evidence"], row.get("note", ""),
+            low, high, row.get("range_source", ""),
         )
     return table
 
@@ -460,12 +548,22 @@ def _parse_row(
     source_id = get("source_id")
     if source_id not in sources:
         raise _error(path, line, f"unknown source_id '{source_id}' (not in sources.yaml)")
+    scope = get("scope") or "course"
+    if scope not in SCOPES:
+        raise _error(path, line, f"scope '{scope}' not in {SCOPES}")
     try:
         fractions_value = float(get("fractions"))
     except ValueError:
         raise _error(path, line, f"fractions '{get('fractions')}' is not an integer") from None
-    if not fractions_value.is_integer() or fractions_value < 1:
+    if scope == "cumulative":
+        if fractions_value != 0:
+            raise _error(path, line, "a cumulative row has fractions = 0 (it limits a sum)")
+        if get("dose_kind") == "physical":
+            raise _error(path, line, "a cumulative row must be an EQD2 or BED limit")
+    elif not fractions_value.is_integer() or fractions_value < 1:
         raise _error(path, line, f"fractions must be an integer >= 1, got '{get('fractions')}'")
+    fractions_range = _fractions_range(path, line, get("fractions_range"), int(fractions_value),
+                                       scope)
     organ = get("organ")
     if organ not in names:
         if organ in alias_targets:
@@ -545,7 +643,27 @@ def _parse_row(
         notes=get("notes"),
         file=path.name,
         line=line,
+        fractions_range=fractions_range,
+        scope=scope,
+        source_priority=priority,
     )
+
+
+def _fractions_range(path: Path, line: int, text: str, fractions: int, scope: str):
+    if scope == "cumulative":
+        return (0, 0)
+    if not text:
+        regime = regime_of(fractions)
+        if regime is None:
+            raise _error(path, line, f"{fractions} fx is in no regime {REGIMES}: give fractions_range")
+        return regime[1], regime[2]
+    try:
+        low, high = (int(x) for x in text.split("-"))
+    except ValueError:
+        raise _error(path, line, f"fractions_range '{text}' is not 'low-high'") from None
+    if not 1 <= low <= fractions <= high:
+        raise _error(path, line, f"fractions_range '{text}' must contain fractions = {fractions}")
+    return low, high
 
 
 def load_tables(
@@ -647,7 +765,8 @@ def load_tables(
         if skipped_here:
             notes.append(f"{path.name}: {skipped_here} row(s) skipped (source not verified)")
     return ConstraintSet(
-        constraints=tuple(rows),
+        constraints=tuple(c for c in rows if c.scope == "course"),
+        cumulative=tuple(c for c in rows if c.scope == "cumulative"),
         sources=sources,
         alpha_beta=alpha_beta,
         aliases=aliases,
@@ -667,6 +786,205 @@ def _nearest_fraction(target: int, tabulated: tuple[int, ...]) -> int:
     return min(tabulated, key=lambda n: (abs(math.log(n / target)), n))
 
 
+def regime_of(fractions: int) -> tuple[str, int, int] | None:
+    """The regime (name, first n, last n) of :data:`REGIMES` that contains ``fractions``."""
+    for regime in REGIMES:
+        if regime[1] <= fractions <= regime[2]:
+            return regime
+    return None
+
+
+def regime_name(fractions_range: tuple[int, int]) -> str:
+    """``"SBRT (1-5 fx)"`` for a range equal to a regime, else ``"1-8 fx"``."""
+    for name, low, high in REGIMES:
+        if (low, high) == tuple(fractions_range):
+            return f"{name} ({low}-{high} fx)"
+    return f"{fractions_range[0]}-{fractions_range[1]} fx"
+
+
+@dataclass(frozen=True)
+class LimitsAt:
+    """The limits of one organ at one fraction number (:func:`constraints_at`).
+
+    Attributes
+    ----------
+    organ : str
+    fractions : int
+    rows : tuple of Constraint
+        Every applicable row: tabulated at ``fractions``, converted within the regime (marked
+        ``converted within regime``), or, when no source of the organ covers ``fractions``,
+        extrapolated from other regimes (``report`` only, ``extrapolated``). Each carries
+        ``reason``; ``decides`` marks the most conservative row of each metric.
+    no_cited_limit : bool
+        True when no table of the organ was written for ``fractions`` (only advisory rows, or
+        none, remain).
+    note : str
+        ``"no cited limit at 15 fx for Heart"`` and what was left out (rows that cannot be
+        converted, e.g. relative to the prescription).
+    """
+
+    organ: str
+    fractions: int
+    rows: tuple[Constraint, ...]
+    no_cited_limit: bool
+    note: str = ""
+
+    @property
+    def cited(self) -> tuple[Constraint, ...]:
+        """Rows from a table written for this fraction number (tabulated or converted within
+        the regime)."""
+        return tuple(c for c in self.rows if not c.extrapolated)
+
+    @property
+    def mandatory(self) -> tuple[Constraint, ...]:
+        return tuple(c for c in self.rows if c.priority == "mandatory")
+
+
+def _nearest_in(target: int, tabulated) -> list[int]:
+    """The tabulated n nearest ``target`` in log(n); both on an exact tie."""
+    tabulated = sorted(set(tabulated))
+    best = min(abs(math.log(n / target)) for n in tabulated)
+    return [n for n in tabulated if abs(abs(math.log(n / target)) - best) < 1e-12]
+
+
+def constraints_at(
+    organ: str,
+    fractions: int,
+    constraint_set: ConstraintSet,
+    alpha_beta: float | None = None,
+) -> LimitsAt:
+    """Every applicable limit of ``organ`` at ``fractions``, with its status and reason.
+
+    Rules (issue 12):
+
+    * A table applies when its ``fractions_range`` (its regime: SBRT 1-5, moderately
+      hypofractionated 6-15, conventional 16-35 fx) contains ``fractions``. **Every** source
+      with such a table is used, not only the nearest n: per source, the rows tabulated at
+      ``fractions`` as they are, else those of the source's nearest tabulated n inside the
+      regime (both on a tie) converted at equal EQD2 (LQ, the row's or organ's α/β) and marked
+      ``converted within regime``. Priorities are kept.
+    * Sources without a table for ``fractions`` add, for the metrics no covering table has
+      (every metric when nothing covers ``fractions``), the rows of their nearest tabulated n
+      converted across regimes, as advisory only: ``priority``
+      ``report``, ``applicability`` ``extrapolated``, reason "extrapolated outside the
+      source's fractionation range". Never mandatory. When nothing covers ``fractions``,
+      ``no_cited_limit`` is True and ``note`` says "no cited limit at n fx".
+    * Within each metric the most conservative row of the highest priority present is marked
+      ``decides`` and named in its reason; all rows are returned.
+
+    Cumulative rows (``scope`` cumulative) are not per-course limits and are left out
+    (:func:`composite_limits` uses them).
+    """
+    if int(fractions) != fractions or fractions < 1:
+        raise ConstraintTableError(f"fractions must be an integer >= 1, got {fractions}")
+    fractions = int(fractions)
+    rows = constraint_set.course_rows(organ)
+    regime = regime_of(fractions)
+    where = regime_name((regime[1], regime[2])) if regime else f"{fractions} fx (no regime)"
+    if not rows:
+        return LimitsAt(organ, fractions, (), True, f"no cited limit at {fractions} fx for {organ}: "
+                        "no table constrains this organ")
+    default_ab = constraint_set.alpha_beta_for(organ)
+    by_source: dict[str, list[Constraint]] = {}
+    for c in rows:
+        by_source.setdefault(c.source_id, []).append(c)
+    in_regime = {
+        sid: [c for c in group if c.fractions_range[0] <= fractions <= c.fractions_range[1]]
+        for sid, group in by_source.items()
+    }
+    in_regime = {sid: group for sid, group in in_regime.items() if group}
+    cited = bool(in_regime)
+    covered = {c.metric for group in in_regime.values() for c in group}
+    pools = dict(in_regime)
+    for sid, group in by_source.items():
+        if sid in in_regime:
+            continue
+        # a source without a table in this regime: advisory rows for the metrics no cited
+        # table covers (all of them when nothing is cited)
+        rest = [c for c in group if c.metric not in covered]
+        if rest:
+            pools[sid] = rest
+    out: list[Constraint] = []
+    left_out: list[str] = []
+    for sid, group in sorted(pools.items()):
+        in_this_regime = sid in in_regime
+        at_n = [c for c in group if c.fractions == fractions]
+        if at_n and in_this_regime:
+            out += [
+                replace(c, applicability="tabulated",
+                        reason=f"tabulated at {fractions} fx ({c.source_id}, {c.regime})")
+                for c in at_n
+            ]
+            continue
+        for n_src in _nearest_in(fractions, [c.fractions for c in group]):
+            for c in group:
+                if c.fractions != n_src:
+                    continue
+                ab = alpha_beta if alpha_beta is not None else (c.alpha_beta or default_ab)
+                try:
+                    converted = convert_constraint(c, fractions, ab)
+                except ConstraintTableError as exc:
+                    left_out.append(str(exc))
+                    continue
+                if in_this_regime:
+                    out.append(replace(
+                        converted, applicability="converted within regime",
+                        reason=(f"converted from {n_src} fx within the source's regime "
+                                f"{c.regime} (LQ, equal EQD2)"),
+                    ))
+                else:
+                    out.append(replace(
+                        converted, applicability="extrapolated", priority="report",
+                        reason=(f"{EXTRAPOLATED} ({c.source_id}: {c.regime}; converted from "
+                                f"{n_src} fx to {fractions} fx, LQ): advisory only, "
+                                f"source priority {c.priority}"),
+                    ))
+    out = _mark_decisive(out)
+    note = ""
+    if not cited:
+        note = (f"no cited limit at {fractions} fx for {organ}: no table of its sources "
+                f"covers {where}")
+        if out:
+            note += "; advisory extrapolations shown"
+    if left_out:
+        note = "; ".join(x for x in [note, "left out: " + "; ".join(left_out)] if x)
+    return LimitsAt(organ, fractions, tuple(out), not cited, note)
+
+
+def _stricter(a: Constraint, b: Constraint) -> bool:
+    """True when ``a`` is a stricter limit than ``b`` (same metric)."""
+    if a.comparator.startswith(">"):
+        return a.limit > b.limit
+    return a.limit < b.limit
+
+
+_PRIORITY_ORDER = {"mandatory": 0, "optimal": 1, "report": 2}
+
+
+def _mark_decisive(rows: list[Constraint]) -> list[Constraint]:
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(rows):
+        if c.limit_relative_to == "rx":
+            continue
+        groups.setdefault(c.metric, []).append(i)
+    out = list(rows)
+    for metric, idx in groups.items():
+        top = min(_PRIORITY_ORDER.get(rows[i].priority, 3) for i in idx)
+        best = None
+        for i in idx:
+            if _PRIORITY_ORDER.get(rows[i].priority, 3) != top:
+                continue
+            if best is None or _stricter(rows[i], rows[best]):
+                best = i
+        c = rows[best]
+        text = c.reason
+        if len(idx) > 1:
+            text += (f"; the most conservative of {len(idx)} applicable {metric} rows "
+                     f"({c.source_id} {c.limit:g} {c.unit}) decides")
+        out[best] = replace(c, decides=True, reason=text)
+    return out
+
+
 def constraints_for(
     organ: str,
     fractions: int,
@@ -674,6 +992,9 @@ def constraints_for(
     alpha_beta: float | None = None,
 ) -> list[Constraint]:
     """Rows for ``organ`` at ``fractions``, converted from the nearest tabulated n if needed.
+
+    Kept for the evaluator until it moves to :func:`constraints_at` (issue 12), which applies
+    the regime rule; this older lookup uses one nearest tabulated n for every source.
 
     Parameters
     ----------
@@ -721,6 +1042,170 @@ def constraints_for(
         ab = alpha_beta if alpha_beta is not None else (row.alpha_beta or default_ab)
         converted.append(convert_constraint(row, fractions, ab))
     return converted
+
+
+# --------------------------------------------------------------------------- composite
+
+#: Lung low-dose-bath metrics: a volume queried at or below this physical dose (Gy) is judged
+#: on the physical plan sum, never converted through LQ (issue 12).
+LOW_DOSE_BATH_GY = 5.0
+LUNG_ORGANS = ("Lungs", "Lungs-GTV", "Lungs-ITV", "Lung_L", "Lung_R")
+
+
+@dataclass(frozen=True)
+class CompositeLimit:
+    """A limit on the sum of courses, the same whatever regimens are chosen.
+
+    Attributes
+    ----------
+    row : Constraint
+        The decisive row as applied: an EQD2 limit (``dose_kind`` EQD2, metric and limit in
+        EQD2 at ``alpha_beta``) or, for a low-dose-bath metric, the physical row unchanged.
+    kind : {"EQD2", "physical"}
+        Which dose sum it is judged on.
+    alpha_beta : float or None
+        α/β of the EQD2 sum (``None`` for a physical sum).
+    priority : str
+    reason : str
+        Which source decides, how it was expressed in EQD2, and how many rows were compared.
+    candidates : int
+        Rows of the organ compared for this metric.
+    """
+
+    row: Constraint
+    kind: str
+    alpha_beta: float | None
+    priority: str
+    reason: str
+    candidates: int = 1
+
+
+def _metric_family(c: Constraint) -> str:
+    """Rows compared with each other in the composite: the same source metric (``V20Gy[%]``,
+    ``D0.035cc[Gy]``, ``Mean``, ``Max``); spared-volume rows by their volume (``CV >= 1000
+    cc``), since their dose thresholds differ by source and fraction number."""
+    m = c.parsed_metric
+    if m.kind == "CV":
+        return f"CV[{m.out_unit}] {c.comparator} {c.limit:g}"
+    if m.kind in ("Mean", "Max", "Min"):
+        return m.kind
+    return str(m)
+
+
+def composite_limits(organ: str, constraint_set: ConstraintSet) -> list[CompositeLimit]:
+    """Fixed cumulative limits of ``organ`` for the composite (independent of the choice).
+
+    * Where a source gives cumulative EQD2/BED limits for the organ (``scope`` cumulative,
+      e.g. HyTEC's thecal-sac Dmax EQD2 <= 70 Gy at α/β 2), they are the organ's composite
+      limits.
+    * Every other per-course row of the organ is expressed in EQD2 at its own fraction number
+      and its α/β (LQ, :func:`convert_constraint` semantics; a single-course tolerance
+      re-expressed in EQD2, not a validated cumulative limit). Rows are grouped by metric
+      family (D at the same volume, Max, Mean, V or CV by volume unit); within a group the
+      highest priority present wins and, among those, the most conservative EQD2 limit decides,
+      naming its source.
+    * Lung low-dose-bath rows (V at <= 5 Gy) stay physical: judged on the physical dose sum,
+      never LQ-converted; priority ``optimal`` (single-course bath limits, not validated for a
+      multi-course sum). Lung Mean and V20 are mandatory when any source makes them so.
+    """
+    rows = [c for c in constraint_set.constraints + constraint_set.cumulative if c.organ == organ]
+    default_ab = constraint_set.alpha_beta_for(organ)
+    groups: dict[str, list[tuple[Constraint, Constraint, str]]] = {}
+    for c in rows:
+        if c.limit_relative_to == "rx":
+            continue
+        m = c.parsed_metric
+        if c.scope == "cumulative":
+            groups.setdefault("cumulative " + str(m), []).append((c, c, "cumulative"))
+            continue
+        if organ in LUNG_ORGANS and m.kind in ("V", "CV") and m.query_unit == "Gy" and (
+            m.value <= LOW_DOSE_BATH_GY
+        ) and c.dose_kind == "physical":
+            key = f"bath {m}"
+            groups.setdefault(key, []).append((c, c, "physical"))
+            continue
+        ab = c.alpha_beta or default_ab
+        if ab is None:
+            continue
+        if c.dose_kind == "physical":
+            applied = _to_eqd2(c, ab)
+        else:
+            applied = c
+        groups.setdefault(_metric_family(c), []).append((c, applied, "EQD2"))
+    out: list[CompositeLimit] = []
+    if any(k.startswith("cumulative ") for k in groups):
+        # a source gives cumulative limits for this organ: they are its composite limits (the
+        # single-course rows are not re-expressed); low-dose-bath rows stay as they are
+        groups = {k: v for k, v in groups.items() if k.startswith(("cumulative ", "bath "))}
+    for key, items in sorted(groups.items()):
+        top = min(_PRIORITY_ORDER.get(src.priority, 3) for src, _, _ in items)
+        best = None
+        for it in items:
+            if _PRIORITY_ORDER.get(it[0].priority, 3) != top:
+                continue
+            if best is None or _stricter_applied(it[1], best[1]):
+                best = it
+        src, applied, kind = best
+        priority = src.priority
+        if kind == "physical":
+            priority = "optimal" if priority == "mandatory" else priority
+            reason = (f"{src.source_id} {src.metric} {src.comparator} {src.limit:g} {src.unit} "
+                      f"({src.fractions} fx) judged on the PHYSICAL dose sum (low-dose bath, "
+                      "never LQ-converted); a single-course limit applied to the plan sum: "
+                      "optimal, not mandatory")
+        elif kind == "cumulative":
+            reason = (f"{src.source_id}: cumulative limit {src.metric} {src.comparator} "
+                      f"{src.limit:g} Gy {src.dose_kind} at α/β {src.alpha_beta:g} Gy")
+        else:
+            reason = (f"{src.source_id} {src.metric} {src.comparator} {src.limit:g} {src.unit} in "
+                      f"{src.fractions} fx, re-expressed in EQD2 at α/β {applied.alpha_beta:g} Gy: "
+                      f"a single-course tolerance, not a validated cumulative limit")
+        if len(items) > 1:
+            reason += (f"; the most conservative {priority} row of the {len(items)} rows of this metric "
+                       f"({', '.join(sorted({it[0].source_id + ' ' + str(it[0].fractions) + ' fx' for it in items}))})")
+        out.append(CompositeLimit(
+            row=applied,
+            kind="physical" if kind == "physical" else "EQD2",
+            alpha_beta=None if kind == "physical" else (applied.alpha_beta or default_ab),
+            priority=priority,
+            reason=reason,
+            candidates=len(items),
+        ))
+    return out
+
+
+def _stricter_applied(a: Constraint, b: Constraint) -> bool:
+    ma, mb = a.parsed_metric, b.parsed_metric
+    if ma.kind in ("V", "CV") and mb.kind == ma.kind and ma.value != mb.value:
+        # V_t <= x is stricter at a lower threshold t with the same or lower x; compare the
+        # thresholds first (lower dose threshold = stricter for V, higher for CV)
+        if ma.kind == "V":
+            return (ma.value, a.limit) < (mb.value, b.limit)
+        return (-ma.value, -a.limit) < (-mb.value, -b.limit)
+    return _stricter(a, b)
+
+
+def _to_eqd2(c: Constraint, alpha_beta: float) -> Constraint:
+    """A physical row at its own n expressed as an EQD2 limit (LQ, α/β of the organ)."""
+    model = Model("LQ", float(alpha_beta))
+    m = c.parsed_metric
+    n = c.fractions
+    if m.returns_dose:
+        scale = 0.01 if m.out_unit == "cGy" else 1.0
+        limit = eqd2(c.limit * scale, n, model) / scale
+        goal = eqd2(c.goal * scale, n, model) / scale if c.goal is not None else None
+        return replace(c, limit=limit, goal=goal, dose_kind="EQD2", alpha_beta=float(alpha_beta),
+                       converted_from_fractions=n,
+                       conversion_note=(f"EQD2 of {c.limit:g} {c.unit} in {n} fx at α/β "
+                                        f"{alpha_beta:g} Gy (LQ)"))
+    scale = 0.01 if m.query_unit == "cGy" else 1.0
+    exact = eqd2(m.value * scale, n, model) / scale
+    threshold = conservative_threshold(exact, m.kind, c.comparator, m.query_unit)
+    metric = Metric(m.kind, threshold, m.query_unit, m.out_unit)
+    return replace(c, metric=str(metric), parsed_metric=metric, dose_kind="EQD2",
+                   alpha_beta=float(alpha_beta), converted_from_fractions=n,
+                   conversion_note=(f"dose threshold {m.value:g} {m.query_unit} in {n} fx = EQD2 "
+                                    f"{exact:.4f}, rounded to {threshold:g} (stricter side)"))
 
 
 def conservative_threshold(value: float, kind: str, comparator: str, unit: str = "Gy") -> float:

@@ -304,3 +304,28 @@ def match_structures(
         overridden=tuple(overridden),
         missing=tuple(o for o in needed if o not in mapped),
     )
+
+
+#: Prefixes of helper/planning structures (optimisation rings, "z" helpers, targets). Matched
+#: as whole words only: the prefix must be followed by the end of the name, a separator
+#: (space, ``_``, ``-``, ``.``, ``^``, ``~``) or a digit, so "OPTIC STRUCTURES", "Zygoma" or
+#: "Ringer" are not helpers (issue 12).
+HELPER_PREFIXES = ("PTV", "GTV", "CTV", "ITV", "iGTV", "IGTV", "z", "opt", "ring", "help", "helper")
+_HELPER_RE = re.compile(
+    r"^\s*(?:" + "|".join(HELPER_PREFIXES) + r")(?=$|[\s_\-.^~0-9])", re.IGNORECASE
+)
+
+
+def is_helper_name(name: str) -> bool:
+    """True for a target or helper structure name by a whole-word prefix (``z_Ring``,
+    ``opt PTV``, ``PTV_60``, ``Ring 2``); False for ``OPTIC STRUCTURES``, ``Zygoma``."""
+    return bool(_HELPER_RE.match(name))
+
+
+def unmatched_report(names) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split unmatched structure names into (listed as unmatched, recognised helpers/targets).
+
+    Both lists are meant to be shown: nothing is hidden, helpers are only labelled."""
+    names = tuple(names)
+    helpers = tuple(n for n in names if is_helper_name(n))
+    return tuple(n for n in names if n not in helpers), helpers

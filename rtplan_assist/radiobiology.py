@@ -244,6 +244,33 @@ class Model:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise RadiobiologyError(f"{name} must be finite and > 0, got {value}")
+        if self.name == "USC":
+            self._check_usc_fit()
+
+    def _check_usc_fit(self) -> None:
+        """USC takes α/β from its own cell-survival fit (D_T and the final slope come from the
+        same α, D0, Dq): a different α/β is refused, never mixed with the fit's D_T (clinical
+        audit (c) 3). α/β within 0.01 Gy of the fit's (a rounded entry such as 8.6) is
+        replaced by the fit's exact value."""
+        fit_ab = None
+        if None not in (self.alpha_per_gy, self.d0_gy, self.dq_gy):
+            beta = (1.0 - self.alpha_per_gy * self.d0_gy) ** 2 / (4.0 * self.d0_gy * self.dq_gy)
+            fit_ab = self.alpha_per_gy / beta
+        else:
+            for p in self.provenance:
+                if p.name == "alpha_beta":
+                    fit_ab = float(p.value)
+        if fit_ab is None:
+            return
+        if abs(self.alpha_beta_gy - fit_ab) > 0.01:
+            source = next((p.source for p in self.provenance if p.name == "alpha_beta"), "the fit")
+            raise RadiobiologyError(
+                f"USC uses the α/β of its own survival fit ({fit_ab:.2f} Gy, {source}); "
+                f"α/β = {self.alpha_beta_gy:g} Gy would mix the fit's transition dose "
+                f"D_T = {self.transition_dose_gy:.3g} Gy with another α/β: give "
+                f"--alpha-beta {fit_ab:.2f}, or a transition dose of your own"
+            )
+        object.__setattr__(self, "alpha_beta_gy", fit_ab)
 
     @classmethod
     def usc_from_survival_fit(

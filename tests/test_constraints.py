@@ -194,7 +194,7 @@ def test_alpha_beta_defaults(shipped):
 # ----------------------------------------------------------------------------- loader errors
 
 HEADER = ",".join(TABLE_COLUMNS)
-GOOD = "tg101_2010,T,3,SpinalCord,cord,D0.35cc[Gy],<=,18,,Gy,,physical,,mandatory,,,I,test,"
+GOOD = "tg101_2010,T,3,SpinalCord,cord,D0.35cc[Gy],<=,18,,Gy,,physical,,mandatory,,,I,test,,,"
 
 
 def _write(tmp_path: Path, *rows: str, header: str = HEADER, name: str = "user_3fx.csv") -> Path:
