@@ -45,8 +45,8 @@ def register(sub) -> None:
     p.add_argument("--structure", action="append", default=[], metavar="NAME",
                    help="only this structure (repeatable; exact ROI name)")
     p.add_argument("--metric", action="append", default=[], metavar="M",
-                   help=f"TG-263 metric, e.g. 'D95%%[Gy]', 'V20Gy[%%]' (repeatable; "
-                   f"default {', '.join(DEFAULT_METRICS)})")
+                   help="TG-263 metric, e.g. 'D95%%[Gy]', 'V20Gy[%%]' (repeatable; "
+                   f"default {', '.join(DEFAULT_METRICS).replace('%', '%%')})")
     p.add_argument("--dose", metavar="FILE|UID|all",
                    help="which RTDOSE when the folder holds several ('all' for every one)")
     p.add_argument("--patient", metavar="KEY|ID",
@@ -190,6 +190,15 @@ def _cmd_dvh(args) -> int:
     case = load_case(paths[0] if len(paths) == 1 else paths, patient_id=args.patient)
     doc = dvh_report(case, structures=args.structure, metrics=args.metric, dose=args.dose,
                      prescription=args.prescription, outside=args.outside, step=args.dvh_step)
+    if not doc["structures"]:
+        # nothing computed is a failed request, not an empty success (exit 2, issue 11); an
+        # error is one line, so the warnings that explain it go into it
+        why = "; ".join(doc["warnings"][:4]) + (" ..." if len(doc["warnings"]) > 4 else "")
+        raise RtplanAssistError(
+            "no DVH computed: no structure with closed contours"
+            + (" among those selected" if args.structure else " in the case")
+            + (f" ({why})" if why else "")
+        )
     if args.format == "json":
         _emit(json.dumps(doc, indent=1) + "\n", args.out)
     else:

@@ -147,7 +147,7 @@ def build_evaluator(args):
     from .constraints import load_tables
     from .dicom import load_case
     from .evaluation import CaseEvaluator
-    from .names import load_mapping_file, parse_map_argument
+    from .names import check_mapping_file, load_mapping_file, parse_map_argument
     from .regimens import DEFAULT_CATALOGUE, load_regimen_file
 
     if args.demo == bool(args.path):
@@ -162,7 +162,11 @@ def build_evaluator(args):
     tables = load_tables(args.tables, folder=args.tables_folder)
     overrides: dict[str, str] = {}
     if args.map_file:
-        overrides.update(load_mapping_file(args.map_file))
+        lines: dict[str, int] = {}
+        from_file = load_mapping_file(args.map_file, lines=lines)
+        check_mapping_file(args.map_file, from_file, lines, [s.name for s in case.structures],
+                           tables)
+        overrides.update(from_file)
     for item in args.map:
         name, target = parse_map_argument(item)
         overrides[name] = target

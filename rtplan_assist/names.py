@@ -29,6 +29,7 @@ from .errors import ConstraintTableError, EvaluationError
 __all__ = [
     "Ambiguity",
     "NameMatch",
+    "check_mapping_file",
     "load_mapping_file",
     "match_structures",
     "normalise_name",
@@ -133,8 +134,11 @@ def folder_mapping(folder: str | Path | None) -> tuple[dict[str, str], str | Non
     return load_mapping_file(path), str(path)
 
 
-def load_mapping_file(path: str | Path) -> dict[str, str]:
+def load_mapping_file(path: str | Path, *, lines: dict[str, int] | None = None) -> dict[str, str]:
     """Read a mapping CSV with columns ``structure,tg263`` (header required).
+
+    ``lines``, when given, receives the line number of each structure's entry (for
+    :func:`check_mapping_file`).
 
     Returns
     -------
@@ -170,7 +174,37 @@ def load_mapping_file(path: str | Path) -> dict[str, str]:
                     f"{path.name}:{line}: '{name}' mapped twice ({mapping[name]}, {target})"
                 )
             mapping[name] = target
+            if lines is not None:
+                lines[name] = line
     return mapping
+
+
+def check_mapping_file(path: str | Path, mapping: Mapping[str, str], lines: Mapping[str, int],
+                       structure_names: Iterable[str],
+                       tables: ConstraintSet | None = None) -> None:
+    """Refuse a mapping-file entry that names no structure of the case or no known TG-263 name,
+    as ``file:line: message`` (:func:`match_structures` can only say ``--map``).
+
+    Raises
+    ------
+    EvaluationError
+    """
+    path = Path(path)
+    names = set(structure_names)
+    if tables is not None and tables.tg263_names:
+        known = list(tables.tg263_names) + list(tables.organs())
+    else:
+        known = list(load_tg263_names()[0]) + (list(tables.organs()) if tables else [])
+    known_cf = {k.casefold() for k in known}
+    for name, target in mapping.items():
+        where = f"{path.name}:{lines.get(name, '?')}"
+        if name not in names:
+            raise EvaluationError(
+                f"{where}: no structure '{name}' in the case (have "
+                f"{', '.join(sorted(names)) or 'none'})"
+            )
+        if target.casefold() not in known_cf:
+            raise EvaluationError(f"{where}: '{target}' is not a known TG-263 name")
 
 
 def _alias_pairs(aliases) -> list[tuple[str, str, str]]:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pydicom
 import pytest
 
 from rtplan_assist.cli import main
@@ -89,6 +90,48 @@ def test_bad_input_is_one_line_and_exit_2(cube_pair, capsys, argv, needle):
     assert code == 2
     assert needle in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _subcommands():
+    from rtplan_assist.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", [None] + _subcommands())
+def test_every_subcommand_help_runs(command, capsys):
+    # 'dvh -h' once ended in a traceback: an unescaped % in its help text (issue 11)
+    argv = ["-h"] if command is None else [command, "-h"]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out = capsys.readouterr()
+    assert done.value.code == 0, out.err
+    assert out.out.startswith("usage: rtplan-assist") and "Traceback" not in out.err
+    if command == "dvh":
+        assert "D98%[Gy]" in out.out
+
+
+def test_dvh_with_nothing_computed_exits_2(tmp_path, capsys):
+    rs = write_struct(tmp_path / "rs.dcm", [(1, "Empty", "ORGAN", None)])
+    rd = write_dose(tmp_path / "rd.dcm", np.ones((3, 4, 4), dtype=np.uint32),
+                    pixel_spacing=(2.5, 2.5))
+    code, out, err = run(["dvh", str(rs), str(rd)], capsys)
+    assert code == 2 and out == ""
+    assert "no DVH computed" in err and "Empty: no closed contours" in err
+    assert "Traceback" not in err
+
+
+def test_dose_without_frame_of_reference_is_loaded_with_a_warning(cube_pair, capsys):
+    rs, rd = cube_pair
+    ds = pydicom.dcmread(rd)
+    del ds.FrameOfReferenceUID
+    ds.save_as(rd)
+    code, out, err = run(["dvh", str(rs), str(rd)], capsys)
+    assert code == 0, err
+    assert json.loads(out)["structures"][0]["name"] == "Cube"
+    assert "RTDOSE has no FrameOfReferenceUID" in err
 
 
 def test_several_doses_need_a_choice(cube_pair, tmp_path, capsys):

@@ -203,6 +203,12 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
                 f"{index.name(f.path)}: RTDOSE has no dose grid (DVH only); not loaded."
             )
         else:
+            if not f.frame_of_reference_uid:
+                warnings.append(
+                    f"{index.name(f.path)}: RTDOSE has no FrameOfReferenceUID; assumed to be in "
+                    "the frame of reference of the structure set. Check that they belong "
+                    "together (same patient position and coordinates)."
+                )
             doses_used.append(f)
     referenced_plans = {uid for f in doses_used if (uid := _dose_plan_uid(f)) is not None}
 
