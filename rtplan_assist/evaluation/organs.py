@@ -1,0 +1,166 @@
+"""Organs of a case: which structure stands for which constrained TG-263 organ, the rows of an
+organ at a fraction number, and the α/β of its composite.
+
+Plain functions of the case, the constraint tables and the name match; the session
+(:mod:`rtplan_assist.evaluation.session`) caches what they return.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..constraints import (
+    Constraint,
+    ConstraintSet,
+    _nearest_fraction,
+    constraints_for,
+    convert_constraint,
+)
+from ..errors import ConstraintTableError
+from ..model import Case, Structure
+from ..names import NameMatch, folder_mapping, match_structures
+from .records import Lesion
+
+
+def map_organs(
+    case: Case,
+    tables: ConstraintSet,
+    overrides: dict[str, str] | None,
+    warnings: list[str],
+) -> tuple[NameMatch, dict[str, Structure]]:
+    """Match the case's structure names to the organs the tables constrain.
+
+    Parameters
+    ----------
+    case : Case
+    tables : ConstraintSet
+    overrides : dict of str to str or None
+        Case structure name → TG-263 name (``--map``); they take precedence over a mapping file
+        in the case folder (:func:`rtplan_assist.names.folder_mapping`).
+    warnings : list of str
+        Receives a line naming the folder's mapping file when there is one.
+
+    Returns
+    -------
+    name_match : NameMatch
+    oar_structures : dict of str to Structure
+        TG-263 organ → the non-empty case structure matched to it.
+    """
+    organs = tables.organs()
+    folder_map, map_file = folder_mapping(case.folder)
+    if folder_map:
+        warnings.append(
+            f"structure mapping from {Path(map_file).name}: "
+            + ", ".join(f"{k} → {v}" for k, v in folder_map.items())
+            + (" (command-line mappings take precedence)" if overrides else "")
+        )
+    merged = {**folder_map, **(overrides or {})}
+    name_match = match_structures([s.name for s in case.structures], organs, tables, merged or None)
+    by_name = {s.name: s for s in case.structures}
+    oar_structures: dict[str, Structure] = {}
+    for name, organ in name_match.matched.items():
+        if organ in organs and not by_name[name].is_empty:
+            oar_structures[organ] = by_name[name]
+    return name_match, oar_structures
+
+
+def name_warnings(
+    name_match: NameMatch,
+    lesions: list[Lesion],
+    oar_structures: dict[str, Structure],
+    organs: tuple[str, ...],
+) -> list[str]:
+    """Warnings about ambiguous names, unmatched structures and constrained organs the case
+    lacks (targets, GTVs and helper structures are not reported as unmatched)."""
+    out = []
+    targets = {lesion.target.name for lesion in lesions}
+    targets |= {lesion.gtv.name for lesion in lesions if lesion.gtv}
+    for amb in name_match.ambiguous:
+        out.append(f"ambiguous structure name: {amb.describe()}")
+    unmatched = [
+        n
+        for n in name_match.unmatched
+        if n not in targets
+        and not re.match(r"^\s*(PTV|GTV|CTV|ITV|iGTV|z|opt|ring|help)", n, re.IGNORECASE)
+    ]
+    if unmatched:
+        out.append(
+            "structures without a TG-263 name, not evaluated against constraints (map them "
+            f"with --map NAME=TG263): {', '.join(unmatched)}"
+        )
+    missing = [o for o in organs if o not in oar_structures]
+    if missing:
+        out.append(
+            f"{len(missing)} organ(s) that the constraint tables constrain have no structure "
+            f"in the case; their rows are 'not evaluable': {', '.join(missing)}"
+        )
+    return out
+
+
+def missing_reason(name_match: NameMatch, organ: str) -> str:
+    """Why an organ the tables constrain has no structure: an ambiguous name, or none maps."""
+    for amb in name_match.ambiguous:
+        if amb.key == organ or organ in amb.candidates:
+            return f"not evaluated: {amb.describe()}"
+    return (
+        f"no structure of the case maps to TG-263 '{organ}'; if one exists under another "
+        f"name, map it with --map NAME={organ}"
+    )
+
+
+def composite_alpha_beta(tables: ConstraintSet, organ: str) -> float | None:
+    """The organ's α/β (Gy) for its composite: ``alpha_beta.csv``, else the one value its
+    rows state, else None."""
+    ab = tables.alpha_beta_for(organ)
+    if ab is None:
+        stated = {c.alpha_beta for c in tables.constraints if c.organ == organ}
+        stated.discard(None)
+        ab = stated.pop() if len(stated) == 1 else None
+    return ab
+
+
+def constraints_at(
+    tables: ConstraintSet, organ: str, fractions: int
+) -> tuple[list[Constraint], str]:
+    """Rows of an organ at a fraction number, and a note when something was left out.
+
+    :func:`rtplan_assist.constraints.constraints_for` gives the rows tabulated at
+    ``fractions`` or converted from the nearest tabulated fraction number. When none of
+    those rows is mandatory but the organ has mandatory rows at another fraction number
+    (e.g. the cord at 15 fx: the nearest table, QUANTEC at 30 fx, is report-only), the
+    mandatory rows of the nearest fraction number that has them are converted too and
+    added (marked ``converted from n=…``): a fractionation outside the tables must not
+    leave an organ without a mandatory limit.
+    """
+    note = ""
+    rows_all = [c for c in tables.constraints if c.organ == organ]
+    ab = tables.alpha_beta_for(organ)
+
+    def convert_from(n_src: int, only_mandatory: bool) -> tuple[list[Constraint], list[str]]:
+        out, refused = [], []
+        for c in rows_all:
+            if c.fractions != n_src or (only_mandatory and c.priority != "mandatory"):
+                continue
+            try:
+                out.append(convert_constraint(c, fractions, c.alpha_beta or ab))
+            except ConstraintTableError as exc:
+                refused.append(str(exc))
+        return out, refused
+
+    try:
+        rows = constraints_for(organ, fractions, tables)
+    except ConstraintTableError:
+        # a row relative to the prescription cannot be converted: convert the others
+        tabulated = tuple(sorted({c.fractions for c in rows_all}))
+        rows, refused = convert_from(_nearest_fraction(fractions, tabulated), False)
+        note = "; ".join(refused)
+    if rows_all and not any(c.priority == "mandatory" for c in rows):
+        with_mandatory = tuple(sorted({c.fractions for c in rows_all if c.priority == "mandatory"}))
+        if with_mandatory:
+            n_src = _nearest_fraction(fractions, with_mandatory)
+            extra, refused = convert_from(n_src, True)
+            rows = list(rows) + extra
+            if refused:
+                note = "; ".join(x for x in [note] + refused if x)
+    return list(rows), note

@@ -1,0 +1,316 @@
+"""Output of an :class:`~rtplan_assist.evaluation.records.EvaluationResult`: a JSON-safe
+dict, tidy rows, a terminal text and a self-contained HTML page.
+
+Every number comes from the result; nothing here computes a dose.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..regimens import ABLATIVE_BED10_GY, Regimen
+from .records import NEGATION, EvaluationResult, Lesion, ResultRow, excess
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating,)):
+        return _clean(float(value))
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, Regimen):
+        return value.label
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _lesion_dict(lesion: Lesion) -> dict:
+    return {
+        "lesion_id": lesion.lesion_id,
+        "label": lesion.label,
+        "site": lesion.site,
+        "target": lesion.target.name,
+        "gtv": lesion.gtv.name if lesion.gtv else None,
+        "planned": lesion.planned.label,
+        "planned_fractions": lesion.planned.fractions,
+        "planned_total_dose_gy": lesion.planned.total_dose_gy,
+        "planned_bed10_gy": lesion.planned.bed10_gy(),
+        "plan_file": Path(lesion.plan.path).name,
+        "dose_file": Path(lesion.dose.path).name,
+        "dose_scale_note": lesion.dose_scale_note,
+    }
+
+
+def result_to_dict(result: EvaluationResult) -> dict:
+    """JSON-safe dict (NaN → ``None``, regimens as labels) of an :class:`EvaluationResult`."""
+    rec = result.recommendation
+    return _clean(
+        {
+            "patient_id": result.patient_id,
+            "folder": result.folder,
+            "verdict": result.verdict(),
+            "lesions": [_lesion_dict(lesion) for lesion in result.lesions],
+            "choice": result.choice,
+            "recommendation": {
+                "choice": rec.choice,
+                "binding": rec.binding,
+                "binding_rows": {k: asdict(v) for k, v in rec.binding_rows.items()},
+                "deescalated": rec.deescalated,
+                "composite_status": rec.composite_status,
+                "explanation": rec.explanation,
+                "feasible": rec.feasible,
+            },
+            "regimens": {
+                lesion.lesion_id: [
+                    {
+                        "regimen": label,
+                        "bed10_gy": reg.bed10_gy(),
+                        "eqd2_10_gy": reg.eqd2_10_gy(),
+                        "ablative": reg.bed10_gy() >= ABLATIVE_BED10_GY - 1e-9,
+                        "mandatory_failures": sum(
+                            1
+                            for r in result.rows
+                            if r.lesion_id == lesion.lesion_id
+                            and r.regimen == label
+                            and r.priority == "mandatory"
+                            and r.status == "fail"
+                        ),
+                    }
+                    for reg in sorted(
+                        {
+                            _parse_label(r.regimen)
+                            for r in result.rows
+                            if r.lesion_id == lesion.lesion_id
+                        }
+                    )
+                    for label in [reg.label]
+                ]
+                for lesion in result.lesions
+            },
+            "rows": [asdict(r) for r in result.rows],
+            "composite_rows": [asdict(r) for r in result.composite_rows],
+            "warnings": result.warnings,
+            "caveats": result.caveats,
+            "provenance": result.provenance,
+        }
+    )
+
+
+def _parse_label(label: str) -> Regimen:
+    from ..regimens import parse_regimen
+
+    return parse_regimen(label)
+
+
+def result_rows_tidy(result: EvaluationResult) -> list[dict]:
+    """Tidy rows (:data:`TIDY_COLUMNS`): every lesion row, then every composite row."""
+    return [
+        {k: _clean(v) for k, v in asdict(r).items()} for r in result.rows + result.composite_rows
+    ]
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _regimen_summary(result: EvaluationResult) -> list[dict]:
+    out = []
+    for lesion in result.lesions:
+        lid = lesion.lesion_id
+        labels = sorted(
+            {_parse_label(r.regimen) for r in result.rows if r.lesion_id == lid},
+            key=lambda g: -g.bed10_gy(),
+        )
+        for reg in labels:
+            rows = [r for r in result.rows if r.lesion_id == lid and r.regimen == reg.label]
+            fails = [r for r in rows if r.priority == "mandatory" and r.status == "fail"]
+            ne = [r for r in rows if r.status == "not evaluable" and r.structure]
+            ptv = {r.metric: r for r in rows if r.role == "target" and r.kind == "physical"}
+            gtv = next((r for r in rows if r.role == "target" and r.metric == "Mean[Gy]"), None)
+            out.append(
+                {
+                    "lesion": lid,
+                    "regimen": reg.label,
+                    "bed10": reg.bed10_gy(),
+                    "eqd2": reg.eqd2_10_gy(),
+                    "ablative": reg.bed10_gy() >= ABLATIVE_BED10_GY - 1e-9,
+                    "d95": ptv.get("D95%[Gy]").value if "D95%[Gy]" in ptv else math.nan,
+                    "gtv_bed": gtv.value if gtv else math.nan,
+                    "fails": fails,
+                    "not_evaluable": ne,
+                    "chosen": result.choice.get(lid) == reg,
+                    "planned": lesion.planned == reg,
+                }
+            )
+    return out
+
+
+def result_to_text(result: EvaluationResult) -> str:
+    """A readable terminal summary: lesions × regimens, composite, recommendation."""
+    lines = [
+        f"Patient {result.patient_id}  "
+        + (result.folder if result.folder.startswith("(") else f"({result.folder})"),
+        f"Verdict for the shown choice: {result.verdict().upper()}",
+        "",
+    ]
+    for lesion in result.lesions:
+        lines.append(
+            f"{lesion.lesion_id}  {lesion.label}  site {lesion.site}  target {lesion.target.name}"
+            f"  planned {lesion.planned.label}"
+        )
+    lines.append("")
+    header = f"{'':2}{'lesion':6} {'regimen':10} {'BED10':>7} {'EQD2':>7} {'D95%':>7} {'GTV BED10':>9}  OARs (mandatory)"
+    lines += [header, "-" * len(header)]
+    for s in _regimen_summary(result):
+        mark = "*" if s["chosen"] else (" " if not s["planned"] else "p")
+        if s["fails"]:
+            worst = max(s["fails"], key=excess)
+            oars = (
+                f"FAIL {len(s['fails'])}: {worst.structure} {worst.metric} {_fmt(worst.value)} "
+                f"{NEGATION[worst.comparator]} {_fmt(worst.limit)}"
+            )
+        else:
+            oars = "pass"
+        lines.append(
+            f"{mark:2}{s['lesion']:6} {s['regimen']:10} {s['bed10']:7.1f} {s['eqd2']:7.1f} "
+            f"{_fmt(s['d95']):>7} {_fmt(s['gtv_bed'], 1):>9}  {oars}"
+            + ("" if s["ablative"] else "  (BED10 < 100)")
+        )
+    lines += [
+        "",
+        "* recommended/chosen, p planned",
+        "",
+        "Composite (sum of voxel EQD2, each lesion its own n):",
+    ]
+    for r in result.composite_rows:
+        if not r.structure or r.priority not in ("mandatory",) and r.status not in ("fail",):
+            continue
+        lines.append(
+            f"  {r.status:13} {r.structure:14} {r.metric:16} {_fmt(r.value):>8} {r.comparator:2} "
+            f"{_fmt(r.limit):>8} {r.unit}  α/β {r.alpha_beta_gy:g}  [{r.source}, n={r.converted_from_fractions}]"
+        )
+    rec = result.recommendation
+    lines += ["", "Recommendation:"]
+    lines += [f"  {lid}: {reg.label}" for lid, reg in rec.choice.items()]
+    lines += [f"  - {text}" for text in rec.explanation]
+    if result.warnings:
+        lines += ["", "Warnings:"] + [f"  - {w}" for w in result.warnings]
+    lines += ["", "Caveats:"] + [f"  - {c}" for c in result.caveats]
+    return "\n".join(lines) + "\n"
+
+
+_STATUS_COLOUR = {
+    "pass": "#d8f3dc",
+    "goal missed": "#fff3bf",
+    "fail": "#ffc9c9",
+    "not evaluable": "#e9ecef",
+    "info": "#e7f5ff",
+}
+
+
+def result_to_html(result: EvaluationResult) -> str:
+    """A self-contained HTML page (no scripts, no external files) of the result."""
+    e = html.escape
+
+    def table(rows: list[ResultRow]) -> str:
+        cols = (
+            "lesion_id",
+            "regimen",
+            "structure",
+            "organ",
+            "metric",
+            "value",
+            "unit",
+            "kind",
+            "model",
+            "alpha_beta_gy",
+            "comparator",
+            "limit",
+            "goal",
+            "status",
+            "priority",
+            "source",
+            "reason",
+        )
+        out = [
+            "<table><thead><tr>"
+            + "".join(f"<th>{e(c)}</th>" for c in cols)
+            + "</tr></thead><tbody>"
+        ]
+        for r in rows:
+            d = asdict(r)
+            colour = _STATUS_COLOUR.get(r.status, "#fff")
+            out.append(
+                f'<tr style="background:{colour}">'
+                + "".join(
+                    f"<td>{e(_fmt(d[c]) if isinstance(d[c], float) or d[c] is None else str(d[c]))}</td>"
+                    for c in cols
+                )
+                + "</tr>"
+            )
+        out.append("</tbody></table>")
+        return "\n".join(out)
+
+    rec = result.recommendation
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>rtplan-assist evaluation {e(result.patient_id)}</title>",
+        (
+            "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
+            "font-size:12px}td,th{border:1px solid #ccc;padding:2px 5px;vertical-align:top}"
+            "th{background:#f1f3f5}h2{margin-top:1.5em}</style></head><body>"
+        ),
+        f"<h1>Evaluation of patient {e(result.patient_id)}</h1>",
+        (
+            f"<p>Folder: {e(result.folder)}<br>Verdict for the shown choice: "
+            f"<b>{e(result.verdict())}</b></p>"
+        ),
+        "<h2>Recommendation</h2><ul>",
+    ]
+    parts += [f"<li><b>{e(lid)}</b>: {e(reg.label)}</li>" for lid, reg in rec.choice.items()]
+    parts.append("</ul><ul>")
+    parts += [f"<li>{e(t)}</li>" for t in rec.explanation]
+    parts.append(
+        "</ul><h2>Lesions × regimens</h2><table><thead><tr><th>lesion</th>"
+        "<th>regimen</th><th>BED10 (Gy)</th><th>EQD2 (Gy)</th><th>PTV D95% (Gy)</th>"
+        "<th>GTV mean BED10 (Gy)</th><th>mandatory OAR</th></tr></thead><tbody>"
+    )
+    for s in _regimen_summary(result):
+        fails = "; ".join(
+            f"{r.structure} {r.metric} {_fmt(r.value)} > {_fmt(r.limit)}" for r in s["fails"]
+        )
+        colour = _STATUS_COLOUR["fail" if s["fails"] else "pass"]
+        chosen = " (chosen)" if s["chosen"] else ""
+        parts.append(
+            f"<tr style='background:{colour}'><td>{e(s['lesion'])}</td><td>{e(s['regimen'])}{chosen}</td>"
+            f"<td>{s['bed10']:.1f}</td><td>{s['eqd2']:.1f}</td><td>{_fmt(s['d95'])}</td>"
+            f"<td>{_fmt(s['gtv_bed'], 1)}</td><td>{e(fails or 'pass')}</td></tr>"
+        )
+    parts.append("</tbody></table>")
+    parts.append("<h2>Composite (EQD2)</h2>" + table(result.composite_rows))
+    parts.append("<h2>All lesion rows</h2>" + table(result.rows))
+    parts.append(
+        "<h2>Warnings</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in result.warnings) + "</ul>"
+    )
+    parts.append(
+        "<h2>Caveats</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in result.caveats) + "</ul>"
+    )
+    parts.append(
+        f"<p><small>rtplan-assist {e(__version__)}; tables: "
+        f"{e(', '.join(result.provenance.get('tables', [])))}</small></p></body></html>"
+    )
+    return "\n".join(parts)

@@ -1,0 +1,684 @@
+"""The evaluation session: one case, its lesions, the caches, and the public API.
+
+:class:`CaseEvaluator` owns every cache (physical DVHs per lesion and structure, rows per
+lesion × regimen, constraints per organ × fraction number, composite limits, the common grid,
+recorded composite samplers, composite DVHs and rows per choice) and delegates the computing to
+the pure modules of the package: :mod:`.lesions`, :mod:`.organs`, :mod:`.rows`, :mod:`.limits`,
+:mod:`.composite`, :mod:`.bounds`; the recommendation's search is :mod:`.search`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+
+from .. import __version__
+from ..constraints import Constraint, ConstraintSet, load_tables
+from ..dvh import DVH, DVHSampler, compute_dvh, sampling_step_mm
+from ..errors import EvaluationError
+from ..geometry import polygon_volume_cc
+from ..kernels.eqd2 import add_eqd2_box
+from ..model import Case, Grid, Structure
+from ..radiobiology import COMPOSITE_CAVEATS, Model, eqd2_grid, eqd2_transform
+from ..regimens import DEFAULT_CATALOGUE, TUMOUR_MODEL, Regimen
+from .composite import box, common_grid, dose_on_grid
+from .lesions import find_lesions
+from .limits import organ_limits
+from .organs import (
+    composite_alpha_beta,
+    constraints_at,
+    map_organs,
+    missing_reason,
+    name_warnings,
+)
+from .records import (
+    CONTRIBUTION_FRACTION,
+    CompositeLimit,
+    EvaluationResult,
+    Lesion,
+    ResultRow,
+    choice_key,
+    rows_verdict,
+)
+from .rows import composite_row, make_row, oar_rows, target_rows
+from .search import SearchMixin
+
+
+class CaseEvaluator(SearchMixin):
+    """Evaluate one case: lesions × regimens, the composite, and the recommendation.
+
+    Parameters
+    ----------
+    case : Case
+    tables : ConstraintSet, optional
+        Default :func:`rtplan_assist.constraints.load_tables` (every shipped table).
+    overrides : dict of str to str, optional
+        Case structure name → TG-263 name (``--map``).
+    regimens : dict of str to list of Regimen, optional
+        Lesion id or ``"*"`` → regimens; default :data:`DEFAULT_CATALOGUE`. The planned
+        regimen of each lesion is always added (it is the baseline of the comparison).
+    outside : {"exclude", "zero"}
+        DVH policy for structure volume outside a dose grid (:mod:`rtplan_assist.dvh`).
+
+    Attributes
+    ----------
+    case : Case
+    lesions : list of Lesion
+    name_match : NameMatch
+    warnings : list of str
+    tables : ConstraintSet
+    oar_structures : dict of str to Structure
+        TG-263 organ → case structure, for every organ the tables constrain.
+
+    Raises
+    ------
+    EvaluationError
+        No lesion in the case, or regimens for an unknown lesion id.
+    """
+
+    def __init__(
+        self,
+        case: Case,
+        *,
+        tables: ConstraintSet | None = None,
+        overrides: dict[str, str] | None = None,
+        regimens: dict[str, list[Regimen]] | None = None,
+        outside: str = "exclude",
+    ):
+        self.case = case
+        self.tables = tables if tables is not None else load_tables()
+        self.outside = outside
+        self.warnings: list[str] = list(case.warnings)
+        self.lesions: list[Lesion] = find_lesions(case, self.warnings)
+        if not self.lesions:
+            raise EvaluationError(
+                f"{case.folder}: no lesion to evaluate: no RTDOSE with an RTPLAN that gives "
+                "fractions and a prescription"
+            )
+        self._by_id = {lesion.lesion_id: lesion for lesion in self.lesions}
+        self.name_match, self.oar_structures = map_organs(
+            case, self.tables, overrides, self.warnings
+        )
+        self._organ_of = {s.name: o for o, s in self.oar_structures.items()}
+        self.warnings += name_warnings(
+            self.name_match, self.lesions, self.oar_structures, self.tables.organs()
+        )
+        self._regimens: dict[str, list[Regimen]] = {}
+        regimens = dict(regimens or {})
+        unknown = [k for k in regimens if k != "*" and k not in self._by_id]
+        if unknown:
+            raise EvaluationError(
+                f"regimens given for unknown lesion(s) {', '.join(unknown)}; the lesions are "
+                f"{', '.join(self._by_id)}"
+            )
+        for lesion in self.lesions:
+            chosen = regimens.get(lesion.lesion_id) or regimens.get("*") or list(DEFAULT_CATALOGUE)
+            listed = list(dict.fromkeys(list(chosen) + [lesion.planned]))
+            self._regimens[lesion.lesion_id] = sorted(listed)
+        # caches
+        self._physical: dict[tuple[str, str], DVH] = {}
+        self._rows: dict[tuple[str, Regimen], list[ResultRow]] = {}
+        self._constraints: dict[tuple[str, int], tuple[list[Constraint], str]] = {}
+        self._composite_limits: dict[tuple, dict[str, list[CompositeLimit]]] = {}
+        self._composite_notes: dict[str, str] = {}
+        self._contributors: dict[str, list[str]] = {}
+        self._common: tuple[Grid, bool] | None = None
+        self._common_dose: dict[str, np.ndarray] = {}
+        self._boxes: dict[str, tuple] = {}
+        self._samplers: dict[str, DVHSampler] = {}
+        self._organ_cache: OrderedDict = OrderedDict()
+        self._composite_rows_cache: OrderedDict = OrderedDict()
+        self._single_cache: dict[tuple, DVH | None] = {}
+        self._check_cache: dict[tuple, ResultRow | None] = {}  # (choice, organ) → failing row
+        self._composite_evaluations = 0
+        self.timings: dict[str, float] = {}
+
+    def session_copy(self) -> CaseEvaluator:
+        """An evaluator for one more user of the same case, at the cost of a few dict copies.
+
+        It shares the case (doses, structures), the lesions and every cached result (DVHs,
+        rows, recorded samples: immutable once made) with this one, and owns copies of every
+        container, so its added regimens and new results stay its own and the two can be used
+        from different threads (each under its own lock). The app gives each browser session
+        one, made from a single unpickled evaluator per patient.
+        """
+        twin = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, dict | list | set):
+                setattr(twin, name, value.copy())
+        twin.__dict__.pop("recommend", None)  # an instance override (the app's) is not copied
+        return twin
+
+    def __getstate__(self) -> dict:
+        # recorded DVH samples are tens of MB and cheap to record again: not pickled (the
+        # app stores prepared evaluators on disk)
+        state = self.__dict__.copy()
+        state["_samplers"] = {}
+        return state
+
+    # ----------------------------------------------------------------------------- names
+    def _missing_reason(self, organ: str) -> str:
+        return missing_reason(self.name_match, organ)
+
+    # ----------------------------------------------------------------------------- regimens
+    def regimens_for(self, lesion_id: str) -> list[Regimen]:
+        """Regimens evaluated for a lesion, ordered by (fractions, total dose)."""
+        self._lesion(lesion_id)
+        return list(self._regimens[lesion_id])
+
+    def add_regimen(self, lesion_id: str, regimen: Regimen) -> None:
+        """Add a regimen to a lesion's list (no-op when present)."""
+        self._lesion(lesion_id)
+        if regimen not in self._regimens[lesion_id]:
+            self._regimens[lesion_id] = sorted(self._regimens[lesion_id] + [regimen])
+
+    def _lesion(self, lesion_id: str) -> Lesion:
+        try:
+            return self._by_id[lesion_id]
+        except KeyError:
+            raise EvaluationError(
+                f"unknown lesion '{lesion_id}'; the lesions are {', '.join(self._by_id)}"
+            ) from None
+
+    # ----------------------------------------------------------------------------- DVHs
+    def _lesion_structures(self, lesion: Lesion) -> list[Structure]:
+        wanted = [lesion.target] + ([lesion.gtv] if lesion.gtv else [])
+        wanted += list(self.oar_structures.values())
+        return list({s.name: s for s in wanted if not s.is_empty}.values())
+
+    def _compute_physical(self, tasks: list[tuple[Lesion, Structure]]) -> None:
+        """Physical DVHs of (lesion, structure) pairs on two threads, largest first."""
+        unique = {(lesion.lesion_id, s.name): (lesion, s) for lesion, s in tasks}
+        todo = [item for key, item in unique.items() if key not in self._physical]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        todo.sort(key=lambda item: -sum(len(p) for plane in item[1].polygons for p in plane))
+
+        def run(item):
+            lesion, structure = item
+            return compute_dvh(structure, lesion.dose, outside=self.outside)
+
+        if len(todo) == 1:
+            results = [run(todo[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                results = list(pool.map(run, todo))
+        for (lesion, structure), dvh in zip(todo, results):
+            self._physical[(lesion.lesion_id, structure.name)] = dvh
+        self.timings["physical_dvh_s"] = (
+            self.timings.get("physical_dvh_s", 0.0) + time.perf_counter() - t0
+        )
+
+    def _warm(self) -> None:
+        """Compute every lesion's physical DVHs in one pool (better balance than per lesion)."""
+        self._compute_physical(
+            [(lesion, s) for lesion in self.lesions for s in self._lesion_structures(lesion)]
+        )
+
+    def _physical_dvhs(
+        self, lesion: Lesion, structures: list[Structure] | None = None
+    ) -> dict[str, DVH]:
+        structures = structures if structures is not None else self._lesion_structures(lesion)
+        self._compute_physical([(lesion, s) for s in structures if not s.is_empty])
+        return {
+            s.name: self._physical[(lesion.lesion_id, s.name)] for s in structures if not s.is_empty
+        }
+
+    def lesion_dvhs(
+        self,
+        lesion_id: str,
+        regimen: Regimen,
+        kind: str = "physical",
+        structures: list[str] | None = None,
+    ) -> dict[str, DVH]:
+        """DVHs of one lesion's plan scaled to ``regimen``.
+
+        Parameters
+        ----------
+        lesion_id : str
+        regimen : Regimen
+        kind : {"physical", "EQD2"}
+            ``EQD2``: the dose axis mapped with each structure's α/β (targets 10 Gy; OARs their
+            organ's default), exact for one plan; means integrated from the distribution.
+        structures : list of str, optional
+            Case structure names; default the lesion's PTV and GTV and every constrained OAR.
+            Structures without an α/β are left out of an EQD2 request.
+
+        Returns
+        -------
+        dict of str to DVH
+        """
+        lesion = self._lesion(lesion_id)
+        if kind not in ("physical", "EQD2"):
+            raise EvaluationError(f"kind must be 'physical' or 'EQD2', got {kind!r}")
+        if structures is None:
+            wanted = self._lesion_structures(lesion)
+        else:
+            by_name = {s.name: s for s in self.case.structures}
+            missing = [n for n in structures if n not in by_name]
+            if missing:
+                raise EvaluationError(f"no structure {', '.join(missing)} in the case")
+            wanted = [by_name[n] for n in structures if not by_name[n].is_empty]
+        factor = regimen.scale_from(lesion.planned)
+        out = {}
+        for name, dvh in self._physical_dvhs(lesion, wanted).items():
+            scaled = dvh.scaled(factor)
+            if kind == "physical":
+                out[name] = scaled
+                continue
+            ab = self._alpha_beta_of(name, lesion)
+            if ab is None:
+                continue
+            model = Model("LQ", ab)
+            out[name] = scaled.mapped(
+                eqd2_transform(regimen.fractions, model), "EQD2", model.describe()
+            )
+        return out
+
+    def _alpha_beta_of(self, structure_name: str, lesion: Lesion | None = None) -> float | None:
+        targets = {lesion.target.name} | ({lesion.gtv.name} if lesion and lesion.gtv else set())
+        if lesion is not None and structure_name in targets:
+            return TUMOUR_MODEL.alpha_beta_gy
+        if any(
+            structure_name in (l.target.name, getattr(l.gtv, "name", None)) for l in self.lesions
+        ):
+            return TUMOUR_MODEL.alpha_beta_gy
+        organ = self._organ_of.get(structure_name) or self.name_match.matched.get(structure_name)
+        return self.tables.alpha_beta_for(organ) if organ else None
+
+    # ----------------------------------------------------------------------------- constraints
+    def _constraints_at(self, organ: str, fractions: int) -> tuple[list[Constraint], str]:
+        """Rows of an organ at a fraction number and a note (:func:`.organs.constraints_at`),
+        cached."""
+        key = (organ, fractions)
+        if key not in self._constraints:
+            self._constraints[key] = constraints_at(self.tables, organ, fractions)
+        return self._constraints[key]
+
+    # ----------------------------------------------------------------------------- rows
+    def lesion_rows(self, lesion_id: str, regimen: Regimen) -> list[ResultRow]:
+        """Target rows and every OAR constraint row of one lesion at one regimen.
+
+        The lesion's physical DVHs (computed once) are scaled by ``D / D0``; constraints come
+        from the table at ``regimen.fractions`` or are converted from the nearest tabulated
+        fraction number (marked). Cached per (lesion, regimen).
+        """
+        lesion = self._lesion(lesion_id)
+        key = (lesion_id, regimen)
+        if key in self._rows:
+            return list(self._rows[key])
+        dvhs = self._physical_dvhs(lesion)
+        factor = regimen.scale_from(lesion.planned)
+        patient_id = self.case.patient_id
+        rows = target_rows(patient_id, lesion, regimen, dvhs, factor)
+        for organ in self.tables.organs():
+            constraints, table_note = self._constraints_at(organ, regimen.fractions)
+            rows += oar_rows(
+                patient_id,
+                lesion,
+                regimen,
+                organ,
+                constraints,
+                table_note,
+                self.oar_structures.get(organ),
+                self._missing_reason(organ),
+                dvhs,
+                factor,
+            )
+        self._rows[key] = rows
+        return list(rows)
+
+    def _row(self, lesion: Lesion | None, regimen: str, **values) -> ResultRow:
+        return make_row(self.case.patient_id, lesion, regimen, **values)
+
+    # ----------------------------------------------------------------------------- composite
+    def _composite_alpha_beta(self, organ: str) -> float | None:
+        return composite_alpha_beta(self.tables, organ)
+
+    def contributors(self, organ: str) -> list[str]:
+        """Lesions whose planned dose reaches at least 10 % of their prescription somewhere in
+        the organ (physical Dmax of the organ; scaling keeps the ratio, so this does not depend
+        on the regimen). When none does, the lesion with the highest ratio. These lesions'
+        fractionations set the organ's composite limits."""
+        if organ in self._contributors:
+            return self._contributors[organ]
+        structure = self.oar_structures[organ]
+        ratios = []
+        for lesion in self.lesions:
+            dvh = self._physical_dvhs(lesion, [structure])[structure.name]
+            dmax = dvh.dmax_gy if not math.isnan(dvh.dmax_gy) else 0.0
+            ratios.append((dmax / lesion.planned.total_dose_gy, lesion.lesion_id))
+        found = [lid for ratio, lid in ratios if ratio >= CONTRIBUTION_FRACTION]
+        if not found:
+            found = [max(ratios)[1]]
+        self._contributors[organ] = found
+        return found
+
+    def composite_limits(self, choice: dict[str, Regimen]) -> dict[str, list[CompositeLimit]]:
+        """Organ → EQD2 limits of the composite for a choice (a regimen per lesion, or a subset).
+
+        For each organ, the fraction numbers of its contributing lesions
+        (:meth:`contributors`) select the organ's rows exactly as for one lesion (tabulated, or
+        converted from the nearest tabulated ``n`` and marked); each row is converted to EQD2
+        at its ``n`` with the organ's α/β (LQ); per organ × metric the most conservative limit
+        of the highest priority present applies, naming its source. With one contributing
+        lesion this is that lesion's own limit in EQD2, so the composite agrees with the
+        lesion's own evaluation where it alone irradiates the organ; where several do, the
+        strictest of their fractionations applies. Organs none of whose contributors is in
+        ``choice`` are left out.
+        """
+        limits: dict[str, list[CompositeLimit]] = {}
+        for organ in self.tables.organs():
+            if organ in self.oar_structures:
+                lids = [lid for lid in self.contributors(organ) if lid in choice]
+            else:
+                lids = list(choice)
+            nset = tuple(sorted({choice[lid].fractions for lid in lids}))
+            if not nset:
+                continue
+            found = self._organ_limits(organ, nset, tuple(lids))
+            if found:
+                limits[organ] = found
+        return limits
+
+    def _organ_limits(self, organ: str, nset: tuple[int, ...], lids: tuple[str, ...]):
+        key = (organ, nset)
+        if key in self._composite_limits:
+            return self._composite_limits[key]
+        ab = self._composite_alpha_beta(organ)
+        if ab is None:
+            self._composite_notes[organ] = (
+                f"{organ}: no α/β in alpha_beta.csv or the tables; no composite EQD2 limit"
+            )
+            self._composite_limits[key] = []
+            return []
+        chosen = organ_limits(organ, nset, lambda n: self._constraints_at(organ, n)[0], ab)
+        self._composite_limits[key] = chosen
+        return chosen
+
+    def common_grid(self) -> tuple[Grid, bool]:
+        """The grid of the composite and whether every lesion dose already lies on it
+        (:func:`.composite.common_grid`; its warning joins :attr:`warnings`). Cached."""
+        if self._common is None:
+            grid, same, warning = common_grid(self.lesions)
+            if warning:
+                self.warnings.append(warning)
+            self._common = (grid, same)
+        return self._common
+
+    def _lesion_on_common(self, lesion: Lesion) -> np.ndarray:
+        if lesion.lesion_id not in self._common_dose:
+            grid, same = self.common_grid()
+            self._common_dose[lesion.lesion_id] = dose_on_grid(lesion, grid, same)
+        return self._common_dose[lesion.lesion_id]
+
+    def _check_choice(self, choice: dict[str, Regimen]) -> dict[str, Regimen]:
+        choice = dict(choice)
+        for lid in choice:
+            self._lesion(lid)
+        missing = [lesion.lesion_id for lesion in self.lesions if lesion.lesion_id not in choice]
+        if missing:
+            raise EvaluationError(
+                f"the composite needs a regimen for every lesion; missing {', '.join(missing)}"
+            )
+        return choice
+
+    def composite_eqd2(
+        self, choice: dict[str, Regimen], alpha_beta_gy: float = 3.0
+    ) -> tuple[Grid, np.ndarray]:
+        """Voxel-wise sum of the lesions' EQD2 at one α/β on the common grid.
+
+        Parameters
+        ----------
+        choice : dict of str to Regimen
+            A regimen for every lesion.
+        alpha_beta_gy : float
+            One α/β for the whole grid (default 3 Gy, generic late-responding tissue): a single
+            exported grid needs one value; the composite rows use each organ's own α/β.
+
+        Returns
+        -------
+        grid : Grid
+        eqd2_gy : (nz, ny, nx) float64
+            ``Σ_lesions D_i (D_i / n + α/β) / (2 + α/β)`` with each lesion's own ``n`` and its
+            dose scaled to the chosen regimen (reference §6.6).
+        """
+        choice = self._check_choice(choice)
+        grid, _ = self.common_grid()
+        model = Model("LQ", float(alpha_beta_gy))
+        total = None
+        for lesion in self.lesions:
+            regimen = choice[lesion.lesion_id]
+            physical = np.asarray(self._lesion_on_common(lesion), dtype=np.float64) * (
+                regimen.scale_from(lesion.planned)
+            )
+            part = eqd2_grid(physical, regimen.fractions, model)
+            total = part if total is None else np.add(total, part, out=total)
+        return grid, total
+
+    def _box(self, structure: Structure) -> tuple[tuple[slice, slice, slice], Grid]:
+        """Sub-grid of the common grid that holds ``structure`` with a margin (cached)."""
+        if structure.name not in self._boxes:
+            self._boxes[structure.name] = box(structure, self.common_grid()[0])
+        return self._boxes[structure.name]
+
+    def _composite_step(self, structure: Structure, grid: Grid) -> float:
+        key = ("step", structure.name)
+        if key not in self._boxes:
+            self._boxes[key] = sampling_step_mm(polygon_volume_cc(structure), grid)
+        return self._boxes[key]
+
+    def _organ_composite(self, organ: str, regimens: tuple[tuple[str, Regimen], ...]) -> DVH:
+        """Composite EQD2 DVH (organ α/β) of ``organ`` for the listed lesions (voxel-wise)."""
+        key = (organ, regimens)
+        if key in self._organ_cache:
+            self._organ_cache.move_to_end(key)
+            return self._organ_cache[key]
+        structure = self.oar_structures[organ]
+        ab = self._composite_alpha_beta(organ)
+        (sz, sy, sx), sub = self._box(structure)
+        sampler = self._sampler(structure, sub)
+        total = np.zeros(sub.shape, dtype=np.float64)
+        for lid, regimen in regimens:
+            lesion = self._by_id[lid]
+            # EQD2 = D (D/n + α/β) / (2 + α/β), voxel by voxel (reference §6.5), on the
+            # voxels the organ's DVH reads
+            add_eqd2_box(
+                total,
+                self._lesion_on_common(lesion),
+                (sz.start, sy.start, sx.start),
+                regimen.scale_from(lesion.planned),
+                regimen.fractions,
+                ab,
+                runs=sampler.support_runs,
+            )
+        t0 = time.perf_counter()
+        dvh = sampler.dvh(total)
+        self.timings["composite_dvh_s"] = (
+            self.timings.get("composite_dvh_s", 0.0) + time.perf_counter() - t0
+        )
+        dvh = replace(dvh, dose_kind="EQD2", model=f"LQ, α/β = {ab:g} Gy", warnings=())
+        self._organ_cache[key] = dvh
+        while len(self._organ_cache) > 2048:
+            self._organ_cache.popitem(last=False)
+        return dvh
+
+    def _sampler(self, structure: Structure, sub: Grid) -> DVHSampler:
+        """The organ's DVH samples on its box of the common grid, recorded once (the contour
+        walk is most of a DVH's cost; every composite of the search replays it)."""
+        if structure.name not in self._samplers:
+            # Composite DVHs sample rows every voxel at most (not the 0.05-0.2 mm of the
+            # physical per-lesion DVHs): the summed EQD2 grid is itself a voxel-wise estimate
+            # (reference §6.6), and this keeps a regimen change interactive.
+            h = max(self._composite_step(structure, sub), float(min(sub.spacing)))
+            self._samplers[structure.name] = DVHSampler(
+                structure, sub, outside=self.outside, h_mm=h, label="composite"
+            )
+        return self._samplers[structure.name]
+
+    def _organ_composites(self, organs: list[str], choice: dict[str, Regimen]) -> dict[str, DVH]:
+        regs = tuple(sorted(choice.items()))
+        todo = [o for o in organs if (o, regs) not in self._organ_cache]
+        if len(todo) > 1:
+            # big organs first; the DVH kernel releases the GIL, so two threads share the work
+            todo.sort(
+                key=lambda o: -float(np.prod(np.ptp(self.oar_structures[o].bounds_mm(), axis=1)))
+            )
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(lambda o: self._organ_composite(o, regs), todo))
+        return {o: self._organ_composite(o, regs) for o in organs}
+
+    def composite_dvhs(self, choice: dict[str, Regimen]) -> dict[str, DVH]:
+        """EQD2 DVHs (each organ's α/β, voxel-wise sum) of every constrained OAR, keyed by case
+        structure name; cached per choice."""
+        choice = self._check_choice(choice)
+        limits = self.composite_limits(choice)
+        organs = [o for o in limits if o in self.oar_structures]
+        done = self._organ_composites(organs, choice)
+        return {self.oar_structures[o].name: done[o] for o in organs}
+
+    def composite_rows(
+        self, choice: dict[str, Regimen], *, mandatory_only: bool = False
+    ) -> list[ResultRow]:
+        """Rows of the composite EQD2 against EQD2 limits, one regimen per lesion.
+
+        Every row: EQD2, LQ, the organ's α/β, the converted limit and its source
+        (``converted_from_fractions``; the reason gives the conversion), and, where a lesion's
+        own dose grid does not cover the OAR, which lesion and how much. Organs the case lacks
+        give ``not evaluable`` rows. Cached per choice.
+        """
+        choice = self._check_choice(choice)
+        key = (choice_key(choice), mandatory_only)
+        if key in self._composite_rows_cache:
+            return list(self._composite_rows_cache[key])
+        limits = self.composite_limits(choice)
+        organs = [
+            o
+            for o, items in limits.items()
+            if not mandatory_only or any(x.row.priority == "mandatory" for x in items)
+        ]
+        dvhs = self._organ_composites([o for o in organs if o in self.oar_structures], choice)
+        label = ", ".join(f"{lid} {r.label}" for lid, r in sorted(choice.items()))
+        rows: list[ResultRow] = []
+        for organ in organs:
+            structure = self.oar_structures.get(organ)
+            for lim in limits[organ]:
+                if mandatory_only and lim.row.priority != "mandatory":
+                    continue
+                rows.append(self._composite_row(organ, structure, lim, dvhs.get(organ), label))
+        if not mandatory_only:
+            for organ, note in self._composite_notes.items():
+                rows.append(
+                    self._row(
+                        None,
+                        "composite",
+                        organ=organ,
+                        status="not evaluable",
+                        reason=note,
+                        kind="EQD2",
+                    )
+                )
+        self._composite_rows_cache[key] = rows
+        while len(self._composite_rows_cache) > 256:
+            self._composite_rows_cache.popitem(last=False)
+        return list(rows)
+
+    def _composite_row(self, organ, structure, lim: CompositeLimit, dvh, label) -> ResultRow:
+        coverage = ""
+        if structure is not None and dvh is not None:
+            coverage = self._composite_coverage(structure)
+        return composite_row(
+            self.case.patient_id,
+            organ,
+            structure,
+            lim,
+            dvh,
+            label,
+            self._missing_reason(organ),
+            coverage,
+        )
+
+    def _composite_coverage(self, structure: Structure) -> str:
+        notes = []
+        for lesion in self.lesions:
+            dvh = self._physical_dvhs(lesion, [structure])[structure.name]
+            if dvh.outside_cc > 1e-6 * max(dvh.volume_cc, 1e-9):
+                frac = dvh.outside_cc / max(dvh.outside_cc + dvh.dvh_volume_cc, 1e-12)
+                notes.append(
+                    f"{lesion.lesion_id}'s dose grid does not cover {frac:.1%} of "
+                    f"{structure.name}: no dose from {lesion.lesion_id} is counted there "
+                    "(unknown, not 0 Gy)"
+                )
+        return ("; " + "; ".join(notes)) if notes else ""
+
+    # ----------------------------------------------------------------------------- all
+    def evaluate(self, choice: dict[str, Regimen] | None = None) -> EvaluationResult:
+        """Every lesion × regimen, the recommendation, and the composite of ``choice`` (default:
+        the recommended choice; a partial ``choice`` is completed from the recommendation)."""
+        t0 = time.perf_counter()
+        self._warm()
+        rows: list[ResultRow] = []
+        for lesion in self.lesions:
+            for regimen in self.regimens_for(lesion.lesion_id):
+                rows += self.lesion_rows(lesion.lesion_id, regimen)
+        recommendation = self.recommend()
+        final = dict(recommendation.choice)
+        for lid, regimen in (choice or {}).items():
+            self._lesion(lid)
+            self.add_regimen(lid, regimen)
+            if not any(r.lesion_id == lid and r.regimen == regimen.label for r in rows):
+                rows += self.lesion_rows(lid, regimen)
+            final[lid] = regimen
+        composite = self.composite_rows(final)
+        self.timings["evaluate_s"] = time.perf_counter() - t0
+        composite_status = rows_verdict(composite)
+        caveats = list(COMPOSITE_CAVEATS) + [
+            (
+                "Regimens scale each lesion's planned dose distribution by D/D0: a replan at "
+                "another dose may shape the dose differently."
+            ),
+            (
+                "Composite limits: for each organ, the limits at the fraction numbers of the "
+                "lesions whose dose reaches >= 10 % of their prescription in it, converted to "
+                "EQD2 with the organ's α/β (LQ); the most conservative per organ × metric applies."
+            ),
+            f"Composite status of the shown choice: {composite_status}.",
+        ]
+        provenance = {
+            "rtplan_assist": __version__,
+            "tables": list(self.tables.files),
+            "table_notes": list(self.tables.notes),
+            "tumour_model": TUMOUR_MODEL.describe(),
+            "oar_model": "LQ, organ α/β from alpha_beta.csv",
+            "outside_policy": self.outside,
+            "name_mapping": dict(self.name_match.matched),
+            "name_rules": dict(self.name_match.rule),
+            "common_grid_resampled": not self.common_grid()[1],
+            "timings_s": dict(self.timings),
+        }
+        return EvaluationResult(
+            patient_id=self.case.patient_id,
+            folder=str(self.case.folder),
+            lesions=list(self.lesions),
+            rows=rows,
+            composite_rows=composite,
+            recommendation=recommendation,
+            choice=final,
+            warnings=list(dict.fromkeys(self.warnings + _dvh_warnings(self))),
+            caveats=caveats,
+            provenance=provenance,
+        )
+
+
+def _dvh_warnings(evaluator: CaseEvaluator) -> list[str]:
+    out = []
+    for (lid, _), dvh in evaluator._physical.items():
+        out += [f"{lid}: {w}" for w in dvh.warnings]
+    return out
