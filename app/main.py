@@ -85,7 +85,8 @@ def root_layout(services: AppServices) -> html.Div:
 
 
 def create_app(data_path=None, *, cache_dir=None,
-               limits: UploadLimits | None = None, deidentify: bool = False) -> dash.Dash:
+               limits: UploadLimits | None = None, deidentify: bool = False,
+               records_db: str | None = None, users=None) -> dash.Dash:
     """Build the app on a patient folder, a data root (patient picker) or the demo patient.
 
     Parameters
@@ -102,6 +103,12 @@ def create_app(data_path=None, *, cache_dir=None,
     deidentify : bool
         Show and export patients by their key, withholding names and folders
         (:meth:`AppServices.scrub` on every callback answer; PDF reports rendered de-identified).
+    records_db : str or None
+        Decision database URL or SQLite file (:func:`rtplan_assist.records.resolve_url`;
+        default ``$RTPLAN_ASSIST_DB`` or the user's data directory).
+    users : FileUsers, DbUsers or None
+        Require logins against these users (:mod:`rtplan_assist.app.auth`); None: no login
+        (loopback use only, ``serve`` enforces it).
 
     Returns
     -------
@@ -111,7 +118,12 @@ def create_app(data_path=None, *, cache_dir=None,
     """
     from .callbacks import register_callbacks
 
+    from .auth import install_auth
+    from .decisions import Decisions
+
     services = AppServices(data_path, cache_dir=cache_dir, limits=limits, deidentify=deidentify)
+    services.decisions = Decisions(records_db)
+    services.auth_on = users is not None
     manager = DiskcacheManager(diskcache.Cache(str(services.workspace.jobs_dir)))
     app = dash.Dash(
         "rtplan_assist.app",
@@ -128,6 +140,8 @@ def create_app(data_path=None, *, cache_dir=None,
     )
     # one upload plus its base64 overhead and some slack; larger posts are refused by Flask
     app.server.config["MAX_CONTENT_LENGTH"] = int(services.limits.max_upload_bytes * 1.4) + 2**20
+    if users is not None:
+        install_auth(app, users)
     app.layout = root_layout(services)
     register_callbacks(app, services)
     app.rtplan_state = services

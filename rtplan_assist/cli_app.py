@@ -47,20 +47,38 @@ def register(subparsers) -> None:
                         "every screen, in the CSV and PDF exports and in messages (e.g. an "
                         "MDT screen shared outside the care team); pseudonymisation, not "
                         "anonymisation: dates, UIDs and structure names stay")
+    p.add_argument("--users", metavar="FILE|db",
+                   help="require logins: a users file, or 'db' for the users of the decision "
+                        "database (rtplan-assist users add ...); required on any address but "
+                        "loopback")
+    p.add_argument("--db", metavar="URL",
+                   help="decision database (default: $RTPLAN_ASSIST_DB, else records.sqlite "
+                        "in the user's data directory); PostgreSQL for several workers")
     p.set_defaults(handler=_serve)
 
 
 def _serve(args) -> int:
     from rtplan_assist.app import create_app
+    from rtplan_assist.errors import RtplanAssistError
 
+    users = None
+    if args.users:
+        from rtplan_assist.records.users import open_users
+
+        users = open_users(args.users, args.db)
+        if not users.list():
+            raise RtplanAssistError(f"--users {args.users}: no user yet; add one with "
+                                    "'rtplan-assist users add NAME --role admin ...'")
+    elif not is_loopback(args.host):
+        raise RtplanAssistError(
+            f"listening on {args.host} needs logins: give --users FILE|db (create users with "
+            "'rtplan-assist users add NAME --role clinician --file FILE'), or use 127.0.0.1")
     if not is_loopback(args.host):
-        print(
-            f"rtplan-assist: warning: listening on {args.host}: anyone who can reach this "
-            "address can see the patient data; there is no login. Use 127.0.0.1 unless the "
-            "network is trusted.",
-            file=sys.stderr,
-        )
-    app = create_app(args.path, cache_dir=args.cache_dir, deidentify=args.deidentify)
+        print(f"rtplan-assist: warning: listening on {args.host} over plain HTTP: put a TLS "
+              "reverse proxy in front so that passwords and patient data are encrypted.",
+              file=sys.stderr)
+    app = create_app(args.path, cache_dir=args.cache_dir, deidentify=args.deidentify,
+                     records_db=args.db, users=users)
     # SIGTERM (service stop, timeout) exits through atexit, which removes uploads and the
     # temporary work folder; the default handler would leave them behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

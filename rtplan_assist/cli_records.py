@@ -91,6 +91,29 @@ def register(sub) -> None:
                    help="user tables folder for --record, when the record used one")
     v.set_defaults(handler=_cmd_verify)
 
+    u = sub.add_parser(
+        "users",
+        help="manage the logins of a shared app (serve --users FILE|db)",
+        description=(
+            "Add, remove or list app logins in a users file (--file) or in the decision "
+            "database (--db). Roles: viewer (read), clinician (also record decisions), admin. "
+            "Passwords are asked twice on the terminal (or read from stdin with "
+            "--password-stdin), hashed with scrypt, and never printed."
+        ),
+    )
+    u.add_argument("action", choices=("add", "remove", "list"))
+    u.add_argument("username", nargs="?")
+    u.add_argument("--role", choices=("viewer", "clinician", "admin"), default="viewer")
+    u.add_argument("--name", metavar="DISPLAY_NAME",
+                   help="the name shown and recorded with decisions (default: the user name)")
+    where = u.add_mutually_exclusive_group(required=True)
+    where.add_argument("--file", metavar="CSV", help="users file")
+    where.add_argument("--db", metavar="URL", nargs="?", const="",
+                       help="the decision database (" + DB_HELP + ")")
+    u.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
+    u.set_defaults(handler=_cmd_users)
+
 
 # ------------------------------------------------------------------------------ decide
 
@@ -238,3 +261,34 @@ def _cmd_verify(args) -> int:
     print(f"rtplan-assist: verify-records: record {record['record_id']} differs on "
           "re-evaluation", file=sys.stderr)
     return 1
+
+
+# ------------------------------------------------------------------------------ users
+
+
+def _cmd_users(args) -> int:
+    from .records import RecordError
+    from .records.users import open_users
+
+    users = open_users(args.file) if args.file else open_users("db", args.db or None)
+    if args.action == "list":
+        for user in users.list():
+            print(f"{user.username}\t{user.role}\t{user.display_name}")
+        return 0
+    if not args.username:
+        raise RecordError(f"users {args.action}: give a user name")
+    if args.action == "remove":
+        users.remove(args.username)
+        print(f"removed {args.username}")
+        return 0
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.username}: ")
+        if getpass.getpass("again: ") != password:
+            raise RecordError("the two passwords differ; nothing changed")
+    users.add(args.username, args.name or args.username, args.role, password)
+    print(f"{args.username} ({args.role}) saved")
+    return 0

@@ -497,7 +497,8 @@ $recommendation
 
 
 def render_report_html(result, evaluator, *, deidentify: bool = False,
-                       created: _dt.datetime | None = None) -> str:
+                       created: _dt.datetime | None = None,
+                       attribution: list[str] | tuple[str, ...] = ()) -> str:
     """The MDT report as one self-contained HTML page (no external URLs, no scripts).
 
     Parameters
@@ -515,6 +516,9 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
         numbers, labelled with lesion ids, regimens and structure names only.
     created : datetime, optional
         Report time stamp (default now).
+    attribution : list of str
+        Lines printed under the provenance: the MDT decision record (id, hash, who, when)
+        and who exported the report (the app's exports).
     """
     from .dicom import load_ct_pixels
     from .radiobiology import COMPOSITE_CAVEATS
@@ -547,6 +551,7 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
          f"{folder_name}; report {created.strftime('%Y-%m-%d %H:%M')}; "
          f"rtplan-assist {__version__}"),
         f"Study UID {case.study_instance_uid}; frame of reference {case.frame_of_reference_uid}",
+        *attribution,
     ))
     provenance_full = "<br>".join(_E(x) for x in (
         (f"Patient ID {pid}; study date {study_date}; study UID "
@@ -625,9 +630,10 @@ def _css_string(text: str) -> str:
 
 
 def render_report_pdf(result, evaluator, path: str | os.PathLike, *,
-                      deidentify: bool = False) -> Path:
+                      deidentify: bool = False, attribution: list[str] | tuple[str, ...] = ()
+                      ) -> Path:
     """Render the report HTML to PDF with WeasyPrint (no browser) and write it atomically."""
-    text = render_report_html(result, evaluator, deidentify=deidentify)
+    text = render_report_html(result, evaluator, deidentify=deidentify, attribution=attribution)
     atomic_write_bytes(path, html_to_pdf(text))
     return Path(path)
 

@@ -14,6 +14,7 @@ module             callbacks
 ``dvh``            dvh_regimens, render_dvh
 ``dose``           dose_options, dose_slider, render_dose
 ``composite``      render_composite, export_csv, export_pdf
+``decisions``      record_decision, render_history (the MDT page's decision panel)
 =================  =========================================================================
 """
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import functools
 
-from . import composite, dose, dvh, lesion, overview, patient
+from . import composite, decisions, dose, dvh, lesion, overview, patient
 
 __all__ = ["PAGES", "register_callbacks"]
 
 #: the callback modules, in the order they are registered
-PAGES = (patient, overview, lesion, dvh, dose, composite)
+PAGES = (patient, overview, lesion, dvh, dose, composite, decisions)
 
 
 class _Scrubbing:

@@ -14,6 +14,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from rtplan_assist.errors import RtplanAssistError
 from rtplan_assist.report import render_report_pdf
 
+from ..decisions import log_export, pdf_attribution
 from ..services import LoadedPatient
 from ..views import composite_table, status_badge, verdict_alert
 from ._shared import (
@@ -106,6 +107,7 @@ def register(app, services) -> None:
             return no_update
         loaded = loaded_patient(services, loaded_data, session)
         result, _ = _result(loaded, prefs(choices, loaded.entry.key))
+        log_export("CSV", result.patient_id)
         name = f"{result.patient_id or 'patient'}_evaluation.csv"
         return dcc.send_string(tidy_csv(result), filename=name)
 
@@ -117,13 +119,14 @@ def register(app, services) -> None:
         if not loaded_data:
             return no_update, no_update
         loaded = loaded_patient(services, loaded_data, session)
-        result, _ = _result(loaded, prefs(choices, loaded.entry.key))
+        result, choice = _result(loaded, prefs(choices, loaded.entry.key))
+        attribution = pdf_attribution(services, result.patient_id, choice)
         with tempfile.TemporaryDirectory(dir=services.workdir) as tmp:
             path = Path(tmp) / f"{result.patient_id or 'patient'}_report.pdf"
             try:
                 with loaded.lock:
                     render_report_pdf(result, loaded.evaluator, path,
-                                      deidentify=services.deidentify)
+                                      deidentify=services.deidentify, attribution=attribution)
             except RtplanAssistError as exc:
                 return no_update, dbc.Alert(f"No PDF: {exc}", color="warning")
             data = path.read_bytes()

@@ -4,6 +4,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from rtplan_assist.app.decisions import decision_panel
+
 dash.register_page(__name__, path="/composite", name="Composite / MDT",
                    title="rtplan-assist: composite", order=4)
 
@@ -20,4 +22,5 @@ def layout(**_query):
             html.Div(id="export-message", className="small mt-1"),
         ], className="mb-3"),
         dcc.Loading(html.Div(id="composite-content"), type="dot", delay_show=300),
+        decision_panel(),
     ])
