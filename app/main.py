@@ -116,9 +116,8 @@ def create_app(data_path=None, *, cache_dir=None,
         Served from local assets only (no CDN); ``app.server`` is the Flask server and
         ``app.rtplan_state`` the :class:`AppServices`.
     """
-    from .callbacks import register_callbacks
-
     from .auth import install_auth
+    from .callbacks import register_callbacks
     from .decisions import Decisions
 
     services = AppServices(data_path, cache_dir=cache_dir, limits=limits, deidentify=deidentify)

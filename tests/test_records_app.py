@@ -107,7 +107,6 @@ def test_viewer_refused_by_the_server(tmp_path):
     """The record callback refuses a viewer even if the request is forged past the disabled
     button."""
     from app_http import callback_payload
-
     from rtplan_assist.app import create_app
 
     db = tmp_path / "r.sqlite"

@@ -3,7 +3,6 @@
 import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
-
 from rtplan_assist.app.decisions import decision_panel
 
 dash.register_page(__name__, path="/composite", name="Composite / MDT",
