@@ -133,8 +133,10 @@ def _cmd_decide(args) -> int:
 
     from .cli_evaluate import _parse_assignments, build_evaluator
     from .records import decision_content, open_store
+    from .records.snapshot import check_author
 
     attendees = _attendees(args.attendee)
+    check_author(args.by, args.role, args.rationale, attendees)
     choose = {}
     for lesion, regimens in _parse_assignments(args.choose, "--choose").items():
         if lesion == "*" or len(regimens) != 1:

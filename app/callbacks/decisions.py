@@ -31,6 +31,7 @@ def register(app, services) -> None:
     def record_decision(_n, loaded_data, choices, session, attendees, rationale, dissent,
                         supersedes, typed_name):
         from rtplan_assist.records import decision_content
+        from rtplan_assist.records.snapshot import check_author
 
         user = acting_user(services.auth_on, typed_name)
         if user is None:
@@ -43,6 +44,8 @@ def register(app, services) -> None:
         if not loaded_data:
             return dbc.Alert("No patient loaded.", color="warning"), no_update
         try:
+            check_author(user.display_name, user.role, rationale or "",
+                         parse_attendees(attendees))
             loaded = loaded_patient(services, loaded_data, session)
             patient_prefs = prefs(choices, loaded.entry.key)
             with loaded.lock:

@@ -16,7 +16,8 @@ from pathlib import Path
 from ..constraints import DATA_FILES, shipped_folder
 from ..errors import RtplanAssistError
 
-__all__ = ["ROLES", "RecordError", "case_files", "decision_content", "evidence_of", "file_sha256"]
+__all__ = ["ROLES", "RecordError", "case_files", "check_author", "decision_content", "evidence_of",
+           "file_sha256"]
 
 #: Roles of the people who record decisions and of the app's logins.
 ROLES = ("viewer", "clinician", "admin")
@@ -132,6 +133,21 @@ def evidence_of(evaluator, result, *, tables_folder: str | None = None,
     }
 
 
+def check_author(recorded_by: str, role: str, rationale: str,
+                 attendees: list[dict] | None = None) -> None:
+    """Refuse an empty name or rationale, a role that cannot record, a nameless attendee
+    (:class:`RecordError`); cheap, so callers check before evaluating."""
+    if not recorded_by.strip():
+        raise RecordError("a decision needs the name of who records it (--by)")
+    if role not in ROLES or role == "viewer":
+        raise RecordError(f"role '{role}' cannot record a decision (clinician or admin)")
+    if not rationale.strip():
+        raise RecordError("a decision needs a rationale (--rationale)")
+    for person in attendees or []:
+        if not str(person.get("name", "")).strip():
+            raise RecordError("an attendee without a name")
+
+
 def decision_content(evaluator, result, *, recorded_by: str, role: str, rationale: str,
                      dissent: str = "", attendees: list[dict] | None = None,
                      mdt_choice: dict | None = None, supersedes: str | None = None,
@@ -165,15 +181,7 @@ def decision_content(evaluator, result, *, recorded_by: str, role: str, rational
     from ..deidentify import Identifiers, patient_key
     from ..evaluation import rows_verdict
 
-    if not recorded_by.strip():
-        raise RecordError("a decision needs the name of who records it (--by)")
-    if role not in ROLES or role == "viewer":
-        raise RecordError(f"role '{role}' cannot record a decision (clinician or admin)")
-    if not rationale.strip():
-        raise RecordError("a decision needs a rationale (--rationale)")
-    for person in attendees or []:
-        if not str(person.get("name", "")).strip():
-            raise RecordError("an attendee without a name")
+    check_author(recorded_by, role, rationale, attendees)
     overall = result.verdict()
     if overall == "not evaluable":
         raise RecordError(
