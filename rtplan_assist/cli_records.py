@@ -68,9 +68,11 @@ def register(sub) -> None:
                        description="List decision records, oldest first.")
     r.add_argument("--db", metavar="URL", help=DB_HELP)
     r.add_argument("--patient", metavar="KEY|ID", help="only this patient (key p-… or PatientID)")
-    r.add_argument("--format", choices=("text", "json", "csv"), default="text",
-                   help="text (default), json (everything, with the evidence) or csv (one row "
-                   "per record × lesion)")
+    r.add_argument("--format", choices=("text", "json", "csv", "fhir"), default="text",
+                   help="text (default), json (everything, with the evidence), csv (one row "
+                   "per record × lesion) or fhir (a FHIR R4 Bundle following CodeX Radiation "
+                   "Therapy: a ServiceRequest per record with one dose-prescribed-to-volume "
+                   "extension per lesion; checked with fhir.resources)")
     r.set_defaults(handler=_cmd_records)
 
     v = sub.add_parser(
@@ -217,6 +219,12 @@ def _cmd_records(args) -> int:
         records = store.records(args.patient)
     if args.format == "json":
         text = json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    elif args.format == "fhir":
+        from .records.fhir import records_to_bundle, validate_bundle
+
+        bundle = records_to_bundle(records)
+        validate_bundle(bundle)
+        text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
     elif args.format == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")

@@ -21,6 +21,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_decision_db(tmp_path_factory) -> str:
+    """Tests never read or write the user's MDT decision database (issue 16): the default
+    (``RTPLAN_ASSIST_DB``, also seen by subprocesses) is a file of this run."""
+    path = str(tmp_path_factory.mktemp("decisions") / "records.sqlite")
+    os.environ["RTPLAN_ASSIST_DB"] = path
+    return path
+
+
 # -- browser tests (dash[testing]): Debian's Chromium, headless, no network chatter ------------
 def pytest_setup_options():
     """Chrome options for dash_duo (run ``pytest --headless``); see ecosystem.md §4.5."""

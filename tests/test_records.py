@@ -442,3 +442,43 @@ def test_reevaluate_from_record(decision, demo_copy, tmp_path, capsys):
     assert code == 1 and f"record {rid} differs" in out.err
     differences = [line for line in out.out.splitlines() if "DIFFERS" in line]
     assert differences == ["  DIFFERS: input CT.50.dcm: SHA-256 differs"]
+
+
+# ---------------------------------------------------------------- FHIR (optional export)
+
+
+def test_fhir_bundle(decision, tmp_path, capsys):
+    """CodeX RT dose-prescribed-to-volume per lesion; parsed by fhir.resources (R4B)."""
+    pytest.importorskip("fhir.resources", reason="optional extra rtplan-assist[fhir]")
+    from rtplan_assist.records import RecordError, open_store
+    from rtplan_assist.records.fhir import DOSE_TO_VOLUME, validate_bundle
+
+    record, lesions = decision
+    url = str(tmp_path / "r.sqlite")
+    with open_store(url) as store:
+        first = store.append(record, lesions)
+        second = store.append({**record, "supersedes": first.record_id}, lesions)
+    assert main(["records", "--db", url, "--format", "fhir"]) == 0
+    bundle = json.loads(capsys.readouterr().out)
+    requests = [e["resource"] for e in bundle["entry"]
+                if e["resource"]["resourceType"] == "ServiceRequest"]
+    assert [r["identifier"][0]["value"] for r in requests] == [first.record_id,
+                                                               second.record_id]
+    assert [r["status"] for r in requests] == ["revoked", "active"]
+    assert requests[1]["replaces"][0]["identifier"]["value"] == first.record_id
+    assert requests[0]["code"]["coding"][0]["code"] == "1217123003"
+    doses = [ext for ext in requests[1]["extension"] if ext["url"] == DOSE_TO_VOLUME]
+    assert len(doses) == len(lesions)
+    l1 = {e["url"]: e for e in doses[0]["extension"]}
+    # 54 Gy in 3 fractions = 5400 cGy total, 1800 cGy per fraction
+    assert l1["totalDose"]["valueQuantity"] == {"value": 5400.0, "unit": "cGy",
+                                                "system": "http://unitsofmeasure.org",
+                                                "code": "cGy"}
+    assert l1["fractionDose"]["valueQuantity"]["value"] == 1800.0
+    assert l1["fractions"]["valuePositiveInt"] == 3
+    volume = l1["volume"]["valueReference"]["reference"]
+    assert any(e["fullUrl"] == volume and e["resource"]["resourceType"] == "BodyStructure"
+               for e in bundle["entry"])
+    del requests[1]["intent"]  # a required element: the validator must refuse the bundle
+    with pytest.raises(RecordError, match="does not validate"):
+        validate_bundle(bundle)
