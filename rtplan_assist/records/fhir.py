@@ -116,6 +116,6 @@ def validate_bundle(bundle: dict) -> None:
                           "'rtplan-assist[fhir]'") from exc
     try:
         Bundle.model_validate(bundle)
-    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError and friends
+    except Exception as exc:
         first = str(exc).strip().splitlines()
         raise RecordError(f"FHIR bundle does not validate: {' '.join(first[:3])}") from exc
