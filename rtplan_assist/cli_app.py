@@ -59,7 +59,11 @@ def register(subparsers) -> None:
 
 def _serve(args) -> int:
     from rtplan_assist.app import create_app
+    from rtplan_assist.app.hostcheck import install_host_check
     from rtplan_assist.errors import RtplanAssistError
+
+    if not 1 <= args.port <= 65535:
+        raise RtplanAssistError(f"--port {args.port}: a TCP port is 1 to 65535")
 
     users = None
     if args.users:
@@ -79,6 +83,7 @@ def _serve(args) -> int:
               file=sys.stderr)
     app = create_app(args.path, cache_dir=args.cache_dir, deidentify=args.deidentify,
                      records_db=args.db, users=users)
+    install_host_check(app.server, args.host)
     # SIGTERM (service stop, timeout) exits through atexit, which removes uploads and the
     # temporary work folder; the default handler would leave them behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -91,6 +96,11 @@ def _serve(args) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"rtplan-assist: serving {what} on http://{shown}:{args.port}/ (Ctrl+C stops)",
           file=sys.stderr)
-    app.run(host=args.host, port=args.port, debug=bool(args.debug),
-            use_reloader=bool(args.debug))
+    try:
+        app.run(host=args.host, port=args.port, debug=bool(args.debug),
+                use_reloader=bool(args.debug))
+    except OSError as exc:  # port in use, no permission for a port below 1024, bad address
+        raise RtplanAssistError(
+            f"cannot listen on {shown}:{args.port} ({exc.strerror or exc}); choose another "
+            "--port or --host") from None
     return 0

@@ -27,8 +27,11 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     if mode not in ("w", "wb"):
         raise ValueError("atomic_open writes only ('w' or 'wb')")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
     try:
         if "b" not in mode:
             kwargs.setdefault("encoding", "utf-8")
@@ -38,12 +41,24 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc) from None
         raise
+
+
+def _cannot_write(path: Path, exc: OSError):
+    """An unwritable folder, a full disk, a read-only file system: the user's situation, one
+    typed error (exit 2), not an internal error."""
+    from .errors import RtplanAssistError
+
+    return RtplanAssistError(
+        f"cannot write the output ({exc.strerror or type(exc).__name__}); choose another "
+        "folder or free space.", path=path)
 
 
 def _umask() -> int:

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import __version__
 from .deidentify import WITHHELD, Identifiers, deidentify_result
+from .escape import css_string, mathtext_literal
 from .outputs import atomic_write_bytes, atomic_write_text
 
 __all__ = ["render_report_html", "render_report_pdf", "write_report"]
@@ -53,6 +54,13 @@ _E = html.escape
 # =============================================================================================
 # Figures
 # =============================================================================================
+
+
+def _literal(text: str) -> str:
+    """A DICOM-derived label drawn by matplotlib as written: ``$`` escaped (no mathtext) and a
+    leading ``_`` shielded (matplotlib leaves such labels out of the legend)."""
+    text = mathtext_literal(text)
+    return "\u200b" + text if text.startswith("_") else text
 
 
 def _png_uri(fig, dpi: int = 150) -> str:
@@ -173,7 +181,7 @@ def dvh_figure(result, evaluator) -> str:
                 continue
             style = "-" if name == lesion.target.name else "--"
             left.plot(dvh.dose_gy, 100 * dvh.volume_cc_at_dose / dvh.dvh_volume_cc, style,
-                      color=cmap(i % 10), lw=1, label=f"{lesion.lesion_id} {name}")
+                      color=cmap(i % 10), lw=1, label=_literal(f"{lesion.lesion_id} {name}"))
     left.set_title("Targets, physical dose (chosen regimen)", fontsize=8)
     left.set_xlabel("Dose (Gy)", fontsize=7)
     left.set_ylabel("Volume (%)", fontsize=7)
@@ -188,7 +196,7 @@ def dvh_figure(result, evaluator) -> str:
             continue
         right.plot(dvh.dose_gy, 100 * dvh.volume_cc_at_dose / dvh.dvh_volume_cc,
                    color=cmap(i % 10), ls=("-", "--", ":")[i // 10 % 3], lw=1,
-                   label=f"{name} (α/β {dvh.model.split('=')[-1].strip()})")
+                   label=_literal(f"{name} (α/β {dvh.model.split('=')[-1].strip()})"))
     right.set_title("Composite OARs, voxel-wise EQD2 sum", fontsize=8)
     right.set_xlabel("EQD2 (Gy)", fontsize=7)
     right.legend(fontsize=5.5, ncol=2, frameon=False)
@@ -624,9 +632,10 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
 
 
 def _css_string(text: str) -> str:
-    """Text for a CSS ``content: "..."`` string inside the HTML style element."""
-    return (text.replace("\\", "\\\\").replace('"', '\\"').replace("<", "\\3c ")
-            .replace("\n", " "))
+    """Text for a CSS ``content: "..."`` string inside the HTML style element: quotes,
+    backslashes, ``<`` and every control character (``\\r``, ``\\f`` and ``\\n`` end a CSS
+    string) as CSS escapes (:func:`rtplan_assist.escape.css_string`)."""
+    return css_string(" ".join(text.split()))
 
 
 def render_report_pdf(result, evaluator, path: str | os.PathLike, *,
@@ -658,11 +667,11 @@ def write_report(result, evaluator, path: str | os.PathLike, *, fmt: str | None 
     """Write the report as HTML or PDF (``fmt`` or the suffix of ``path``), atomically."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".") or "pdf").lower()
+    from .errors import RtplanAssistError
+
+    if fmt not in ("html", "pdf"):
+        raise RtplanAssistError(f"report format {fmt!r}: use .pdf or .html")
     if fmt == "html":
         atomic_write_text(path, render_report_html(result, evaluator, deidentify=deidentify))
         return path
-    if fmt == "pdf":
-        return render_report_pdf(result, evaluator, path, deidentify=deidentify)
-    from .errors import RtplanAssistError
-
-    raise RtplanAssistError(f"report format {fmt!r}: use .pdf or .html")
+    return render_report_pdf(result, evaluator, path, deidentify=deidentify)
