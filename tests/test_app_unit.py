@@ -452,3 +452,46 @@ def test_dose_slider_slices_the_composite_without_recomputing_it(app_cache, monk
         assert calls == [3.0, 10.0]
         assert log.messages() == []
     services.close()
+
+
+def test_once_lru_makes_each_value_once_and_drops_the_least_recent():
+    """Eight requests for one missing key (a patient eight sessions open at once) make it once;
+    a third key evicts the least recently used of two; a failed make leaves nothing behind."""
+    import threading
+    import time
+
+    from rtplan_assist.app.services.lru import OnceLRU
+
+    cache = OnceLRU(2)
+    made = []
+
+    def make(key):
+        def run():
+            made.append(key)
+            time.sleep(0.05)
+            return f"value of {key}"
+        return run
+
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(cache.get("a", make("a"))))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == ["a"] and answers == ["value of a"] * 8
+    cache.get("b", make("b"))
+    cache.get("a", make("a"))  # a is now the most recent
+    cache.get("c", make("c"))  # evicts b
+    assert made == ["a", "b", "c"] and len(cache) == 2
+    cache.get("b", make("b"))
+    assert made[-1] == "b"
+
+    def fail():
+        raise RuntimeError("unreadable")
+
+    with pytest.raises(RuntimeError):
+        cache.get("d", fail)
+    assert cache.get("d", make("d")) == "value of d"
+    cache.discard(lambda key, _value: key != "d")
+    assert cache.get("d", make("d")) == "value of d" and made[-2:] == ["d", "d"]

@@ -8,7 +8,8 @@ from rtplan_assist.evaluation import rows_verdict
 
 from ..services import LoadedPatient
 
-__all__ = ["composite_status", "contributing_lesions", "error_alert", "loaded_patient", "prefs"]
+__all__ = ["composite_status", "contributing_lesions", "error_alert", "lesion_regimens",
+           "loaded_patient", "prefs"]
 
 
 def error_alert(exc: Exception) -> dbc.Alert:
@@ -26,6 +27,15 @@ def loaded_patient(services, loaded_data, session) -> LoadedPatient | None:
         return None
     services.touch(session)
     return services.patient(session, loaded_data["key"])
+
+
+def lesion_regimens(loaded: LoadedPatient, choices: dict | None, lesion_id: str):
+    """``(choice, options)``: the session's choice (lesion id -> Regimen) and the dropdown
+    options (label/value) of lesion ``lesion_id``'s regimens."""
+    with loaded.lock:
+        choice = loaded.choice(prefs(choices, loaded.entry.key))
+        regimens = loaded.evaluator.regimens_for(lesion_id)
+    return choice, [{"label": r.label, "value": r.label} for r in regimens]
 
 
 def composite_status(rows) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 from dash import Input, Output, State, no_update
 
 from ..figures import dose_slice_figure, structure_colour
-from ._shared import loaded_patient, prefs
+from ._shared import lesion_regimens, loaded_patient, prefs
 
 __all__ = ["COMPOSITE_ALPHA_BETAS", "register"]
 
@@ -38,11 +38,8 @@ def register(app, services) -> None:
             return ([{"label": f"EQD2 at α/β = {ab:g} Gy (LQ)", "value": str(ab)}
                      for ab in COMPOSITE_ALPHA_BETAS], str(COMPOSITE_ALPHA_BETAS[0]))
         loaded = loaded_patient(services, loaded_data, session)
-        with loaded.lock:
-            choice = loaded.choice(prefs(choices, loaded.entry.key))
-            regimens = loaded.evaluator.regimens_for(lesion_id)
-        return ([{"label": r.label, "value": r.label} for r in regimens],
-                choice[lesion_id].label)
+        choice, options = lesion_regimens(loaded, choices, lesion_id)
+        return options, choice[lesion_id].label
 
     @app.callback(
         Output("dose-slider", "min"), Output("dose-slider", "max"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dash import Input, Output, State, no_update
 
 from ..figures import dvh_figure, structure_colour
-from ._shared import loaded_patient, prefs
+from ._shared import lesion_regimens, loaded_patient
 
 __all__ = ["register"]
 
@@ -20,13 +20,10 @@ def register(app, services) -> None:
         if not loaded_data:
             return no_update, no_update
         loaded = loaded_patient(services, loaded_data, session)
-        with loaded.lock:
-            choice = loaded.choice(prefs(choices, loaded.entry.key))
-            regimens = loaded.evaluator.regimens_for(lesion_id)
+        choice, options = lesion_regimens(loaded, choices, lesion_id)
         planned = next(les.planned for les in loaded.evaluator.lesions
                        if les.lesion_id == lesion_id)
-        values = list(dict.fromkeys([choice[lesion_id].label, planned.label]))
-        return [{"label": r.label, "value": r.label} for r in regimens], values
+        return options, list(dict.fromkeys([choice[lesion_id].label, planned.label]))
 
     @app.callback(
         Output("dvh-graph", "figure"),

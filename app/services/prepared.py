@@ -19,8 +19,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from pathlib import Path
 from rtplan_assist.errors import EvaluationError
 
 from ..prepare import read_pickle
+from .lru import OnceLRU
 from .patients import PatientEntry
 from .shared import PatientShared
 
@@ -43,6 +42,7 @@ class Prepared:
     dose view: :class:`~.shared.PatientShared`).
     """
 
+    key: str  # the patient's key (PatientEntry.key)
     evaluator: object
     recommendation: object
     shared: PatientShared = field(default_factory=PatientShared, repr=False)
@@ -60,11 +60,15 @@ class PreparedCache:
 
     def __init__(self, evaluators_dir: Path, max_loaded: int = 6):
         self.evaluators_dir = Path(evaluators_dir)
-        self.max_loaded = max_loaded
-        self._lock = threading.Lock()
-        self._templates: OrderedDict[Path, Prepared] = OrderedDict()
-        self._template_locks: dict[Path, threading.Lock] = {}
-        self._template_keys: dict[Path, str] = {}
+        self._templates = OnceLRU(max_loaded)  # pickle path -> Prepared
+
+    @property
+    def max_loaded(self) -> int:
+        return self._templates.max_size
+
+    @max_loaded.setter
+    def max_loaded(self, value: int) -> None:
+        self._templates.max_size = value
 
     def __len__(self) -> int:
         return len(self._templates)
@@ -121,17 +125,8 @@ class PreparedCache:
         instead of ~0.5 s and ~100 MB). Kept for the ``max_loaded`` patients used last;
         prepared first when its pickle is missing."""
         path = self.pickle_path(entry)
-        with self._lock:
-            hit = self._templates.get(path)
-            if hit is not None:
-                self._templates.move_to_end(path)
-                return hit
-            lock = self._template_locks.setdefault(path, threading.Lock())
-        with lock:
-            with self._lock:
-                hit = self._templates.get(path)
-            if hit is not None:
-                return hit
+
+        def unpickle() -> Prepared:
             prepared = read_pickle(path) if path.is_file() else None
             if prepared is None:
                 self.prepare(entry)
@@ -143,26 +138,16 @@ class PreparedCache:
             # keep it small): every session copy shares them, and the first regimen change
             # does not pay for it.
             evaluator.composite_eqd2(recommendation.choice)
-            template = Prepared(evaluator, recommendation)
-            with self._lock:
-                self._templates[path] = template
-                self._template_keys[path] = entry.key
-                while len(self._templates) > self.max_loaded:
-                    gone, _ = self._templates.popitem(last=False)
-                    self._template_keys.pop(gone, None)
-            return template
+            return Prepared(entry.key, evaluator, recommendation)
+
+        return self._templates.get(path, unpickle)
 
     def forget(self, key: str) -> None:
         """Drop the unpickled patient ``key`` (an upload replaced or whose session ended)."""
-        with self._lock:
-            for path in [p for p, k in self._template_keys.items() if k == key]:
-                self._templates.pop(path, None)
-                self._template_keys.pop(path, None)
+        self._templates.discard(lambda _path, prepared: prepared.key != key)
 
     def clear(self) -> None:
-        with self._lock:
-            self._templates.clear()
-            self._template_keys.clear()
+        self._templates.clear()
 
 
 def _code_signature() -> str:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .lru import OnceLRU
 from .patients import PatientEntry
 from .shared import PatientShared
 
@@ -128,11 +128,13 @@ class Sessions:
 
     def __init__(self, ttl_s: float = 4 * 3600.0, max_sessions: int = 64):
         self.ttl_s = ttl_s
-        self.max_sessions = max_sessions
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}
-        self._open: OrderedDict[tuple[str, str], LoadedPatient] = OrderedDict()
-        self._opening: dict[tuple[str, str], threading.Lock] = {}
+        self._open = OnceLRU(max_sessions)  # (session, patient key) -> LoadedPatient
+
+    @property
+    def max_sessions(self) -> int:
+        return self._open.max_size
 
     def __len__(self) -> int:
         return len(self._open)
@@ -146,39 +148,20 @@ class Sessions:
             expired = [s for s, t in self._seen.items() if now - t > self.ttl_s]
             for s in expired:
                 self._seen.pop(s, None)
-                for k in [k for k in self._open if k[0] == s]:
-                    del self._open[k]
+        if expired:
+            gone = set(expired)
+            self._open.discard(lambda key, _loaded: key[0] not in gone)
         return expired
 
     def patient(self, session: str, key: str,
                 open_patient: Callable[[], LoadedPatient]) -> LoadedPatient:
         """The session's copy of patient ``key``: an LRU hit, else ``open_patient()`` (once,
         however many requests of the session ask at the same time)."""
-        cache_key = (session, key)
-        with self._lock:
-            hit = self._open.get(cache_key)
-            if hit is not None:
-                self._open.move_to_end(cache_key)
-                return hit
-            opening = self._opening.setdefault(cache_key, threading.Lock())
-        with opening:
-            with self._lock:  # another thread may have opened it while this one waited
-                hit = self._open.get(cache_key)
-                if hit is not None:
-                    return hit
-            loaded = open_patient()
-            with self._lock:
-                self._open[cache_key] = loaded
-                self._opening.pop(cache_key, None)
-                while len(self._open) > self.max_sessions:
-                    self._open.popitem(last=False)
-        return loaded
+        return self._open.get((session, key), open_patient)
 
     def close_patient(self, session: str, key: str) -> None:
         """Drop the session's copy of patient ``key`` (its upload was replaced)."""
-        with self._lock:
-            self._open.pop((session, key), None)
+        self._open.discard(lambda k, _loaded: k != (session, key))
 
     def clear(self) -> None:
-        with self._lock:
-            self._open.clear()
+        self._open.clear()

@@ -4,10 +4,11 @@ the dose view drew last."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 import numpy as np
+
+from .lru import OnceLRU
 
 __all__ = ["PatientShared"]
 
@@ -27,11 +28,9 @@ class PatientShared:
     """
 
     def __init__(self, max_grids: int = 3):
-        self.max_grids = max_grids
-        self._lock = threading.Lock()
         self._ct_lock = threading.Lock()
         self._ct_hu: np.ndarray | None = None
-        self._grids: OrderedDict[Hashable, object] = OrderedDict()
+        self._grids = OnceLRU(max_grids)
 
     def ct_hu(self, case) -> np.ndarray | None:
         """CT of ``case`` in HU (float32, [z, y, x]), read on first use; None without CT."""
@@ -45,19 +44,14 @@ class PatientShared:
         return self._ct_hu
 
     def dose_grid(self, key: Hashable, compute: Callable[[], object]):
-        """The grid stored under ``key``, else ``compute()`` stored under it (outside the lock:
-        two sessions may compute the same grid once each, never a wrong one)."""
-        with self._lock:
-            if key in self._grids:
-                self._grids.move_to_end(key)
-                return self._grids[key]
-        value = compute()
-        for array in value if isinstance(value, tuple) else (value,):
-            if isinstance(array, np.ndarray):
-                array.flags.writeable = False  # shared by sessions: a slip raises, never leaks
-        with self._lock:
-            self._grids[key] = value
-            self._grids.move_to_end(key)
-            while len(self._grids) > self.max_grids:
-                self._grids.popitem(last=False)
-        return value
+        """The grid stored under ``key``, else ``compute()`` stored under it (read-only: the
+        arrays are shared by sessions, so a slip raises instead of leaking)."""
+
+        def make():
+            value = compute()
+            for array in value if isinstance(value, tuple) else (value,):
+                if isinstance(array, np.ndarray):
+                    array.flags.writeable = False
+            return value
+
+        return self._grids.get(key, make)
