@@ -159,7 +159,7 @@ def _cmd_decide(args) -> int:
             evaluator, result, recorded_by=args.by, role=args.role, rationale=args.rationale,
             dissent=args.dissent, attendees=attendees, mdt_choice=choose,
             supersedes=args.supersedes, source=source, deidentify=args.deidentify,
-            tables_folder=args.tables_folder,
+            tables_folder=args.tables_folder, map_file=args.map_file,
         )
         stored = store.append(record, lesions)
     if args.format == "json":

@@ -482,3 +482,18 @@ def test_fhir_bundle(decision, tmp_path, capsys):
     del requests[1]["intent"]  # a required element: the validator must refuse the bundle
     with pytest.raises(RecordError, match="does not validate"):
         validate_bundle(bundle)
+
+
+def test_evidence_lists_the_folder_mapping_file(tmp_path):
+    """A folder's structure-mapping file changes the evaluation: its hash is evidence."""
+    from types import SimpleNamespace
+
+    from rtplan_assist.names import FOLDER_MAP_FILE
+    from rtplan_assist.records.snapshot import case_files
+
+    (tmp_path / "RS.dcm").write_bytes(b"x")
+    mapping = tmp_path / FOLDER_MAP_FILE
+    mapping.write_text("structure,tg263\nCORD,SpinalCord\n")
+    case = SimpleNamespace(folder=str(tmp_path), ct=None, structure_set_path=str(tmp_path / "RS.dcm"),
+                           plans=[], doses=[])
+    assert case_files(case) == [tmp_path / "RS.dcm", mapping]

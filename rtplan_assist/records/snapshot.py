@@ -39,13 +39,19 @@ def file_sha256(path: str | Path) -> str:
 
 
 def case_files(case) -> list[Path]:
-    """Every file the evaluation of ``case`` read: CT slices, RTSTRUCT, RTPLANs, RTDOSEs."""
+    """Every file the evaluation of ``case`` read: CT slices, RTSTRUCT, RTPLANs, RTDOSEs, and
+    the folder's structure-mapping file when there is one."""
+    from ..names import folder_mapping
+
     paths = []
     if case.ct is not None:
         paths += list(case.ct.paths)
     if case.structure_set_path:
         paths.append(case.structure_set_path)
     paths += [p.path for p in case.plans] + [d.path for d in case.doses]
+    map_file = folder_mapping(case.folder)[1]
+    if map_file:
+        paths.append(map_file)
     return [Path(p) for p in dict.fromkeys(str(p) for p in paths)]
 
 
@@ -76,7 +82,7 @@ def table_files(tables_folder: str | None, names: tuple[str, ...]) -> list[tuple
 
 
 def evidence_of(evaluator, result, *, tables_folder: str | None = None,
-                scrub=None) -> dict:
+                scrub=None, map_file: str | None = None) -> dict:
     """The evidence snapshot of ``result`` (a JSON-safe dict of str/int/list/dict).
 
     Parameters
@@ -88,6 +94,8 @@ def evidence_of(evaluator, result, *, tables_folder: str | None = None,
         The ``--tables-folder`` the tables were loaded from (None: shipped).
     scrub : callable or None
         Applied to input file names when the record is de-identified.
+    map_file : str or None
+        A structure-mapping file given on the command line (``--map-file``): hashed too.
     """
     from .. import __version__
     from ..regimens import TUMOUR_MODEL
@@ -128,6 +136,7 @@ def evidence_of(evaluator, result, *, tables_folder: str | None = None,
         },
         "alpha_beta_gy": dict(sorted(alpha_beta.items())),
         "structure_mapping": {scrub(k): v for k, v in sorted(evaluator.name_match.matched.items())},
+        "map_file_sha256": file_sha256(map_file) if map_file else None,
         "outside": evaluator.outside,
         "regimens_considered": regimens,
     }
@@ -152,7 +161,8 @@ def decision_content(evaluator, result, *, recorded_by: str, role: str, rational
                      dissent: str = "", attendees: list[dict] | None = None,
                      mdt_choice: dict | None = None, supersedes: str | None = None,
                      source: str | None = None, deidentify: bool = False,
-                     tables_folder: str | None = None) -> tuple[dict, list[dict]]:
+                     tables_folder: str | None = None,
+                     map_file: str | None = None) -> tuple[dict, list[dict]]:
     """The record (without chain fields) and its lesion rows for ``result``.
 
     Parameters
@@ -232,6 +242,7 @@ def decision_content(evaluator, result, *, recorded_by: str, role: str, rational
         "verdict": overall,
         "composite_verdict": rows_verdict(result.composite_rows) if result.composite_rows
         else "not evaluable",
-        "evidence": evidence_of(evaluator, result, tables_folder=tables_folder, scrub=scrub),
+        "evidence": evidence_of(evaluator, result, tables_folder=tables_folder, scrub=scrub,
+                                map_file=map_file),
     }
     return record, lesions
