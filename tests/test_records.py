@@ -178,10 +178,12 @@ def test_decide_list_verify_sqlite(tmp_path, capsys):
     assert lesions["L1"]["planned"] == "54 Gy/3"  # the demo plans L1 at 54 Gy/3 (demo.py)
     assert all(x["chosen"] == x["recommended"] for k, x in lesions.items() if k != "L1")
     assert all(x["chosen_from"] == "recommendation" for k, x in lesions.items() if k != "L1")
-    # evidence: SHA-256 of every file of the patient folder, recomputed here
+    # evidence: SHA-256 of every file of the patient folder (DICOM and the folder's
+    # structure-mapping file), recomputed here
     folder = demo_case_folder()
     expected = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in folder.iterdir() if p.suffix == ".dcm"}
+                for p in folder.iterdir() if p.is_file()}
+    assert "rtplan-assist-map.csv" in expected
     assert {i["file"]: i["sha256"] for i in rec["evidence"]["inputs"]} == expected
     from rtplan_assist.constraints import shipped_folder
 
