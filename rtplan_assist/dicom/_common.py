@@ -285,6 +285,109 @@ def check_grid_size(shape: tuple[int, ...], what: str, path) -> None:
         )
 
 
+#: Most bytes a deflate-compressed DICOM file may inflate to (1 GiB: a dose grid of
+#: :data:`MAX_GRID_VOXELS` 32-bit voxels is 800 MB). Checked by streaming the inflation in
+#: 16 MiB steps before pydicom inflates the file in memory: a 3 MB file of zeros inflates to
+#: over 3 GB, which pydicom would hold at once.
+MAX_INFLATED_BYTES = 1 << 30
+
+#: Bytes read to decide whether a file without a DICM prefix may be DICOM (its first tag).
+HEADER_PROBE_BYTES = 8
+
+DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+
+_INFLATE_STEP = 1 << 24
+
+
+def _plausible_first_tag(head: bytes) -> bool:
+    """Whether ``head`` (the first bytes of a data set) starts with a tag a DICOM data set can
+    start with: an even group from 0x0002 to 0x7FE0, little or big endian. A file of zeros
+    (group 0, one empty element every 8 bytes: pydicom would parse ~0.8 s per MB) or of text
+    is not."""
+    if len(head) < 4:
+        return False
+    for order in ("<", ">"):
+        group = struct.unpack(order + "H", head[:2])[0]
+        if group % 2 == 0 and 0x0002 <= group <= 0x7FE0:
+            return True
+    return False
+
+
+#: Modality of a file by its MediaStorageSOPClassUID (a refused file is still named by kind).
+SOP_CLASS_MODALITY = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RTPLAN",
+}
+
+
+def screen_file(path: str | Path) -> tuple[str, str, str]:
+    """A bounded look at a file before pydicom parses it: ``(kind, reason, modality)`` with
+    kind ``"dicom"``, ``"not_dicom"`` or ``"unreadable"``, and the modality its File Meta
+    SOP class names (``""`` when unknown).
+
+    Reads the 132-byte prefix and, with a DICM prefix, the File Meta group only. A file
+    without the prefix whose first tag is implausible (:func:`_plausible_first_tag`) is not
+    DICOM. A deflate-compressed data set is inflated in steps, counting and discarding, and
+    refused beyond :data:`MAX_INFLATED_BYTES` (a decompression bomb); memory stays ~16 MiB.
+    """
+    from pydicom.filereader import _read_file_meta_info
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+            if len(head) < 132 or head[128:132] != b"DICM":
+                if not _plausible_first_tag(head[:HEADER_PROBE_BYTES]):
+                    return "not_dicom", "no DICM prefix and no DICOM tag at the start", ""
+                return "dicom", "", ""
+            try:
+                meta = _read_file_meta_info(fh)
+                syntax = str(meta.get("TransferSyntaxUID", "") or "")
+                modality = SOP_CLASS_MODALITY.get(
+                    str(meta.get("MediaStorageSOPClassUID", "") or ""), "")
+            except Exception as exc:  # noqa: BLE001 - a damaged meta group: pydicom decides
+                return "dicom", f"{type(exc).__name__}: {exc}", ""
+            start = fh.tell()
+            if syntax != DEFLATED_SYNTAX:
+                if not _plausible_first_tag(fh.read(HEADER_PROBE_BYTES)):
+                    return "unreadable", (
+                        "after the File Meta group there is no DICOM data set (zeros or "
+                        "foreign bytes)"), modality
+                return "dicom", "", modality
+            fh.seek(start)
+            kind, reason = _screen_deflated(fh)
+            return kind, reason, modality
+    except OSError as exc:
+        return "unreadable", f"cannot be read ({exc.strerror or type(exc).__name__})", ""
+
+
+def _screen_deflated(fh) -> tuple[str, str]:
+    import zlib
+
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    first = b""
+    try:
+        while chunk := fh.read(1 << 20):
+            while chunk:
+                out = inflater.decompress(chunk, _INFLATE_STEP)
+                if len(first) < HEADER_PROBE_BYTES:
+                    first += out[: HEADER_PROBE_BYTES - len(first)]
+                total += len(out)
+                if total > MAX_INFLATED_BYTES:
+                    return "unreadable", (
+                        f"deflate-compressed data set inflates to more than "
+                        f"{MAX_INFLATED_BYTES / 2**30:g} GiB (a decompression bomb or a "
+                        "damaged file); refused before inflating it")
+                chunk = inflater.unconsumed_tail
+    except zlib.error as exc:
+        return "unreadable", f"deflate-compressed data set is damaged ({exc})"
+    if not _plausible_first_tag(first):
+        return "unreadable", "the inflated data set does not start with a DICOM tag"
+    return "dicom", ""
+
+
 def ds_str(ds: Dataset, keyword: str, default: str = "") -> str:
     """A string element stripped, ``default`` when absent."""
     value = ds.get(keyword, None)
@@ -299,6 +402,11 @@ def read_full(path: str | Path) -> Dataset:
     Files written without a File Meta header (read with ``force=True``) have no Transfer
     Syntax UID; it is set in memory from the encoding pydicom detected while reading.
     """
+    kind, reason, _ = screen_file(path)
+    if kind != "dicom":
+        raise DicomInputError(
+            f"is not a readable DICOM file: {reason}. Re-export it from the planning system.",
+            path=path)
     try:
         ds = pydicom.dcmread(str(path), force=True)
     except Exception as exc:  # pydicom raises many types for damaged files

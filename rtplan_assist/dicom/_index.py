@@ -9,7 +9,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from rtplan_assist.dicom._common import display_name, ds_str
+from rtplan_assist.dicom._common import display_name, ds_str, screen_file
 from rtplan_assist.dicom.rtstruct import frame_of_reference_uid as structure_set_for_uid
 from rtplan_assist.errors import DicomInputError
 
@@ -106,7 +106,9 @@ FOLDER_MAP_NAME = "rtplan-assist-map.csv"  # rtplan_assist.names.FOLDER_MAP_FILE
 
 
 def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False) -> Index:
-    """Read each file's header with ``dcmread(stop_before_pixels=True, force=True)``.
+    """Read each file's header with ``dcmread(stop_before_pixels=True, force=True)``, after a
+    bounded look at it (:func:`~rtplan_assist.dicom._common.screen_file`: first tag, and the
+    inflated size of a deflate-compressed file).
 
     Files that do not parse to a dataset with a Modality or SOPClassUID are listed as
     ``not_dicom`` (no DICM preamble) or ``unreadable`` (DICM preamble but no usable header);
@@ -115,6 +117,13 @@ def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False
     index = Index(root=root)
     for path in paths:
         if path.name.upper() == "DICOMDIR" or path.name.lower() == FOLDER_MAP_NAME:
+            continue
+        kind, reason, modality = screen_file(path)
+        if kind == "not_dicom":
+            index.not_dicom.append(path)
+            continue
+        if kind == "unreadable":
+            index.unreadable.append(UnreadableFile(path, reason, modality))
             continue
         try:
             if light:
