@@ -24,13 +24,14 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .dicom import load_case
-from .dvh import DVH, OUTSIDE_POLICIES, compute_dvhs
 from .errors import DicomInputError, RtplanAssistError
-from .metrics import parse_metric
-from .model import Case, Dose
 from .outputs import atomic_write_text
+
+if TYPE_CHECKING:  # pydicom, numba and the kernels load only when a command runs
+    from .dvh import DVH
+    from .model import Case, Dose
 
 DEFAULT_METRICS = ("D98%[Gy]", "D95%[Gy]", "D50%[Gy]", "D2%[Gy]", "D0.03cc[Gy]", "Mean[Gy]")
 
@@ -54,7 +55,9 @@ def register(sub) -> None:
                    "names, or the PatientID)")
     p.add_argument("--prescription", type=float, metavar="GY",
                    help="prescription (Gy) for %% doses; default: the dose's plan")
-    p.add_argument("--outside", choices=OUTSIDE_POLICIES, default="exclude",
+    # dvh.OUTSIDE_POLICIES, spelled out so that --help does not load the DVH engine
+    # (tests/test_startup.py checks they agree)
+    p.add_argument("--outside", choices=("exclude", "zero"), default="exclude",
                    help="volume outside the dose grid: leave out of the DVH (default) or "
                    "count at 0 Gy; either way it is reported")
     p.add_argument("--format", choices=("json", "csv"), default="json")
@@ -144,6 +147,9 @@ def _structure_entry(dvh: DVH, metrics, prescription, step, dose_file, warnings)
 def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription=None,
                outside="exclude", step=0.01) -> dict:
     """The ``dvh`` command's JSON document for a loaded case (see the module docstring)."""
+    from .dvh import compute_dvhs
+    from .metrics import parse_metric
+
     if step <= 0:
         raise RtplanAssistError("--dvh-step must be positive")
     parsed = [parse_metric(m) for m in (metrics or DEFAULT_METRICS)]
@@ -186,6 +192,8 @@ def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription
 
 
 def _cmd_dvh(args) -> int:
+    from .dicom import load_case
+
     paths = [Path(p) for p in args.path]
     case = load_case(paths[0] if len(paths) == 1 else paths, patient_id=args.patient)
     doc = dvh_report(case, structures=args.structure, metrics=args.metric, dose=args.dose,

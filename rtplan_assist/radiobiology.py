@@ -55,7 +55,6 @@ from numbers import Integral, Real
 import numpy as np
 
 from .errors import RadiobiologyError
-from .kernels import eqd2 as _eqd2_kernels
 
 __all__ = [
     "COMPOSITE_CAVEATS",
@@ -579,6 +578,10 @@ def _grid_call(dose_gy: np.ndarray, fractions: int, model: Model, to_eqd2: bool)
         dose_gy.dtype, np.integer
     ):
         raise RadiobiologyError(f"dose_gy must be numeric, got dtype {dose_gy.dtype}")
+    # the Numba kernels (and numba itself) load only when a voxel grid is converted: the
+    # scalar calculator (`rtplan-assist bed`) starts without them
+    from .kernels import eqd2 as _eqd2_kernels
+
     grid = np.ascontiguousarray(dose_gy, dtype=np.float64)
     bad = _eqd2_kernels.first_invalid_voxel(grid)
     if bad is not None:

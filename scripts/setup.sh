@@ -29,3 +29,13 @@ if [ "${1:-}" = "test" ]; then
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
+# Compile the Numba kernels once into their on-disk cache, with progress, so that neither the
+# first `serve`, the first browser visit nor the first `dvh` waits on the JIT in silence.
+# Skipped while the kernels' sources (content and mtime: Numba's cache key) and Numba are
+# unchanged since the last compilation.
+stamp=".venv/.kernels-compiled"
+want="$(cat kernels/*.py | sha256sum | cut -c1-16) $(stat -c %Y kernels/*.py | sha256sum | cut -c1-8) $(.venv/bin/python -c 'import numba; print(numba.__version__)')"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m rtplan_assist.precompile
+  echo "$want" > "$stamp"
+fi

@@ -11,7 +11,16 @@ from rtplan_assist.errors import RtplanAssistError
 
 from ._shared import error_alert
 
-__all__ = ["register", "upload_refusal"]
+__all__ = ["progress_text", "register", "upload_refusal"]
+
+
+def progress_text(i: int, n: int, text: str) -> str:
+    """The status line under the preparation progress bar: percentage and step count first
+    (``"40 % · step 4 of 10 · L1 at 54/3: DVHs and constraints"``), so that a long step never
+    looks like a stalled page."""
+    n = max(int(n), 1)
+    i = min(max(int(i), 0), n)
+    return f"{round(100 * i / n)} % · step {i} of {n} · {text}"
 
 
 def upload_refusal(exc: Exception) -> str:
@@ -82,7 +91,7 @@ def register(app, services) -> None:
         try:
             entry = services.entry(patient["key"], session)
             services.prepare(entry, lambda i, n, text: set_progress(
-                (str(i), str(max(n, 1)), services.scrub(text))))
+                (str(i), str(max(n, 1)), services.scrub(progress_text(i, n, text)))))
         except RtplanAssistError as exc:
             return None, services.scrub(error_alert(exc))
         return {"key": patient["key"]}, None

@@ -69,6 +69,19 @@ def _color(item: Dataset) -> tuple[int, int, int] | None:
         return None
 
 
+def _parse_ds_bytes(text: bytes, n_values: int) -> np.ndarray | None:
+    """A backslash-separated DS value (stripped raw bytes) as float64 in one C pass
+    (``np.fromstring``, ~0.25 µs a value, half the time of splitting into Python bytes), or
+    ``None`` unless it parsed into exactly ``n_values`` numbers: the caller then parses it
+    value by value and names the problem. Values it accepts are parsed to the same float as
+    Python's ``float`` (tests/test_dicom_contour_parse.py checks it against pydicom)."""
+    try:
+        values = np.fromstring(text.decode("latin-1"), sep="\\")
+    except (ValueError, DeprecationWarning):  # numpy >= 2.3 raises; older ones warn
+        return None
+    return values if values.size == n_values else None
+
+
 def _contour_values(contour: Dataset, path, roi_name: str) -> np.ndarray | None:
     """ContourData as float64, parsed from the raw bytes when pydicom has not converted it
     yet: its DSfloat objects cost ~460 bytes per value, numpy 8. The point count is checked
@@ -93,8 +106,10 @@ def _contour_values(contour: Dataset, path, roi_name: str) -> np.ndarray | None:
         text = raw.strip(b" \x00")
         if not text:
             return np.zeros(0)
+        values = _parse_ds_bytes(text, n_values)
         try:
-            values = np.array(text.split(b"\\")).astype(np.float64)
+            if values is None:  # not plain numbers: float() names what is wrong
+                values = np.array(text.split(b"\\")).astype(np.float64)
         except (TypeError, ValueError, OverflowError):
             raise DicomInputError(
                 f"ROI {roi_name!r}: ContourData holds a value that is not a number; the "
@@ -243,7 +258,7 @@ def _read_structures(
                     "points; it is damaged or oversampled. Re-export it with fewer points.",
                     path=path,
                 )
-            if len(points) > 1 and np.allclose(points[0], points[-1], atol=1e-9, rtol=0):
+            if len(points) > 1 and float(np.abs(points[0] - points[-1]).max()) <= 1e-9:
                 points = points[:-1]
             if len(points) < 3:
                 skipped["fewer than 3 points"] += 1

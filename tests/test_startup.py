@@ -1,0 +1,48 @@
+"""Start-up (issue 15): a command imports only what it runs. Checked on the modules a fresh
+process has loaded, not on timings (those are in benches/bench_startup.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PROBE = """
+import json, sys
+from rtplan_assist.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)
+"""
+
+
+def _top_level_imports(*argv: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                         timeout=120)
+    return set(json.loads(out.stderr.strip().splitlines()[-1]))
+
+
+def test_help_imports_no_numeric_or_web_stack():
+    loaded = _top_level_imports("--help")
+    assert not loaded & {"numpy", "numba", "scipy", "pydicom", "dash", "flask", "plotly",
+                         "matplotlib", "sqlalchemy", "requests"}
+
+
+def test_bed_imports_numpy_only():
+    loaded = _top_level_imports("bed", "54", "3", "--alpha-beta", "10")
+    assert "numpy" in loaded
+    assert not loaded & {"numba", "scipy", "pydicom", "dash", "flask", "plotly", "matplotlib",
+                         "sqlalchemy", "requests"}
+
+
+def test_dvh_outside_choices_match_the_engine():
+    # cli_dvh spells the choices out so that --help does not load the DVH engine
+    from rtplan_assist.cli import build_parser
+    from rtplan_assist.dvh import OUTSIDE_POLICIES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    outside = next(a for a in sub.choices["dvh"]._actions if a.dest == "outside")
+    assert tuple(outside.choices) == OUTSIDE_POLICIES
