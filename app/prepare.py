@@ -35,7 +35,7 @@ def build_evaluator(folder: str | Path, progress=None):
     """
     from rtplan_assist.deidentify import patient_key
     from rtplan_assist.dicom import load_case
-    from rtplan_assist.evaluation import CaseEvaluator
+    from rtplan_assist.workflow import evaluate_folder
 
     def report(i, n, text):
         if progress is not None:
@@ -45,7 +45,7 @@ def build_evaluator(folder: str | Path, progress=None):
     case = load_case(folder)
     # the key, not the ID: this text is relayed to the page (also in de-identified mode)
     report(0, 1, f"finding the lesions of patient {patient_key(case.patient_id)}")
-    evaluator = CaseEvaluator(case)
+    evaluator = evaluate_folder(case)
     steps = [(les.lesion_id, r) for les in evaluator.lesions
              for r in evaluator.regimens_for(les.lesion_id)]
     total = len(steps) + 2

@@ -396,12 +396,10 @@ def evaluate_patient(task: dict) -> dict:
     label = task.get("label") or task["rel"]
     case = None
     try:
-        from .constraints import load_tables
         from .dicom import load_case
-        from .evaluation import CaseEvaluator, find_lesions, result_rows_tidy, result_to_dict
-        from .regimens import load_regimen_file
+        from .evaluation import result_rows_tidy, result_to_dict
+        from .workflow import evaluate_folder
 
-        tables = load_tables(task["tables"]) if task.get("tables") else None
         problems = unreadable_parts(Path(task["folder"]))
         if problems:
             raise DicomInputError(
@@ -417,15 +415,15 @@ def evaluate_patient(task: dict) -> dict:
                 "needed to evaluate the plans; add the structure set the plans were made on.",
                 path=task["folder"],
             )
-        if task.get("regimens_file"):
-            # the options of the file; the evaluator adds each lesion's planned regimen
-            regimens = load_regimen_file(task["regimens_file"])
-        else:
-            # planned regimens only: no catalogue search in a batch without options
-            regimens = {lesion.lesion_id: [lesion.planned] for lesion in find_lesions(case, [])}
-        evaluator = CaseEvaluator(case, tables=tables, regimens=regimens)
-        planned = {lesion.lesion_id: lesion.planned for lesion in evaluator.lesions}
-        result = evaluator.evaluate(choice=planned)
+        # planned regimens only unless a regimen file is given: no catalogue search in a
+        # batch without options (the evaluation adds each lesion's planned regimen)
+        evaluator = evaluate_folder(
+            case,
+            tables_folder=task.get("tables") or None,
+            regimens=None if task.get("regimens_file") else "planned",
+            regimens_file=task.get("regimens_file") or None,
+        )
+        result = evaluator.result("planned")
         report = ""
         if task.get("report_path"):
             from .report import write_report

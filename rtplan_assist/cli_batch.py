@@ -151,14 +151,6 @@ def _case_path(args) -> Path:
     return args.path
 
 
-def _load_tables(folder):
-    if folder is None:
-        return None
-    from .constraints import load_tables
-
-    return load_tables(folder)
-
-
 def _parse_choices(items: list[str]) -> dict:
     from .regimens import parse_regimen
 
@@ -172,23 +164,21 @@ def _parse_choices(items: list[str]) -> dict:
 
 
 def _evaluate(args):
-    """(case, evaluator, result) for the planned regimens overridden by --choose."""
-    from .dicom import load_case
-    from .evaluation import CaseEvaluator, find_lesions
+    """(case, evaluation, result) for the planned regimens overridden by --choose."""
+    from .workflow import evaluate_folder
 
-    case = load_case(_case_path(args))
     chosen = _parse_choices(args.choose)
-    lesions = find_lesions(case, [])
-    regimens = {lesion.lesion_id: [lesion.planned] for lesion in lesions}
+    evaluation = evaluate_folder(
+        _case_path(args), tables_folder=args.tables, regimens="planned"
+    )
+    lesions = [lesion.lesion_id for lesion in evaluation.lesions]
     for lid, regimen in chosen.items():
-        if lid not in regimens:
+        if lid not in lesions:
             raise EvaluationError(
-                f"--choose {lid}: no such lesion; the lesions are {', '.join(regimens)}")
-        regimens[lid] = [regimen]
-    evaluator = CaseEvaluator(case, tables=_load_tables(args.tables), regimens=regimens)
-    choice = {lesion.lesion_id: lesion.planned for lesion in evaluator.lesions}
-    choice.update(chosen)
-    return case, evaluator, evaluator.evaluate(choice=choice)
+                f"--choose {lid}: no such lesion; the lesions are {', '.join(lesions)}")
+        evaluation.add_regimen(lid, regimen)
+    choice = dict(evaluation.planned_choice(), **chosen)
+    return evaluation.case, evaluation, evaluation.result(choice)
 
 
 # ----------------------------------------------------------------------------- handlers

@@ -143,39 +143,26 @@ def _parse_assignments(items: list[str], what: str) -> dict[str, list]:
 
 
 def build_evaluator(args):
-    """A :class:`~rtplan_assist.evaluation.CaseEvaluator` from parsed ``evaluate`` arguments."""
-    from .constraints import load_tables
-    from .dicom import load_case
-    from .evaluation import CaseEvaluator
-    from .names import check_mapping_file, load_mapping_file, parse_map_argument
-    from .regimens import DEFAULT_CATALOGUE, load_regimen_file
+    """The :class:`~rtplan_assist.evaluation.Evaluation` of parsed ``evaluate`` arguments
+    (:func:`rtplan_assist.workflow.evaluate_folder`)."""
+    from .names import parse_map_argument
+    from .workflow import evaluate_folder
 
-    if args.demo == bool(args.path):
-        raise EvaluationError("give a patient folder PATH or --demo (not both)")
-    if args.demo:
-        from .demo import demo_case_folder
-
-        folder = demo_case_folder()
-    else:
-        folder = args.path
-    case = load_case(folder, patient_id=getattr(args, "patient", None))
-    tables = load_tables(args.tables, folder=args.tables_folder)
     overrides: dict[str, str] = {}
-    if args.map_file:
-        lines: dict[str, int] = {}
-        from_file = load_mapping_file(args.map_file, lines=lines)
-        check_mapping_file(args.map_file, from_file, lines, [s.name for s in case.structures],
-                           tables)
-        overrides.update(from_file)
     for item in args.map:
         name, target = parse_map_argument(item)
         overrides[name] = target
-    regimens = load_regimen_file(args.regimens) if args.regimens else {}
-    for lesion, extra in _parse_assignments(args.regimen, "--regimen").items():
-        base = regimens.get(lesion) or regimens.get("*") or list(DEFAULT_CATALOGUE)
-        regimens[lesion] = list(dict.fromkeys(list(base) + extra))
-    return CaseEvaluator(
-        case, tables=tables, overrides=overrides, regimens=regimens, outside=args.outside
+    return evaluate_folder(
+        args.path or None,
+        demo=args.demo,
+        patient=getattr(args, "patient", None),
+        tables=args.tables,
+        tables_folder=args.tables_folder,
+        map_file=args.map_file,
+        overrides=overrides,
+        regimens_file=args.regimens,
+        extra_regimens=_parse_assignments(args.regimen, "--regimen"),
+        outside=args.outside,
     )
 
 

@@ -30,6 +30,19 @@ def private_decision_db(tmp_path_factory) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def demo_evaluation():
+    """``(evaluation, result)`` of the demo patient with the defaults of ``evaluate --demo``
+    (every regimen of the catalogue, every shipped table), computed once per run.
+
+    Read-only: a test that adds regimens or choices works on ``evaluation.copy()`` (it shares
+    the computed caches and keeps its own additions)."""
+    from rtplan_assist.workflow import evaluate_folder
+
+    evaluation = evaluate_folder(demo=True)
+    return evaluation, evaluation.result()
+
+
 # -- browser tests (dash[testing]): Debian's Chromium, headless, no network chatter ------------
 def pytest_setup_options():
     """Chrome options for dash_duo (run ``pytest --headless``); see ecosystem.md §4.5."""

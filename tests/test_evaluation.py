@@ -4,11 +4,13 @@ recommendation. Expected numbers come from the formulas and the tables by hand."
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rtplan_assist.constraints import load_tables
+from rtplan_assist.errors import EvaluationError
 from rtplan_assist.evaluation import (
     TIDY_COLUMNS,
     CaseEvaluator,
@@ -20,6 +22,7 @@ from rtplan_assist.evaluation import (
 )
 from rtplan_assist.model import Case, Dose, Grid, Plan, Structure
 from rtplan_assist.regimens import DEFAULT_CATALOGUE, Regimen
+from rtplan_assist.workflow import evaluate_folder
 
 # ------------------------------------------------------------------ a synthetic case
 # Dose grid: voxel centres 1, 3, ..., 49 mm on every axis (extent 0..50 mm).
@@ -201,13 +204,12 @@ def test_regimens_default_catalogue_plus_planned_and_add():
 # ------------------------------------------------------------------ the demo patient
 
 
-@pytest.fixture(scope="module")
-def demo():
-    from rtplan_assist.demo import demo_case_folder
-    from rtplan_assist.dicom import load_case
-
-    evaluator = CaseEvaluator(load_case(demo_case_folder()), tables=load_tables())
-    return evaluator, evaluator.evaluate()
+@pytest.fixture
+def demo(demo_evaluation):
+    """The session's demo evaluation (conftest.py); a copy, so that what a test adds stays
+    its own."""
+    evaluation, result = demo_evaluation
+    return evaluation.copy(), result
 
 
 def test_demo_lists_every_lesion_regimen(demo):
@@ -376,3 +378,80 @@ def test_recommendation_is_the_best_passing_combination_by_exhaustive_search():
     top = {lid: max(ev.regimens_for(lid), key=lambda r: r.bed10_gy()) for lid in ids}
     assert best_total < sum(r.bed10_gy() for r in top.values()) - 1e-9
     assert any("composite" in text for text in rec.binding.values())
+
+
+# ------------------------------------------------------------------ the session API and the one builder
+
+
+def test_recommendation_is_cached_and_shared_by_copies(demo_evaluation):
+    evaluation, result = demo_evaluation
+    rec = evaluation.recommend()
+    assert rec is result.recommendation  # computed once, for the result
+    twin = evaluation.copy()
+    assert twin.recommend() is rec  # a copy reuses it: no second search
+    # a regimen added to the copy changes its lists, so it searches again; the original keeps
+    # its own lists and its recommendation
+    twin.add_regimen("L1", Regimen(7, 49.0))
+    assert Regimen(7, 49.0) in twin.regimens("L1")
+    assert Regimen(7, 49.0) not in evaluation.regimens("L1")
+    assert twin.recommend() is not rec and evaluation.recommend() is rec
+
+
+def test_result_takes_a_given_recommendation_and_the_planned_choice(demo_evaluation):
+    import dataclasses
+
+    evaluation, result = demo_evaluation
+    twin = evaluation.copy()
+    kept = dataclasses.replace(result.recommendation, explanation=["kept by the caller"])
+    again = twin.result(result.choice, recommendation=kept)
+    assert again.recommendation is kept and again.choice == result.choice
+    assert again.rows == result.rows and again.composite_rows == result.composite_rows
+    planned = twin.result("planned")
+    assert planned.choice == {x.lesion_id: x.planned for x in evaluation.lesions}
+    with pytest.raises(EvaluationError, match="planned"):
+        twin.result("recommended")
+
+
+def test_builder_merges_regimen_and_mapping_options(tmp_path):
+    regimen_file = tmp_path / "regimens.csv"
+    regimen_file.write_text("lesion,total_dose_gy,fractions\n*,30,3\nL2,40,4\n")
+    ev = evaluate_folder(
+        synthetic_case(), regimens_file=regimen_file, extra_regimens={"L1": [Regimen(8, 60.0)]}
+    )
+    # the file's list, the extra regimen and the planned regimen (always added), sorted
+    assert ev.regimens("L1") == sorted([Regimen(3, 30.0), Regimen(8, 60.0), Regimen(5, 10.0)])
+    assert ev.regimens("L2") == sorted([Regimen(4, 40.0), Regimen(10, 30.0)])
+    assert evaluate_folder(synthetic_case(), regimens="planned").regimens("L2") == [
+        Regimen(10, 30.0)
+    ]
+    map_file = tmp_path / "map.csv"
+    map_file.write_text("structure,tg263\nEsophagus,Trachea\n")
+    # --map overrides the map file
+    ev = evaluate_folder(synthetic_case(), map_file=map_file)
+    assert ev.oar_structures["Trachea"].name == "Esophagus"
+    ev = evaluate_folder(synthetic_case(), map_file=map_file, overrides={"Esophagus": "Esophagus"})
+    assert ev.oar_structures["Esophagus"].name == "Esophagus" and "Trachea" not in ev.oar_structures
+    with pytest.raises(EvaluationError, match="not both"):
+        evaluate_folder(synthetic_case(), demo=True)
+
+
+def test_a_table_folder_reaches_the_batch_and_report_builders(tmp_path):
+    """``report``/``export-dose --tables DIR`` and the batch passed the folder where table
+    *names* go (TypeError, exit 70); through the one builder it is a folder of tables."""
+    from rtplan_assist.batch import evaluate_patient
+    from rtplan_assist.cli import main
+    from rtplan_assist.constraints import shipped_folder
+    from rtplan_assist.demo import demo_case_folder
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    shutil.copy(shipped_folder() / "tg101_2010_5fx.csv", tables)
+    record = evaluate_patient(
+        {"folder": str(demo_case_folder()), "rel": "demo", "tables": str(tables)}
+    )
+    assert record["status"] == "evaluated", record.get("error")
+    assert [Path(f).name for f in record["result"]["provenance"]["tables"]] == [
+        "tg101_2010_5fx.csv"
+    ]
+    assert main(["report", "--demo", "--tables", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "r.html")]) == 2

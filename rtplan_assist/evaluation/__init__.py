@@ -53,7 +53,7 @@ Modules
 ``composite``  the common grid, a lesion's dose on it, an organ's box
 ``bounds``     sound bounds on composite metrics from single-lesion EQD2 DVHs
 ``search``     the joint recommendation
-``session``    CaseEvaluator: the caches and the public API
+``session``    Evaluation (alias CaseEvaluator): the caches and the public API
 ``output``     dict, tidy rows, text and HTML of a result
 """
 
@@ -72,7 +72,7 @@ from .records import (
     ResultRow,
     rows_verdict,
 )
-from .session import CaseEvaluator
+from .session import CaseEvaluator, Evaluation
 
 __all__ = [
     "ABLATIVE_SOURCE",
@@ -82,6 +82,7 @@ __all__ = [
     "TIDY_COLUMNS",
     "CaseEvaluator",
     "CompositeLimit",
+    "Evaluation",
     "EvaluationResult",
     "Lesion",
     "Recommendation",

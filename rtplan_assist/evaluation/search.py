@@ -163,7 +163,7 @@ class SearchMixin:
                 group = trial
         return group
 
-    def recommend(self, *, max_composite_evaluations: int = 400) -> Recommendation:
+    def _search(self, *, max_composite_evaluations: int = 400) -> Recommendation:
         """The highest-BED10 regimen per lesion that passes every mandatory constraint, chosen
         jointly so that the mandatory composite limits pass too.
 

@@ -1,6 +1,6 @@
 """The evaluation session: one case, its lesions, the caches, and the public API.
 
-:class:`CaseEvaluator` owns every cache (physical DVHs per lesion and structure, rows per
+:class:`Evaluation` (alias ``CaseEvaluator``) owns every cache (physical DVHs per lesion and structure, rows per
 lesion × regimen, constraints per organ × fraction number, composite limits, the common grid,
 recorded composite samplers, composite DVHs and rows per choice) and delegates the computing to
 the pure modules of the package: :mod:`.lesions`, :mod:`.organs`, :mod:`.rows`, :mod:`.limits`,
@@ -9,7 +9,7 @@ the pure modules of the package: :mod:`.lesions`, :mod:`.organs`, :mod:`.rows`, 
 
 from __future__ import annotations
 
-import copy
+import copy as _copy
 import math
 import time
 from collections import OrderedDict
@@ -42,6 +42,7 @@ from .records import (
     CompositeLimit,
     EvaluationResult,
     Lesion,
+    Recommendation,
     ResultRow,
     choice_key,
     rows_verdict,
@@ -50,8 +51,18 @@ from .rows import composite_row, make_row, oar_rows, target_rows
 from .search import SearchMixin
 
 
-class CaseEvaluator(SearchMixin):
+class Evaluation(SearchMixin):
     """Evaluate one case: lesions × regimens, the composite, and the recommendation.
+
+    The one stateful object of the package: it computes on demand and caches. Build it with
+    :func:`rtplan_assist.workflow.evaluate_folder` (the defaults of the CLI, the batch, the
+    report and the app) or directly from a :class:`~rtplan_assist.model.Case`.
+
+    Public API: :attr:`lesions`, :meth:`regimens`, :meth:`add_regimen`, :meth:`dvhs`,
+    :meth:`rows`, :meth:`composite`, :meth:`composite_dvhs`, :meth:`composite_eqd2`,
+    :meth:`recommend` (cached per regimen lists, shared by :meth:`copy`), :meth:`result`,
+    :meth:`copy`. The longer names of earlier releases (``lesion_rows``, ``lesion_dvhs``,
+    ``regimens_for``, ``composite_rows``, ``session_copy``, ``evaluate``) remain.
 
     Parameters
     ----------
@@ -60,9 +71,10 @@ class CaseEvaluator(SearchMixin):
         Default :func:`rtplan_assist.constraints.load_tables` (every shipped table).
     overrides : dict of str to str, optional
         Case structure name → TG-263 name (``--map``).
-    regimens : dict of str to list of Regimen, optional
-        Lesion id or ``"*"`` → regimens; default :data:`DEFAULT_CATALOGUE`. The planned
-        regimen of each lesion is always added (it is the baseline of the comparison).
+    regimens : dict of str to list of Regimen, or "planned", optional
+        Lesion id or ``"*"`` → regimens; default :data:`DEFAULT_CATALOGUE`; ``"planned"``: each
+        lesion's planned regimen only. The planned regimen of each lesion is always added (it
+        is the baseline of the comparison).
     outside : {"exclude", "zero"}
         DVH policy for structure volume outside a dose grid (:mod:`rtplan_assist.dvh`).
 
@@ -88,7 +100,7 @@ class CaseEvaluator(SearchMixin):
         *,
         tables: ConstraintSet | None = None,
         overrides: dict[str, str] | None = None,
-        regimens: dict[str, list[Regimen]] | None = None,
+        regimens: dict[str, list[Regimen]] | str | None = None,
         outside: str = "exclude",
     ):
         self.case = case
@@ -110,6 +122,10 @@ class CaseEvaluator(SearchMixin):
             self.name_match, self.lesions, self.oar_structures, self.tables.organs()
         )
         self._regimens: dict[str, list[Regimen]] = {}
+        if regimens == "planned":
+            regimens = {lesion.lesion_id: [lesion.planned] for lesion in self.lesions}
+        elif isinstance(regimens, str):
+            raise EvaluationError(f"regimens: a dict or 'planned', got {regimens!r}")
         regimens = dict(regimens or {})
         unknown = [k for k in regimens if k != "*" and k not in self._by_id]
         if unknown:
@@ -137,10 +153,22 @@ class CaseEvaluator(SearchMixin):
         self._single_cache: dict[tuple, DVH | None] = {}
         self._check_cache: dict[tuple, ResultRow | None] = {}  # (choice, organ) → failing row
         self._composite_evaluations = 0
+        # regimen lists → Recommendation: a copy() shares the entries (immutable once made)
+        self._recommendations: dict[tuple, Recommendation] = {}
         self.timings: dict[str, float] = {}
 
-    def session_copy(self) -> CaseEvaluator:
-        """An evaluator for one more user of the same case, at the cost of a few dict copies.
+    def __repr__(self) -> str:
+        lesions = ", ".join(
+            f"{lesion.lesion_id} {lesion.planned.label} {lesion.target.name}"
+            for lesion in self.lesions[:4]
+        ) + (", ..." if len(self.lesions) > 4 else "")
+        return (
+            f"<Evaluation patient {self.case.patient_id!r}: {len(self.lesions)} lesion(s) "
+            f"[{lesions}], {len(self.oar_structures)} constrained organ(s) in the case>"
+        )
+
+    def copy(self) -> Evaluation:
+        """An evaluation for one more user of the same case, at the cost of a few dict copies.
 
         It shares the case (doses, structures), the lesions and every cached result (DVHs,
         rows, recorded samples: immutable once made) with this one, and owns copies of every
@@ -148,12 +176,14 @@ class CaseEvaluator(SearchMixin):
         from different threads (each under its own lock). The app gives each browser session
         one, made from a single unpickled evaluator per patient.
         """
-        twin = copy.copy(self)
+        twin = _copy.copy(self)
         for name, value in vars(self).items():
             if isinstance(value, dict | list | set):
                 setattr(twin, name, value.copy())
         twin.__dict__.pop("recommend", None)  # an instance override (the app's) is not copied
         return twin
+
+    session_copy = copy
 
     def __getstate__(self) -> dict:
         # recorded DVH samples are tens of MB and cheap to record again: not pickled (the
@@ -619,16 +649,64 @@ class CaseEvaluator(SearchMixin):
         return ("; " + "; ".join(notes)) if notes else ""
 
     # ----------------------------------------------------------------------------- all
+    # ----------------------------------------------------------------------------- results
+    def recommend(self, *, max_composite_evaluations: int = 400) -> Recommendation:
+        """The joint recommendation over the current regimen lists (:mod:`.search`).
+
+        Cached per (regimen lists, budget): asking again, from this session or from a
+        :meth:`copy` made after it was computed, returns the same object without a search;
+        :meth:`add_regimen` changes the lists, so the next call searches again.
+        """
+        key = (
+            tuple((lid, tuple(regs)) for lid, regs in self._regimens.items()),
+            max_composite_evaluations,
+        )
+        cache = self.__dict__.setdefault("_recommendations", {})  # pickles of older releases
+        if key not in cache:
+            cache[key] = self._search(max_composite_evaluations=max_composite_evaluations)
+        return cache[key]
+
+    def planned_choice(self) -> dict[str, Regimen]:
+        """Lesion id → planned regimen."""
+        return {lesion.lesion_id: lesion.planned for lesion in self.lesions}
+
     def evaluate(self, choice: dict[str, Regimen] | None = None) -> EvaluationResult:
-        """Every lesion × regimen, the recommendation, and the composite of ``choice`` (default:
-        the recommended choice; a partial ``choice`` is completed from the recommendation)."""
+        """:meth:`result` of ``choice`` (the name of earlier releases)."""
+        return self.result(choice)
+
+    def result(
+        self,
+        choice: dict[str, Regimen] | str | None = None,
+        *,
+        recommendation: Recommendation | None = None,
+    ) -> EvaluationResult:
+        """Every lesion × regimen, the recommendation, and the composite of ``choice``.
+
+        Parameters
+        ----------
+        choice : dict of str to Regimen, "planned", or None
+            Lesion id → regimen shown in the composite and the verdict; default the
+            recommended choice; a partial ``choice`` is completed from the recommendation;
+            ``"planned"`` takes every lesion's planned regimen. A regimen not in a lesion's
+            list is added to it (after the recommendation was made).
+        recommendation : Recommendation, optional
+            Use this recommendation instead of :meth:`recommend` (e.g. one computed over
+            other regimen lists and kept by the caller).
+        """
+        if choice == "planned":
+            choice = self.planned_choice()
+        elif isinstance(choice, str):
+            raise EvaluationError(
+                f"choice: a dict of lesion id to Regimen or 'planned', got {choice!r}"
+            )
         t0 = time.perf_counter()
         self._warm()
         rows: list[ResultRow] = []
         for lesion in self.lesions:
             for regimen in self.regimens_for(lesion.lesion_id):
                 rows += self.lesion_rows(lesion.lesion_id, regimen)
-        recommendation = self.recommend()
+        if recommendation is None:
+            recommendation = self.recommend()
         final = dict(recommendation.choice)
         for lid, regimen in (choice or {}).items():
             self._lesion(lid)
@@ -676,9 +754,19 @@ class CaseEvaluator(SearchMixin):
             provenance=provenance,
         )
 
+    # the short names of the public API
+    regimens = regimens_for
+    dvhs = lesion_dvhs
+    rows = lesion_rows
+    composite = composite_rows
 
-def _dvh_warnings(evaluator: CaseEvaluator) -> list[str]:
+
+def _dvh_warnings(evaluator: Evaluation) -> list[str]:
     out = []
     for (lid, _), dvh in evaluator._physical.items():
         out += [f"{lid}: {w}" for w in dvh.warnings]
     return out
+
+
+#: The name of earlier releases.
+CaseEvaluator = Evaluation
