@@ -330,6 +330,10 @@ def test_verify_cannot_read(tmp_path, capsys):
     assert code == 2 and "cannot read the database" in out and "Traceback" not in out
     code, out = _verify("nosuchdialect://x/y", capsys)
     assert code == 2 and out.count("\n") == 1
+    # a PostgreSQL server that is not there: one line, exit 2, the password not echoed
+    code, out = _verify(f"postgresql://rtplan:s3cret-pw@/records?host={tmp_path}/nowhere", capsys)
+    assert code == 2 and "cannot read the database" in out and "s3cret-pw" not in out
+    assert out.count("\n") == 1
 
 
 def test_decide_refuses_unknown_lesion(tmp_path, capsys):
