@@ -94,3 +94,28 @@ def test_each_structure_keeps_its_own_plane_spacing_without_ct(tmp_path):
     assert polygon_volume_cc(cord) == pytest.approx(0.6)
     # one plane: the set's modal spacing (PTV's 9 steps of 1 mm against the cord's 2 of 2 mm)
     assert case.structure("Marker").slice_thickness_mm == pytest.approx(1.0)
+
+
+def _star(n_points: int, z: float, r_out: float = 40.0, r_in: float = 20.0) -> np.ndarray:
+    k = np.arange(n_points)
+    r = np.where(k % 2 == 0, r_out, r_in)
+    t = 2 * np.pi * k / n_points
+    return np.c_[r * np.cos(t), r * np.sin(t), np.full(n_points, z)]
+
+
+def test_star_contour_is_refused_at_load_not_after_minutes(tmp_path):
+    # On main a 99,000-point star (under the 100,000-point cap) loaded, then the DVH kernel
+    # ran past 10 minutes without seeing Ctrl+C.
+    write_struct(tmp_path / "rs.dcm", [(1, "Star", "ORGAN", [("CLOSED_PLANAR", _star(99_000, 0.0))])])
+    with pytest.raises(DicomInputError, match=r"'Star'.*folds back on itself"):
+        load_case(tmp_path)
+
+
+def test_fold_count_of_simple_and_star_contours():
+    from rtplan_assist.dicom.rtstruct import MAX_CONTOUR_FOLDS, contour_folds
+
+    assert contour_folds(square(0.0)[:, :2]) == pytest.approx(1.0)  # convex: 1
+    # n points alternating between radii 40 and 20 mm: each edge travels ~(2/pi) x 20 mm
+    # in y over an extent of 80 mm, so about n x 12.7 / 160 = n / 12.6 folds
+    assert contour_folds(_star(2000, 0.0)[:, :2]) == pytest.approx(2000 / 12.6, rel=0.05)
+    assert contour_folds(_star(64, 0.0)[:, :2]) < MAX_CONTOUR_FOLDS

@@ -37,6 +37,16 @@ MAX_STRUCTURE_SET_POINTS = 10_000_000
 
 CONTOUR_DATA_TAG = 0x30060050
 
+#: Most *folds* one contour may have: how many times, on average, a line along x (or y)
+#: through the contour crosses it, halved (Σ|Δy| / 2·(y extent), and the same along x). A
+#: convex contour has 1; the most convoluted contours of the shared test data and the demo
+#: (3,009 contours, bodies and lungs included) have under 2. The DVH kernel's work per
+#: sampling row grows with the crossings, so this is the stated complexity bound: with
+#: ``rtplan_assist.dvh.MAX_DVH_SAMPLES`` it caps a structure's DVH work at 100 times that of a
+#: simple contour of the same extent. A 99,000-point star (about 7,900 folds) took over 10
+#: minutes in the kernel, where Ctrl+C is only seen when it returns; it is now refused.
+MAX_CONTOUR_FOLDS = 100.0
+
 
 def frame_of_reference_uid(ds: Dataset) -> str:
     """FrameOfReferenceUID of a structure set (first ReferencedFrameOfReferenceSequence item)."""
@@ -176,8 +186,8 @@ def read_structures(
         A CLOSED_PLANAR contour whose points do not share one z (non-axial contour).
     DicomInputError
         No StructureSetROISequence, two ROIs with one ROINumber, two ROIContourSequence items
-        for one ROI, ContourData inconsistent with NumberOfContourPoints,
-        malformed elements, or more points than :data:`MAX_CONTOUR_POINTS` per contour or
+        for one ROI, a contour with more than :data:`MAX_CONTOUR_FOLDS` folds, ContourData
+        inconsistent with NumberOfContourPoints, malformed elements, or more points than :data:`MAX_CONTOUR_POINTS` per contour or
         :data:`MAX_STRUCTURE_SET_POINTS` in all.
     """
     with malformed_as_input_error(path, "RTSTRUCT"):
@@ -269,6 +279,16 @@ def _read_structures(
                     f"ROI {roi_name!r}: a CLOSED_PLANAR contour spans z {z.min():g} to "
                     f"{z.max():g} mm; it is not on an axial plane. Non-axial contours cannot "
                     "be evaluated: recontour the ROI on axial slices.",
+                    path=path,
+                )
+            folds = contour_folds(points[:, :2])
+            if folds > MAX_CONTOUR_FOLDS:
+                raise DicomInputError(
+                    f"ROI {roi_name!r}: a contour of {len(points)} points on z {z.mean():g} mm "
+                    f"folds back on itself {folds:.0f} times (a line through it crosses it "
+                    f"about {2 * folds:.0f} times; at most {2 * MAX_CONTOUR_FOLDS:.0f} are "
+                    "accepted, clinical contours have under 4): the contour is damaged or "
+                    "not a volume outline. Re-export or recontour the ROI.",
                     path=path,
                 )
             planes.setdefault(float(z.mean()), []).append(
@@ -389,6 +409,20 @@ def _drop_repeated_contours(plane_z: np.ndarray, polygons: list[list[np.ndarray]
             plane[:] = kept
             repeated.append(float(z))
     return repeated
+
+
+def contour_folds(points_xy: np.ndarray) -> float:
+    """Folds of a closed polygon ``(N, 2)`` in mm: the larger over x and y of Σ|Δ| along the
+    closed outline divided by twice the extent (1 for a convex polygon; see
+    :data:`MAX_CONTOUR_FOLDS`)."""
+    folds = 0.0
+    for axis in (0, 1):
+        values = points_xy[:, axis]
+        extent = float(values.max() - values.min())
+        if extent > 0:
+            travel = float(np.abs(np.diff(values)).sum() + abs(values[0] - values[-1]))
+            folds = max(folds, travel / (2 * extent))
+    return folds
 
 
 def _merge_planes(planes: dict[float, list[np.ndarray]]) -> tuple[np.ndarray, list]:
