@@ -29,7 +29,7 @@ def test_replay_gives_the_kernel_curve_on_any_field():
     # kernel on the field with zeros elsewhere bins the same way
     inside = np.zeros_like(values)
     inside.reshape(-1)[sampler.support] = values.reshape(-1)[sampler.support]
-    kernel = compute_dvh(structure, Dose("field", "field", "FOR", grid, inside))
+    kernel = compute_dvh(structure, Dose("field", "field", "FOR", grid, inside), refine=False)
     replay = sampler.dvh(values)
     np.testing.assert_array_equal(replay.dose_gy, kernel.dose_gy)
     np.testing.assert_array_equal(replay.volume_cc_at_dose, kernel.volume_cc_at_dose)
