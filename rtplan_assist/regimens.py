@@ -6,9 +6,12 @@ to a regimen ``(n, D)`` by the factor ``D / D0``; every voxel then receives ``D_
 which is what a replanned SBRT dose at a new prescription looks like to first order; it does
 not model a changed margin or beam arrangement.
 
-The default catalogue is the one of GitHub issue 3 (reference
-``shared/reference/constraints-radiobiology.md`` §6.1 lists its BED10/EQD2 values). A regimen
-file overrides it per lesion::
+The catalogue (:data:`CATALOGUE`) is the list of GitHub issue 3 (reference
+``shared/reference/constraints-radiobiology.md`` §6.1 lists its BED10/EQD2 values) and the
+regimens issue 13 added (60 Gy/12, 35 Gy/5, 30 Gy/3, 24 Gy/2, 16-20 Gy/1, 45 Gy/3, 30 Gy/5,
+55 Gy/20, 30 Gy/10), each with the sites where it is standard and where that is cited. A lesion
+is offered the issue-3 list plus its site's standard regimens (:func:`site_regimens`). A
+regimen file overrides it per lesion::
 
     lesion,total_dose_gy,fractions
     *,50,5          # every lesion
@@ -30,11 +33,18 @@ from .radiobiology import Model, bed, eqd2
 
 __all__ = [
     "ABLATIVE_BED10_GY",
+    "CATALOGUE",
+    "CONTROL_TARGETS",
     "DEFAULT_CATALOGUE",
     "TUMOUR_MODEL",
+    "ControlTarget",
     "Regimen",
+    "citations",
+    "control_target",
+    "is_standard",
     "load_regimen_file",
     "parse_regimen",
+    "site_regimens",
 ]
 
 #: BED10 (Gy, LQ) that SBRT literature calls ablative: "BED > 100 Gy is required in order to
@@ -110,22 +120,141 @@ def _number(value: float) -> str:
     return text or "0"
 
 
-DEFAULT_CATALOGUE: tuple[Regimen, ...] = tuple(
+#: Where each regimen of the catalogue is used, per site. Only citations read in the project's
+#: reference documents (``shared/reference/constraints-radiobiology.md`` §4, §5.2; clinical
+#: audit (e)) or found with the search tool are given; "no citation found" says so.
+#: Evidence tags as in the reference: [P] primary or near-primary, [S] secondary.
+COMET = "SABR-COMET phase II protocol, Palma et al., BMC Cancer 2012;12:305, Table 1 [P]"
+COMET10 = "SABR-COMET-10, Palma et al., BMC Cancer 2019 (abstract) [P]"
+NCCN = "NCCN NSCLC, Principles of Radiation Therapy, SABR dose table [S]"
+LUSTRE = "LUSTRE trial design (48 Gy/4 peripheral, 60 Gy/8 central vs 60 Gy/15) [S]"
+SC24 = (
+    "SC.24, Sahgal et al., Lancet Oncol 2021, PMID 34126044 (abstract): spine SBRT 24 Gy in 2 "
+    "daily fractions"
+)
+CONVENTIONAL = "RTOG 0617 / PACIFIC-era conventional 60 Gy/30 (reference §5.2) [S]"
+ISSUE3 = "issue-3 catalogue (no trial citation found here)"
+NO_CITATION = "no trial citation found here (listed by the clinical audit (e) as a gap)"
+
+SITE_NAMES = ("lung", "central lung", "node", "liver", "bone", "vertebra", "adrenal", "unknown")
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """A regimen of the catalogue, the sites where it is a standard choice, and citations.
+
+    ``standard_for`` lists the sites whose cited practice uses this regimen (the objective's
+    third criterion prefers them); ``citations`` says where (one text per source).
+    """
+
+    regimen: Regimen
+    standard_for: tuple[str, ...]
+    citations: tuple[str, ...]
+
+
+def _entry(dose, n, sites, *citations) -> CatalogueEntry:
+    return CatalogueEntry(Regimen(n, float(dose)), tuple(sites), tuple(citations))
+
+
+CATALOGUE: tuple[CatalogueEntry, ...] = (
+    _entry(34, 1, ("lung",), "NCCN SABR 25-34 Gy/1 [S]"),
+    _entry(54, 3, ("lung", "liver", "node"),
+           COMET + ": lung <= 3 cm 54 Gy/3; other sites 45-60 Gy in 3-8 fx"),
+    _entry(48, 4, ("lung",), NCCN + ": 48-50 Gy/4", LUSTRE + ": peripheral 48 Gy/4"),
+    _entry(50, 5, ("lung", "liver", "node"), NCCN + ": 50-55 Gy/5",
+           COMET + ": other sites 45-60 Gy in 3-8 fx"),
+    _entry(55, 5, ("lung", "liver", "node"),
+           COMET + ": lung > 3 cm or abutting the chest wall 55 Gy/5; other sites 45-60 Gy in 3-8 fx"),
+    _entry(60, 8, ("central lung", "adrenal", "node", "liver"),
+           COMET + ": within 2 cm of the mediastinum or brachial plexus 60 Gy/8; adrenal 60 Gy/8",
+           LUSTRE + ": central 60 Gy/8"),
+    _entry(60, 12, ("central lung",),
+           COMET + ": central 60 Gy/8, 12 fractions if the oesophagus constraint cannot be met"),
+    _entry(50, 10, (), ISSUE3),
+    _entry(45, 15, (), ISSUE3),
+    _entry(60, 15, ("central lung",), LUSTRE + ": comparator 60 Gy/15"),
+    _entry(60, 30, ("node",), CONVENTIONAL),
+    _entry(45, 3, ("liver", "node"), NCCN + ": 45-60 Gy/3",
+           COMET + ": other sites 45-60 Gy in 3-8 fx"),
+    _entry(35, 5, ("bone", "vertebra"), COMET + ": bone 35 Gy/5", COMET10 + ": 35 Gy/5"),
+    _entry(30, 3, ("bone", "vertebra"), COMET + ": vertebral 30 Gy/3", COMET10 + ": 30 Gy/3"),
+    _entry(24, 2, ("vertebra",), SC24),
+    _entry(20, 1, ("bone", "vertebra"), COMET + ": vertebral 16-20 Gy/1", COMET10 + ": 20 Gy/1"),
+    _entry(18, 1, ("vertebra",), COMET + ": vertebral 16-20 Gy/1"),
+    _entry(16, 1, ("vertebra",), COMET + ": vertebral 16-20 Gy/1"),
+    _entry(30, 5, (), NO_CITATION),
+    _entry(55, 20, (), NO_CITATION),
+    _entry(30, 10, (), NO_CITATION),
+)
+"""The regimen catalogue: the issue-3 list (SBRT to conventional) and the regimens issue 13
+asked for, each with the sites that use it and where (see :data:`CATALOGUE` comments)."""
+
+#: The issue-3 regimens: offered for every site (so that every lesion is compared on the same
+#: baseline list).
+ISSUE3_REGIMENS: tuple[Regimen, ...] = tuple(
     Regimen(n, d)
     for d, n in (
-        (34, 1),
-        (54, 3),
-        (48, 4),
-        (50, 5),
-        (55, 5),
-        (60, 8),
-        (50, 10),
-        (45, 15),
-        (60, 15),
+        (34, 1), (54, 3), (48, 4), (50, 5), (55, 5), (60, 8), (50, 10), (45, 15), (60, 15),
         (60, 30),
     )
 )
-"""The issue-3 catalogue for oligoresidual NSCLC consolidation (SBRT to conventional)."""
+
+DEFAULT_CATALOGUE: tuple[Regimen, ...] = tuple(e.regimen for e in CATALOGUE)
+"""Every regimen of :data:`CATALOGUE`."""
+
+_BY_REGIMEN = {e.regimen: e for e in CATALOGUE}
+
+
+def site_regimens(site: str) -> list[Regimen]:
+    """The default regimens of a lesion at ``site``: the issue-3 list plus every catalogue
+    regimen that is standard for the site (``central lung`` also gets the lung ones,
+    ``vertebra`` the bone ones)."""
+    wanted = {site} | ({"lung"} if site == "central lung" else set())
+    wanted |= {"bone"} if site == "vertebra" else set()
+    extra = [e.regimen for e in CATALOGUE if wanted & set(e.standard_for)]
+    return list(dict.fromkeys(list(ISSUE3_REGIMENS) + extra))
+
+
+def is_standard(regimen: Regimen, site: str) -> bool:
+    """Whether the catalogue cites ``regimen`` as a standard choice at ``site``."""
+    entry = _BY_REGIMEN.get(regimen)
+    if entry is None:
+        return False
+    return site in entry.standard_for or (site == "vertebra" and "bone" in entry.standard_for)
+
+
+def citations(regimen: Regimen) -> tuple[str, ...]:
+    """Where a catalogue regimen is used (empty for a regimen not in the catalogue)."""
+    entry = _BY_REGIMEN.get(regimen)
+    return entry.citations if entry else ()
+
+
+@dataclass(frozen=True)
+class ControlTarget:
+    """A site's cited tumour-control target: prescription BED (LQ, α/β 10 Gy) >= ``bed10_gy``."""
+
+    site: str
+    bed10_gy: float
+    source: str
+
+
+#: Cited control targets per site. Only the lung line is cited in the reference documents
+#: (§6.1); nodes, liver, bone, vertebra and adrenal have none there, and none is invented:
+#: :func:`control_target` returns None and the objective says "no cited target".
+CONTROL_TARGETS: dict[str, ControlTarget] = {
+    site: ControlTarget(
+        site,
+        100.0,
+        "lung SABR: BED10 > 100 Gy for > 85 % local control regardless of tumour size "
+        "(Radiat Oncol J, PMC4206062, abstract [P]; reference §6.1)",
+    )
+    for site in ("lung", "central lung")
+}
+
+
+def control_target(site: str) -> ControlTarget | None:
+    """The site's cited control target, or None (no cited target)."""
+    return CONTROL_TARGETS.get(site)
 
 _REGIMEN = re.compile(
     r"^\s*(?P<dose>\d+(?:\.\d*)?|\.\d+)\s*(?:gy)?\s*(?:/|\s+in\s+|x)\s*(?P<n>\d+)\s*"

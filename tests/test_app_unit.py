@@ -315,10 +315,12 @@ def test_state_upload_replaced_and_removed(tmp_path, monkeypatch):
 
 # -- the recommendation follows the regimens a session added ------------------------------------
 def test_added_regimen_competes_in_the_recommendation():
-    """L4 (the liver lesion) is recommended 55 Gy/5 (BED10 115.5 Gy) from the catalogue. A
-    user adds 57.5 Gy/5: BED10 = 57.5 (1 + 11.5/10) = 123.6 Gy, the highest of L4's options;
-    when it passes all of L4's mandatory constraints alone and in the composite, the
-    recommendation must take it. Another session's copy of the patient is not affected."""
+    """L5 (the vertebra next to the cord; no cited control target) is recommended 45 Gy/15 from
+    the catalogue, which is not a cited standard for a vertebra, for lack of a passing one. A
+    user adds 39 Gy/13: the same 3 Gy per fraction, two fractions fewer, so every dose (and
+    the cord's) is 39/45 of 45 Gy/15's; when it passes all of L5's mandatory constraints alone
+    and in the composite, the objective's third criterion (fewer fractions) must take it.
+    Another session's copy of the patient is not affected."""
     import copy
 
     from rtplan_assist.app.services import LoadedPatient, PatientEntry
@@ -333,24 +335,23 @@ def test_added_regimen_competes_in_the_recommendation():
     entry = PatientEntry("demo", "Demo", demo_case_folder())
     mine = LoadedPatient(entry, evaluator, stored)
     theirs = LoadedPatient(entry, other_copy, stored)
-    assert stored.choice["L4"] == Regimen(5, 55.0)
-    added = Regimen(5, 57.5)
-    assert added.bed10_gy() == pytest.approx(123.625)
+    assert stored.choice["L5"] == Regimen(15, 45.0)
+    added = Regimen(13, 39.0)
 
-    prefs = {"added": {"L4": [added.label]}}
+    prefs = {"added": {"L5": [added.label]}}
     choice = mine.choice(prefs)
     rec = mine.recommendation_for(prefs)
-    assert added in mine.evaluator.regimens_for("L4")
-    fails = [r for r in mine.evaluator.lesion_rows("L4", added)
+    assert added in mine.evaluator.regimens_for("L5")
+    fails = [r for r in mine.evaluator.lesion_rows("L5", added)
              if r.priority == "mandatory" and r.status == "fail"]
     assert not fails and rec.composite_status == "pass"
-    assert rec.choice["L4"] == added and choice["L4"] == added
+    assert rec.choice["L5"] == added and choice["L5"] == added
     with mine.lock:
         result = mine.evaluator.evaluate(mine.choice(prefs))
     assert result.recommendation is rec
     # no added regimen: the stored recommendation, in this session and the other one
     assert mine.recommendation_for({}) is stored and theirs.choice({}) == stored.choice
-    assert added not in theirs.evaluator.regimens_for("L4")
+    assert added not in theirs.evaluator.regimens_for("L5")
 
 
 def test_concurrent_preparations_of_one_patient_start_one_job(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from rtplan_assist.evaluation import (
     result_to_html,
 )
 from rtplan_assist.model import Case, Dose, Grid, Plan, Structure
-from rtplan_assist.regimens import DEFAULT_CATALOGUE, Regimen
+from rtplan_assist.regimens import DEFAULT_CATALOGUE, Regimen, site_regimens
 from rtplan_assist.workflow import evaluate_folder
 
 # ------------------------------------------------------------------ a synthetic case
@@ -80,7 +80,9 @@ def test_find_lesions_targets_sites_and_planned():
     assert lesions[0].target.name == "PTV_1" and lesions[0].gtv.name == "GTV_1"
     assert lesions[1].gtv is None
     assert lesions[0].planned == Regimen(5, 10.0)
-    assert [x.site for x in lesions] == ["lung", "node"]  # from the plan labels
+    # from the plan labels; L1 is "central lung": its PTV (4-14 mm) lies 6 mm from the
+    # oesophagus box (from y = 20 mm), within SABR-COMET's 2 cm of the mediastinum
+    assert [x.site for x in lesions] == ["central lung", "node"]
 
 
 def test_fraction_dose_is_multiplied_and_said():
@@ -193,7 +195,9 @@ def test_unknown_lesion_and_partial_choice_are_refused():
 def test_regimens_default_catalogue_plus_planned_and_add():
     ev = CaseEvaluator(synthetic_case())
     listed = ev.regimens_for("L1")
-    assert set(DEFAULT_CATALOGUE) <= set(listed) and Regimen(5, 10.0) in listed
+    assert set(site_regimens("central lung")) <= set(listed) and Regimen(5, 10.0) in listed
+    assert Regimen(12, 60.0) in listed  # SABR-COMET: central lung 60 Gy/8, or /12
+    assert Regimen(2, 24.0) not in listed and Regimen(2, 24.0) in DEFAULT_CATALOGUE
     ev.add_regimen("L1", Regimen(6, 42.0))
     assert Regimen(6, 42.0) in ev.regimens_for("L1")
     ev2 = CaseEvaluator(synthetic_case(), regimens={"*": [Regimen(5, 50)], "L2": [Regimen(3, 30)]})
@@ -217,7 +221,7 @@ def test_demo_lists_every_lesion_regimen(demo):
     assert [x.lesion_id for x in result.lesions] == ["L1", "L2", "L3", "L4", "L5"]
     for lesion in result.lesions:
         labels = {r.regimen for r in result.rows if r.lesion_id == lesion.lesion_id}
-        assert {r.label for r in DEFAULT_CATALOGUE} <= labels
+        assert {r.label for r in site_regimens(lesion.site)} <= labels
         assert lesion.planned.label in labels
     assert result.composite_rows and all(r.lesion_id == "composite" for r in result.composite_rows)
     assert result.caveats[:1] and "repair" in result.caveats[0]
@@ -329,10 +333,11 @@ def test_composite_on_different_grids_is_resampled():
 FALLOFF = (0.7, 14.0)  # fraction of Rx just outside a PTV, e-folding length (mm)
 
 
-def three_lesion_case() -> Case:
+def three_lesion_case(site: str = "") -> Case:
     """Three lesions around one oesophagus box; each plan's dose falls off linearly from its
     PTV, so every lesion puts 10-50 % of its prescription into the oesophagus and the sum
-    (not any lesion alone) is what the composite limits bind on."""
+    (not any lesion alone) is what the composite limits bind on. ``site`` goes into the plan
+    labels (``"lung"``: lung lesions, central as they lie within 2 cm of the oesophagus)."""
     centres = {"1": (9.0, 9.0, 25.0), "2": (41.0, 9.0, 25.0), "3": (25.0, 41.0, 25.0)}
     z, y, x = np.meshgrid(GRID.z_mm, GRID.y_mm, GRID.x_mm, indexing="ij")
     structures = [box(10, "Esophagus", (15, 20, 15), (35, 28, 35))]
@@ -341,44 +346,108 @@ def three_lesion_case() -> Case:
         structures.append(box(i + 1, f"PTV_{k}", (cx - 4, cy - 4, cz - 4), (cx + 4, cy + 4, cz + 4), "PTV"))
         dist = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
         relative = np.where(dist < 6.0, 1.0, FALLOFF[0] * np.exp(-(dist - 6.0) / FALLOFF[1]))
-        plans.append(plan(f"P{k}", f"L{k}", 5, 50.0, i + 1))
+        plans.append(plan(f"P{k}", f"L{k} {site}".strip(), 5, 50.0, i + 1))
         doses.append(dose(f"D{k}", 50.0 * relative, f"P{k}"))
     return Case("/three", "SYN-3", "Syn^Three", "1.3", "FOR", structures, doses, plans)
 
 
-def test_recommendation_is_the_best_passing_combination_by_exhaustive_search():
-    """Issue 3 §6: the recommendation is the combination with the highest total BED10 among
-    those whose lesions pass every mandatory constraint alone and whose composite passes every
-    mandatory EQD2 limit. Checked against enumerating all 4³ combinations (each judged by its
-    own lesion rows and composite rows)."""
+def _feasible_choices(ev):
+    """Every combination whose lesions pass every mandatory row alone and whose composite
+    passes every mandatory EQD2 limit (judged by the rows themselves)."""
     import itertools
 
-    options = [Regimen(1, 34.0), Regimen(3, 54.0), Regimen(5, 50.0), Regimen(10, 50.0)]
-    ev = CaseEvaluator(three_lesion_case(), regimens={"*": options})
     ids = [lesion.lesion_id for lesion in ev.lesions]
-    assert ids == ["L1", "L2", "L3"]
-    rec = ev.recommend()
-    best, best_total = None, -1.0
     for combo in itertools.product(*(ev.regimens_for(lid) for lid in ids)):
         choice = dict(zip(ids, combo))
         alone = all(
             not any(r.priority == "mandatory" and r.status == "fail" for r in ev.lesion_rows(lid, reg))
             for lid, reg in choice.items()
         )
-        together = not any(
+        if alone and not any(
             r.status == "fail" for r in ev.composite_rows(choice, mandatory_only=True)
-        )
-        total = sum(r.bed10_gy() for r in combo)
-        if alone and together and total > best_total + 1e-9:
-            best, best_total = choice, total
-    assert best is not None and rec.composite_status == "pass"
-    assert sum(r.bed10_gy() for r in rec.choice.values()) == pytest.approx(best_total)
-    # the case is not trivial: the highest-BED10 option of every lesion passes alone for at
-    # least one lesion, yet the composite forces a lower total than all of them at their best
-    top = {lid: max(ev.regimens_for(lid), key=lambda r: r.bed10_gy()) for lid in ids}
-    assert best_total < sum(r.bed10_gy() for r in top.values()) - 1e-9
-    assert any("composite" in text for text in rec.binding.values())
+        ):
+            yield choice
 
+
+def _issue13_key(ev, choice):
+    """The issue-13 objective written out from the rows (not with the code's Option): lesions
+    below BED10 100 Gy (lung sites; reference §6.1), their shortfall, model-fragile lesions
+    (> 10 Gy/fx and below 100 Gy under LQ-L d_T 6/8 Gy or USC), minus the worst lesion's
+    smallest mandatory margin capped at 3 %, non-standard regimens, fractions, minus BED10."""
+    from rtplan_assist.radiobiology import Model, bed, usc_park2008_nsclc
+    from rtplan_assist.regimens import is_standard
+
+    below = shortfall = fragile = nonstandard = fractions = 0
+    total_bed, worst = 0.0, 0.03
+    models = [Model("LQ-L", 10.0, 6.0), Model("LQ-L", 10.0, 8.0), usc_park2008_nsclc()]
+    for lid, reg in choice.items():
+        site = ev._by_id[lid].site
+        if site in ("lung", "central lung"):
+            if reg.bed10_gy() < 100 - 1e-9:
+                below += 1
+                shortfall += 100 - reg.bed10_gy()
+            elif reg.dose_per_fraction_gy > 10 and any(
+                bed(reg.total_dose_gy, reg.fractions, m) < 100 for m in models
+            ):
+                fragile += 1
+        for r in ev.lesion_rows(lid, reg):
+            if r.priority == "mandatory" and r.limit is not None and not math.isnan(r.value):
+                upper = r.comparator in ("<", "<=")
+                margin = (r.limit - r.value if upper else r.value - r.limit) / abs(r.limit)
+                worst = min(worst, margin)
+        nonstandard += not is_standard(reg, site)
+        fractions += reg.fractions
+        total_bed += reg.bed10_gy()
+    return (below, round(shortfall, 6), fragile, -worst, nonstandard, fractions, -total_bed)
+
+
+def test_recommendation_is_the_best_passing_combination_by_exhaustive_search():
+    """Issue 13: the recommendation is the best combination by the lexicographic per-lesion
+    objective among those whose lesions pass every mandatory constraint alone and whose
+    composite passes every mandatory EQD2 limit. Checked against enumerating all 6³
+    combinations (each judged by its own lesion rows and composite rows, ranked by the key
+    written out in the test)."""
+    options = [Regimen(1, 34.0), Regimen(3, 54.0), Regimen(5, 50.0), Regimen(8, 60.0),
+               Regimen(10, 50.0), Regimen(15, 45.0)]
+    composite_bound = []
+    for site in ("lung", ""):
+        ev = CaseEvaluator(three_lesion_case(site), regimens={"*": options})
+        ids = [lesion.lesion_id for lesion in ev.lesions]
+        assert ids == ["L1", "L2", "L3"]
+        rec = ev.recommend()
+        best = min(_feasible_choices(ev), key=lambda c: _issue13_key(ev, c))
+        assert rec.composite_status == "pass"
+        assert _issue13_key(ev, rec.choice) == _issue13_key(ev, best)
+        composite_bound.append(any("composite" in text for text in rec.binding.values()))
+    # not trivial: without a cited target (site unknown) the preferred fewest-fraction option
+    # passes alone, yet the composite forces another choice
+    assert composite_bound == [False, True]
+
+
+def test_per_lesion_objective_disagrees_with_the_sum_of_bed_and_is_the_clinical_answer():
+    """Three central lung lesions around one oesophagus; 54 Gy/3, 50 Gy/5 and 50 Gy/10 each
+    pass alone, but the oesophagus sum does not allow all three at 54 Gy/3.
+
+    The old objective (the highest *sum* of BED10) gives two lesions 54 Gy/3 (BED10 151.2 Gy)
+    and pays with the third at 50 Gy/10 (BED10 75 Gy): 377.4 Gy in total, more than three
+    lesions at 50 Gy/5 (300 Gy). Clinically that trades one lesion's local control for surplus
+    BED10 elsewhere that buys nothing: the lung SABR line is BED10 >= 100 Gy (> 85 % local
+    control regardless of size, PMC4206062, reference §6.1), so a clinician treats all three
+    to >= 100 Gy. The per-lesion objective does exactly that: no lesion below 100 Gy."""
+    options = [Regimen(3, 54.0), Regimen(5, 50.0), Regimen(10, 50.0)]
+    ev = CaseEvaluator(three_lesion_case("lung"), regimens={"*": options})
+    assert {lesion.site for lesion in ev.lesions} == {"central lung"}
+    feasible = list(_feasible_choices(ev))
+    old = max(feasible, key=lambda c: sum(r.bed10_gy() for r in c.values()))
+    assert min(r.bed10_gy() for r in old.values()) < 100  # the sum sacrifices one lesion
+    rec = ev.recommend()
+    assert all(r.bed10_gy() >= 100 for r in rec.choice.values())
+    assert sum(r.bed10_gy() for r in rec.choice.values()) < sum(
+        r.bed10_gy() for r in old.values()
+    )
+    assert rec.choice in feasible
+    for lid in rec.choice:
+        assert "reaches the control target" in rec.reasons[lid]
 
 # ------------------------------------------------------------------ the session API and the one builder
 

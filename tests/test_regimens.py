@@ -24,7 +24,43 @@ CATALOGUE_BED10 = {
     "45 Gy/15": 45 * (1 + 3 / 10),  # 58.5
     "60 Gy/15": 60 * (1 + 4 / 10),  # 84.0
     "60 Gy/30": 60 * (1 + 2 / 10),  # 72.0
+    # issue 13
+    "60 Gy/12": 60 * (1 + 5 / 10),  # 90.0
+    "45 Gy/3": 45 * (1 + 15 / 10),  # 112.5
+    "35 Gy/5": 35 * (1 + 7 / 10),  # 59.5
+    "30 Gy/3": 30 * (1 + 10 / 10),  # 60.0
+    "24 Gy/2": 24 * (1 + 12 / 10),  # 52.8
+    "20 Gy/1": 20 * (1 + 20 / 10),  # 60.0
+    "18 Gy/1": 18 * (1 + 18 / 10),  # 50.4
+    "16 Gy/1": 16 * (1 + 16 / 10),  # 41.6
+    "30 Gy/5": 30 * (1 + 6 / 10),  # 48.0
+    "55 Gy/20": 55 * (1 + 2.75 / 10),  # 70.125
+    "30 Gy/10": 30 * (1 + 3 / 10),  # 39.0
 }
+
+
+def test_catalogue_sites_citations_and_targets():
+    """Every regimen names where it is used (a citation or "no citation found"); the site
+    defaults hold the regimens SABR-COMET Table 1 lists per site (reference §4); only lung has
+    a cited control target (reference §6.1); the others say so (None)."""
+    from rtplan_assist.regimens import (
+        CATALOGUE,
+        control_target,
+        is_standard,
+        site_regimens,
+    )
+
+    assert all(entry.citations for entry in CATALOGUE)
+    assert is_standard(Regimen(3, 54), "lung") and is_standard(Regimen(5, 55), "lung")
+    assert is_standard(Regimen(8, 60), "central lung") and is_standard(Regimen(12, 60), "central lung")
+    assert is_standard(Regimen(8, 60), "adrenal") and is_standard(Regimen(5, 35), "bone")
+    for r in (Regimen(1, 16), Regimen(1, 20), Regimen(3, 30), Regimen(2, 24)):
+        assert is_standard(r, "vertebra") and r in site_regimens("vertebra")
+    assert not is_standard(Regimen(1, 34), "bone") and not is_standard(Regimen(5, 30), "lung")
+    assert control_target("lung").bed10_gy == 100 and "PMC4206062" in control_target("lung").source
+    assert control_target("central lung").bed10_gy == 100
+    for site in ("node", "liver", "bone", "vertebra", "adrenal", "unknown"):
+        assert control_target(site) is None
 
 
 def test_catalogue_is_the_issue_list_with_hand_bed10():

@@ -6,6 +6,7 @@ name or by position, and the site from the organ structure that contains the tar
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -61,7 +62,74 @@ def _contains(structure: Structure, point: np.ndarray) -> bool:
     return inside % 2 == 1
 
 
+#: Structures whose 2 cm neighbourhood makes a lung lesion central: SABR-COMET's "within 2 cm
+#: of the mediastinum or brachial plexus" (Palma et al., BMC Cancer 2012;12:305, Table 1 [P]).
+_CENTRAL = re.compile(
+    r"trachea|bronch|airway|esoph|oesoph|heart|pericard|great|aorta|mediast|plex|vena",
+    re.IGNORECASE,
+)
+CENTRAL_DISTANCE_MM = 20.0
+_VERTEBRA = re.compile(r"vertebr|spine|\b[TC]\d{1,2}\b|^vb", re.IGNORECASE)
+
+
+def _points(structure: Structure, limit: int = 4000) -> np.ndarray:
+    """Contour points (x, y, z mm), at most ``limit`` (evenly subsampled)."""
+    pts = [
+        np.column_stack([poly[:, 0], poly[:, 1], np.full(len(poly), z)])
+        for z, plane in zip(structure.plane_z_mm, structure.polygons)
+        for poly in plane
+    ]
+    if not pts:
+        return np.zeros((0, 3))
+    out = np.concatenate(pts)
+    step = max(1, len(out) // limit)
+    return out[::step]
+
+
+def min_distance_mm(a: Structure, b: Structure) -> float:
+    """Smallest distance between the contour points of two structures (mm; inf when either is
+    empty). Points are subsampled to 4000 per structure: enough for a 2 cm criterion."""
+    if a.is_empty or b.is_empty:
+        return math.inf
+    ba, bb = a.bounds_mm(), b.bounds_mm()
+    gap = np.maximum(0.0, np.maximum(ba[:, 0] - bb[:, 1], bb[:, 0] - ba[:, 1]))
+    if float(np.linalg.norm(gap)) > CENTRAL_DISTANCE_MM:
+        return float(np.linalg.norm(gap))
+    pa, pb = _points(a), _points(b)
+    best = math.inf
+    for chunk in range(0, len(pa), 512):
+        d = pa[chunk : chunk + 512, None, :] - pb[None, :, :]
+        best = min(best, float(np.sqrt(np.min(np.einsum("ijk,ijk->ij", d, d)))))
+    return best
+
+
+def _refine(site: str, target: Structure, case: Case, text: str, own: set[str]) -> str:
+    """``lung`` → ``central lung`` within 2 cm of a mediastinal structure or the brachial
+    plexus; ``bone`` → ``vertebra`` for a vertebral lesion (by containing structure or name)."""
+    if site == "lung":
+        for s in case.structures:
+            if s.name in own or s.roi_type in ("PTV", "GTV", "CTV", "ITV"):
+                continue
+            if _CENTRAL.search(s.name) and min_distance_mm(target, s) <= CENTRAL_DISTANCE_MM:
+                return "central lung"
+    if site == "bone":
+        centre = target.bounds_mm().mean(axis=1)
+        for s in case.structures:
+            if s.name in own or re.search(r"spinal|canal|cord", s.name, re.IGNORECASE):
+                continue
+            if _VERTEBRA.search(s.name) and _contains(s, centre):
+                return "vertebra"
+        if _VERTEBRA.search(text):
+            return "vertebra"
+    return site
+
+
 def _site_of(target: Structure, case: Case, plan: Plan, own: set[str]) -> str:
+    text = f"{plan.label} {plan.name} {target.name}"
+    return _refine(_coarse_site(target, case, plan, own), target, case, text, own)
+
+
+def _coarse_site(target: Structure, case: Case, plan: Plan, own: set[str]) -> str:
     centre = target.bounds_mm().mean(axis=1)
     for site, pattern in _SITE_STRUCTURES:
         for s in case.structures:

@@ -69,6 +69,8 @@ def result_to_dict(result: EvaluationResult) -> dict:
                 "composite_status": rec.composite_status,
                 "explanation": rec.explanation,
                 "feasible": rec.feasible,
+                "reasons": rec.reasons,
+                "robustness": rec.robustness,
             },
             "regimens": {
                 lesion.lesion_id: [

@@ -18,7 +18,7 @@ from ..regimens import Regimen
 
 ABLATIVE_SOURCE = "ablative line BED10 >= 100 Gy: Radiat Oncol J, PMC4206062 (reference §6.1)"
 PRIORITY_RANK = {"mandatory": 0, "optimal": 1, "report": 2}
-SITES = ("lung", "liver", "bone", "node", "adrenal", "unknown")
+SITES = ("lung", "central lung", "liver", "bone", "vertebra", "node", "adrenal", "unknown")
 #: A lesion sets an organ's composite limits when its dose reaches this fraction of its
 #: prescription somewhere in the organ (:meth:`CaseEvaluator.contributors`).
 CONTRIBUTION_FRACTION = 0.10
@@ -34,8 +34,10 @@ class Lesion:
         ``L1``, ``L2``, ... in the order of the plans in the case.
     label : str
         RTPlanLabel (else RTPlanName, else the lesion id).
-    site : {"lung", "liver", "bone", "node", "adrenal", "unknown"}
-        From the organ structure that contains the target centre, else from the names.
+    site : {"lung", "central lung", "liver", "bone", "vertebra", "node", "adrenal", "unknown"}
+        From the organ structure that contains the target centre, else from the names; lung
+        within 2 cm of a mediastinal structure is ``central lung``, a vertebral bone lesion
+        ``vertebra``.
     plan : Plan
     dose : Dose
         Total physical dose of the plan (Gy); a FRACTION dose has been multiplied by the
@@ -163,6 +165,12 @@ class Recommendation:
         BED10 first.
     composite_evaluations : int
         Voxel-wise composite evaluations the search needed.
+    reasons : dict of str to str
+        Lesion id → why its regimen: control target (or "no cited target"), smallest margin
+        to a mandatory limit, standard regimen (issue 13 objective).
+    robustness : dict of str to str
+        Lesion id → whether the recommendation is robust to α/β and the tumour model, and what
+        would change it (filled by the evaluation).
     """
 
     choice: dict[str, Regimen]
@@ -173,6 +181,8 @@ class Recommendation:
     binding_rows: dict[str, ResultRow] = field(default_factory=dict)
     feasible: dict[str, list[Regimen]] = field(default_factory=dict)
     composite_evaluations: int = 0
+    reasons: dict[str, str] = field(default_factory=dict)
+    robustness: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -13,9 +13,8 @@ from ..constraints import Constraint
 from ..dvh import DVH
 from ..model import Structure
 from ..radiobiology import Model, bed_transform, eqd2_transform
-from ..regimens import ABLATIVE_BED10_GY, TUMOUR_MODEL, Regimen
+from ..regimens import TUMOUR_MODEL, Regimen, control_target
 from .records import (
-    ABLATIVE_SOURCE,
     CompositeLimit,
     Lesion,
     ResultRow,
@@ -73,7 +72,12 @@ def target_rows(
     ptv = lesion.target.name
     bed10 = regimen.bed10_gy()
     eqd2_10 = regimen.eqd2_10_gy()
-    reached = "reached" if bed10 >= ABLATIVE_BED10_GY - 1e-9 else "not reached"
+    target = control_target(lesion.site)
+    if target is not None:
+        reached = "reached" if bed10 >= target.bed10_gy - 1e-9 else "not reached"
+        target_text = f"{lesion.site} control target BED10 {target.bed10_gy:g} Gy {reached}"
+    else:
+        target_text = f"no cited control target for site '{lesion.site}' (BED10 shown only)"
     common = {
         "structure": ptv,
         "role": "target",
@@ -90,15 +94,14 @@ def target_rows(
             kind="BED",
             model="LQ",
             alpha_beta_gy=10.0,
-            comparator=">=",
-            limit=ABLATIVE_BED10_GY,
+            comparator=">=" if target else "",
+            limit=target.bed10_gy if target else None,
             status="info",
             reason=(
                 f"prescription {regimen.total_dose_gy:g} Gy in {n} × "
-                f"{regimen.dose_per_fraction_gy:.3g} Gy: BED10 {bed10:.1f} Gy; ablative line "
-                f"{ABLATIVE_BED10_GY:g} Gy {reached}"
+                f"{regimen.dose_per_fraction_gy:.3g} Gy: BED10 {bed10:.1f} Gy; {target_text}"
             ),
-            source=ABLATIVE_SOURCE,
+            source=target.source if target else "",
             **common,
         ),
         make_row(
@@ -182,15 +185,15 @@ def target_rows(
                 kind="BED",
                 model="LQ",
                 alpha_beta_gy=10.0,
-                comparator=">=",
-                limit=ABLATIVE_BED10_GY,
+                comparator=">=" if target else "",
+                limit=target.bed10_gy if target else None,
                 status="info" if not math.isnan(mapped.dmean_gy) else "not evaluable",
                 reason=(
                     "mean of voxel BED10 over the GTV dose distribution (not the BED of the "
                     f"mean dose, {gtv_dvh.dmean_gy:.2f} Gy physical)"
                     + coverage_note(dvhs[lesion.gtv.name])
                 ),
-                source=ABLATIVE_SOURCE,
+                source=target.source if target else "",
                 **gtv_common,
             )
         )

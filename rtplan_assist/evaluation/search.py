@@ -1,11 +1,11 @@
-"""The joint recommendation: the highest-BED10 regimen per lesion such that every mandatory
-per-lesion and composite limit passes.
+"""The joint recommendation: the best regimen per lesion by the lexicographic, per-lesion
+objective of :mod:`.objective` such that every mandatory per-lesion and composite limit passes.
 
 Search: regimens that fail a mandatory per-lesion constraint are removed first; the remaining
-combinations are visited by descending total BED10 and each combination's composite is decided
-by sound bounds (:mod:`.bounds`) where possible, by voxels otherwise; a failure is reduced to
-the smallest group of lesions that fails on its own, and combinations containing that group
-are skipped.
+combinations are visited best-first per margin level (see :meth:`SearchMixin.recommend`) and
+each combination's composite is decided by sound bounds (:mod:`.bounds`) where possible, by
+voxels otherwise; a failure is reduced to the smallest group of lesions that fails on its own,
+and combinations containing that group are skipped.
 
 :class:`SearchMixin` holds the search over the session's caches (it is a base class of
 :class:`~rtplan_assist.evaluation.session.Evaluation`, which provides ``lesion_rows``,
@@ -20,8 +20,16 @@ import time
 
 from ..dvh import DVH
 from ..radiobiology import Model, eqd2_transform
-from ..regimens import Regimen
+from ..regimens import Regimen, citations, is_standard
 from .bounds import bound
+from .objective import (
+    BORDERLINE_FRACTION,
+    Option,
+    describe_objective,
+    option,
+    target_check,
+)
+from .objective import choice_key as objective_key
 from .records import CompositeLimit, Recommendation, ResultRow, choice_key, excess
 
 
@@ -163,137 +171,156 @@ class SearchMixin:
                 group = trial
         return group
 
-    def _search(self, *, max_composite_evaluations: int = 400) -> Recommendation:
-        """The highest-BED10 regimen per lesion that passes every mandatory constraint, chosen
-        jointly so that the mandatory composite limits pass too.
+    # ------------------------------------------------------------------ the objective
+    def plan_units(self) -> list[list[str]]:
+        """Lesion ids grouped by plan: the lesions of one RTPLAN (several targets) share one
+        regimen and are searched as one unit; in plan order."""
+        units: dict[str, list[str]] = {}
+        for lesion in self.lesions:
+            units.setdefault(lesion.plan.sop_instance_uid or lesion.lesion_id, []).append(
+                lesion.lesion_id
+            )
+        return list(units.values())
 
-        Search: regimens that fail a mandatory per-lesion constraint are removed first; the
-        remaining combinations are visited by descending total BED10 (best-first over the
-        per-lesion lists sorted by BED10). A combination's composite is decided by sound
-        bounds from the single-lesion EQD2 DVHs where possible, by voxels otherwise; a failure
-        is reduced to the smallest group of lesions that fails on its own, and combinations
-        containing that group are skipped. A lesion with no passing regimen keeps the option
-        with the fewest mandatory failures (then the highest BED10) and the explanation says
-        so. ``binding`` names, for every lesion below its highest-BED10 option, the constraint
-        that stopped the next-higher one.
+    def _unit_options(self, unit: list[str]) -> tuple[list[Option], list[Option]]:
+        """(options passing every mandatory per-lesion row of every lesion of the unit, every
+        option); each list in the unit's own preference order."""
+        lesions = [self._by_id[lid] for lid in unit]
+        regimens = [
+            r for r in self.regimens_for(unit[0]) if all(r in self.regimens_for(x) for x in unit)
+        ]
+        every, ok = [], []
+        cache = self.__dict__.setdefault("_option_cache", {})
+        for regimen in regimens:
+            key = (tuple(unit), regimen)
+            if key not in cache:
+                fails = sum(len(self._individual(lid, regimen)) for lid in unit)
+                cache[key] = option(regimen, lesions, self.lesion_rows, failures=fails)
+            opt = cache[key]
+            every.append(opt)
+            fails = opt.failures
+            if not fails:
+                ok.append(opt)
+        every.sort(key=_unit_order)
+        ok.sort(key=_unit_order)
+        return ok, every
+
+    def _search(self, *, max_composite_evaluations: int = 400) -> Recommendation:
+        """The best regimen per lesion by the lexicographic objective of :mod:`.objective`
+        (control target; worst-lesion margin to the mandatory limits, capped at the borderline
+        band; standard regimens and fewer fractions; BED10) among the choices whose lesions
+        pass every mandatory per-lesion row and whose composite passes every mandatory limit.
+
+        Search: per unit (a plan's lesions), options failing a mandatory per-lesion row are
+        removed (a unit with no passing option keeps its fewest-failure option, said in the
+        explanation). For each distinct capped margin level ``t`` (highest first) the options
+        with margin >= ``t`` are searched best-first by the additive criteria (1, 3, 4; the
+        order is compatible with addition, so the first combination whose composite passes is
+        that level's best); the best over the levels is the optimum of the whole key (its worst
+        margin is some level ``t*``, whose search finds it). Composite failures are reduced to
+        the smallest failing group of lesions and skipped in every later combination.
+        ``binding`` names, for every unit not at its own best option, why that better option
+        was not taken.
         """
         t0 = time.perf_counter()
         self._composite_evaluations = 0
         self._warm()
         explanation: list[str] = []
-        lists: dict[str, list[Regimen]] = {}
-        failures: dict[tuple[str, Regimen], list[ResultRow]] = {}
-        for lesion in self.lesions:
-            lid = lesion.lesion_id
-            by_bed = sorted(self.regimens_for(lid), key=lambda r: (-r.bed10_gy(), r.fractions))
-            ok = []
-            for regimen in by_bed:
-                fails = self._individual(lid, regimen)
-                failures[(lid, regimen)] = fails
-                if not fails:
-                    ok.append(regimen)
-            if not ok:
-                best = min(by_bed, key=lambda r: (len(failures[(lid, r)]), -r.bed10_gy()))
+        units = self.plan_units()
+        ok: list[list[Option]] = []
+        every: dict[int, list[Option]] = {}
+        for u, unit in enumerate(units):
+            passing, all_options = self._unit_options(unit)
+            every[u] = all_options
+            if not passing:
+                best = min(all_options, key=lambda o: (o.failures, _unit_order(o)))
                 explanation.append(
-                    f"{lid}: no regimen passes every mandatory constraint; {best.label} has the "
-                    f"fewest failures ({len(failures[(lid, best)])})"
+                    f"{'+'.join(unit)}: no regimen passes every mandatory constraint; "
+                    f"{best.regimen.label} has the fewest failures ({best.failures})"
                 )
-                ok = [best]
-            lists[lid] = ok
-        ids = [lesion.lesion_id for lesion in self.lesions]
-        beds = {lid: [r.bed10_gy() for r in lists[lid]] for lid in ids}
-
-        def total(index: tuple[int, ...]) -> float:
-            return sum(beds[lid][i] for lid, i in zip(ids, index))
-
-        start = tuple(0 for _ in ids)
-        heap = [(-total(start), start)]
-        seen = {start}
+                passing = [best]
+            ok.append(passing)
         nogoods: list[dict[str, Regimen]] = []
-        chosen_index = None
-        composite_status = "fail"
-        blocked_by: dict[tuple, ResultRow] = {}
+        levels = sorted({o.capped for opts in ok for o in opts}, reverse=True)
+        lower = tuple(
+            sum(v) for v in zip(*(min(o.additive()[:4] for o in opts) for opts in ok))
+        )
+        best_key, best_index, best_lists = None, None, None
         visited = 0
-        while heap and self._composite_evaluations <= max_composite_evaluations:
-            _, index = heapq.heappop(heap)
-            visited += 1
-            choice = {lid: lists[lid][i] for lid, i in zip(ids, index)}
-            clash = next(
-                (ng for ng in nogoods if all(choice[lid] == reg for lid, reg in ng.items())),
-                None,
+        exhausted = False
+        for level in levels:
+            lists = [[o for o in opts if o.capped >= level - 1e-12] for opts in ok]
+            if any(not x for x in lists):
+                continue
+            bound_1 = tuple(
+                sum(v) for v in zip(*(min(o.additive()[:4] for o in x) for x in lists))
             )
-            if clash is None:
-                status, row = self._composite_check(choice, first_failure=True)
-                if status == "pass":
-                    chosen_index, composite_status = index, "pass"
-                    break
-                nogoods.append(self._nogood(choice, row))
-            for pos in range(len(ids)):
-                nxt = list(index)
-                nxt[pos] += 1
-                nxt = tuple(nxt)
-                if nxt[pos] < len(lists[ids[pos]]) and nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (-total(nxt), nxt))
-        if chosen_index is None:
-            chosen_index = start
+            if best_key is not None and bound_1 >= best_key[:4]:
+                continue  # criterion 1 cannot beat the best found, and its margin is lower
+            for x in lists:
+                x.sort(key=Option.additive)
+            index, seen_n, budget_hit = self._best_first(units, lists, nogoods,
+                                                         max_composite_evaluations)
+            visited += seen_n
+            exhausted |= budget_hit
+            if index is None:
+                continue
+            key = objective_key([lists[u][i] for u, i in enumerate(index)])
+            if best_key is None or key < best_key:
+                best_key, best_index, best_lists = key, index, lists
+            if best_key[:4] == lower or self._composite_evaluations > max_composite_evaluations:
+                break  # criterion 1 cannot improve at a lower margin level
+        composite_status = "pass"
+        if best_index is None:
+            composite_status = "fail"
+            best_lists = [sorted(x, key=Option.additive) for x in ok]
+            best_index = tuple(0 for _ in units)
             explanation.append(
                 "no combination of individually acceptable regimens passes the mandatory "
                 "composite limits"
-                + (" within the search budget" if heap else "")
-                + "; the highest-BED10 combination is shown and its composite fails"
+                + (" within the search budget" if exhausted else "")
+                + "; the best combination by the objective is shown and its composite fails"
             )
-        choice = {lid: lists[lid][i] for lid, i in zip(ids, chosen_index)}
+        chosen = {u: best_lists[u][i] for u, i in enumerate(best_index)}
+        choice = {lid: chosen[u].regimen for u, unit in enumerate(units) for lid in unit}
+        worst_u = min(chosen, key=lambda u: chosen[u].capped)
         binding: dict[str, str] = {}
         binding_rows: dict[str, ResultRow] = {}
         deescalated: list[str] = []
-        for lid in ids:
-            regimen = choice[lid]
-            by_bed = sorted(self.regimens_for(lid), key=lambda r: (-r.bed10_gy(), r.fractions))
-            higher = [r for r in by_bed if r.bed10_gy() > regimen.bed10_gy() + 1e-9]
-            if not higher:
-                continue
-            deescalated.append(lid)
-            above = higher[-1]  # the next-higher BED10 option
-            fails = failures.get((lid, above), [])
-            if fails:
-                row = max(fails, key=excess)
-                binding_rows[lid] = row
-                binding[lid] = (
-                    f"{row.describe()}: {above.label} (BED10 {above.bed10_gy():.1f} Gy) fails it"
-                )
-            else:
-                trial = dict(choice, **{lid: above})
-                status, row = self._composite_check(trial)
-                if row is not None:
-                    blocked_by[(lid, above)] = row
-                    binding_rows[lid] = row
-                    binding[lid] = (
-                        f"composite {row.describe()} with {lid} at {above.label} "
-                        f"(BED10 {above.bed10_gy():.1f} Gy) and the other lesions as recommended"
-                    )
-                else:
-                    binding[lid] = (
-                        f"{above.label} passes alone and in the composite with the others as "
-                        "recommended, but raising it needs another lesion lowered (lower total "
-                        "BED10)"
-                    )
-            explanation.append(
-                f"{lid}: {regimen.label} (BED10 {regimen.bed10_gy():.1f} Gy) instead of "
-                f"{by_bed[0].label} (BED10 {by_bed[0].bed10_gy():.1f} Gy); binding: {binding[lid]}"
+        reasons: dict[str, str] = {}
+        for u, unit in enumerate(units):
+            opt = chosen[u]
+            name = "+".join(unit)
+            for lid in unit:
+                reasons[lid] = self._reason(lid, opt, u == worst_u)
+            # the options the objective would prefer if every limit allowed them
+            better = sorted(
+                (o for o in every[u] if _ideal(o) < _ideal(opt) and o.regimen != opt.regimen),
+                key=_ideal,
             )
-        for lid in ids:
-            if lid not in deescalated:
-                explanation.append(
-                    f"{lid}: {choice[lid].label} (BED10 {choice[lid].bed10_gy():.1f} Gy), its "
-                    "highest-BED10 option, passes every mandatory constraint"
-                )
+            if not better:
+                explanation.append(f"{name}: {opt.regimen.label}, its best option by the "
+                                   f"objective; {reasons[unit[0]]}")
+                continue
+            deescalated += unit
+            above = better[-1]  # the next-better option of this unit
+            text, row = self._why_not(unit, above, choice)
+            for lid in unit:
+                binding[lid] = text
+                if row is not None:
+                    binding_rows[lid] = row
+            explanation.append(
+                f"{name}: {opt.regimen.label} (BED10 {opt.regimen.bed10_gy():.1f} Gy) instead "
+                f"of {above.regimen.label} (BED10 {above.regimen.bed10_gy():.1f} Gy): {text}; "
+                f"{reasons[unit[0]]}"
+            )
         if composite_status == "pass":
             explanation.append(
                 f"composite: every mandatory EQD2 limit passes for this choice ({visited} "
                 f"combination(s) visited, {self._composite_evaluations} voxel-wise composite "
                 "evaluation(s))"
             )
+        explanation.append("objective: " + "; ".join(describe_objective()))
         self.timings["recommend_s"] = time.perf_counter() - t0
         return Recommendation(
             choice=choice,
@@ -302,6 +329,101 @@ class SearchMixin:
             composite_status=composite_status,
             explanation=explanation,
             binding_rows=binding_rows,
-            feasible={lid: list(lists[lid]) for lid in ids},
+            feasible={lid: [o.regimen for o in ok[u]] for u, unit in enumerate(units)
+                      for lid in unit},
             composite_evaluations=self._composite_evaluations,
+            reasons=reasons,
         )
+
+    def _best_first(self, units, lists, nogoods, budget):
+        """Best-first over the per-unit lists by the summed additive key; the first
+        combination whose mandatory composite passes, as indices (or None)."""
+        def total(index):
+            return tuple(sum(v) for v in zip(*(lists[u][i].additive()
+                                                for u, i in enumerate(index))))
+
+        start = tuple(0 for _ in units)
+        heap = [(total(start), start)]
+        seen = {start}
+        visited = 0
+        while heap:
+            if self._composite_evaluations > budget:
+                return None, visited, True
+            _, index = heapq.heappop(heap)
+            visited += 1
+            choice = {
+                lid: lists[u][i].regimen for u, i in enumerate(index) for lid in units[u]
+            }
+            clash = next(
+                (ng for ng in nogoods if all(choice.get(lid) == reg for lid, reg in ng.items())),
+                None,
+            )
+            if clash is None:
+                status, row = self._composite_check(choice, first_failure=True)
+                if status == "pass":
+                    return index, visited, False
+                nogoods.append(self._nogood(choice, row))
+            for pos in range(len(units)):
+                nxt = list(index)
+                nxt[pos] += 1
+                nxt = tuple(nxt)
+                if nxt[pos] < len(lists[pos]) and nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (total(nxt), nxt))
+        return None, visited, False
+
+    def _reason(self, lid: str, opt: Option, worst: bool) -> str:
+        """Why this regimen, for one lesion: target, margin, standard."""
+        lesion = self._by_id[lid]
+        check = target_check(opt.regimen, lesion.site)
+        parts = [f"site {lesion.site}: {check.text}"]
+        if opt.margin_row is not None and not math.isnan(opt.margin):
+            band = "borderline" if opt.margin < BORDERLINE_FRACTION else "clear"
+            parts.append(
+                f"smallest margin to a mandatory limit {opt.margin:.1%} ({band}; "
+                f"{opt.margin_row.describe()})"
+                + (" — the worst lesion's margin of this choice" if worst else "")
+            )
+        else:
+            parts.append("no evaluable mandatory per-lesion limit")
+        std = is_standard(opt.regimen, lesion.site)
+        cites = citations(opt.regimen)
+        parts.append(
+            f"standard for {lesion.site} ({'; '.join(cites)})" if std
+             else f"not a cited standard for {lesion.site}"
+        )
+        return "; ".join(parts)
+
+    def _why_not(self, unit, above: Option, choice) -> tuple[str, ResultRow | None]:
+        """Why the unit's next-better option ``above`` was not taken."""
+        fails = [row for lid in unit for row in self._individual(lid, above.regimen)]
+        if fails:
+            row = max(fails, key=excess)
+            return f"{row.describe()}: {above.regimen.label} fails it", row
+        trial = dict(choice, **{lid: above.regimen for lid in unit})
+        _, row = self._composite_check(trial)
+        if row is not None:
+            return (
+                (f"composite {row.describe()} with {'+'.join(unit)} at {above.regimen.label} and "
+                "the other lesions as recommended"),
+                row,
+            )
+        return (
+            (f"{above.regimen.label} passes alone and in the composite with the others as "
+            "recommended, but the whole choice ranks lower with it (the worst-lesion margin is "
+            "set by another lesion, so its larger margin does not count, and criteria 3-4 "
+            "prefer the recommended regimen) or it needs another lesion lowered"),
+            None,
+        )
+
+
+def _ideal(o: Option) -> tuple:
+    """The objective without the limits (criteria 1, 3, 4): what the unit would get if every
+    limit allowed it."""
+    return (o.below, round(o.shortfall, 6), o.fragile, o.nonstandard, o.fractions, -o.bed10)
+
+
+def _unit_order(o: Option) -> tuple:
+    """A unit's own preference order of its options (the objective for one unit)."""
+    return (o.failures, o.below, round(o.shortfall, 6), o.fragile, -o.capped, o.nonstandard,
+            o.fractions, -o.bed10)

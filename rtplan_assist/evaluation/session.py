@@ -26,7 +26,7 @@ from ..geometry import polygon_volume_cc
 from ..kernels.eqd2 import add_eqd2_box
 from ..model import Case, Grid, Structure
 from ..radiobiology import COMPOSITE_CAVEATS, Model, eqd2_grid, eqd2_transform
-from ..regimens import DEFAULT_CATALOGUE, TUMOUR_MODEL, Regimen
+from ..regimens import TUMOUR_MODEL, Regimen, site_regimens
 from .composite import box, common_grid, dose_on_grid
 from .lesions import find_lesions
 from .limits import organ_limits
@@ -72,7 +72,8 @@ class Evaluation(SearchMixin):
     overrides : dict of str to str, optional
         Case structure name → TG-263 name (``--map``).
     regimens : dict of str to list of Regimen, or "planned", optional
-        Lesion id or ``"*"`` → regimens; default :data:`DEFAULT_CATALOGUE`; ``"planned"``: each
+        Lesion id or ``"*"`` → regimens; default per lesion :func:`~rtplan_assist.regimens.site_regimens`
+        of its site; ``"planned"``: each
         lesion's planned regimen only. The planned regimen of each lesion is always added (it
         is the baseline of the comparison).
     outside : {"exclude", "zero"}
@@ -134,7 +135,11 @@ class Evaluation(SearchMixin):
                 f"{', '.join(self._by_id)}"
             )
         for lesion in self.lesions:
-            chosen = regimens.get(lesion.lesion_id) or regimens.get("*") or list(DEFAULT_CATALOGUE)
+            chosen = (
+                regimens.get(lesion.lesion_id)
+                or regimens.get("*")
+                or site_regimens(lesion.site)
+            )
             listed = list(dict.fromkeys(list(chosen) + [lesion.planned]))
             self._regimens[lesion.lesion_id] = sorted(listed)
         # caches
