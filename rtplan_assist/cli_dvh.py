@@ -6,7 +6,7 @@ JSON contract of ``dvh`` (stable; scripts read it)::
                      "metrics": {"D95%[Gy]": ...},
                      "dvh": {"dose_gy": [...], "volume_cc": [...]},
                      # additions that never change the keys above:
-                     "dvh_volume_cc", "outside_cc", "dose_file"}],
+                     "dvh_volume_cc", "outside_cc", "dose_file", "end_caps"}],
      "warnings": [...],
      "dose": {...} | "doses": [...]}
 
@@ -57,6 +57,10 @@ def register(sub) -> None:
                    help="prescription (Gy) for %% doses; default: the dose's plan")
     # dvh.OUTSIDE_POLICIES, spelled out so that --help does not load the DVH engine
     # (tests/test_startup.py checks they agree)
+    p.add_argument("--end-caps", choices=("half", "none"), default="half",
+                   help="end caps of each structure's solid: half a plane spacing beyond the "
+                   "first and last contour (default; Nelms 2015, Pinnacle, RayStation, Monaco) "
+                   "or none (Eclipse); stated in the output (README: agreement per TPS)")
     p.add_argument("--outside", choices=("exclude", "zero"), default="exclude",
                    help="volume outside the dose grid: leave out of the DVH (default) or "
                    "count at 0 Gy; either way it is reported")
@@ -141,11 +145,12 @@ def _structure_entry(dvh: DVH, metrics, prescription, step, dose_file, warnings)
         "dvh_volume_cc": _round(dvh.dvh_volume_cc),
         "outside_cc": _round(dvh.outside_cc),
         "dose_file": dose_file,
+        "end_caps": dvh.end_caps,
     }
 
 
 def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription=None,
-               outside="exclude", step=0.01) -> dict:
+               outside="exclude", step=0.01, end_caps="half") -> dict:
     """The ``dvh`` command's JSON document for a loaded case (see the module docstring)."""
     from .dvh import compute_dvhs
     from .metrics import parse_metric
@@ -174,7 +179,7 @@ def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription
         plan = case.plan_for_dose(d)
         if rx is None and plan is not None:
             rx = plan.prescription_gy
-        dvhs = compute_dvhs(chosen, d, outside=outside)
+        dvhs = compute_dvhs(chosen, d, outside=outside, end_caps=end_caps)
         for s in chosen:
             if s.name in dvhs:
                 h = dvhs[s.name]
@@ -183,7 +188,7 @@ def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription
     doc = {"structures": entries, "warnings": warnings}
     info = [{"file": Path(d.path).name, "sop_instance_uid": d.sop_instance_uid,
              "summation_type": d.summation_type, "dose_type": d.dose_type,
-             "outside_policy": outside} for d in doses]
+             "outside_policy": outside, "end_caps": end_caps} for d in doses]
     if len(info) == 1:
         doc["dose"] = info[0]
     else:
@@ -197,7 +202,8 @@ def _cmd_dvh(args) -> int:
     paths = [Path(p) for p in args.path]
     case = load_case(paths[0] if len(paths) == 1 else paths, patient_id=args.patient)
     doc = dvh_report(case, structures=args.structure, metrics=args.metric, dose=args.dose,
-                     prescription=args.prescription, outside=args.outside, step=args.dvh_step)
+                     prescription=args.prescription, outside=args.outside, step=args.dvh_step,
+                     end_caps=args.end_caps)
     if not doc["structures"]:
         # nothing computed is a failed request, not an empty success (exit 2, issue 11); an
         # error is one line, so the warnings that explain it go into it
@@ -213,10 +219,10 @@ def _cmd_dvh(args) -> int:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["dose_file", "structure", "roi_number", "volume_cc", "dvh_volume_cc",
-                    "outside_cc", "metric", "value"])
+                    "outside_cc", "end_caps", "metric", "value"])
         for e in doc["structures"]:
             base = [e["dose_file"], e["name"], e["roi_number"], e["volume_cc"],
-                    e["dvh_volume_cc"], e["outside_cc"]]
+                    e["dvh_volume_cc"], e["outside_cc"], e["end_caps"]]
             for key in ("dmin_gy", "dmean_gy", "dmax_gy"):
                 w.writerow(base + [key, e[key]])
             for m, val in e["metrics"].items():

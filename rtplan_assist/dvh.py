@@ -22,7 +22,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import GeometryError, MetricSyntaxError
-from .geometry import flatten, polygon_volume_cc
+from .geometry import END_CAPS, flatten, polygon_volume_cc
 from .kernels.dvh import (
     Refinement,
     dvh_accumulate,
@@ -89,6 +89,8 @@ class DVH:
     model : str
         Radiobiological model and α/β when ``dose_kind`` is not physical.
     outside_policy : str
+    end_caps : str
+        End-cap convention of the solid (``geometry.END_CAPS``): ``half`` or ``none``.
     warnings : tuple of str
     """
 
@@ -106,6 +108,7 @@ class DVH:
     model: str = ""
     outside_policy: str = "exclude"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    end_caps: str = "half"
 
     # -- curve queries -------------------------------------------------------------------
     def volume_at(self, dose_gy: float) -> float:
@@ -287,6 +290,7 @@ def compute_dvh(
     h_mm: float | None = None,
     dose_array: np.ndarray | None = None,
     refine: bool = True,
+    end_caps: str = "half",
 ) -> DVH:
     """DVH of ``structure`` on ``dose``.
 
@@ -301,6 +305,9 @@ def compute_dvh(
         Policy for volume outside the dose grid (module docstring).
     h_mm : float, optional
         Row/sub-slab spacing; default from :func:`sampling_step_mm`.
+    end_caps : {"half", "none"}
+        End-cap convention (``geometry.END_CAPS``): half a plane spacing beyond the end
+        contours (default; Nelms 2015, most TPSs) or none (Eclipse). Stated in the DVH.
     refine : bool
         Dose-adaptive refinement of the hottest and coldest cells (``REFINE_QUANTILE``); off,
         every chord piece is sampled once (what :class:`DVHSampler` replays). Dmin and Dmax
@@ -320,7 +327,8 @@ def compute_dvh(
     DVHSampler : the same DVH for many dose arrays on one grid, without re-walking contours.
     """
     values = dose.dose_gy if dose_array is None else dose_array
-    flat, volume_cc, h = _prepare(structure, dose.grid, values.shape, outside, h_mm, _name(dose))
+    flat, volume_cc, h = _prepare(structure, dose.grid, values.shape, outside, h_mm, _name(dose),
+                                  end_caps)
     bin_width, n_edges = _bins(values, dose.path)
     grid = dose.grid
     refinement = Refinement(REFINE_QUANTILE, REFINE_BUDGET_MM, volume_cc * 1000.0) if refine else None
@@ -329,7 +337,8 @@ def compute_dvh(
         values, grid.origin, grid.spacing, grid.z_mm, grid_coverage(grid),
         h, bin_width, n_edges, refinement,
     )
-    return _assemble(structure, volume_cc, cdf, stats, bin_width, n_edges, outside, _name(dose))
+    return _assemble(structure, volume_cc, cdf, stats, bin_width, n_edges, outside, _name(dose),
+                     end_caps)
 
 
 class DVHSampler:
@@ -355,9 +364,10 @@ class DVHSampler:
     """
 
     def __init__(self, structure: Structure, grid: Grid, *, outside: str = "exclude",
-                 h_mm: float | None = None, label: str = "composite"):
+                 h_mm: float | None = None, label: str = "composite", end_caps: str = "half"):
         flat, self._volume_cc, self.h_mm = _prepare(
-            structure, grid, grid.shape, outside, h_mm, label)
+            structure, grid, grid.shape, outside, h_mm, label, end_caps)
+        self.end_caps = end_caps
         self.structure = structure
         self.grid = grid
         self.outside = outside
@@ -402,20 +412,22 @@ class DVHSampler:
         bin_width, n_edges = _bins(values.reshape(-1)[self.support], self.label)
         cdf, stats = dvh_replay(self._samples, values, bin_width, n_edges)
         return _assemble(self.structure, self._volume_cc, cdf, stats, bin_width, n_edges,
-                         self.outside, self.label)
+                         self.outside, self.label, self.end_caps)
 
 
 def _prepare(structure: Structure, grid: Grid, shape: tuple, outside: str,
-             h_mm: float | None, label: str):
+             h_mm: float | None, label: str, end_caps: str = "half"):
     """Checks shared by :func:`compute_dvh` and :class:`DVHSampler`: (flat, volume, h)."""
     if outside not in OUTSIDE_POLICIES:
         raise GeometryError(f"outside policy must be one of {OUTSIDE_POLICIES}, got {outside!r}")
+    if end_caps not in END_CAPS:
+        raise GeometryError(f"end caps must be one of {END_CAPS}, got {end_caps!r}")
     if structure.is_empty:
         raise GeometryError(f"structure '{structure.name}' has no contours")
     if tuple(shape) != tuple(grid.shape):
         raise GeometryError(f"dose array shape {tuple(shape)} does not match its grid {grid.shape}")
-    flat = flatten(structure, fallback_spacing_mm=_min_dz(grid))
-    volume_cc = polygon_volume_cc(structure, fallback_spacing_mm=_min_dz(grid))
+    flat = flatten(structure, fallback_spacing_mm=_min_dz(grid), end_caps=end_caps)
+    volume_cc = polygon_volume_cc(structure, fallback_spacing_mm=_min_dz(grid), end_caps=end_caps)
     h = h_mm if h_mm else sampling_step_mm(volume_cc, grid)
     samples = sample_count(flat, grid, h)
     if samples > MAX_DVH_SAMPLES:
@@ -436,7 +448,8 @@ def _bins(values: np.ndarray, label: str) -> tuple[float, int]:
 
 
 def _assemble(structure: Structure, volume_cc: float, cdf: np.ndarray, stats: np.ndarray,
-              bin_width: float, n_edges: int, outside: str, label: str) -> DVH:
+              bin_width: float, n_edges: int, outside: str, label: str,
+              end_caps: str = "half") -> DVH:
     """The DVH from the kernel's CDF and stats (volumes, warnings, outside policy)."""
     inside_cc = stats[0] / 1000.0
     outside_cc = stats[1] / 1000.0
@@ -465,7 +478,8 @@ def _assemble(structure: Structure, volume_cc: float, cdf: np.ndarray, stats: np
         empty = np.array([0.0])
         return DVH(structure.name, structure.roi_number, volume_cc, 0.0, outside_cc,
                    empty, empty, math.nan, math.nan, math.nan, outside_policy=outside,
-                   warnings=tuple(warnings + [f"{structure.name}: no volume inside the dose grid"]))
+                   warnings=tuple(warnings + [f"{structure.name}: no volume inside the dose grid"]),
+                   end_caps=end_caps)
     edges = np.arange(n_edges) * bin_width
     vol_ge = tallied - cdf / 1000.0
     lo_dose = 0.0 if outside == "zero" and outside_cc > 0 else max(min(dmin, stats[3]), 0.0)
@@ -488,6 +502,7 @@ def _assemble(structure: Structure, volume_cc: float, cdf: np.ndarray, stats: np
         dmax_gy=dmax,
         outside_policy=outside,
         warnings=tuple(warnings),
+        end_caps=end_caps,
     )
 
 
@@ -524,6 +539,7 @@ def compute_dvhs(
     outside: str = "exclude",
     dose_array: np.ndarray | None = None,
     workers: int | None = None,
+    end_caps: str = "half",
 ) -> dict[str, DVH]:
     """DVHs of several structures on one dose, computed on parallel threads.
 
@@ -543,11 +559,12 @@ def compute_dvhs(
     n = workers or min(len(todo), os.cpu_count() or 1)
     by_size = sorted(todo, key=lambda s: -sum(len(p) for plane in s.polygons for p in plane))
     if n <= 1:
-        done = {s.name: compute_dvh(s, dose, outside=outside, dose_array=dose_array)
-                for s in by_size}
+        done = {s.name: compute_dvh(s, dose, outside=outside, dose_array=dose_array,
+                                    end_caps=end_caps) for s in by_size}
     else:
         with ThreadPoolExecutor(max_workers=n) as pool:
             futures = {s.name: pool.submit(compute_dvh, s, dose, outside=outside,
-                                           dose_array=dose_array) for s in by_size}
+                                           dose_array=dose_array, end_caps=end_caps)
+                       for s in by_size}
             done = {name: f.result() for name, f in futures.items()}
     return {s.name: done[s.name] for s in todo}

@@ -63,18 +63,30 @@ def nominal_spacing(structure: Structure, fallback_mm: float | None = None) -> f
     )
 
 
-def slab_limits(z: np.ndarray, nominal_mm: float) -> tuple[np.ndarray, np.ndarray]:
+END_CAPS = ("half", "none")
+"""End-cap conventions: ``half`` (default) extends the first and last plane of every run of
+planes by half the nominal spacing (Nelms et al. 2015's analytical values, Pinnacle, RayStation
+and the half-slice convention of most TPSs); ``none`` ends the solid at the end contours (as
+Eclipse does; Nelms' ReadMeFirst names it). A run of one plane keeps its nominal slab under
+either (it has no other thickness)."""
+
+
+def slab_limits(z: np.ndarray, nominal_mm: float,
+                end_caps: str = "half") -> tuple[np.ndarray, np.ndarray]:
     """Slab [z_lo, z_hi] of each plane (mm) under the half-spacing convention.
 
     Parameters
     ----------
     z : (P,) ascending plane positions in mm
     nominal_mm : nominal spacing used for end caps and to detect gaps
+    end_caps : {"half", "none"} (see ``END_CAPS``)
 
     Returns
     -------
     z_lo, z_hi : (P,) float64
     """
+    if end_caps not in END_CAPS:
+        raise GeometryError(f"end caps must be one of {END_CAPS}, got {end_caps!r}")
     z = np.asarray(z, dtype=np.float64)
     half = nominal_mm / 2.0
     z_lo = z - half
@@ -85,21 +97,31 @@ def slab_limits(z: np.ndarray, nominal_mm: float) -> tuple[np.ndarray, np.ndarra
         mids = z[:-1] + gaps / 2.0
         z_hi[:-1] = np.where(joined, mids, z[:-1] + half)
         z_lo[1:] = np.where(joined, mids, z[1:] - half)
+        if end_caps == "none":
+            # a run's first plane starts, and its last plane ends, at its own contour
+            first = np.r_[True, ~joined]
+            last = np.r_[~joined, True]
+            alone = first & last
+            z_lo = np.where(first & ~alone, z, z_lo)
+            z_hi = np.where(last & ~alone, z, z_hi)
     return z_lo, z_hi
 
 
-def flatten(structure: Structure, fallback_spacing_mm: float | None = None) -> FlatContours:
+def flatten(structure: Structure, fallback_spacing_mm: float | None = None,
+            end_caps: str = "half") -> FlatContours:
     """Flat kernel arrays for a structure (see :class:`FlatContours`); cached on the
     structure (structures are not modified after loading)."""
+    key = (fallback_spacing_mm, end_caps)
     cached = structure.__dict__.get("_flat")
-    if cached is not None and cached[0] == fallback_spacing_mm:
+    if cached is not None and cached[0] == key:
         return cached[1]
-    flat = _flatten(structure, fallback_spacing_mm)
-    structure.__dict__["_flat"] = (fallback_spacing_mm, flat)
+    flat = _flatten(structure, fallback_spacing_mm, end_caps)
+    structure.__dict__["_flat"] = (key, flat)
     return flat
 
 
-def _flatten(structure: Structure, fallback_spacing_mm: float | None) -> FlatContours:
+def _flatten(structure: Structure, fallback_spacing_mm: float | None,
+             end_caps: str = "half") -> FlatContours:
     if structure.is_empty:
         raise GeometryError(f"structure '{structure.name}' has no contours")
     z = np.asarray(structure.plane_z_mm, dtype=np.float64)
@@ -108,7 +130,7 @@ def _flatten(structure: Structure, fallback_spacing_mm: float | None) -> FlatCon
     if np.any(np.diff(z) <= 0):
         raise GeometryError(f"structure '{structure.name}': duplicate contour planes")
     nominal = nominal_spacing(structure, fallback_spacing_mm)
-    z_lo, z_hi = slab_limits(z, nominal)
+    z_lo, z_hi = slab_limits(z, nominal, end_caps)
     plane_poly = [0]
     poly_start = [0]
     xs: list[np.ndarray] = []
@@ -187,25 +209,29 @@ def plane_area_even_odd(polygons: list[np.ndarray]) -> float:
     return total
 
 
-def polygon_volume_cc(structure: Structure, fallback_spacing_mm: float | None = None) -> float:
-    """Contour-stack volume in cm³: Σ even-odd plane area × slab thickness (end caps included).
+def polygon_volume_cc(structure: Structure, fallback_spacing_mm: float | None = None,
+                      end_caps: str = "half") -> float:
+    """Contour-stack volume in cm³: Σ even-odd plane area × slab thickness (end caps as
+    ``end_caps`` says, see ``END_CAPS``).
 
     Cached on the structure (structures are not modified after loading).
     """
     if structure.is_empty:
         return 0.0
-    key = ("_polygon_volume_cc", fallback_spacing_mm)
+    key = ("_polygon_volume_cc", (fallback_spacing_mm, end_caps))
     cached = structure.__dict__.get(key[0])
     if cached is not None and cached[0] == key[1]:
         return cached[1]
-    volume = _polygon_volume_cc(structure, fallback_spacing_mm)
+    volume = _polygon_volume_cc(structure, fallback_spacing_mm, end_caps)
     structure.__dict__[key[0]] = (key[1], volume)
     return volume
 
 
-def _polygon_volume_cc(structure: Structure, fallback_spacing_mm: float | None) -> float:
+def _polygon_volume_cc(structure: Structure, fallback_spacing_mm: float | None,
+                       end_caps: str = "half") -> float:
     z = np.asarray(structure.plane_z_mm, dtype=np.float64)
     order = np.argsort(z, kind="stable")
-    z_lo, z_hi = slab_limits(z[order], nominal_spacing(structure, fallback_spacing_mm))
+    z_lo, z_hi = slab_limits(z[order], nominal_spacing(structure, fallback_spacing_mm),
+                             end_caps)
     areas = np.array([plane_area_even_odd(structure.polygons[p]) for p in order])
     return float(np.sum(areas * (z_hi - z_lo))) / 1000.0

@@ -28,7 +28,7 @@ import numpy as np
 
 from .dicom import load_case
 from .dvh import DVH, compute_dvh
-from .errors import DicomInputError
+from .errors import DicomInputError, RtplanAssistError
 from .geometry import _point_in_polygon, nominal_spacing, shoelace_area, slab_limits
 from .model import Dose, Structure
 
@@ -305,3 +305,84 @@ def format_table(rows: list[BenchmarkRow]) -> str:
         grid = r.dose_voxel_mm.split("x")[0] if "x" in r.dose_voxel_mm else r.dose_voxel_mm
         lines.append(f"{r.structure:<18}{r.gradient[:4]:<5}{grid:<6}" + "".join(f"{c:>15}" for c in cells))
     return "\n".join(lines)
+
+
+# -- agreement with a TPS's own DVHs (RTDOSE DVHSequence) ---------------------------------
+
+TPS_METRICS = ("volume_cc", "dmin_gy", "dmean_gy", "dmax_gy", "D98%", "D95%", "D50%", "D2%")
+
+
+@dataclass(frozen=True)
+class TpsComparison:
+    """One metric of one structure: the TPS's value (from its cumulative DVH) and ours."""
+
+    structure: str
+    metric: str
+    tps: float
+    engine: float
+
+    @property
+    def error_pct(self) -> float:
+        if self.tps == 0:
+            return 0.0 if self.engine == 0 else math.inf
+        return 100.0 * (self.engine - self.tps) / abs(self.tps)
+
+
+def tps_dvh_metrics(item, summary_scale_gy: float | None = None) -> dict[str, float]:
+    """The :data:`TPS_METRICS` of one cumulative DVHSequence item.
+
+    The curve's dose axis is DVHData's bin widths × DVHDoseScaling (× 0.01 for CGY);
+    ``summary_scale_gy`` (Gy per unit of DVHMinimum/Maximum/MeanDose, default the same) is
+    for exports that write those in another unit (the dicompyler-core example: % of the
+    14 Gy prescription, under DoseUnits GY). D-metrics are interpolated linearly on the curve.
+    """
+    if str(item.get("DVHType", "")).upper() != "CUMULATIVE":
+        raise RtplanAssistError("only cumulative TPS DVHs are compared")
+    scale = float(item.get("DVHDoseScaling", 1.0) or 1.0)
+    if str(item.get("DoseUnits", "GY")).upper() == "CGY":
+        scale *= 0.01
+    summary = scale if summary_scale_gy is None else summary_scale_gy
+    data = np.asarray([float(v) for v in item.DVHData], dtype=np.float64)
+    widths, volumes = data[0::2] * scale, data[1::2]
+    edges = np.concatenate(([0.0], np.cumsum(widths)))[: len(volumes)]
+    total = float(volumes[0])
+    out = {
+        "volume_cc": total,
+        "dmin_gy": float(item.DVHMinimumDose) * summary,
+        "dmean_gy": float(item.DVHMeanDose) * summary,
+        "dmax_gy": float(item.DVHMaximumDose) * summary,
+    }
+    # volume non-increasing in dose: interpolate dose at volume on the reversed curve
+    v = np.minimum.accumulate(np.clip(volumes, 0.0, None))
+    for pct in (98, 95, 50, 2):
+        target = pct / 100.0 * total
+        out[f"D{pct}%"] = float(np.interp(-target, -v, edges))
+    return out
+
+
+def compare_with_tps(dose_file: str | Path, dvhs_by_roi: dict[int, DVH], *,
+                     summary_scale_gy: float | None = None) -> list[TpsComparison]:
+    """Every :data:`TPS_METRICS` of every DVHSequence item of ``dose_file`` whose ROI has a
+    DVH in ``dvhs_by_roi`` (ROINumber → our DVH on that RTDOSE)."""
+    import pydicom
+
+    ds = pydicom.dcmread(str(dose_file), stop_before_pixels=True)
+    rows = []
+    for item in ds.get("DVHSequence", None) or []:
+        refs = item.get("DVHReferencedROISequence", None) or []
+        if not refs or int(refs[0].ReferencedROINumber) not in dvhs_by_roi:
+            continue
+        dvh = dvhs_by_roi[int(refs[0].ReferencedROINumber)]
+        tps = tps_dvh_metrics(item, summary_scale_gy)
+        ours = {"volume_cc": dvh.volume_cc, "dmin_gy": dvh.dmin_gy, "dmean_gy": dvh.dmean_gy,
+                "dmax_gy": dvh.dmax_gy}
+        for pct in (98, 95, 50, 2):
+            ours[f"D{pct}%"] = dvh.metric(f"D{pct}%[Gy]").value
+        rows.extend(TpsComparison(dvh.name, m, tps[m], float(ours[m])) for m in TPS_METRICS)
+    return rows
+
+
+def agreement_counts(rows: list[TpsComparison]) -> dict[str, int]:
+    """How many comparisons lie within 1, 2 and 3 % of the TPS value."""
+    return {"total": len(rows),
+            **{f"within_{k}pct": sum(abs(r.error_pct) <= k for r in rows) for k in (1, 2, 3)}}

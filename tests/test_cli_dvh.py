@@ -172,3 +172,23 @@ def test_validate_dvh_prints_the_nelms_summary(shared_data, tmp_path, capsys):
     assert code == 0 and len(rows) == 2
     text = out.read_text()
     assert "Sphere_10_0" in text and "Dmin, Dmax and Dmean within 0.5 % of analytical: 2/2" in text
+
+
+def test_end_caps_none_ends_the_solid_at_the_end_contours(cube_pair, capsys):
+    """The cube's 10 contours (z = 1 … 19 mm every 2 mm) with half-slice end caps span
+    z 0–20 mm: 20 × 20 × 20 mm = 8 cc (the fixture's docstring); without end caps (Eclipse's
+    convention) the solid spans z 1–19 mm: 20 × 20 × 18 mm = 7.2 cc. The dose is linear in x
+    only, so Dmean stays 10 Gy either way. Both runs state their convention."""
+    rs, rd = cube_pair
+    for caps, volume in (("half", 8.0), ("none", 7.2)):
+        code, out, err = run(["dvh", str(rs), str(rd), "--end-caps", caps], capsys)
+        assert code == 0, err
+        doc = json.loads(out)
+        (s,) = doc["structures"]
+        assert s["end_caps"] == caps and doc["dose"]["end_caps"] == caps
+        assert s["volume_cc"] == pytest.approx(volume, rel=1e-6)
+        assert s["dvh_volume_cc"] == pytest.approx(volume, rel=1e-4)
+        assert s["dmean_gy"] == pytest.approx(10.0, abs=0.01)
+    code, out, err = run(["dvh", str(rs), str(rd), "--end-caps", "none", "--format", "csv"],
+                         capsys)
+    assert code == 0 and {r["end_caps"] for r in csv.DictReader(io.StringIO(out))} == {"none"}
