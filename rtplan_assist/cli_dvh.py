@@ -84,6 +84,13 @@ def register(sub) -> None:
     d = sub.add_parser("demo", help="write the built-in synthetic demo patient as DICOM")
     d.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
     d.add_argument("--seed", type=int, default=0, help="geometry variant (default 0)")
+    d.add_argument(
+        "--variant",
+        choices=("standard", "two-targets", "no-prescription"),
+        default="standard",
+        help="two-targets: L3 and L4 in one RTPLAN (two targets, one dose); no-prescription: "
+        "RTPLANs without prescription or target ROI, as some TPS export them",
+    )
     d.set_defaults(handler=_cmd_demo)
 
 
@@ -286,6 +293,6 @@ def _json_default(obj):
 def _cmd_demo(args) -> int:
     from .demo import write_demo_patient
 
-    folder = write_demo_patient(args.out, seed=args.seed)
+    folder = write_demo_patient(args.out, seed=args.seed, variant=args.variant)
     print(folder)
     return 0

@@ -72,6 +72,23 @@ def register(sub) -> None:
     )
     p.add_argument("--map-file", metavar="FILE", help="CSV 'structure,tg263' of mappings")
     p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="PLAN=ROI[,ROI...]",
+        help="the target structure(s) of a plan (PLAN: its RTPlanLabel, RTPlanName or file "
+        "name), for plans without a ReferencedROINumber; several targets of one plan are "
+        "several lesions sharing its dose and regimen (repeatable)",
+    )
+    p.add_argument(
+        "--prescription",
+        action="append",
+        default=[],
+        metavar="PLAN=DOSE/FRACTIONS",
+        help="the prescription of a plan that gives none (or overrides its own), e.g. "
+        "'Plan1=54/3' (repeatable)",
+    )
+    p.add_argument(
         "--choose",
         action="append",
         default=[],
@@ -163,7 +180,43 @@ def build_evaluator(args):
         regimens_file=args.regimens,
         extra_regimens=_parse_assignments(args.regimen, "--regimen"),
         outside=args.outside,
+        targets=parse_targets(getattr(args, "target", None) or []),
+        prescriptions=parse_prescriptions(getattr(args, "prescription", None) or []),
     )
+
+
+def parse_targets(items: list[str]) -> dict[str, list[str]]:
+    """``--target PLAN=ROI[,ROI...]`` (repeatable) → plan → ROI names."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        plan, sep, rois = item.partition("=")
+        names = [r.strip() for r in rois.split(",") if r.strip()]
+        if not sep or not plan.strip() or not names:
+            raise EvaluationError(
+                f"--target '{item}': expected PLAN=ROI[,ROI...] (PLAN: the RTPLAN's label or "
+                "file name; ROI: target structure names)"
+            )
+        out.setdefault(plan.strip(), [])
+        out[plan.strip()] += [n for n in names if n not in out[plan.strip()]]
+    return out
+
+
+def parse_prescriptions(items: list[str]):
+    """``--prescription PLAN=DOSE/FRACTIONS`` (repeatable) → plan → Regimen."""
+    from .regimens import parse_regimen
+
+    out = {}
+    for item in items:
+        plan, sep, text = item.rpartition("=")
+        if not sep or not plan.strip():
+            raise EvaluationError(
+                f"--prescription '{item}': expected PLAN=DOSE/FRACTIONS, e.g. 'Plan1=54/3' "
+                "(PLAN: the RTPLAN's label or file name)"
+            )
+        if plan.strip() in out:
+            raise EvaluationError(f"--prescription: plan '{plan.strip()}' given twice")
+        out[plan.strip()] = parse_regimen(text)
+    return out
 
 
 def _cmd_evaluate(args) -> int:

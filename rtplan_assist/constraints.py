@@ -26,22 +26,22 @@ from .metrics import Metric, parse_metric
 from .radiobiology import Model, dose_for_eqd2, eqd2
 
 __all__ = [
+    "REGIMES",
     "TABLE_COLUMNS",
     "Alias",
     "AlphaBeta",
+    "CompositeLimit",
     "Constraint",
     "ConstraintSet",
-    "Source",
-    "CompositeLimit",
     "LimitsAt",
-    "REGIMES",
+    "Source",
     "composite_limits",
     "constraints_at",
     "constraints_for",
     "convert_constraint",
-    "regime_of",
     "load_tables",
     "load_tg263_names",
+    "regime_of",
     "shipped_folder",
 ]
 

@@ -99,7 +99,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -965,8 +965,13 @@ def _write_rtstruct(ctx: _Context, structures: list[_Structure], ct_uids: list[s
 
 
 def _write_rtplan(ctx: _Context, lesion: DemoLesion, ptv_roi_number: int, rtstruct_uid: str,
-                  folder: Path) -> str:
-    """Write RP.<id>.dcm for one lesion; return its SOPInstanceUID."""
+                  folder: Path, *, extra_targets: tuple[tuple[str, int], ...] = (),
+                  prescription: bool = True) -> str:
+    """Write RP.<id>.dcm for one lesion; return its SOPInstanceUID.
+
+    ``extra_targets``: (PTV name, ROI number) of further targets prescribed the same dose in
+    this plan (the ``two-targets`` variant); ``prescription=False`` writes the plan as
+    RayStation/Monaco exports do (no TargetPrescriptionDose, no ReferencedROINumber)."""
     sop_uid = ctx.uid("rtplan", lesion.lesion_id)
     ds = _new_dataset(ctx, RTPlanStorage, sop_uid, "RTPLAN", ctx.uid("rtplan series",
                       lesion.lesion_id), 10 + int(lesion.lesion_id[1:]), f"Plan {lesion.label}")
@@ -987,16 +992,23 @@ def _write_rtplan(ctx: _Context, lesion: DemoLesion, ptv_roi_number: int, rtstru
     structure_ref.ReferencedSOPInstanceUID = rtstruct_uid
     ds.ReferencedStructureSetSequence = Sequence([structure_ref])
 
-    dose_ref = Dataset()
-    dose_ref.DoseReferenceNumber = 1
-    dose_ref.DoseReferenceUID = ctx.uid("dose reference", lesion.lesion_id)
-    dose_ref.DoseReferenceStructureType = "VOLUME"
-    dose_ref.DoseReferenceDescription = lesion.ptv
-    dose_ref.ReferencedROINumber = ptv_roi_number
-    dose_ref.DoseReferenceType = "TARGET"
-    dose_ref.DeliveryMaximumDose = round(1.25 * lesion.dose_gy, 2)
-    dose_ref.TargetPrescriptionDose = lesion.dose_gy
-    ds.DoseReferenceSequence = Sequence([dose_ref])
+    refs = []
+    for number, (ptv, roi) in enumerate(((lesion.ptv, ptv_roi_number),) + extra_targets, 1):
+        dose_ref = Dataset()
+        dose_ref.DoseReferenceNumber = number
+        dose_ref.DoseReferenceUID = ctx.uid("dose reference", lesion.lesion_id, str(number))
+        dose_ref.DoseReferenceStructureType = "VOLUME" if prescription else "SITE"
+        dose_ref.DoseReferenceDescription = ptv
+        if prescription:
+            dose_ref.ReferencedROINumber = roi
+        dose_ref.DoseReferenceType = "TARGET"
+        if prescription:
+            dose_ref.DeliveryMaximumDose = round(1.25 * lesion.dose_gy, 2)
+            dose_ref.TargetPrescriptionDose = lesion.dose_gy
+        refs.append(dose_ref)
+        if not prescription:
+            break
+    ds.DoseReferenceSequence = Sequence(refs)
 
     fraction_group = Dataset()
     fraction_group.FractionGroupNumber = 1
@@ -1018,9 +1030,13 @@ def _write_rtplan(ctx: _Context, lesion: DemoLesion, ptv_roi_number: int, rtstru
 
 
 def _write_rtdose(ctx: _Context, lesion: DemoLesion, geometry: _LesionGeometry, plan_uid: str,
-                  folder: Path) -> str:
-    """Write RD.<id>.dcm (uint16, 2.5 mm grid over the External); return its SOPInstanceUID."""
+                  folder: Path, *, extra: tuple[_LesionGeometry, ...] = ()) -> str:
+    """Write RD.<id>.dcm (uint16, 2.5 mm grid over the External); return its SOPInstanceUID.
+    ``extra``: further targets of the same plan, whose dose (same prescription, delivered in
+    the same session) adds to this one."""
     dose = _dose_gy(geometry, lesion.dose_gy)
+    for other in extra:
+        dose = dose + _dose_gy(other, lesion.dose_gy)
     # 6 significant digits so that the written DoseGridScaling is exactly the one applied
     scaling = float(f"{float(dose.max()) / 65000.0:.6g}")
     pixels = np.clip(np.rint(dose / scaling), 0, 65535).astype("<u2")
@@ -1069,8 +1085,16 @@ def _write_rtdose(ctx: _Context, lesion: DemoLesion, geometry: _LesionGeometry, 
 # =============================================================================================
 
 
+DEMO_VARIANTS = ("standard", "two-targets", "no-prescription")
+"""``standard``: five plans; ``two-targets``: L3 (subcarinal node) and L4 (liver), both
+50 Gy/5, in one RTPLAN with two TARGET dose references and one RTDOSE (their doses summed:
+one session); ``no-prescription``: every RTPLAN without TargetPrescriptionDose and
+ReferencedROINumber, as RayStation, Pinnacle or Monaco write them (five PTVs in the structure
+set, so the target and prescription must be given)."""
+
+
 def write_demo_patient(out_dir: str | os.PathLike, *, seed: int = 0,
-                       patient_id: str | None = None) -> Path:
+                       patient_id: str | None = None, variant: str = "standard") -> Path:
     """Write one synthetic demo patient as DICOM into ``out_dir/<patient_id>/``.
 
     Parameters
@@ -1084,6 +1108,8 @@ def write_demo_patient(out_dir: str | os.PathLike, *, seed: int = 0,
         are the same for every seed.
     patient_id : str, optional
         Defaults to ``"RTPA-DEMO-<seed:04d>"``; also the folder name and part of every UID.
+    variant : str, default "standard"
+        One of :data:`DEMO_VARIANTS` (``two-targets`` writes no RP.L4/RD.L4).
 
     Returns
     -------
@@ -1099,6 +1125,8 @@ def write_demo_patient(out_dir: str | os.PathLike, *, seed: int = 0,
     """
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if variant not in DEMO_VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(DEMO_VARIANTS)}, got {variant!r}")
     seed = int(seed)
     ctx = _Context(seed, patient_id if patient_id is not None else f"RTPA-DEMO-{seed:04d}")
     folder = Path(out_dir) / ctx.patient_id
@@ -1109,9 +1137,22 @@ def write_demo_patient(out_dir: str | os.PathLike, *, seed: int = 0,
     ct_uids = _write_ct(ctx, _ct_hu(structures, lesions, seed), folder)
     rtstruct_uid = _write_rtstruct(ctx, structures, ct_uids, folder)
     roi_numbers = {s.name: number for number, s in enumerate(structures, start=1)}
+    by_id = dict(zip((x.lesion_id for x in DEMO_LESIONS), zip(DEMO_LESIONS, lesions)))
     for lesion, geometry in zip(DEMO_LESIONS, lesions):
-        plan_uid = _write_rtplan(ctx, lesion, roi_numbers[lesion.ptv], rtstruct_uid, folder)
-        _write_rtdose(ctx, lesion, geometry, plan_uid, folder)
+        if variant == "two-targets" and lesion.lesion_id == "L4":
+            continue  # L4 is the second target of L3's plan
+        extra_targets: tuple = ()
+        extra_geometry: tuple = ()
+        if variant == "two-targets" and lesion.lesion_id == "L3":
+            l4, g4 = by_id["L4"]
+            lesion = replace(lesion, label="L3+L4 node+liver",
+                             description=lesion.description + "; one plan with L4's PTV too")
+            extra_targets = ((l4.ptv, roi_numbers[l4.ptv]),)
+            extra_geometry = (g4,)
+        plan_uid = _write_rtplan(ctx, lesion, roi_numbers[lesion.ptv], rtstruct_uid, folder,
+                                 extra_targets=extra_targets,
+                                 prescription=variant != "no-prescription")
+        _write_rtdose(ctx, lesion, geometry, plan_uid, folder, extra=extra_geometry)
     # The demo's lung ITVs are its GTVs (no motion), so its "LUNGS-ITV's" is lungs minus
     # GTVs: say so explicitly, as a clinic would, instead of letting a table guess.
     (folder / DEMO_MAP_FILE).write_text("structure,tg263\nLUNGS-ITV's,Lungs-GTV\n",

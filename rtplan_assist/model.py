@@ -177,6 +177,9 @@ class Plan:
     target_roi_number: int | None = None
     referenced_structure_set_uid: str | None = None
     frame_of_reference_uid: str = ""
+    #: Every ROI of a TARGET dose reference at the prescription (a plan treating several
+    #: targets: one lesion each); empty when the plan names none.
+    target_roi_numbers: tuple[int, ...] = ()
 
 
 @dataclass

@@ -35,6 +35,8 @@ def evaluate_folder(
     regimens_file: str | os.PathLike | None = None,
     extra_regimens: Mapping[str, list[Regimen]] | None = None,
     outside: str = "exclude",
+    targets: Mapping[str, list[str]] | None = None,
+    prescriptions: Mapping[str, Regimen] | None = None,
 ) -> Evaluation:
     """Load a patient folder and build its evaluation (computed on demand, cached).
 
@@ -67,6 +69,11 @@ def evaluate_folder(
         catalogue).
     outside : {"exclude", "zero"}
         DVH policy for structure volume outside a dose grid.
+    targets : mapping of str to list of str, optional
+        Plan (RTPlanLabel, RTPlanName or file name) → target structure names (``--target``);
+        several targets of one plan are several lesions sharing its dose and regimen.
+    prescriptions : mapping of str to Regimen, optional
+        Plan → prescription (``--prescription``) for plans that give none.
 
     Returns
     -------
@@ -116,4 +123,12 @@ def evaluate_folder(
         for lesion, extra in extra_regimens.items():
             base = regimens.get(lesion) or regimens.get("*") or list(DEFAULT_CATALOGUE)
             regimens[lesion] = list(dict.fromkeys(list(base) + list(extra)))
-    return Evaluation(case, tables=tables, overrides=merged, regimens=regimens, outside=outside)
+    return Evaluation(
+        case,
+        tables=tables,
+        overrides=merged,
+        regimens=regimens,
+        outside=outside,
+        targets=dict(targets or {}),
+        prescriptions=dict(prescriptions or {}),
+    )

@@ -121,6 +121,12 @@ def _read_plan(ds: Dataset, path: str | Path, warnings: list[str]) -> Plan:
         fractions=fractions,
         prescription_gy=prescription_gy,
         target_roi_number=target_roi,
+        target_roi_numbers=tuple(
+            dict.fromkeys(
+                roi for d, roi in targets
+                if roi is not None and round(d, 4) == round(prescription_gy or 0.0, 4)
+            )
+        ),
         referenced_structure_set_uid=structure_set_uid,
         frame_of_reference_uid=ds_str(ds, "FrameOfReferenceUID"),
     )

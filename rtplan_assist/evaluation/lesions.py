@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EvaluationError
 from ..geometry import _point_in_polygon
 from ..model import Case, Dose, Plan, Structure
 from ..regimens import Regimen
@@ -124,12 +125,18 @@ def _refine(site: str, target: Structure, case: Case, text: str, own: set[str]) 
     return site
 
 
-def _site_of(target: Structure, case: Case, plan: Plan, own: set[str]) -> str:
-    text = f"{plan.label} {plan.name} {target.name}"
-    return _refine(_coarse_site(target, case, plan, own), target, case, text, own)
+def _site_of(
+    target: Structure, case: Case, plan: Plan, own: set[str], shared: bool = False
+) -> str:
+    """The lesion's site; ``shared``: the plan has several targets, so its label cannot say
+    which target it describes and only the target's own name and position count."""
+    text = target.name if shared else f"{plan.label} {plan.name} {target.name}"
+    return _refine(_coarse_site(target, case, plan, own, shared), target, case, text, own)
 
 
-def _coarse_site(target: Structure, case: Case, plan: Plan, own: set[str]) -> str:
+def _coarse_site(
+    target: Structure, case: Case, plan: Plan, own: set[str], shared: bool = False
+) -> str:
     centre = target.bounds_mm().mean(axis=1)
     for site, pattern in _SITE_STRUCTURES:
         for s in case.structures:
@@ -139,7 +146,7 @@ def _coarse_site(target: Structure, case: Case, plan: Plan, own: set[str]) -> st
                 continue
             if pattern.search(s.name) and _contains(s, centre):
                 return site
-    text = f"{plan.label} {plan.name} {target.name}"
+    text = target.name if shared else f"{plan.label} {plan.name} {target.name}"
     for site, pattern in _SITE_NAMES:
         if pattern.search(text):
             return site
@@ -192,8 +199,68 @@ def _find_gtv(case: Case, target: Structure) -> Structure | None:
     return inside[0] if len(inside) == 1 else None
 
 
-def find_lesions(case: Case, warnings: list[str] | None = None) -> list[Lesion]:
-    """One :class:`Lesion` per RTDOSE that has a plan with fractions and a prescription.
+def plan_keys(plan: Plan) -> set[str]:
+    """The names a user may give a plan by (``--target PLAN=...``): its RTPlanLabel, its
+    RTPlanName, its file name and the file name without extension (case-insensitive)."""
+    keys = {plan.label, plan.name}
+    if plan.path:
+        keys |= {Path(plan.path).name, Path(plan.path).stem}
+    return {k.strip().casefold() for k in keys if k and k.strip()}
+
+
+def _match_plans(case: Case, given: dict[str, object], option: str) -> dict[str, object]:
+    """Plan SOPInstanceUID → value, for ``given`` keyed by plan label or file name; an unknown
+    or ambiguous key is an error naming the case's plans."""
+    out: dict[str, object] = {}
+    names = "; ".join(
+        f"'{p.label or p.name}' ({Path(p.path).name})" for p in case.plans
+    ) or "none"
+    for key, value in given.items():
+        hits = [p for p in case.plans if key.strip().casefold() in plan_keys(p)]
+        if len(hits) != 1:
+            raise EvaluationError(
+                f"{option} {key}=...: {'no' if not hits else 'more than one'} RTPLAN of the case "
+                f"is called '{key}' (by RTPlanLabel, RTPlanName or file name); the plans are: "
+                f"{names}"
+            )
+        out[hits[0].sop_instance_uid] = value
+    return out
+
+
+def _named_targets(case: Case, plan: Plan, names: list[str]) -> list[Structure]:
+    by_name = {s.name.casefold(): s for s in case.structures}
+    out = []
+    for name in names:
+        s = by_name.get(name.strip().casefold())
+        if s is None or s.is_empty:
+            listed = ", ".join(x.name for x in case.structures if not x.is_empty) or "none"
+            raise EvaluationError(
+                f"--target {plan.label or Path(plan.path).name}={name}: "
+                f"{'no' if s is None else 'an empty'} structure '{name}' in the structure set; "
+                f"its contoured structures are: {listed}"
+            )
+        out.append(s)
+    return out
+
+
+def _ptv_names(case: Case) -> list[str]:
+    return [
+        s.name
+        for s in case.structures
+        if not s.is_empty and (s.roi_type == "PTV" or re.match(r"^\s*PTV", s.name, re.IGNORECASE))
+    ]
+
+
+def find_lesions(
+    case: Case,
+    warnings: list[str] | None = None,
+    *,
+    targets: dict[str, list[str]] | None = None,
+    prescriptions: dict[str, Regimen] | None = None,
+    reasons: list[str] | None = None,
+) -> list[Lesion]:
+    """One :class:`Lesion` per target of every RTDOSE that has a plan with fractions and a
+    prescription.
 
     Parameters
     ----------
@@ -201,73 +268,139 @@ def find_lesions(case: Case, warnings: list[str] | None = None) -> list[Lesion]:
     warnings : list of str, optional
         Receives one message per dose that is not a lesion (no plan, no fractions, no
         prescription, BEAM dose, no target) and per FRACTION dose that was multiplied.
+    targets : dict of str to list of str, optional
+        Plan (RTPlanLabel, RTPlanName or file name) → target structure names (``--target``).
+        A plan with several targets gives one lesion per target; they share the plan's dose
+        and regimen.
+    prescriptions : dict of str to Regimen, optional
+        Plan → prescription (``--prescription``): replaces a missing (or the plan's own)
+        prescription and number of fractions.
+    reasons : list of str, optional
+        Receives, per plan or dose that gave no lesion, why and which option fixes it.
 
     Returns
     -------
     list of Lesion
-        Ordered as the plans in the case; ids ``L1``, ``L2``, ...
+        Ordered as the plans in the case, then as the targets given; ids ``L1``, ``L2``, ...
+
+    Raises
+    ------
+    EvaluationError
+        A ``targets``/``prescriptions`` key that names no plan (or several), or a target that
+        is not a contoured structure.
     """
     warnings = warnings if warnings is not None else []
-    found: list[tuple[int, Plan, Dose, Structure, str]] = []
+    reasons = reasons if reasons is not None else []
+    user_targets = _match_plans(case, targets or {}, "--target")
+    user_rx = _match_plans(case, prescriptions or {}, "--prescription")
+    found: list[tuple[int, Plan, Dose, list[Structure], str, Regimen]] = []
     used_plans: set[str] = set()
     for dose in case.doses:
         name = Path(dose.path).name if dose.path else dose.sop_instance_uid
         plan = case.plan_for_dose(dose)
         if plan is None:
-            warnings.append(f"{name}: RTDOSE references no RTPLAN of the case; not a lesion")
+            message = f"{name}: RTDOSE references no RTPLAN of the case; not a lesion"
+            warnings.append(message)
+            reasons.append(message + " (export the RTPLAN with the dose)")
             continue
-        if not plan.fractions or not plan.prescription_gy:
+        plan_name = f"RTPLAN '{plan.label or plan.name}' ({Path(plan.path).name})"
+        key = plan.label or Path(plan.path).name
+        rx = user_rx.get(plan.sop_instance_uid)
+        if rx is None and (plan.fractions and plan.prescription_gy):
+            rx = Regimen(int(plan.fractions), float(plan.prescription_gy))
+        if rx is None:
+            missing = "fractions" if not plan.fractions else "prescription"
             warnings.append(
-                f"{name}: its RTPLAN {Path(plan.path).name} has no "
-                f"{'fractions' if not plan.fractions else 'prescription'}; not a lesion"
+                f"{name}: its RTPLAN {Path(plan.path).name} has no {missing}; not a lesion"
             )
+            what = "number of fractions" if missing == "fractions" else "target prescription dose"
+            text = f"{plan_name}: no {what} in the RTPLAN"
+            fix = f"--prescription '{key}=DOSE/FRACTIONS'"
+            if plan.sop_instance_uid not in user_targets and _find_target(case, plan, []) is None:
+                ptvs = _ptv_names(case)
+                if len(ptvs) > 1:
+                    text += f", and several PTVs ({', '.join(ptvs)}) and no ReferencedROINumber"
+                    fix += f" and --target '{key}=ROI[,ROI...]'"
+            reasons.append(f"{text}; give {fix}")
             continue
         summation = (dose.summation_type or "PLAN").upper()
         note = ""
         if summation == "FRACTION":
-            dose = replace(dose, dose_gy=dose.dose_gy * np.float32(plan.fractions))
+            planned_n = plan.fractions or rx.fractions
+            dose = replace(dose, dose_gy=dose.dose_gy * np.float32(planned_n))
             note = (
                 f"{name}: DoseSummationType FRACTION: the dose of one fraction was multiplied by "
-                f"the {plan.fractions} planned fractions"
+                f"the {planned_n} planned fractions"
             )
             warnings.append(note)
         elif summation not in ("PLAN", "MULTI_PLAN", ""):
-            warnings.append(
-                f"{name}: DoseSummationType {summation} is not a whole-plan dose; not a lesion"
-            )
+            message = f"{name}: DoseSummationType {summation} is not a whole-plan dose; not a lesion"
+            warnings.append(message)
+            reasons.append(message + " (export the plan dose)")
             continue
         if (dose.dose_type or "PHYSICAL").upper() == "ERROR":
             warnings.append(f"{name}: DoseType ERROR is not a dose; not a lesion")
+            reasons.append(f"{name}: DoseType ERROR is not a dose; not a lesion")
             continue
         if plan.sop_instance_uid in used_plans:
             warnings.append(f"{name}: a second RTDOSE of the same RTPLAN; ignored")
             continue
-        target = _find_target(case, plan, warnings)
-        if target is None:
+        by_number = {x.roi_number: x for x in case.structures if not x.is_empty}
+        listed = [by_number[k] for k in plan.target_roi_numbers if k in by_number]
+        if plan.sop_instance_uid in user_targets:
+            chosen = _named_targets(case, plan, list(user_targets[plan.sop_instance_uid]))
+        elif len(listed) > 1 and len(listed) == len(plan.target_roi_numbers):
+            chosen = listed  # a plan prescribing to several targets: one lesion each
+        else:
+            target = _find_target(case, plan, warnings)
+            chosen = [target] if target is not None else []
+        if not chosen:
+            ptvs = _ptv_names(case)
+            why = (
+                f"several PTVs ({', '.join(ptvs)}) and no ReferencedROINumber"
+                if len(ptvs) > 1
+                else "no PTV and no ReferencedROINumber"
+            )
             warnings.append(
                 f"{name}: no PTV found for plan '{plan.label}' (no ReferencedROINumber and no "
                 "unambiguous PTV name); not a lesion"
             )
+            reasons.append(
+                f"{plan_name}: {why}; give the target(s) with --target '{key}=ROI[,ROI...]'"
+            )
             continue
         used_plans.add(plan.sop_instance_uid)
         order = next(i for i, p in enumerate(case.plans) if p is plan)
-        found.append((order, plan, dose, target, note))
+        found.append((order, plan, dose, chosen, note, rx))
     found.sort(key=lambda item: item[0])
     lesions = []
-    for index, (_, plan, dose, target, note) in enumerate(found, start=1):
-        gtv = _find_gtv(case, target)
-        own = {target.name} | ({gtv.name} if gtv else set())
-        lesions.append(
-            Lesion(
-                lesion_id=f"L{index}",
-                label=plan.label or plan.name or f"L{index}",
-                site=_site_of(target, case, plan, own),
-                plan=plan,
-                dose=dose,
-                target=target,
-                gtv=gtv,
-                planned=Regimen(int(plan.fractions), float(plan.prescription_gy)),
-                dose_scale_note=note,
+    index = 0
+    for _, plan, dose, chosen, note, rx in found:
+        for target in chosen:
+            index += 1
+            gtv = _find_gtv(case, target)
+            own = {target.name} | ({gtv.name} if gtv else set())
+            label = plan.label or plan.name or f"L{index}"
+            lesions.append(
+                Lesion(
+                    lesion_id=f"L{index}",
+                    label=label if len(chosen) == 1 else f"{label} {target.name}",
+                    site=_site_of(target, case, plan, own, shared=len(chosen) > 1),
+                    plan=plan,
+                    dose=dose,
+                    target=target,
+                    gtv=gtv,
+                    planned=rx,
+                    dose_scale_note=note,
+                )
             )
-        )
     return lesions
+
+
+def no_lesion_message(case: Case, reasons: list[str]) -> str:
+    """The error when a case gives no lesion: every plan or dose and why, and the fix."""
+    if not case.doses:
+        why = ["no RTDOSE in the case (see the warnings for doses not loaded)"]
+    else:
+        why = reasons or ["no RTDOSE with an RTPLAN that gives fractions and a prescription"]
+    return f"{case.folder}: no lesion to evaluate: " + "; ".join(why)

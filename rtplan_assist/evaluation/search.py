@@ -128,6 +128,7 @@ class SearchMixin:
         todo = [x for x in items if x.row.priority == "mandatory"]
         if not todo or not self.common_grid()[1]:
             return todo
+        regs = self.dose_once(regs)
         singles = {lid: self._single_eqd2(lid, organ, r) for lid, r in regs}
         if any(p is None for p in singles.values()):
             return todo
@@ -170,6 +171,21 @@ class SearchMixin:
             if status == "fail":
                 group = trial
         return group
+
+    def dose_once(self, regs) -> tuple:
+        """``(lesion id, regimen)`` pairs with one lesion per plan: the lesions of one RTPLAN
+        (several targets) share its dose, which the composite counts once — their dose is
+        delivered in the same session, so per-fraction doses are summed before the LQ
+        conversion (the plan's dose already is that sum), never EQD2s added (reference
+        §6.6)."""
+        seen: set[str] = set()
+        out = []
+        for lid, regimen in regs:
+            uid = self._by_id[lid].plan.sop_instance_uid or lid
+            if uid not in seen:
+                seen.add(uid)
+                out.append((lid, regimen))
+        return tuple(out)
 
     # ------------------------------------------------------------------ the objective
     def plan_units(self) -> list[list[str]]:

@@ -28,7 +28,7 @@ from ..model import Case, Grid, Structure
 from ..radiobiology import COMPOSITE_CAVEATS, Model, eqd2_grid, eqd2_transform
 from ..regimens import TUMOUR_MODEL, Regimen, site_regimens
 from .composite import box, common_grid, dose_on_grid
-from .lesions import find_lesions
+from .lesions import find_lesions, no_lesion_message
 from .limits import organ_limits
 from .organs import (
     composite_alpha_beta,
@@ -78,6 +78,9 @@ class Evaluation(SearchMixin):
         is the baseline of the comparison).
     outside : {"exclude", "zero"}
         DVH policy for structure volume outside a dose grid (:mod:`rtplan_assist.dvh`).
+    targets, prescriptions : dict, optional
+        Plan (RTPlanLabel or file name) → target ROI names / prescription Regimen, for plans
+        that lack them (:func:`.lesions.find_lesions`; ``--target``, ``--prescription``).
 
     Attributes
     ----------
@@ -103,17 +106,19 @@ class Evaluation(SearchMixin):
         overrides: dict[str, str] | None = None,
         regimens: dict[str, list[Regimen]] | str | None = None,
         outside: str = "exclude",
+        targets: dict[str, list[str]] | None = None,
+        prescriptions: dict[str, Regimen] | None = None,
     ):
         self.case = case
         self.tables = tables if tables is not None else load_tables()
         self.outside = outside
         self.warnings: list[str] = list(case.warnings)
-        self.lesions: list[Lesion] = find_lesions(case, self.warnings)
+        reasons: list[str] = []
+        self.lesions: list[Lesion] = find_lesions(
+            case, self.warnings, targets=targets, prescriptions=prescriptions, reasons=reasons
+        )
         if not self.lesions:
-            raise EvaluationError(
-                f"{case.folder}: no lesion to evaluate: no RTDOSE with an RTPLAN that gives "
-                "fractions and a prescription"
-            )
+            raise EvaluationError(no_lesion_message(case, reasons))
         self._by_id = {lesion.lesion_id: lesion for lesion in self.lesions}
         self.name_match, self.oar_structures = map_organs(
             case, self.tables, overrides, self.warnings
@@ -489,7 +494,10 @@ class Evaluation(SearchMixin):
         grid, _ = self.common_grid()
         model = Model("LQ", float(alpha_beta_gy))
         total = None
+        once = dict(self.dose_once(sorted(choice.items())))  # a plan's dose once
         for lesion in self.lesions:
+            if lesion.lesion_id not in once:
+                continue
             regimen = choice[lesion.lesion_id]
             physical = np.asarray(self._lesion_on_common(lesion), dtype=np.float64) * (
                 regimen.scale_from(lesion.planned)
@@ -521,7 +529,7 @@ class Evaluation(SearchMixin):
         (sz, sy, sx), sub = self._box(structure)
         sampler = self._sampler(structure, sub)
         total = np.zeros(sub.shape, dtype=np.float64)
-        for lid, regimen in regimens:
+        for lid, regimen in self.dose_once(regimens):  # a plan's dose once (same session)
             lesion = self._by_id[lid]
             # EQD2 = D (D/n + α/β) / (2 + α/β), voxel by voxel (reference §6.5), on the
             # voxels the organ's DVH reads
