@@ -124,14 +124,16 @@ FOLDER_MAP_FILE = "rtplan-assist-map.csv"
 reported (explicit ``--map`` overrides win)."""
 
 
-def folder_mapping(folder: str | Path | None) -> tuple[dict[str, str], str | None]:
-    """The mapping file in a patient folder, if any: (mapping, file path or None)."""
+def folder_mapping(folder: str | Path | None, *,
+                   lines: dict[str, int] | None = None) -> tuple[dict[str, str], str | None]:
+    """The mapping file in a patient folder, if any: (mapping, file path or None); ``lines``
+    as in :func:`load_mapping_file`."""
     if not folder:
         return {}, None
     path = Path(folder) / FOLDER_MAP_FILE
     if not path.is_file():
         return {}, None
-    return load_mapping_file(path), str(path)
+    return load_mapping_file(path, lines=lines), str(path)
 
 
 def load_mapping_file(path: str | Path, *, lines: dict[str, int] | None = None) -> dict[str, str]:

@@ -106,9 +106,13 @@ def evaluate_folder(
         tables = load_tables(list(tables) if tables is not None else None, folder=tables_folder)
     merged: dict[str, str] = {}
     if map_file is not None:
-        from .names import load_mapping_file
+        from .names import check_mapping_file, load_mapping_file
 
-        merged.update(load_mapping_file(map_file))
+        # an entry the case cannot use is refused as file:line (not as '--map ...')
+        lines: dict[str, int] = {}
+        from_file = load_mapping_file(map_file, lines=lines)
+        check_mapping_file(map_file, from_file, lines, [s.name for s in case.structures], tables)
+        merged.update(from_file)
     merged.update(overrides or {})
     if regimens is None and regimens_file is not None:
         from .regimens import load_regimen_file

@@ -21,3 +21,20 @@ def test_map_file_errors_name_the_file_and_line(tmp_path, capsys, rows, needle):
     assert code == 2, err
     assert needle in err and "--map " not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_folder_mapping_file_errors_name_the_file_and_line(tmp_path, capsys):
+    """The mapping file kept in a patient folder (names.FOLDER_MAP_FILE): same rule."""
+    import shutil
+
+    from rtplan_assist.demo import demo_case_folder
+    from rtplan_assist.names import FOLDER_MAP_FILE
+
+    folder = tmp_path / "patient"
+    shutil.copytree(demo_case_folder(), folder)
+    (folder / FOLDER_MAP_FILE).write_text("structure,tg263\nLUNGS-ITV's,Lungs-GTV\nGone,Heart\n")
+    code = main(["evaluate", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{FOLDER_MAP_FILE}:3: no structure 'Gone' in the case" in err
+    assert len(err.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from ..constraints import (
 )
 from ..errors import ConstraintTableError
 from ..model import Case, Structure
-from ..names import NameMatch, folder_mapping, match_structures
+from ..names import NameMatch, check_mapping_file, folder_mapping, match_structures
 from .records import Lesion
 
 
@@ -48,8 +48,12 @@ def map_organs(
         TG-263 organ → the non-empty case structure matched to it.
     """
     organs = tables.organs()
-    folder_map, map_file = folder_mapping(case.folder)
+    lines: dict[str, int] = {}
+    folder_map, map_file = folder_mapping(case.folder, lines=lines)
     if folder_map:
+        # an entry the case cannot use is refused as file:line (not as '--map ...')
+        unused = {k: v for k, v in folder_map.items() if k not in (overrides or {})}
+        check_mapping_file(map_file, unused, lines, [s.name for s in case.structures], tables)
         warnings.append(
             f"structure mapping from {Path(map_file).name}: "
             + ", ".join(f"{k} → {v}" for k, v in folder_map.items())
