@@ -17,6 +17,13 @@ latency p50/p90/p95/max (ms) and throughput (requests/s over the round's wall ti
 machine's load average and the server process's peak memory.
 
     .venv/bin/python benches/bench_load.py [--requests 20] [--rounds 3] [--cache-dir DIR]
+        [--server werkzeug|serve] [--workers N] [--threads N]
+
+``--server serve`` measures the production server instead: ``rtplan-assist serve`` (gunicorn,
+``--workers`` processes x ``--threads``) in its own process on a free loopback port, on the
+same prepared cache; its peak memory is the sum of the peak RSS of the master and workers
+(VmHWM), and any line it writes besides its banner counts as a server error. It binds a port:
+run it under ``flock /tmp/rtplan-browser.lock`` on a shared machine.
 
 The app holds ``PreparedCache.max_loaded`` unpickled patients (6 by default) and
 ``Sessions.max_sessions`` session copies (64); ``--max-loaded`` changes the first bound. Speed
@@ -29,9 +36,15 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -55,9 +68,64 @@ def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
     return {"p50": q[49], "p90": q[89], "p95": q[94], "max": ms[-1]}
 
 
-def run(n_requests: int, rounds: int, cache_dir: str | None, max_loaded: int | None) -> int:
+class _Lines:
+    def __init__(self, lines: list[str]):
+        self._lines = lines
+
+    def messages(self) -> list[str]:
+        return self._lines
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) of ``pid`` and its children, MB."""
+    total = 0.0
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+@contextmanager
+def serve_production(cache_dir: str, workers: int, threads: int, peak: dict):
+    """``rtplan-assist serve`` on a free loopback port; yields (url, server output lines)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tempfile.NamedTemporaryFile("w+", suffix=".log")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtplan_assist.cli", "serve", "--port", str(port), "--cache-dir",
+         cache_dir, "--workers", str(workers), "--threads", str(threads)],
+        stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_dash-layout", timeout=5).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the server did not start: " + Path(out.name).read_text())
+            time.sleep(0.3)
+    lines: list[str] = []
+    try:
+        yield url, _Lines(lines)
+    finally:
+        peak["mb"] = _peak_rss_mb(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        lines += [ln for ln in Path(out.name).read_text().splitlines()
+                  if ln.strip() and not ln.startswith("rtplan-assist: serving")]
+        out.close()
+
+
+def run(n_requests: int, rounds: int, cache_dir: str | None, max_loaded: int | None,
+        server: str = "werkzeug", workers: int = 2, threads: int = 4) -> int:
     from rtplan_assist.app import create_app
 
+    if server == "serve" and cache_dir is None:
+        cache_dir = tempfile.mkdtemp(prefix="bench-load-cache-")
     app = create_app(None, cache_dir=cache_dir)
     state = app.rtplan_state
     if max_loaded is not None:
@@ -72,7 +140,12 @@ def run(n_requests: int, rounds: int, cache_dir: str | None, max_loaded: int | N
     sessions = [f"load-{i:03d}" for i in range(n_requests)]
     own = {s: session_regimen(i) for i, s in enumerate(sessions)}
     failures = 0
-    with serve(app) as (url, log):
+    peak: dict = {}
+    served = (serve(app) if server == "werkzeug"
+              else serve_production(cache_dir, workers, threads, peak))
+    print("server: " + ("threaded werkzeug in this process" if server == "werkzeug" else
+                        f"rtplan-assist serve (gunicorn, {workers} workers x {threads} threads)"))
+    with served as (url, log):
         table: list[str] = []
         for round_no in range(1, rounds + 1):
             if round_no == 1:
@@ -100,8 +173,12 @@ def run(n_requests: int, rounds: int, cache_dir: str | None, max_loaded: int | N
     failures += len(errors)
     for message in errors[:10]:
         print(f"  SERVER LOG: {message}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory of this process (server and client threads): {peak_mb:.0f} MB; "
+    if server == "werkzeug":
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        where = "this process (server and client threads)"
+    else:
+        peak_mb, where = peak["mb"], "the server (master + workers, sum of peaks)"
+    print(f"peak memory of {where}: {peak_mb:.0f} MB; "
           f"{'no errors' if not failures else f'{failures} problems'}")
     state.close()
     return 1 if failures else 0
@@ -116,10 +193,16 @@ def main() -> None:
                         help="reuse prepared evaluations from here (default: a temporary one)")
     parser.add_argument("--max-loaded", type=int, default=None,
                         help="LRU bound on prepared evaluators in memory (default: the app's)")
+    parser.add_argument("--server", choices=("werkzeug", "serve"), default="werkzeug",
+                        help="threaded werkzeug in this process (default) or the production "
+                        "server of `rtplan-assist serve` in its own process")
+    parser.add_argument("--workers", type=int, default=2, help="--server serve: processes")
+    parser.add_argument("--threads", type=int, default=4, help="--server serve: threads each")
     args = parser.parse_args()
     if args.requests < 1 or args.rounds < 1:
         parser.error("--requests and --rounds must be at least 1")
-    sys.exit(run(args.requests, args.rounds, args.cache_dir, args.max_loaded))
+    sys.exit(run(args.requests, args.rounds, args.cache_dir, args.max_loaded, args.server,
+                 args.workers, args.threads))
 
 
 if __name__ == "__main__":

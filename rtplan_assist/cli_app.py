@@ -40,7 +40,16 @@ def register(subparsers) -> None:
                    help="keep prepared evaluations here between runs (default: a temporary "
                         "folder removed at exit)")
     p.add_argument("--debug", action="store_true",
-                   help="Dash debug mode (reloader, dev tools); never on a shared network")
+                   help="Dash's development server in debug mode (reloader, dev tools, one "
+                        "process); never on a shared network")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the production server (gunicorn; default: one "
+                        "per core, at least 2); sessions keep working whichever answers")
+    p.add_argument("--threads", type=int, default=4, metavar="N",
+                   help="threads per worker process (default 4)")
+    p.add_argument("--access-log", metavar="FILE",
+                   help="one line per request (time, worker pid, status, path, duration) to "
+                        "FILE ('-' for stderr); none by default")
     p.add_argument("--deidentify", action="store_true",
                    help="show and export patients by their key (p- + 8 hex digits of the "
                         "SHA-256 of the PatientID) and withhold names and folder names on "
@@ -64,6 +73,10 @@ def _serve(args) -> int:
 
     if not 1 <= args.port <= 65535:
         raise RtplanAssistError(f"--port {args.port}: a TCP port is 1 to 65535")
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise RtplanAssistError(f"--workers {args.workers}: give 1 to 64 worker processes")
+    if not 1 <= args.threads <= 64:
+        raise RtplanAssistError(f"--threads {args.threads}: give 1 to 64 threads per worker")
 
     users = None
     if args.users:
@@ -94,13 +107,33 @@ def _serve(args) -> int:
     if args.deidentify:
         what += ", de-identified"
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"rtplan-assist: serving {what} on http://{shown}:{args.port}/ (Ctrl+C stops)",
+    from rtplan_assist.app.server import default_workers
+
+    workers = args.workers or default_workers()
+    how = ("Dash development server, debug mode" if args.debug
+           else f"gunicorn, {workers} worker processes x {args.threads} threads")
+    print(f"rtplan-assist: serving {what} on http://{shown}:{args.port}/ ({how}; Ctrl+C stops)",
           file=sys.stderr)
+    if args.debug:  # Dash's (Flask's) development server: one process, reloader, dev tools
+        try:
+            app.run(host=args.host, port=args.port, debug=True, use_reloader=True)
+        except OSError as exc:  # port in use, no permission for a port below 1024, bad address
+            raise _cannot_listen(shown, args.port, exc) from None
+        return 0
+    # production: gunicorn worker processes forked from this one (rtplan_assist.app.server)
+    from rtplan_assist.app.server import bind_socket, run_server
+
     try:
-        app.run(host=args.host, port=args.port, debug=bool(args.debug),
-                use_reloader=bool(args.debug))
-    except OSError as exc:  # port in use, no permission for a port below 1024, bad address
-        raise RtplanAssistError(
-            f"cannot listen on {shown}:{args.port} ({exc.strerror or exc}); choose another "
-            "--port or --host") from None
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        raise _cannot_listen(shown, args.port, exc) from None
+    run_server(app, sock, workers=workers, threads=args.threads,
+               access_log=args.access_log)
     return 0
+
+
+def _cannot_listen(shown: str, port: int, exc: OSError):
+    from rtplan_assist.errors import RtplanAssistError
+
+    return RtplanAssistError(f"cannot listen on {shown}:{port} ({exc.strerror or exc}); choose "
+                             "another --port or --host")

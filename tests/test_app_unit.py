@@ -6,6 +6,7 @@ import base64
 import io
 import html as html_lib
 import math
+import os
 import re
 import stat
 import zipfile
@@ -307,6 +308,7 @@ def test_state_upload_replaced_and_removed(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="unknown patient"):
         st.entry(second.key, "someone-else")
     st.sessions._seen["s1"] = -1e9  # long ago: expired at the next touch
+    os.utime(st.uploads._index("s1"), (0, 0))  # ... and on disk, where every worker marks it
     st.touch("s2")
     assert not second.upload_dir.exists()
     assert st.picker_options("s1") == st.patients.options()

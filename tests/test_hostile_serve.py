@@ -16,8 +16,13 @@ def served(tmp_path_factory):
     def run(self, **kwargs):
         captured["app"], captured["kwargs"] = self, kwargs
 
+    def run_server(app, sock, **kwargs):  # the production server (gunicorn), not started
+        captured["app"], captured["kwargs"] = app, kwargs
+
     mp = pytest.MonkeyPatch()
     mp.setattr(dash.Dash, "run", run)
+    mp.setattr("rtplan_assist.app.server.bind_socket", lambda host, port: None)
+    mp.setattr("rtplan_assist.app.server.run_server", run_server)
     mp.setattr("signal.signal", lambda *a: None)
     try:
         code = main(["serve", "--cache-dir", str(tmp_path_factory.mktemp("cache"))])

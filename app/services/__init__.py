@@ -21,6 +21,7 @@ ends takes its upload and that upload's evaluator with it).
 from __future__ import annotations
 
 import atexit
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class AppServices:
         self.sessions = Sessions(session_ttl_s, max_sessions)
         self.scrubber = Scrubber(deidentify, {e.key: e.folder for e in self.patients.entries})
         self._closed = False
+        self._owner_pid = os.getpid()  # see close()
         atexit.register(self.close)
 
     # shorthands read by create_app, the tests and the benches
@@ -114,8 +116,9 @@ class AppServices:
     def touch(self, session: str | None) -> None:
         """Mark a session as active; a session unseen for ``session_ttl_s`` loses its
         patient copies, its upload (folder removed) and that upload's evaluator."""
+        self.uploads.seen(session)
         for gone in self.sessions.touch(session):
-            up = self.uploads.discard(gone)
+            up = self.uploads.discard(gone, idle_s=self.sessions.ttl_s)
             if up is not None:
                 self.prepared.forget(up.key)
 
@@ -149,7 +152,9 @@ class AppServices:
     def close(self) -> None:
         """Forget every patient and upload and remove the work folder (registered with
         atexit)."""
-        if self._closed:
+        if self._closed or os.getpid() != self._owner_pid:
+            # a forked server worker (serve's gunicorn workers) exits through atexit too: the
+            # work folder, uploads and caches belong to the process that made them
             return
         self._closed = True
         self.sessions.clear()

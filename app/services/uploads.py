@@ -2,13 +2,22 @@
 
 The checks on the uploaded bytes are :mod:`rtplan_assist.app.upload`; this module keeps the
 stored uploads and removes their folders when they are replaced or their session ends.
+
+Which upload belongs to which session is written on disk (``session-<hash>.json`` in the folder
+``<root>-sessions`` beside the upload folders, written atomically), not kept in one process's memory: the production server's
+worker processes (:mod:`rtplan_assist.app.server`) all see a session's upload, whichever of
+them stored it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from rtplan_assist.errors import UploadError
@@ -36,12 +45,40 @@ class Uploads:
         self.limits = limits
         self.deidentify = deidentify
         self._lock = threading.Lock()
-        self._by_session: dict[str, PatientEntry] = {}
+        self.index_dir = self.root.parent / f"{self.root.name}-sessions"
+
+    def _index(self, session: str) -> Path:
+        return self.index_dir / f"session-{hashlib.sha256(session.encode()).hexdigest()[:32]}.json"
 
     def of(self, session: str | None) -> PatientEntry | None:
-        """The session's upload, if any."""
-        with self._lock:
-            return self._by_session.get(session or "")
+        """The session's upload, if any (read from disk: any worker process may have stored
+        it)."""
+        if not session:
+            return None
+        try:
+            data = json.loads(self._index(session).read_text(encoding="utf-8"))
+            entry = PatientEntry(data["key"], data["label"], Path(data["folder"]), session,
+                                 Path(data["upload_dir"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return entry if entry.upload_dir.is_dir() else None
+
+    def seen(self, session: str | None) -> None:
+        """The session is active: its upload is not idle (see :meth:`discard`)."""
+        if session:
+            try:
+                os.utime(self._index(session))
+            except OSError:
+                pass
+
+    def _write_index(self, entry: PatientEntry) -> None:
+        path = self._index(entry.owner_session)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({"key": entry.key, "label": entry.label,
+                                   "folder": str(entry.folder),
+                                   "upload_dir": str(entry.upload_dir)}), encoding="utf-8")
+        os.replace(tmp, path)
 
     def find(self, session: str | None, key: str) -> PatientEntry | None:
         """The session's upload if its key is ``key`` (uploads are private to their session)."""
@@ -87,21 +124,35 @@ class Uploads:
         entry = PatientEntry(f"u-{folder.name[len('upload-'):]}", label, found[0], session,
                              folder)
         with self._lock:
-            replaced = self._by_session.pop(session, None)
-            self._by_session[session] = entry
+            replaced = self.of(session)
+            self._write_index(entry)
         _remove(replaced)
         return entry, replaced
 
-    def discard(self, session: str) -> PatientEntry | None:
-        """Forget the session's upload and remove its folder; returns it (or None)."""
+    def discard(self, session: str, idle_s: float | None = None) -> PatientEntry | None:
+        """Forget the session's upload and remove its folder; returns it (or None).
+
+        With ``idle_s``, only when no process has marked the session :meth:`seen` for that
+        long (a worker that has not seen the session for a while must not remove an upload
+        another worker is serving)."""
         with self._lock:
-            up = self._by_session.pop(session, None)
+            up = self.of(session)
+            if up is None:
+                return None
+            index = self._index(session)
+            try:
+                if idle_s is not None and time.time() - index.stat().st_mtime < idle_s:
+                    return None
+                index.unlink()
+            except OSError:
+                return None
         _remove(up)
         return up
 
     def clear(self) -> None:
         with self._lock:
-            self._by_session.clear()
+            for index in self.index_dir.glob("session-*.json"):
+                index.unlink(missing_ok=True)
 
 
 def _remove(entry: PatientEntry | None) -> None:
