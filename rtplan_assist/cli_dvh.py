@@ -186,7 +186,10 @@ def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription
         plan = case.plan_for_dose(d)
         if rx is None and plan is not None:
             rx = plan.prescription_gy
-        dvhs = compute_dvhs(chosen, d, outside=outside, end_caps=end_caps)
+        total, note = case.total_dose(d)  # a FRACTION dose × the plan's fractions (said)
+        if note:
+            warnings.append(note)
+        dvhs = compute_dvhs(chosen, total, outside=outside, end_caps=end_caps)
         for s in chosen:
             if s.name in dvhs:
                 h = dvhs[s.name]

@@ -110,6 +110,19 @@ class DVH:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     end_caps: str = "half"
 
+    def __repr__(self) -> str:
+        kind = "" if self.dose_kind == "physical" else f" {self.dose_kind} ({self.model})"
+        return (
+            f"<DVH {self.name!r}{kind}: {self.dvh_volume_cc:.4g} cc in the grid"
+            + (f" ({self.outside_cc:.3g} cc outside)" if self.outside_cc > 0 else "")
+            + f", mean {self.dmean_gy:.4g} Gy, max {self.dmax_gy:.4g} Gy>"
+        )
+
+    def __getitem__(self, metric: str) -> MetricValue:
+        """``dvh["D95%[Gy]"]``: :meth:`metric` without a prescription (a metric relative to
+        the prescription is not evaluable here: use ``dvh.metric(m, prescription_gy=...)``)."""
+        return self.metric(metric)
+
     # -- curve queries -------------------------------------------------------------------
     def volume_at(self, dose_gy: float) -> float:
         """Volume (cc) receiving at least ``dose_gy``, interpolated linearly on the curve."""

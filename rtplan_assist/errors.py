@@ -45,3 +45,16 @@ class EvaluationError(RtplanAssistError):
 
 class UploadError(RtplanAssistError):
     """An uploaded file or archive is refused (too large, too many files, unsafe paths)."""
+
+
+class StructureNotFoundError(RtplanAssistError, KeyError):
+    """No structure of that name in the case; the message lists the names it has. A
+    ``KeyError`` too, for callers that caught the bare ``KeyError`` of earlier releases."""
+
+    def __init__(self, name: str, available: list[str], folder: str | None = None):
+        self.name = name
+        self.available = list(available)
+        shown = ", ".join(repr(n) for n in self.available) or "none"
+        super().__init__(f"no structure named {name!r}; the case has {shown}", path=folder or None)
+
+    __str__ = Exception.__str__

@@ -11,9 +11,12 @@ Conventions (see ARCHITECTURE.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
+
+from .errors import StructureNotFoundError
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,15 @@ class Grid:
     spacing: np.ndarray
     shape: tuple[int, int, int]
     z_mm: np.ndarray
+
+    def __repr__(self) -> str:
+        nz, ny, nx = self.shape
+        dx, dy, dz = (float(v) for v in self.spacing)
+        x0, y0 = float(self.origin[0]), float(self.origin[1])
+        return (
+            f"<Grid {nx}×{ny}×{nz} voxels of {dx:g}×{dy:g}×{dz:g} mm from "
+            f"({x0:g}, {y0:g}, {float(self.z_mm[0]):g}) mm>"
+        )
 
     @classmethod
     def uniform(cls, origin, spacing, shape) -> Grid:
@@ -115,6 +127,16 @@ class Structure:
     color: tuple[int, int, int] | None = None
     slice_thickness_mm: float | None = None
 
+    def __repr__(self) -> str:
+        if self.is_empty:
+            where = "no contours"
+        else:
+            n = sum(len(plane) for plane in self.polygons)
+            z = self.plane_z_mm
+            where = f"{n} polygon(s) on {len(z)} plane(s), z {float(z[0]):g}..{float(z[-1]):g} mm"
+        kind = f" {self.roi_type}" if self.roi_type else ""
+        return f"<Structure {self.name!r} (ROI {self.roi_number}{kind}): {where}>"
+
     @property
     def is_empty(self) -> bool:
         return len(self.plane_z_mm) == 0
@@ -159,6 +181,19 @@ class Dose:
     comment: str = ""
     series_description: str = ""
 
+    def __repr__(self) -> str:
+        peak = float(np.max(self.dose_gy)) if self.dose_gy.size else float("nan")
+        nz, ny, nx = self.grid.shape
+        return (
+            f"<Dose {Path(self.path).name or self.sop_instance_uid!r}: {self.summation_type} "
+            f"{self.dose_type}, max {peak:.4g} Gy on {nx}×{ny}×{nz} voxels>"
+        )
+
+    @property
+    def is_per_fraction(self) -> bool:
+        """DoseSummationType ``FRACTION``: the values are the dose of one fraction."""
+        return (self.summation_type or "").upper() == "FRACTION"
+
 
 @dataclass
 class Plan:
@@ -181,6 +216,11 @@ class Plan:
     #: targets: one lesion each); empty when the plan names none.
     target_roi_numbers: tuple[int, ...] = ()
 
+    def __repr__(self) -> str:
+        rx = f"{self.prescription_gy:g} Gy" if self.prescription_gy else "no prescription"
+        n = f"{self.fractions} fx" if self.fractions else "no fractions"
+        return f"<Plan {self.label or self.name!r}: {rx} in {n}>"
+
 
 @dataclass
 class CTSeries:
@@ -191,6 +231,9 @@ class CTSeries:
     grid: Grid
     paths: list[str]
     slice_thickness_mm: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<CTSeries {len(self.paths)} slice(s), {self.grid!r}>"
 
 
 @dataclass
@@ -210,12 +253,65 @@ class Case:
     ct: CTSeries | None = None
     warnings: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        names = [s.name for s in self.structures]
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)})" if len(names) > 6 else "")
+        plans = ", ".join(p.label or p.name for p in self.plans[:4]) + (
+            ", ..." if len(self.plans) > 4 else ""
+        )
+        return (
+            f"<Case patient {self.patient_id!r}: {len(self.structures)} structure(s) [{shown}], "
+            f"{len(self.doses)} dose(s), {len(self.plans)} plan(s) [{plans}]"
+            + (f", {len(self.warnings)} warning(s)" if self.warnings else "")
+            + ">"
+        )
+
     def structure(self, name: str) -> Structure:
-        """The structure called ``name`` (exact match); ``KeyError`` when absent."""
+        """The structure called ``name`` (exact match).
+
+        Raises
+        ------
+        StructureNotFoundError
+            (a ``KeyError`` too) naming the structures the case has.
+        """
         for s in self.structures:
             if s.name == name:
                 return s
-        raise KeyError(name)
+        raise StructureNotFoundError(name, [s.name for s in self.structures], self.folder)
+
+    def total_dose(self, dose: Dose, fractions: int | None = None) -> tuple[Dose, str]:
+        """The whole-plan dose of an RTDOSE, and a note when it had to be made.
+
+        The one place of the FRACTION rule: a ``FRACTION`` dose (DoseSummationType: the dose
+        of one fraction) is multiplied by ``fractions`` (default: the number of fractions of
+        the RTPLAN it references; the evaluation passes a user's prescription when the plan
+        has none) in float32, like the stored dose, and the note says so. Any other dose is returned as
+        it is with an empty note; a ``FRACTION`` dose whose plan (or its number of fractions)
+        is missing is returned as it is, and the note says that its values are of one fraction.
+
+        Returns
+        -------
+        dose : Dose
+            ``summation_type`` stays as read; ``dose_gy`` is the total.
+        note : str
+            ``""`` or ``"FILE: DoseSummationType FRACTION: ..."``.
+        """
+        if not dose.is_per_fraction:
+            return dose, ""
+        name = Path(dose.path).name if dose.path else dose.sop_instance_uid
+        if fractions is None:
+            plan = self.plan_for_dose(dose)
+            fractions = plan.fractions if plan is not None else None
+        if not fractions:
+            return dose, (
+                f"{name}: DoseSummationType FRACTION and no planned number of fractions: the "
+                "values are the dose of one fraction"
+            )
+        total = replace(dose, dose_gy=dose.dose_gy * np.float32(fractions))
+        return total, (
+            f"{name}: DoseSummationType FRACTION: the dose of one fraction was multiplied by "
+            f"the {fractions} planned fractions"
+        )
 
     def plan_for_dose(self, dose: Dose) -> Plan | None:
         """The RTPLAN an RTDOSE references, if it is in the case."""

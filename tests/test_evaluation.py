@@ -524,3 +524,81 @@ def test_a_table_folder_reaches_the_batch_and_report_builders(tmp_path):
     ]
     assert main(["report", "--demo", "--tables", str(tmp_path / "none"), "--out",
                  str(tmp_path / "r.html")]) == 2
+
+
+def test_readme_python_example_runs():
+    """The README's "Use it from Python" section, run as a doctest."""
+    import doctest
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    outcome = doctest.testfile(
+        str(readme), module_relative=False, optionflags=doctest.ELLIPSIS, verbose=False
+    )
+    assert outcome.attempted >= 9 and outcome.failed == 0
+
+
+# ------------------------------------------------------------------ model rules, reprs, facade
+
+
+def test_dvh_command_totals_a_fraction_dose():
+    """``rtplan-assist dvh`` on a FRACTION dose gave D95%[%] = 20 for a PTV covered at 100 %
+    (issue 10). Uniform 2 Gy per fraction over PTV_1, plan of 5 fractions prescribing 10 Gy:
+    total 2 × 5 = 10 Gy everywhere, so D95% = 10 Gy = 100 % of the prescription."""
+    import rtplan_assist as rpa
+    from rtplan_assist.cli_dvh import dvh_report
+
+    case = synthetic_case(dose1=2.0 * np.ones(GRID.shape), summation1="FRACTION")
+    doc = dvh_report(case, structures=["PTV_1"], metrics=["D95%[%]", "D95%[Gy]"], dose="D1.dcm")
+    (entry,) = doc["structures"]
+    # within the DVH's dose-bin interpolation (0.01 Gy here); before the fix: 2 Gy, 20 %
+    assert entry["metrics"]["D95%[Gy]"] == pytest.approx(10.0, abs=0.01)
+    assert entry["metrics"]["D95%[%]"] == pytest.approx(100.0, abs=0.1)
+    assert any("FRACTION" in w and "5 planned fractions" in w for w in doc["warnings"])
+    # the same rule in the facade and the evaluation (Case.total_dose is the one place)
+    assert rpa.dvh(case, "PTV_1", dose="L1")["D95%[Gy]"].value == pytest.approx(10.0, abs=0.01)
+    # without a plan the values stay those of one fraction, and the note says so
+    lone = Dose("/D9.dcm", "D9", "FOR", GRID, np.ones(GRID.shape, np.float32), "FRACTION")
+    same, note = case.total_dose(lone)
+    assert same is lone and "one fraction" in note
+
+
+def test_reprs_are_one_short_line(demo_evaluation):
+    evaluation, result = demo_evaluation
+    case = evaluation.case
+    choice = result.choice["L1"]
+    things = [
+        case,
+        case.structures[0],
+        case.doses[0],
+        case.doses[0].grid,
+        case.plans[0],
+        case.ct,
+        evaluation,
+        result,
+        result.recommendation,
+        result.lesions[0],
+        result.rows[0],
+        result.composite_rows[0],
+        evaluation.dvhs("L1", choice)["PTV_1"],
+    ]
+    for thing in things:
+        text = repr(thing)
+        assert len(text) < 400 and "\n" not in text, text[:200]
+
+
+def test_lookup_errors_list_what_exists_and_table_keeps_every_row(demo_evaluation):
+    from rtplan_assist.errors import StructureNotFoundError
+
+    evaluation, result = demo_evaluation
+    with pytest.raises(StructureNotFoundError) as info:
+        evaluation.case.structure("PTV_9")
+    assert isinstance(info.value, KeyError)  # callers of the bare KeyError still work
+    assert "'PTV_9'" in str(info.value) and "'PTV_1'" in str(info.value)
+    assert info.value.available == [s.name for s in evaluation.case.structures]
+    with pytest.raises(EvaluationError, match="L1, L2, L3, L4, L5"):
+        evaluation.rows("L9", Regimen(5, 50.0))
+    columns = result.table()
+    assert list(columns) == list(TIDY_COLUMNS)
+    rows = result.rows + result.composite_rows
+    assert {len(values) for values in columns.values()} == {len(rows)}
+    assert columns["metric"] == [r.metric for r in rows]  # every row, in order, none dropped

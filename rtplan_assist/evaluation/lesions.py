@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -326,12 +325,8 @@ def find_lesions(
         summation = (dose.summation_type or "PLAN").upper()
         note = ""
         if summation == "FRACTION":
-            planned_n = plan.fractions or rx.fractions
-            dose = replace(dose, dose_gy=dose.dose_gy * np.float32(planned_n))
-            note = (
-                f"{name}: DoseSummationType FRACTION: the dose of one fraction was multiplied by "
-                f"the {planned_n} planned fractions"
-            )
+            # the FRACTION rule of the model, with the user's fractions when the plan has none
+            dose, note = case.total_dose(dose, fractions=plan.fractions or rx.fractions)
             warnings.append(note)
         elif summation not in ("PLAN", "MULTI_PLAN", ""):
             message = f"{name}: DoseSummationType {summation} is not a whole-plan dose; not a lesion"

@@ -61,6 +61,13 @@ class Lesion:
     planned: Regimen
     dose_scale_note: str = ""
 
+    def __repr__(self) -> str:
+        gtv = f", GTV {self.gtv.name!r}" if self.gtv else ""
+        return (
+            f"<Lesion {self.lesion_id} {self.label!r} ({self.site}): PTV {self.target.name!r}"
+            f"{gtv}, planned {self.planned.label}>"
+        )
+
 
 @dataclass(frozen=True)
 class ResultRow:
@@ -87,6 +94,10 @@ class ResultRow:
     constraint_fractions: int | None
     converted_from_fractions: int | None
     priority: str
+
+    def __repr__(self) -> str:
+        text = f"<ResultRow {self.lesion_id} {self.status}: {self.describe()}>"
+        return text if len(text) <= 400 else text[:396] + "...>"
 
     def describe(self) -> str:
         """One line for explanations, e.g. ``Esophagus D0.03cc[Gy] = 37.6 Gy > 32.9 Gy ...``."""
@@ -184,6 +195,12 @@ class Recommendation:
     reasons: dict[str, str] = field(default_factory=dict)
     robustness: dict[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        choice = ", ".join(f"{lid} {r.label}" for lid, r in self.choice.items())
+        down = f", de-escalated {', '.join(self.deescalated)}" if self.deescalated else ""
+        text = f"<Recommendation {choice}; composite {self.composite_status}{down}>"
+        return text if len(text) <= 400 else text[:396] + "...>"
+
 
 @dataclass
 class EvaluationResult:
@@ -199,6 +216,24 @@ class EvaluationResult:
     warnings: list[str]
     caveats: list[str]
     provenance: dict
+
+    def __repr__(self) -> str:
+        choice = ", ".join(f"{lid} {r.label}" for lid, r in self.choice.items())
+        text = (
+            f"<EvaluationResult patient {self.patient_id!r}: {self.verdict()} for {choice}; "
+            f"{len(self.rows)} lesion rows, {len(self.composite_rows)} composite rows, "
+            f"{len(self.warnings)} warning(s)>"
+        )
+        return text if len(text) <= 400 else text[:396] + "...>"
+
+    def table(self) -> dict[str, list]:
+        """Every lesion row, then every composite row, as columns (:data:`TIDY_COLUMNS`):
+        ``pandas.DataFrame(result.table())``. Values not evaluable are NaN; absent limits,
+        goals and α/β are None."""
+        return {
+            name: [getattr(r, name) for r in self.rows + self.composite_rows]
+            for name in TIDY_COLUMNS
+        }
 
     def chosen_rows(self) -> list[ResultRow]:
         """Lesion rows of the chosen regimen of each lesion."""
