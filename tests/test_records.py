@@ -109,12 +109,10 @@ def demo_copy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def evaluated(demo_copy):
     """``(evaluator, result, choice)``: the demo patient with L1 at 54 Gy/3, evaluated once."""
-    from rtplan_assist.constraints import load_tables
-    from rtplan_assist.dicom import load_case
-    from rtplan_assist.evaluation import CaseEvaluator
     from rtplan_assist.regimens import parse_regimen
+    from rtplan_assist.workflow import evaluate_folder
 
-    evaluator = CaseEvaluator(load_case(demo_copy), tables=load_tables())
+    evaluator = evaluate_folder(demo_copy)
     choice = {"L1": parse_regimen("54/3")}
     return evaluator, evaluator.evaluate(choice), choice
 

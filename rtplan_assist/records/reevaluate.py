@@ -38,11 +38,11 @@ class Reevaluation:
 
 
 def evaluator_for(record: dict, path: str | None = None, tables_folder: str | None = None):
-    """A CaseEvaluator set up as when ``record`` was made (its folder or ``path``)."""
-    from ..constraints import load_tables
+    """An :class:`~rtplan_assist.evaluation.Evaluation` set up as when ``record`` was made
+    (its folder or ``path``; :func:`rtplan_assist.workflow.evaluate_folder`)."""
     from ..dicom import load_case
-    from ..evaluation import CaseEvaluator
     from ..regimens import parse_regimen
+    from ..workflow import evaluate_folder
 
     evidence = record["evidence"]
     source = path or record.get("source")
@@ -67,11 +67,11 @@ def evaluator_for(record: dict, path: str | None = None, tables_folder: str | No
             f"{source}: holds patient {patient_key(case.patient_id)}, the record is of "
             f"{record['patient_key']}"
         )
-    tables = load_tables(evidence["tables_used"], folder=tables_folder)
     regimens = {lid: [parse_regimen(label) for label in labels]
                 for lid, labels in evidence["regimens_considered"].items()}
-    return CaseEvaluator(case, tables=tables, overrides=dict(evidence["structure_mapping"]),
-                         regimens=regimens, outside=evidence["outside"])
+    return evaluate_folder(case, tables=evidence["tables_used"], tables_folder=tables_folder,
+                           overrides=dict(evidence["structure_mapping"]), regimens=regimens,
+                           outside=evidence["outside"])
 
 
 def reevaluate(record: dict, path: str | None = None,

@@ -87,7 +87,7 @@ def evidence_of(evaluator, result, *, tables_folder: str | None = None,
 
     Parameters
     ----------
-    evaluator : CaseEvaluator
+    evaluator : Evaluation
         The evaluator that produced ``result`` (its case, tables, mapping, regimens).
     result : EvaluationResult
     tables_folder : str or None
