@@ -215,8 +215,7 @@ def history_view(records: list[dict]) -> html.Div:
         items.append(html.Li([
             html.B(f"#{rec['seq']} · {_when(rec['created_at'])} · {rec['recorded_by']} "
                    f"({rec['role']})"), badge,
-            html.Div(f"Chosen (BED10 with LQ, α/β = 10 Gy per regimen in the table above): "
-                     f"{lesions}"),
+            html.Div(f"Chosen regimens (total dose/fractions; per-lesion verdict): {lesions}"),
             html.Div(f"Verdict {rec['verdict']}, composite {rec['composite_verdict']}"),
             html.Div(f"Rationale: {rec['rationale']}"),
             html.Div(f"Dissent: {rec['dissent']}") if rec["dissent"] else None,
