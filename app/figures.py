@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from rtplan_assist.escape import plotly_text
 from rtplan_assist.metrics import parse_metric
 
 __all__ = [
@@ -255,7 +256,8 @@ def dose_slice_figure(
         if not xs:
             continue
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="lines", name=structure.name, line={"color": colour, "width": 1.5},
+            x=xs, y=ys, mode="lines", name=plotly_text(structure.name),
+            line={"color": colour, "width": 1.5},
             hoverinfo="name",
         ))
     fig.update_xaxes(title_text=f"{h} (mm)", constrain="domain", showgrid=False, zeroline=False)
@@ -263,7 +265,8 @@ def dose_slice_figure(
                      zeroline=False, constrain="domain",
                      autorange="reversed" if plane == "axial" else True)
     fig.update_layout(
-        title={"text": f"{title}<br><sub>{plane}: {', '.join(caption)}</sub>", "x": 0.01},
+        title={"text": f"{plotly_text(title)}<br><sub>{plotly_text(plane)}: "
+                       f"{plotly_text(', '.join(caption))}</sub>", "x": 0.01},
         margin={"l": 50, "r": 10, "t": 60, "b": 40}, height=680, plot_bgcolor="black",
         legend={"x": 1.12, "y": 1.0, "font": {"size": 11}}, uirevision=plane,
     )
@@ -352,22 +355,24 @@ def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: s
         suffix = f", {dvh.model}" if dvh.model and kind != "physical" else ""
         fig.add_trace(go.Scatter(
             x=dvh.dose_gy, y=vol_pct, mode="lines",
-            name=f"{name} — {regimen}{suffix}",
+            name=plotly_text(f"{name} — {regimen}{suffix}"),
             line={"color": colours[name], "dash": _DASHES[regimens.index(regimen) % len(_DASHES)],
                       "width": 2},
-            hovertemplate=f"{name} {regimen}<br>%{{x:.2f}} Gy: %{{y:.1f}} %<extra></extra>",
+            hovertemplate=(plotly_text(f"{name} {regimen}")
+                           + "<br>%{x:.2f} Gy: %{y:.1f} %<extra></extra>"),
         ))
     pts = constraint_points(rows, {n: d for n, _, d in curves})
     if pts:
         fig.add_trace(go.Scatter(
             x=[p["dose_gy"] for p in pts], y=[p["volume_pct"] for p in pts], mode="markers",
-            name="constraint limits", text=[p["text"] for p in pts], hoverinfo="text",
+            name="constraint limits", text=[plotly_text(p["text"]) for p in pts],
+            hoverinfo="text",
             marker={"symbol": "x", "size": 11, "line": {"width": 1},
                         "color": [STATUS_COLOURS.get(p["status"], ("#000", ""))[0] for p in pts]},
         ))
     fig.update_xaxes(title_text=_dose_axis_label(kind, model), rangemode="tozero")
     fig.update_yaxes(title_text="Volume (% of structure)", range=[0, 102])
-    fig.update_layout(title={"text": title, "x": 0.01}, height=560,
+    fig.update_layout(title={"text": plotly_text(title), "x": 0.01}, height=560,
                       margin={"l": 60, "r": 10, "t": 50, "b": 50}, legend={"font": {"size": 10}},
                       template="plotly_white",
                       hovermode="closest")

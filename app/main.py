@@ -15,6 +15,7 @@ import dash_bootstrap_components as dbc
 import diskcache
 from dash import DiskcacheManager, dcc, html
 
+from .callback_errors import ERROR_AREA_ID, callback_error_handler
 from .services import AppServices
 from .upload import UploadLimits
 from .views import progress_panel
@@ -76,6 +77,7 @@ def root_layout(services: AppServices) -> html.Div:
         dcc.Store(id="loaded", storage_type="memory"),
         nav,
         dbc.Container([
+            html.Div(id=ERROR_AREA_ID),
             html.Div(id="upload-message"),
             progress_panel(),
             html.Div(id="load-error"),
@@ -134,6 +136,7 @@ def create_app(data_path=None, *, cache_dir=None,
         external_scripts=[],
         suppress_callback_exceptions=True,
         background_callback_manager=manager,
+        on_error=callback_error_handler(services),  # a message on the page, never a 500
         title="rtplan-assist",
         update_title=None,
     )

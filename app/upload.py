@@ -58,6 +58,9 @@ class UploadLimits:
         ``ratio_floor_bytes`` (DICOM compresses 2-20x; a zip bomb 1000x and more).
     ratio_floor_bytes : int
         Members smaller than this are not ratio-checked (tiny files compress arbitrarily well).
+    max_stored_bytes : int
+        All uploads the server holds at once, over every session (disk use of the upload
+        folders): a new upload that would pass it is refused until sessions end.
     """
 
     max_upload_bytes: int = 200 * MB
@@ -65,6 +68,7 @@ class UploadLimits:
     max_uncompressed_bytes: int = 1024 * MB
     max_ratio: float = 200.0
     ratio_floor_bytes: int = 1 * MB
+    max_stored_bytes: int = 4096 * MB
 
 
 def _mb(n: int) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from html import escape
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from rtplan_assist.escape import markdown_html
 from rtplan_assist.metrics import parse_metric
 
 from .figures import STATUS_COLOURS
@@ -113,7 +113,10 @@ def _badge_html(status: str, *, small: bool = False) -> str:
 
 
 def _e(value) -> str:
-    return escape(str(value), quote=True)
+    """Text for the comparison table's raw HTML inside ``dcc.Markdown``: HTML-escaped, and
+    Markdown characters and line breaks as character references, so that an ROI name with a
+    blank line cannot end the HTML block and become Markdown (links, images)."""
+    return markdown_html(value)
 
 
 def _cell_html(row) -> str:

@@ -8,10 +8,14 @@ the caller picks the one of the place it writes to (issue 18).
 
 * :func:`html_text` and :func:`html_attribute`: HTML element text and quoted attribute values;
 * :func:`markdown_html`: text placed inside raw HTML in a Markdown document
-  (``dcc.Markdown(dangerously_allow_html=True)``): HTML-escaped, and every character that
-  Markdown or a line structure could act on is written as a numeric character reference;
+  (``dcc.Markdown(dangerously_allow_html=True)``): HTML-escaped and kept on one line (line
+  breaks as character references), so it cannot end the HTML block;
 * :func:`css_string`: the inside of a double-quoted CSS string (``content: "..."``);
 * :func:`mathtext_literal`: matplotlib text shown literally (``$``, and ``\\`` before it);
+* :func:`plotly_text`: plotly trace names, hover text and titles (plotly renders ``<a href>``,
+  ``<b>``, ``<br>`` and decodes entities; hover templates substitute ``%{...}``);
+* :func:`safe_filename`: a download or output file name from DICOM text (a PatientID such as
+  ``../../etc/x`` or ``/tmp/x``): one safe basename, never a path;
 * :func:`csv_cell`: a spreadsheet cell that cannot start a formula (OWASP "CSV injection":
   a cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
   ``'``; plain numbers such as ``-1.5`` are left alone).
@@ -30,6 +34,8 @@ __all__ = [
     "html_text",
     "markdown_html",
     "mathtext_literal",
+    "plotly_text",
+    "safe_filename",
 ]
 
 
@@ -43,16 +49,18 @@ def html_attribute(text) -> str:
     return html.escape(" ".join(str(text).splitlines()), quote=True)
 
 
-#: Characters Markdown can act on (emphasis, links, images, code, headings, lists, tables,
-#: escapes) and line breaks (a blank line ends a raw HTML block and starts Markdown).
-_MARKDOWN_ACTIVE = re.compile(r"[\\`*_{}\[\]()#+\-.!|~<>&\"'\r\n\f\v\t]")
+#: Line breaks: the only way out of a raw HTML block in CommonMark is a blank line (type 6
+#: blocks, ``<div>``/``<table>``, end there); inside the block nothing is read as Markdown.
+_LINE_BREAKS = re.compile("[\r\n\f\v\x85\u2028\u2029]")
 
 
 def markdown_html(text) -> str:
-    """``text`` for raw HTML inside Markdown: every Markdown-active character and every line
-    break is a numeric character reference (``&#42;``), so the text renders as itself in one
-    line and can neither close the HTML block nor form a link or an image."""
-    return _MARKDOWN_ACTIVE.sub(lambda m: f"&#{ord(m.group())};", str(text))
+    """``text`` for raw HTML inside Markdown (``dcc.Markdown(dangerously_allow_html=True)``):
+    HTML-escaped (``& < > " '``), and every line break as a numeric character reference
+    (``&#10;``), so the text stays on one line: it can neither end the HTML block (a blank
+    line) and turn into Markdown (links, images fetched from other hosts) nor form a tag."""
+    escaped = html.escape(str(text), quote=True)
+    return _LINE_BREAKS.sub(lambda m: f"&#{ord(m.group())};", escaped)
 
 
 def css_string(text) -> str:
@@ -88,3 +96,22 @@ def csv_cell(value):
     except ValueError:
         pass
     return "'" + value
+
+
+def plotly_text(text) -> str:
+    """Text for plotly names, hover text and hover templates: ``& < >`` as entities (plotly
+    decodes them when drawing, so no tag or link is formed) and ``%`` as ``&#37;`` (no
+    ``%{...}`` template substitution)."""
+    return html.escape(str(text), quote=False).replace("%", "&#37;")
+
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(stem, suffix: str = "", default: str = "patient") -> str:
+    """A file name built from DICOM text: every run of characters other than letters, digits,
+    ``.``, ``_`` and ``-`` becomes ``_`` (so no ``/``, ``\\``, NUL or drive), leading dots and
+    underscores are dropped (no ``..``, no hidden file), at most 64 characters; ``default``
+    when nothing is left. ``suffix`` (e.g. ``"_report.pdf"``) is appended as given."""
+    text = _UNSAFE_FILENAME.sub("_", str(stem or "")).strip("._")[:64].rstrip("._")
+    return (text or default) + suffix

@@ -12,6 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
 from rtplan_assist.errors import RtplanAssistError
+from rtplan_assist.escape import csv_cell, safe_filename
 from rtplan_assist.report import render_report_pdf
 
 from ..decisions import log_export, pdf_attribution
@@ -36,9 +37,9 @@ def tidy_csv(result) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(TIDY_COLUMNS), extrasaction="ignore",
                             lineterminator="\n")
     writer.writeheader()
-    for row in result_rows_tidy(result):
+    for row in result_rows_tidy(result):  # cells neutralised against formulas (csv_cell)
         writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v))
-                             else v) for k, v in row.items()})
+                             else csv_cell(v)) for k, v in row.items()})
     return buf.getvalue()
 
 
@@ -108,7 +109,7 @@ def register(app, services) -> None:
         loaded = loaded_patient(services, loaded_data, session)
         result, _ = _result(loaded, prefs(choices, loaded.entry.key))
         log_export("CSV", result.patient_id)
-        name = f"{result.patient_id or 'patient'}_evaluation.csv"
+        name = safe_filename(result.patient_id, "_evaluation.csv")
         return dcc.send_string(tidy_csv(result), filename=name)
 
     @app.callback(Output("download-pdf", "data"), Output("export-message", "children"),
@@ -122,7 +123,8 @@ def register(app, services) -> None:
         result, choice = _result(loaded, prefs(choices, loaded.entry.key))
         attribution = pdf_attribution(services, result.patient_id, choice)
         with tempfile.TemporaryDirectory(dir=services.workdir) as tmp:
-            path = Path(tmp) / f"{result.patient_id or 'patient'}_report.pdf"
+            # the PatientID comes from the files: reduced to one safe name inside tmp
+            path = Path(tmp) / safe_filename(result.patient_id, "_report.pdf")
             try:
                 with loaded.lock:
                     render_report_pdf(result, loaded.evaluator, path,

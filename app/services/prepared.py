@@ -19,6 +19,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,18 +103,23 @@ class PreparedCache:
                 progress(1, 1, "prepared earlier: reusing the cached evaluation")
             return path
         cmd = [sys.executable, "-m", "rtplan_assist.app.prepare", str(entry.folder), str(path)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                bufsize=1)
-        error = ""
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("PROGRESS ") and progress:
-                _, i, n, text = (line.rstrip("\n").split(" ", 3) + [""])[:4]
-                progress(int(i), int(n), text)
-            elif line.startswith("ERROR "):
-                error = line[6:].strip()
-        stderr = proc.stderr.read() if proc.stderr else ""
-        code = proc.wait()
+        # stderr goes to a file, not a pipe: a job that writes more than a pipe holds (pydicom
+        # warnings of a 700-slice CT) while we read stdout to its end would block both
+        # processes, and the per-patient lock with them (every session opening the patient).
+        with tempfile.TemporaryFile() as errfile:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, text=True,
+                                    bufsize=1)
+            error = ""
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("PROGRESS ") and progress:
+                    _, i, n, text = (line.rstrip("\n").split(" ", 3) + [""])[:4]
+                    progress(int(i), int(n), text)
+                elif line.startswith("ERROR "):
+                    error = line[6:].strip()
+            code = proc.wait()
+            errfile.seek(max(0, os.fstat(errfile.fileno()).st_size - 4096))
+            stderr = errfile.read().decode("utf-8", "replace")
         if code != 0 or not path.is_file():
             tail = " ".join(stderr.strip().splitlines()[-3:])
             raise EvaluationError(error or f"preparing the patient failed (exit {code}): {tail}")

@@ -98,9 +98,11 @@ class Uploads:
         """
         if not session:
             raise UploadError("the browser session is not ready yet; try again.")
+        self._check_storage(session, None)  # before a byte is written
         folder = Path(tempfile.mkdtemp(prefix="upload-", dir=self.root))
         try:
             save_upload(contents, filenames, folder, self.limits)
+            self._check_storage(session, folder)
             from rtplan_assist.dicom import find_patient_folders
 
             found = find_patient_folders(folder)
@@ -129,6 +131,31 @@ class Uploads:
         _remove(replaced)
         return entry, replaced
 
+    def stored_bytes(self, *, excluding: tuple[Path, ...] = ()) -> int:
+        """Bytes of every upload folder under :attr:`root` but ``excluding`` (read from disk:
+        every worker process's uploads count)."""
+        skip = {Path(p).resolve() for p in excluding}
+        total = 0
+        for folder in self.root.glob("upload-*"):
+            if folder.is_dir() and folder.resolve() not in skip:
+                total += _disk_use(folder)
+        return total
+
+    def _check_storage(self, session: str, new_folder: Path | None) -> None:
+        """Refuse when the uploads held for other sessions plus the new one pass
+        :attr:`UploadLimits.max_stored_bytes` (a global cap on the server's upload storage;
+        a session's own previous upload does not count: the new one replaces it)."""
+        cap = self.limits.max_stored_bytes
+        own = self.of(session)
+        excluding = tuple(p for p in (new_folder, own.upload_dir if own else None) if p)
+        held = self.stored_bytes(excluding=excluding)
+        new_bytes = _disk_use(new_folder) if new_folder is not None else 0
+        if held + new_bytes > cap or (new_folder is None and held >= cap):
+            raise UploadError(
+                f"the server already holds {held / 2**20:.0f} MB of uploads from other "
+                f"sessions (limit {cap / 2**20:.0f} MB for all); try again when some have "
+                "ended, or ask the administrator to serve the patients from a folder.")
+
     def discard(self, session: str, idle_s: float | None = None) -> PatientEntry | None:
         """Forget the session's upload and remove its folder; returns it (or None).
 
@@ -153,6 +180,18 @@ class Uploads:
         with self._lock:
             for index in self.index_dir.glob("session-*.json"):
                 index.unlink(missing_ok=True)
+
+
+def _disk_use(folder: Path) -> int:
+    """Bytes of the files under ``folder``."""
+    total = 0
+    for path in Path(folder).rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def _remove(entry: PatientEntry | None) -> None:
