@@ -43,6 +43,8 @@ __all__ = [
     "load_tg263_names",
     "regime_of",
     "shipped_folder",
+    "site_coverage",
+    "adjacent_regime",
 ]
 
 TABLE_COLUMNS = (
@@ -794,6 +796,22 @@ def regime_of(fractions: int) -> tuple[str, int, int] | None:
     return None
 
 
+def _regime_index(fractions: int) -> int | None:
+    for i, (_, low, high) in enumerate(REGIMES):
+        if low <= fractions <= high:
+            return i
+    return None
+
+
+def adjacent_regime(row: Constraint, fractions: int) -> bool:
+    """True when the table of ``row`` was written for the regime of ``fractions`` or a
+    neighbouring one (SBRT and moderately hypofractionated, or moderately hypofractionated and
+    conventional), not SBRT against conventional."""
+    here = _regime_index(fractions)
+    there = _regime_index(row.fractions_range[0])
+    return here is not None and there is not None and abs(here - there) <= 1
+
+
 def regime_name(fractions_range: tuple[int, int]) -> str:
     """``"SBRT (1-5 fx)"`` for a range equal to a regime, else ``"1-8 fx"``."""
     for name, low, high in REGIMES:
@@ -991,57 +1009,32 @@ def constraints_for(
     constraint_set: ConstraintSet,
     alpha_beta: float | None = None,
 ) -> list[Constraint]:
-    """Rows for ``organ`` at ``fractions``, converted from the nearest tabulated n if needed.
+    """The rows of :func:`constraints_at` as a list (kept for callers that need only rows)."""
+    return list(constraints_at(organ, fractions, constraint_set, alpha_beta).rows)
 
-    Kept for the evaluator until it moves to :func:`constraints_at` (issue 12), which applies
-    the regime rule; this older lookup uses one nearest tabulated n for every source.
 
-    Parameters
-    ----------
-    organ : str
-        TG-263 primary name (map case structure names first with
-        :func:`rtplan_assist.names.match_structures`).
-    fractions : int
-        The regimen's fraction number.
-    constraint_set : ConstraintSet
-    alpha_beta : float, optional
-        α/β (Gy) for conversions; default: each row's own ``alpha_beta``, else the organ's
-        default in ``alpha_beta.csv``.
+#: Organs at risk of a lesion site that has no table of its own in the thoracic/abdominal
+#: scope (issue 12: "a site with no constraint table (e.g. brain) says so").
+SITE_ORGANS = {
+    "brain": ("Brain", "Brainstem", "OpticChiasm", "OpticNrv_L", "OpticNrv_R", "Cochlea_L",
+              "Cochlea_R"),
+}
 
-    Returns
-    -------
-    list of Constraint
-        Every row (all sources) tabulated at ``fractions`` when at least one exists. Otherwise
-        the rows of the nearest tabulated fraction number, converted by
-        :func:`convert_constraint` and marked ``converted_from_fractions``. Empty when the organ
-        has no row at all.
 
-    Notes
-    -----
-    *Nearest* is measured as ``|log(n_tab / n)|`` (dose per fraction scales as 1/n): 8 fx uses
-    the 5 fx rows, 15 fx the 30 fx rows, 4 fx the 5 fx rows when both 3 and 5 are tabulated.
-    On an exact tie the smaller tabulated n (larger dose per fraction) wins; for TG-101 this
-    gives the more restrictive converted limit (e.g. cord max at 4 fx: 24.8 Gy from 3 fx vs
-    27.2 Gy from 5 fx at α/β 2), though that is not guaranteed for every table.
-    """
-    if int(fractions) != fractions or fractions < 1:
-        raise ConstraintTableError(f"fractions must be an integer >= 1, got {fractions}")
-    fractions = int(fractions)
-    rows = [c for c in constraint_set.constraints if c.organ == organ]
-    if not rows:
-        return []
-    at_n = [c for c in rows if c.fractions == fractions]
-    if at_n:
-        return at_n
-    source_n = _nearest_fraction(fractions, tuple(sorted({c.fractions for c in rows})))
-    default_ab = constraint_set.alpha_beta_for(organ)
-    converted = []
-    for row in rows:
-        if row.fractions != source_n:
-            continue
-        ab = alpha_beta if alpha_beta is not None else (row.alpha_beta or default_ab)
-        converted.append(convert_constraint(row, fractions, ab))
-    return converted
+def site_coverage(site: str, constraint_set: ConstraintSet) -> str:
+    """A sentence when no loaded table constrains the organs of ``site`` (e.g. brain), else
+    ``""``."""
+    organs = SITE_ORGANS.get(site)
+    if organs is None:
+        return ""
+    covered = {c.organ for c in constraint_set.constraints}
+    if covered & set(organs):
+        return ""
+    return (
+        f"{site} lesion: no constraint table covers the {site} or its organs at risk "
+        f"({', '.join(organs)}); none was transcribed (constraints/README.md), so its OAR "
+        "limits cannot be evaluated"
+    )
 
 
 # --------------------------------------------------------------------------- composite
@@ -1050,6 +1043,8 @@ def constraints_for(
 #: on the physical plan sum, never converted through LQ (issue 12).
 LOW_DOSE_BATH_GY = 5.0
 LUNG_ORGANS = ("Lungs", "Lungs-GTV", "Lungs-ITV", "Lung_L", "Lung_R")
+#: The regime of an EQD2 sum (2 Gy fractions): conventional.
+COMPOSITE_REGIME = (16, 35)
 
 
 @dataclass(frozen=True)
@@ -1100,10 +1095,12 @@ def composite_limits(organ: str, constraint_set: ConstraintSet) -> list[Composit
       limits.
     * Every other per-course row of the organ is expressed in EQD2 at its own fraction number
       and its α/β (LQ, :func:`convert_constraint` semantics; a single-course tolerance
-      re-expressed in EQD2, not a validated cumulative limit). Rows are grouped by metric
-      family (D at the same volume, Max, Mean, V or CV by volume unit); within a group the
-      highest priority present wins and, among those, the most conservative EQD2 limit decides,
-      naming its source.
+      re-expressed in EQD2, not a validated cumulative limit). An EQD2 sum is expressed in
+      2 Gy fractions, the conventional regime: rows of tables written for another regime
+      (SBRT point limits) are extrapolated outside their fractionation range and only
+      advisory (``report``), as in :func:`constraints_at`. Rows are grouped by metric (the
+      source metric; spared volumes by volume); within a group the highest priority present
+      wins and, among those, the most conservative EQD2 limit decides, naming its source.
     * Lung low-dose-bath rows (V at <= 5 Gy) stay physical: judged on the physical dose sum,
       never LQ-converted; priority ``optimal`` (single-course bath limits, not validated for a
       multi-course sum). Lung Mean and V20 are mandatory when any source makes them so.
@@ -1131,6 +1128,12 @@ def composite_limits(organ: str, constraint_set: ConstraintSet) -> list[Composit
             applied = _to_eqd2(c, ab)
         else:
             applied = c
+        # an EQD2 sum is expressed in 2 Gy fractions: the conventional regime. Limits of
+        # tables written for another regime (SBRT point limits) re-expressed in EQD2 are
+        # extrapolated outside their fractionation range: advisory only
+        inside = c.fractions_range[0] <= COMPOSITE_REGIME[1] and c.fractions_range[1] >= COMPOSITE_REGIME[0]
+        if not inside:
+            c = replace(c, priority="report", applicability="extrapolated")
         groups.setdefault(_metric_family(c), []).append((c, applied, "EQD2"))
     out: list[CompositeLimit] = []
     if any(k.startswith("cumulative ") for k in groups):
@@ -1160,6 +1163,10 @@ def composite_limits(organ: str, constraint_set: ConstraintSet) -> list[Composit
             reason = (f"{src.source_id} {src.metric} {src.comparator} {src.limit:g} {src.unit} in "
                       f"{src.fractions} fx, re-expressed in EQD2 at α/β {applied.alpha_beta:g} Gy: "
                       f"a single-course tolerance, not a validated cumulative limit")
+            if src.extrapolated:
+                reason += (f"; {EXTRAPOLATED} ({src.regime}; the EQD2 sum is in the "
+                           "conventional regime): advisory only, no cited cumulative limit "
+                           f"for this metric (source priority {src.source_priority})")
         if len(items) > 1:
             reason += (f"; the most conservative {priority} row of the {len(items)} rows of this metric "
                        f"({', '.join(sorted({it[0].source_id + ' ' + str(it[0].fractions) + ' fx' for it in items}))})")

@@ -314,6 +314,8 @@ def _lesion_table(result) -> str:
         fails = sum(r.status == "fail" for r in mandatory)
         status = "fail" if fails else ("not evaluable" if any(r.status == "not evaluable"
                                                                for r in mandatory) else "pass")
+        if status == "pass" and not any(r.status in ("pass", "goal missed") for r in mandatory):
+            status = "not evaluable"  # no mandatory OAR row could be evaluated (issue 12)
         binding, _ = _binding(result, lid)
         chosen = regimen.label + ("" if regimen == lesion.planned else
                                   f" (planned {lesion.planned.label})")

@@ -12,8 +12,11 @@ import pytest
 
 from rtplan_assist.constraints import (
     TABLE_COLUMNS,
+    composite_limits,
+    constraints_at,
     constraints_for,
     convert_constraint,
+    regime_of,
     load_tables,
     shipped_folder,
 )
@@ -49,8 +52,8 @@ def test_every_shipped_table_loads(shipped):
     assert tables == sorted(shipped.files)
     for name in tables:
         one = load_tables([name[:-4]])
-        assert one.constraints, name
-        assert all(c.file == name for c in one.constraints)
+        assert one.constraints or one.cumulative, name
+        assert all(c.file == name for c in one.constraints + one.cumulative)
 
 
 def test_shipped_rows_obey_the_evidence_rule(shipped):
@@ -65,13 +68,23 @@ def test_shipped_rows_obey_the_evidence_rule(shipped):
 
 def test_shipped_row_counts(shipped):
     counts = {}
-    for c in shipped.constraints:
+    for c in shipped.constraints + shipped.cumulative:
         counts[c.file] = counts.get(c.file, 0) + 1
     assert counts == {
         "tg101_2010_1fx.csv": 17,
-        "tg101_2010_3fx.csv": 33,
-        "tg101_2010_5fx.csv": 2,
+        # 33 + 14 cells the clinical audit (a) found in two agreeing transcriptions (DVHA +
+        # QTP-md): duodenum 3, jejunum/ileum 2, colon 2, rib D30cc, lung CV 1500/1000, liver
+        # 700 cc, renal cortex 200 cc, and AirWay_Prox D4cc/max (TG-101 trachea & large bronchus)
+        "tg101_2010_3fx.csv": 47,
+        # 2 lung CV rows + the TG-101 5 fx serial table (audit (a): WB + QTP-md agree): cord 3,
+        # cauda 2, sacral plexus 2, oesophagus 2, plexus 2 x 2, heart 2, great vessels 2,
+        # trachea/main bronchus/AirWay_Prox 2 x 3, smaller bronchi 2 x 2, rib 2, skin 2,
+        # stomach 2, duodenum 3, jejunum/ileum 2, colon 2, rib cells on chest wall 2 (optional)
+        "tg101_2010_5fx.csv": 44,
         "hytec_2021_spinalcord.csv": 5,
+        "hytec_2021_spinalcord_cumulative.csv": 1,
+        "lung_v5_hypo_10fx.csv": 1,
+        "ro2018_lung_conv_30fx.csv": 6,
         "safron2_1fx.csv": 11,
         "safron2_4fx.csv": 12,
         "fastrack2_3fx.csv": 1,
@@ -115,12 +128,12 @@ def test_shipped_row_counts(shipped):
         ("tg101_2010", 1, "Skin", "D10cc[Gy]", 23),
         # ref §1.2, TG-101 parallel tissues (critical volume, cc spared)
         ("tg101_2010", 1, "Lungs-GTV", "CV7.4Gy[cc]", 1000),
-        ("tg101_2010", 1, "Liver-GTV", "CV9.1Gy[cc]", 700),
+        ("tg101_2010", 1, "Liver", "CV9.1Gy[cc]", 700),
         ("tg101_2010", 1, "Kidney_Cortex", "CV8.4Gy[cc]", 200),
         ("tg101_2010", 5, "Lungs-GTV", "CV12.5Gy[cc]", 1500),
         ("tg101_2010", 5, "Lungs-GTV", "CV13.5Gy[cc]", 1000),
         # ref §3, HyTEC spinal cord (Sahgal et al. 2021, abstract) Dmax
-        ("hytec_2021_spinalcord", 1, "SpinalCord", "Max[Gy]", 14.0),
+        ("hytec_2021_spinalcord", 1, "SpinalCord", "Max[Gy]", 12.4),
         ("hytec_2021_spinalcord", 2, "SpinalCord", "Max[Gy]", 17.0),
         ("hytec_2021_spinalcord", 3, "SpinalCord", "Max[Gy]", 20.3),
         ("hytec_2021_spinalcord", 4, "SpinalCord", "Max[Gy]", 23.0),
@@ -144,7 +157,7 @@ def test_shipped_row_counts(shipped):
         # ref §5.1, QUANTEC (Marks et al. 2010) [S2]
         ("quantec_2010", 30, "SpinalCord", "Max[Gy]", 50),
         ("quantec_2010", 30, "Lungs-GTV", "V20Gy[%]", 30),
-        ("quantec_2010", 30, "Lungs", "Mean[Gy]", 20),
+        ("quantec_2010", 30, "Lungs-GTV", "Mean[Gy]", 20),  # audit (a) #7: was Lungs
         ("quantec_2010", 30, "Esophagus", "Mean[Gy]", 34),
         ("quantec_2010", 30, "Pericardium", "Mean[Gy]", 26),
         ("quantec_2010", 30, "Pericardium", "V30Gy[%]", 46),
@@ -160,13 +173,6 @@ def test_rows_match_reference(shipped, source_id, fractions, organ, metric, limi
     row = _row(shipped, source_id, fractions, organ, metric)
     assert row.limit == limit
     assert row.dose_kind == "physical"
-
-
-def test_hytec_1fx_range_kept_as_limit_and_goal(shipped):
-    # ref §3: "12.4-14.0 Gy/1 fx" for 1-5 % myelopathy risk
-    row = _row(shipped, "hytec_2021_spinalcord", 1, "SpinalCord", "Max[Gy]")
-    assert (row.limit, row.goal) == (14.0, 12.4)
-    assert "12.4-14.0" in row.notes
 
 
 def test_critical_volume_rows_use_greater_equal(shipped):
@@ -280,39 +286,67 @@ def test_unknown_table_name():
 # ----------------------------------------------------------------------------- lookup
 
 
-def test_tabulated_fraction_returns_all_sources(shipped):
+def test_every_source_of_the_regime_is_used_at_4fx(shipped):
+    """Issue 12 / clinical audit (b): at 4 fx the old nearest-n rule used SAFRON's 4 fx rows
+    only and dropped TG-101's; now every SBRT source is used (tabulated or converted within
+    the regime) and all rows are shown."""
     rows = constraints_for("SpinalCord", 4, shipped)
-    assert {(r.source_id, r.limit) for r in rows} == {
-        ("hytec_2021_spinalcord", 23.0),
-        ("safron2_2016", 20.8),
-    }
-    assert all(r.converted_from_fractions is None for r in rows)
+    tabulated = {(r.source_id, r.limit) for r in rows if r.applicability == "tabulated"}
+    # HyTEC 23.0 Gy / 4 fx (abstract, P); SAFRON II 20.8 Gy / 4 fx (Table 2, P)
+    assert tabulated == {("hytec_2021_spinalcord", 23.0), ("safron2_2016", 20.8)}
+    converted = {r.source_id: r for r in rows if r.applicability == "converted within regime"}
+    # TG-101 from its nearest table (5 fx: |ln 5/4| < |ln 3/4|); QUANTEC cord from 3 fx
+    assert {r.converted_from_fractions for r in rows if r.source_id == "tg101_2010"} == {5}
+    assert converted["quantec_2010_cord"].converted_from_fractions == 3
+    assert all(r.priority == "mandatory" for r in rows)
+    # QUANTEC 20 Gy/3 at α/β 2: EQD2 = 20 (6.67 + 2)/4 = 43.33 Gy; 4 fx: D²/8 + D = 86.67
+    # -> D = 4 (-1 + sqrt(1 + 86.67/2)) = 22.63 Gy; the most conservative Max row decides
+    (decisive,) = [r for r in rows if r.metric == "Max[Gy]" and r.decides]
+    assert decisive.source_id == "hytec_2021_spinalcord" or decisive.limit < 23.0
+    assert converted["quantec_2010_cord"].limit == pytest.approx(22.63, abs=0.01)
+    assert decisive.source_id == "quantec_2010_cord" and "most conservative" in decisive.reason
 
 
-def test_untabulated_fraction_converts_from_nearest(shipped):
-    # SpinalCord is tabulated at 1, 2, 3, 4, 5, 30 fx; 8 fx is nearest to 5 (|ln 8/5| = 0.47)
-    rows = constraints_for("SpinalCord", 8, shipped)
-    assert {r.converted_from_fractions for r in rows} == {5}
-    (cord,) = rows
+def test_across_regimes_a_converted_limit_is_only_advisory(shipped):
+    """Issue 12: the cord at 8 fx (moderately hypofractionated; no cited table) gets no
+    mandatory row, only advisory rows labelled as extrapolated, and 'no cited limit'."""
+    limits = constraints_at("SpinalCord", 8, shipped)
+    assert limits.no_cited_limit and "no cited limit at 8 fx" in limits.note
+    assert limits.rows and all(r.priority == "report" and r.extrapolated for r in limits.rows)
+    assert all("extrapolated outside the source's fractionation range" in r.reason
+               for r in limits.rows)
+    (hytec,) = [r for r in limits.rows if r.source_id == "hytec_2021_spinalcord"]
     # HyTEC 25.3 Gy / 5 fx at α/β 2: EQD2 = 25.3 (5.06 + 2)/4 = 44.6545 Gy;
     # 8 fx: D²/32 + D/2 = 44.6545 -> D = 16 (-0.5 + sqrt(0.25 + 5.58181)) = 30.64 Gy
-    assert cord.limit == pytest.approx(30.64, abs=0.005)
-    assert "converted from n=5" in cord.describe()
-    assert "α/β = 2 Gy" in cord.conversion_note
+    assert hytec.limit == pytest.approx(30.64, abs=0.005) and hytec.source_priority == "mandatory"
+    assert "converted from n=5" in hytec.describe() and "extrapolated" in hytec.describe()
+    assert "α/β = 2 Gy" in hytec.conversion_note
 
 
-def test_15fx_uses_30fx_rows_log_distance(shipped):
-    # Lungs-GTV tabulated at 1, 4, 5, 30: |ln 15/30| = 0.69 < |ln 15/5| = 1.10
+def test_trachea_at_15fx_is_not_a_mandatory_sbrt_extrapolation(shipped):
+    """Clinical audit (c) 7: TG-101 trachea max 30 Gy / 3 fx became a mandatory 57.2 Gy at
+    15 fx and failed a 60 Gy/15 mediastinal node; now it is advisory only."""
+    limits = constraints_at("Trachea", 15, shipped)
+    assert not any(r.priority == "mandatory" for r in limits.rows)
+    assert limits.no_cited_limit
+
+
+def test_15fx_lung_v5_within_regime_and_v20_extrapolated(shipped):
     rows = constraints_for("Lungs-GTV", 15, shipped)
-    (v20,) = rows
-    assert v20.converted_from_fractions == 30
+    (v5,) = [r for r in rows if r.source_id == "jrr2014_lung_v5"]
+    # PMC3885113 (abstract): V5 < 65 % at 50 Gy/10 fx; same regime (6-15 fx) -> converted:
+    # EQD2 of 5 Gy in 10 fx at α/β 3 = 5 (0.5 + 3)/5 = 3.5 Gy; 15 fx: D + D²/45 = 3.5 · 5/3
+    # -> D = 22.5 (-1 + sqrt(1 + 4 · 5.8333/45)) = 5.2263 Gy, rounded down: V5.22Gy
+    assert v5.priority == "mandatory" and v5.applicability == "converted within regime"
+    assert v5.metric == "V5.22Gy[%]" and v5.limit == 65
+    v20 = [r for r in rows if r.source_id == "ro2018_ventilation_proton" and r.metric.startswith("V")]
+    (v20,) = v20
     # V20Gy in 30 fx at α/β 3: EQD2 = 20 (0.667 + 3)/5 = 14.667 Gy; in 15 fx:
-    # D²/75 + 0.6 D = 14.667 -> D = (-0.6 + sqrt(0.36 + 0.78222)) / (2/75) = 17.578 Gy
-    assert v20.parsed_metric.kind == "V"
+    # D + D²/45 = 14.667 · 5/3 -> D = 22.5 (-1 + sqrt(1 + 4 · 24.444/45)) = 17.578 Gy
     # ... rounded down to 0.01 Gy: a lower threshold counts more volume (stricter)
     assert v20.parsed_metric.value == 17.57 and v20.metric == "V17.57Gy[%]"
     assert "17.5780" in v20.conversion_note and "stricter" in v20.conversion_note
-    assert v20.limit == 30  # the volume limit (%) is unchanged
+    assert v20.limit == 37 and v20.priority == "report" and v20.extrapolated
 
 
 @pytest.mark.parametrize(
@@ -401,6 +435,8 @@ def test_tie_goes_to_smaller_fraction_number(tmp_path):
         _user_row(tmp_path, 8, "D0.035cc[Gy]", 32),
         name="u.csv",
     )
+    # issue 12: 2 fx is in the SBRT regime (1-5), 8 fx is not: the 2 fx row is converted
+    # within the regime and, since it covers the metric, the 8 fx row is not extrapolated
     rows = constraints_for("SpinalCord", 4, load_tables(folder=folder))
     assert [r.converted_from_fractions for r in rows] == [2]
     assert math.isclose(abs(math.log(4 / 2)), abs(math.log(8 / 4)))

@@ -1,5 +1,5 @@
-"""Issue 12: fractionation regimes of the constraint tables (constraints_at), α/β with primary
-citations and a range, USC with its own fit's α/β, helper structure prefixes as whole words.
+"""Issue 12: constraint sets by fractionation regime, the audit's encoding fixes, and composite
+limits independent of the regimens chosen.
 
 Every expected value names its source: the clinical audit (shared/reference/clinical-audit.md,
 "audit"), the reference (shared/reference/constraints-radiobiology.md, "ref §x") or the
@@ -11,6 +11,7 @@ import pytest
 
 from rtplan_assist.constraints import (
     REGIMES,
+    composite_limits,
     constraints_at,
     load_tables,
     regime_of,
@@ -34,6 +35,109 @@ def _rows(tables, source_id, fractions, organ, metric=None):
 
 
 # ------------------------------------------------------------------ encoding fixes (audit (a))
+
+
+def test_safron_chest_wall_d70cc_is_optional(tables):
+    # SAFRON II Table 2 footnote a: "Chest wall dose limit may be exceeded if rib structure lies
+    # close to or in contact with the PTV" (audit (a) #1)
+    (row,) = _rows(tables, "safron2_2016", 4, "Chestwall", "D70cc[Gy]")
+    assert row.limit == 30 and row.priority == "optimal"
+    assert "footnote a" in row.notes
+
+
+def test_hytec_1fx_is_12_4_gy_with_14_as_cited_upper_bound(tables):
+    # HyTEC abstract: "12.4 to 14.0 Gy in 1 fraction"; at α/β 2 the 2-5 fx limits are EQD2
+    # 44.5-44.65 Gy and 12.4 Gy/1 = 12.4 (12.4 + 2)/4 = 44.64 Gy, 14.0 Gy/1 = 56 Gy (audit (a) #4)
+    (row,) = _rows(tables, "hytec_2021_spinalcord", 1, "SpinalCord")
+    assert row.limit == 12.4 and row.goal is None
+    assert "14.0" in row.notes and "upper bound" in row.notes
+    assert eqd2(12.4, 1, Model('LQ', 2.0)) == pytest.approx(44.64, abs=0.005)
+    assert eqd2(25.3, 5, Model('LQ', 2.0)) == pytest.approx(44.65, abs=0.005)
+    assert eqd2(14.0, 1, Model('LQ', 2.0)) == pytest.approx(56.0, abs=1e-9)
+
+
+def test_tg101_single_fraction_liver_row_is_on_liver(tables):
+    # RO11 (Radiat Oncol 2011;6:146 Table 1): "Liver 700 cc 9.1 Gy" (audit (a) #5)
+    (row,) = _rows(tables, "tg101_2010", 1, "Liver", "CV9.1Gy[cc]")
+    assert row.limit == 700 and row.comparator == ">="
+    assert not _rows(tables, "tg101_2010", 1, "Liver-GTV")
+
+
+def test_rib_cells_on_chest_wall_are_marked_extrapolation(tables):
+    # DVHA and QTP-md list the 28.8/36.9 Gy (3 fx) and 35/43 Gy (5 fx) cells under rib only
+    # (audit (a) #6): on the chest wall they are an organ extrapolation, never mandatory
+    rows = [c for c in tables.constraints if c.organ == "Chestwall" and c.source_id == "tg101_2010"]
+    assert {(c.fractions, c.metric, c.limit) for c in rows} == {
+        (3, "D1cc[Gy]", 28.8), (3, "D0.035cc[Gy]", 36.9), (5, "D1cc[Gy]", 35), (5, "D0.035cc[Gy]", 43),
+    }
+    assert all(c.priority == "optimal" and "EXTRAPOLATED to Chestwall" in c.notes for c in rows)
+
+
+def test_proximal_bronchial_tree_has_tg101_trachea_large_bronchus_cells(tables):
+    # TG-101 "trachea & large bronchi" < 4 cc: 15 / 30 Gy (3 fx, WB + DVHA), 16.5 / 40 Gy (5 fx,
+    # WB + QTP-md) (audit (b) gap 4: AirWay_Prox had no row and was silently unconstrained)
+    three = constraints_at("AirWay_Prox", 3, tables)
+    assert {(c.metric, c.limit) for c in three.rows if c.applicability == "tabulated"} == {
+        ("D4cc[Gy]", 15), ("D0.035cc[Gy]", 30),
+    }
+    five = constraints_at("AirWay_Prox", 5, tables)
+    assert {(c.metric, c.limit) for c in five.rows if c.applicability == "tabulated"} == {
+        ("D4cc[Gy]", 16.5), ("D0.035cc[Gy]", 40),
+    }
+    assert all(c.priority == "mandatory" for c in three.rows + five.rows)
+
+
+@pytest.mark.parametrize(
+    ("organ", "metric", "limit"),
+    [  # TG-101 5 fx serial table, audit (a): WB + QTP-md agree
+        ("SpinalCord", "D0.35cc[Gy]", 23), ("SpinalCord", "D1.2cc[Gy]", 14.5),
+        ("SpinalCord", "D0.035cc[Gy]", 30), ("Esophagus", "D5cc[Gy]", 19.5),
+        ("Esophagus", "D0.035cc[Gy]", 35), ("BrachialPlex_L", "D3cc[Gy]", 27),
+        ("BrachialPlex_R", "D0.035cc[Gy]", 30.5), ("Heart", "D15cc[Gy]", 32),
+        ("Heart", "D0.035cc[Gy]", 38), ("GreatVes", "D10cc[Gy]", 47), ("GreatVes", "D0.035cc[Gy]", 53),
+        ("Trachea", "D4cc[Gy]", 16.5), ("Trachea", "D0.035cc[Gy]", 40), ("Bronchus_L", "D0.5cc[Gy]", 21),
+        ("Bronchus_R", "D0.035cc[Gy]", 33), ("Rib", "D1cc[Gy]", 35), ("Rib", "D0.035cc[Gy]", 43),
+        ("Skin", "D10cc[Gy]", 36.5), ("Skin", "D0.035cc[Gy]", 39.5), ("Stomach", "D10cc[Gy]", 18),
+        ("Stomach", "D0.035cc[Gy]", 32), ("Duodenum", "D5cc[Gy]", 18), ("Duodenum", "D10cc[Gy]", 12.5),
+        ("Duodenum", "D0.035cc[Gy]", 32), ("Jejunum_Ileum", "D5cc[Gy]", 19.5),
+        ("Jejunum_Ileum", "D0.035cc[Gy]", 35), ("Colon", "D20cc[Gy]", 25), ("Colon", "D0.035cc[Gy]", 38),
+        ("CaudaEquina", "D5cc[Gy]", 30), ("CaudaEquina", "D0.035cc[Gy]", 32),
+        ("SacralPlex", "D5cc[Gy]", 30), ("SacralPlex", "D0.035cc[Gy]", 32),
+    ],
+)
+def test_tg101_5fx_serial_rows(tables, organ, metric, limit):
+    (row,) = _rows(tables, "tg101_2010", 5, organ, metric)
+    assert row.limit == limit and row.evidence == "S2" and row.priority == "mandatory"
+
+
+@pytest.mark.parametrize(
+    ("organ", "metric", "limit"),
+    [  # TG-101 3 fx cells the audit found in DVHA + QTP-md (audit (a), README contradiction)
+        ("Duodenum", "D5cc[Gy]", 16.5), ("Duodenum", "D10cc[Gy]", 11.4), ("Duodenum", "D0.035cc[Gy]", 22.2),
+        ("Jejunum_Ileum", "D5cc[Gy]", 17.7), ("Jejunum_Ileum", "D0.035cc[Gy]", 25.2),
+        ("Colon", "D20cc[Gy]", 24), ("Colon", "D0.035cc[Gy]", 28.2), ("Rib", "D30cc[Gy]", 30),
+        ("Lungs-GTV", "CV11.6Gy[cc]", 1500), ("Lungs-GTV", "CV12.4Gy[cc]", 1000),
+        ("Liver", "CV19.2Gy[cc]", 700), ("Kidney_Cortex", "CV16Gy[cc]", 200),
+    ],
+)
+def test_tg101_3fx_cells_added(tables, organ, metric, limit):
+    (row,) = _rows(tables, "tg101_2010", 3, organ, metric)
+    assert row.limit == limit and row.evidence == "S2"
+
+
+def test_conventional_limits_from_the_primary_planning_table(tables):
+    # Radiat Oncol 2018, doi 10.1186/s13014-018-1018-x, Table 2: total normal lung V20 <= 37 %,
+    # V5 <= 60 %, MLD <= 20 Gy; spinal cord Dmax < 50 Gy; heart Dmean < 26 Gy; oesophagus
+    # Dmean < 34 Gy (read in the table page)
+    rows = {(c.organ, c.metric): c for c in tables.constraints
+            if c.source_id == "ro2018_ventilation_proton"}
+    assert {k: (c.comparator, c.limit) for k, c in rows.items()} == {
+        ("Lungs-GTV", "V20Gy[%]"): ("<=", 37), ("Lungs-GTV", "V5Gy[%]"): ("<=", 60),
+        ("Lungs-GTV", "Mean[Gy]"): ("<=", 20), ("SpinalCord", "Max[Gy]"): ("<", 50),
+        ("Heart", "Mean[Gy]"): ("<", 26), ("Esophagus", "Mean[Gy]"): ("<", 34),
+    }
+    assert all(c.priority == "mandatory" and c.evidence == "P" and c.fractions_range == (16, 35)
+               for c in rows.values())
 
 
 def test_alpha_beta_cord_primary_citation_and_range(tables):
@@ -103,30 +207,50 @@ def test_every_organ_regime_cell_has_cited_rows_or_says_no_cited_limit(tables, n
             assert c.fractions == n and c.reason
 
 
+def test_lungs_oesophagus_heart_cord_mandatory_cited_at_30fx(tables):
+    for organ, metric in (("Lungs-GTV", "Mean[Gy]"), ("Lungs-GTV", "V20Gy[%]"),
+                          ("Esophagus", "Mean[Gy]"), ("Heart", "Mean[Gy]"), ("SpinalCord", "Max[Gy]")):
+        limits = constraints_at(organ, 30, tables)
+        assert any(c.metric == metric and c.priority == "mandatory" and not c.extrapolated
+                   for c in limits.rows), (organ, metric)
 
-def test_cord_at_8fx_is_only_advisory_across_regimes(tables):
-    """Issue 12: the cord at 8 fx (moderately hypofractionated; no cited table) gets no
-    mandatory row from constraints_at, only advisory rows labelled as extrapolated."""
-    limits = constraints_at("SpinalCord", 8, tables)
-    assert limits.no_cited_limit and "no cited limit at 8 fx" in limits.note
-    assert limits.rows and all(r.priority == "report" and r.extrapolated for r in limits.rows)
-    (hytec,) = [r for r in limits.rows if r.source_id == "hytec_2021_spinalcord"]
-    # HyTEC 25.3 Gy / 5 fx at α/β 2: EQD2 = 25.3 (5.06 + 2)/4 = 44.6545 Gy;
-    # 8 fx: D²/32 + D/2 = 44.6545 -> D = 16 (-0.5 + sqrt(0.25 + 5.58181)) = 30.64 Gy
-    assert hytec.limit == pytest.approx(30.64, abs=0.005) and hytec.source_priority == "mandatory"
-    assert "extrapolated outside the source's fractionation range" in hytec.reason
+
+# ------------------------------------------------------------------ composite
+
+
+def test_composite_limits_fixed_per_organ(tables):
+    lungs = {(l.row.metric, l.kind): l for l in composite_limits("Lungs-GTV", tables)}
+    # MLD <= 20 Gy in 30 fx at α/β 3: EQD2 = 20 (20/30 + 3)/5 = 14.667 Gy (Radiat Oncol 2018 T2)
+    mld = lungs[("Mean[Gy]", "EQD2")]
+    assert mld.priority == "mandatory" and mld.row.limit == pytest.approx(20 * (20 / 30 + 3) / 5)
+    # V20 <= 37 %: threshold 20 Gy in 30 fx -> EQD2 14.667, rounded down: V14.66Gy[%] <= 37
+    v20 = lungs[("V14.66Gy[%]", "EQD2")]
+    assert v20.priority == "mandatory" and v20.row.limit == 37
+    # V5: physical sum, never converted; the most conservative of SAFRON 66 %, PMC3885113
+    # 65 %, Radiat Oncol 2018 60 % -> 60 %
+    v5 = lungs[("V5Gy[%]", "physical")]
+    assert v5.row.limit == 60 and v5.alpha_beta is None and "PHYSICAL" in v5.reason
+    # cord: HyTEC cumulative thecal-sac EQD2 Dmax <= 70 Gy at α/β 2 (abstract, P)
+    (cord,) = composite_limits("SpinalCord", tables)
+    assert (cord.row.metric, cord.row.limit, cord.alpha_beta, cord.kind) == ("Max[Gy]", 70, 2, "EQD2")
+    # oesophagus: the most conservative re-expressed max-point row: SAFRON 15.4 Gy/1 at α/β 3
+    # = 15.4 (15.4 + 3)/5 = 56.67 Gy EQD2 (audit (d) 1)
+    oes = {l.row.metric: l for l in composite_limits("Esophagus", tables)}
+    assert oes["D0.03cc[Gy]"].row.limit == pytest.approx(15.4 * 18.4 / 5)
+    assert "single-course tolerance" in oes["D0.03cc[Gy]"].reason
 
 
 def test_every_sbrt_source_is_used_at_4fx(tables):
     """Clinical audit (b): the nearest-n rule used SAFRON's 4 fx oesophagus rows only at 4 fx
     and dropped TG-101's D5cc; constraints_at uses every source of the regime."""
     rows = constraints_at("Esophagus", 4, tables).rows
-    # TG-101 D5cc 17.7 Gy / 3 fx at α/β 3: EQD2 = 17.7 (5.9 + 3)/5 = 31.506 Gy; 4 fx:
-    # D (D/4 + 3)/5 = 31.506 -> D² + 12 D - 630.12 = 0 -> D = (-12 + sqrt(144 + 2520.48))/2
-    # = 19.81 Gy
+    # TG-101 from its nearest table of the regime, 5 fx: D5cc 19.5 Gy at α/β 3: EQD2 =
+    # 19.5 (3.9 + 3)/5 = 26.91 Gy; 4 fx: D (D/4 + 3)/5 = 26.91 -> D² + 12 D - 538.2 = 0
+    # -> D = (-12 + sqrt(144 + 2152.8))/2 = 17.96 Gy
     (d5,) = [r for r in rows if r.metric == "D5cc[Gy]"]
     assert d5.applicability == "converted within regime" and d5.priority == "mandatory"
-    assert d5.limit == pytest.approx(19.81, abs=0.01)
+    assert d5.converted_from_fractions == 5
+    assert d5.limit == pytest.approx(17.96, abs=0.01)
     assert {r.source_id for r in rows if not r.extrapolated} == {"safron2_2016", "tg101_2010"}
     # QUANTEC's conventional oesophagus mean is only advisory at 4 fx (another regime)
     assert all(r.priority == "report" for r in rows if r.source_id == "quantec_2010")

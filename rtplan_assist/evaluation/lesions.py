@@ -30,12 +30,14 @@ _SITE_STRUCTURES = (
         ),
     ),
     ("node", re.compile(r"^ln[_ ]|node|lymph", re.IGNORECASE)),
+    ("brain", re.compile(r"^brain$", re.IGNORECASE)),
 )
 _SITE_NAMES = (
     ("lung", re.compile(r"lung|\b[RL](?:UL|ML|LL)\b|lobe|pulm", re.IGNORECASE)),
     ("liver", re.compile(r"liver|hepat", re.IGNORECASE)),
     ("adrenal", re.compile(r"adrenal", re.IGNORECASE)),
     ("node", re.compile(r"node|\bLN\b|subcarinal|hilar|mediastin|station|nodal", re.IGNORECASE)),
+    ("brain", re.compile(r"brain|cerebr|cerebell|\bSRS\b", re.IGNORECASE)),
     (
         "bone",
         re.compile(

@@ -1,119 +1,55 @@
-"""Composite limits: an organ's table rows expressed as EQD2 limits.
+"""Composite limits: fixed per organ, the same whatever regimens are chosen (issue 12).
 
-Every tabulated row of an organ is converted to EQD2 at its own fraction number with the
-organ's α/β (LQ; reference §10.3: "``D0.35cc[Gy] <= 18`` in 3 fx → EQD2 36.0 Gy at α/β 2"): a
-dose limit becomes an EQD2 limit; a volume metric queried at a dose (``V20Gy``, ``CV12.4Gy``)
-has its dose threshold converted and keeps its volume limit. Rows relative to the prescription
-are left out. Per organ × metric the most conservative converted limit of the highest priority
-present applies, naming its source.
+:func:`rtplan_assist.constraints.composite_limits` decides them from the tables alone:
+cumulative EQD2 limits where a source gives them (cord: HyTEC thecal sac Dmax EQD2 <= 70 Gy at
+α/β 2); otherwise every per-course row re-expressed in EQD2 at its own fraction number with the
+organ's α/β (LQ), rows of tables written for another regime than the conventional one of an
+EQD2 sum being advisory only, and per metric the most conservative of the highest priority,
+naming its source. Lung low-dose-bath rows (V <= 5 Gy) stay physical and are judged on the
+physical dose sum. This module turns them into the evaluator's :class:`CompositeLimit`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 
-from ..constraints import Constraint, conservative_threshold
-from ..metrics import Metric
-from ..radiobiology import Model, eqd2
-from .records import CONTRIBUTION_FRACTION, PRIORITY_RANK, CompositeLimit
+from ..constraints import ConstraintSet, composite_limits
+from .records import PRIORITY_RANK, CompositeLimit
 
 
-def to_eqd2(c: Constraint, model: Model) -> tuple[Metric, float, float | None, str] | None:
-    """``(metric, limit, goal, note)`` of a table row in EQD2 at ``model``'s α/β, or None for a
-    volume metric not queried at a dose."""
-    m = c.parsed_metric
-    ab = model.alpha_beta_gy
-    origin = f"n={c.fractions}"
-    if c.converted_from_fractions is not None:
-        origin += f", itself converted from n={c.converted_from_fractions}"
-
-    def conv(value: float, unit: str) -> float:
-        gy = value * (0.01 if unit == "cGy" else 1.0)
-        if c.dose_kind == "physical":
-            return float(eqd2(gy, c.fractions, model))
-        if c.dose_kind == "BED":
-            return gy / (1.0 + 2.0 / ab)
-        return gy
-
-    if m.returns_dose:
-        limit = conv(c.limit, m.out_unit)
-        goal = conv(c.goal, m.out_unit) if c.goal is not None else None
-        metric = Metric(m.kind, m.value, m.query_unit, "Gy")
-        note = (
-            f"{c.metric} {c.comparator} {c.limit:.4g} {c.unit} {c.dose_kind} in "
-            f"{c.fractions} fx → EQD2 {limit:.2f} Gy (LQ, α/β {ab:g} Gy; converted from "
-            f"{origin})"
-        )
-        return metric, limit, goal, note
-    if m.query_unit not in ("Gy", "cGy"):
-        return None
-    threshold = conservative_threshold(conv(m.value, m.query_unit), m.kind, c.comparator)
-    metric = Metric(m.kind, threshold, "Gy", m.out_unit)
-    note = (
-        f"{c.metric} {c.comparator} {c.limit:g} {c.unit} in {c.fractions} fx: threshold "
-        f"{m.value:.4g} {m.query_unit} → EQD2 {threshold:.2f} Gy (LQ, α/β {ab:g} Gy; "
-        f"converted from {origin})"
-    )
-    return metric, c.limit, c.goal, note
-
-
-def organ_limits(
-    organ: str,
-    nset: tuple[int, ...],
-    rows_at: Callable[[int], list[Constraint]],
-    ab: float,
-) -> list[CompositeLimit]:
-    """The EQD2 limits of one organ's composite.
+def organ_limits(organ: str, tables: ConstraintSet, ab: float | None) -> tuple[list[CompositeLimit], str]:
+    """The composite limits of one organ and a note on what was left out.
 
     Parameters
     ----------
     organ : str
-    nset : tuple of int
-        Fraction numbers of the organ's contributing lesions.
-    rows_at : callable
-        Fraction number → the organ's rows there (:func:`.organs.constraints_at`).
-    ab : float
-        The organ's α/β (Gy).
+    tables : ConstraintSet
+    ab : float or None
+        The organ's α/β (Gy) of its EQD2 sum; an EQD2 limit stated at another α/β is left
+        out (named in the note).
 
     Returns
     -------
-    list of CompositeLimit
-        One per organ × metric group (the most conservative of the highest priority), ordered
-        by priority, then metric.
+    limits : list of CompositeLimit
+        Ordered by priority, then metric. ``alpha_beta_gy`` is None for a limit on the
+        physical dose sum.
+    note : str
     """
-    model = Model("LQ", ab)
-    groups: dict[tuple, list[tuple]] = {}
-    for n in nset:
-        for c in rows_at(n):
-            m = c.parsed_metric
-            if c.limit_relative_to == "rx" or m.needs_prescription:
-                continue
-            converted = to_eqd2(c, model)
-            if converted is None:
-                continue
-            metric, limit, goal, note = converted
-            upper = c.comparator[0] == "<"
-            if metric.returns_dose:
-                group = (m.kind, m.value, m.query_unit, upper)
-                strict = limit if upper else -limit
-            else:
-                group = (m.kind, m.out_unit, c.limit, upper)
-                strict = metric.value
-            rank = PRIORITY_RANK.get(c.priority, 3)
-            groups.setdefault(group, []).append(
-                (rank, strict, c.fractions, c, metric, limit, goal, note)
+    chosen, left_out = [], []
+    for lim in composite_limits(organ, tables):
+        if lim.kind == "EQD2" and (ab is None or abs(lim.alpha_beta - ab) > 1e-9):
+            left_out.append(
+                f"{lim.row.metric} stated at α/β {lim.alpha_beta:g} Gy, the organ's EQD2 sum "
+                f"uses {ab} Gy"
             )
-    which = (
-        f"fraction number(s) {', '.join(map(str, nset))} of the lesion(s) whose dose reaches "
-        f">= {CONTRIBUTION_FRACTION:.0%} of their prescription in {organ}"
-    )
-    chosen = []
-    for candidates in groups.values():
-        candidates.sort(key=lambda item: item[:3])
-        _, _, _, c, metric, limit, goal, note = candidates[0]
-        note += f"; limits of the {which}"
-        if len(candidates) > 1:
-            note += f"; the most conservative of {len(candidates)} rows for this metric"
-        chosen.append(CompositeLimit(organ, metric, c.comparator, limit, goal, ab, c, note))
+            continue
+        row = replace(lim.row, priority=lim.priority)
+        chosen.append(
+            CompositeLimit(
+                organ, row.parsed_metric, row.comparator, row.limit, row.goal,
+                lim.alpha_beta, row, lim.reason,
+            )
+        )
     chosen.sort(key=lambda x: (PRIORITY_RANK.get(x.row.priority, 3), str(x.metric)))
-    return chosen
+    note = f"{organ}: left out of the composite: {'; '.join(left_out)}" if left_out else ""
+    return chosen, note

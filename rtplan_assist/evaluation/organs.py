@@ -7,19 +7,18 @@ Plain functions of the case, the constraint tables and the name match; the sessi
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from ..constraints import (
-    Constraint,
-    ConstraintSet,
-    _nearest_fraction,
-    constraints_for,
-    convert_constraint,
-)
-from ..errors import ConstraintTableError
+from ..constraints import Constraint, ConstraintSet
+from ..constraints import constraints_at as regime_constraints_at
 from ..model import Case, Structure
-from ..names import NameMatch, check_mapping_file, folder_mapping, match_structures
+from ..names import (
+    NameMatch,
+    check_mapping_file,
+    folder_mapping,
+    match_structures,
+    unmatched_report,
+)
 from .records import Lesion
 
 
@@ -76,22 +75,24 @@ def name_warnings(
     organs: tuple[str, ...],
 ) -> list[str]:
     """Warnings about ambiguous names, unmatched structures and constrained organs the case
-    lacks (targets, GTVs and helper structures are not reported as unmatched)."""
+    lacks (targets and GTVs are not reported; helper structures are listed apart)."""
     out = []
     targets = {lesion.target.name for lesion in lesions}
     targets |= {lesion.gtv.name for lesion in lesions if lesion.gtv}
     for amb in name_match.ambiguous:
         out.append(f"ambiguous structure name: {amb.describe()}")
-    unmatched = [
-        n
-        for n in name_match.unmatched
-        if n not in targets
-        and not re.match(r"^\s*(PTV|GTV|CTV|ITV|iGTV|z|opt|ring|help)", n, re.IGNORECASE)
-    ]
+    # helper prefixes are matched as whole words ("OPTIC STRUCTURES" is not a helper) and
+    # helpers are listed too: nothing is hidden (issue 12)
+    unmatched, helpers = unmatched_report(n for n in name_match.unmatched if n not in targets)
     if unmatched:
         out.append(
             "structures without a TG-263 name, not evaluated against constraints (map them "
             f"with --map NAME=TG263): {', '.join(unmatched)}"
+        )
+    if helpers:
+        out.append(
+            "structures taken as helper/target structures by their prefix, not evaluated "
+            f"against constraints: {', '.join(helpers)}"
         )
     missing = [o for o in organs if o not in oar_structures]
     if missing:
@@ -127,44 +128,11 @@ def composite_alpha_beta(tables: ConstraintSet, organ: str) -> float | None:
 def constraints_at(
     tables: ConstraintSet, organ: str, fractions: int
 ) -> tuple[list[Constraint], str]:
-    """Rows of an organ at a fraction number, and a note when something was left out.
-
-    :func:`rtplan_assist.constraints.constraints_for` gives the rows tabulated at
-    ``fractions`` or converted from the nearest tabulated fraction number. When none of
-    those rows is mandatory but the organ has mandatory rows at another fraction number
-    (e.g. the cord at 15 fx: the nearest table, QUANTEC at 30 fx, is report-only), the
-    mandatory rows of the nearest fraction number that has them are converted too and
-    added (marked ``converted from n=…``): a fractionation outside the tables must not
-    leave an organ without a mandatory limit.
-    """
-    note = ""
-    rows_all = [c for c in tables.constraints if c.organ == organ]
-    ab = tables.alpha_beta_for(organ)
-
-    def convert_from(n_src: int, only_mandatory: bool) -> tuple[list[Constraint], list[str]]:
-        out, refused = [], []
-        for c in rows_all:
-            if c.fractions != n_src or (only_mandatory and c.priority != "mandatory"):
-                continue
-            try:
-                out.append(convert_constraint(c, fractions, c.alpha_beta or ab))
-            except ConstraintTableError as exc:
-                refused.append(str(exc))
-        return out, refused
-
-    try:
-        rows = constraints_for(organ, fractions, tables)
-    except ConstraintTableError:
-        # a row relative to the prescription cannot be converted: convert the others
-        tabulated = tuple(sorted({c.fractions for c in rows_all}))
-        rows, refused = convert_from(_nearest_fraction(fractions, tabulated), False)
-        note = "; ".join(refused)
-    if rows_all and not any(c.priority == "mandatory" for c in rows):
-        with_mandatory = tuple(sorted({c.fractions for c in rows_all if c.priority == "mandatory"}))
-        if with_mandatory:
-            n_src = _nearest_fraction(fractions, with_mandatory)
-            extra, refused = convert_from(n_src, True)
-            rows = list(rows) + extra
-            if refused:
-                note = "; ".join(x for x in [note] + refused if x)
-    return list(rows), note
+    """Rows of an organ at a fraction number and a note (issue 12,
+    :func:`rtplan_assist.constraints.constraints_at`): every table of the regime of
+    ``fractions`` (tabulated or converted within the regime, priorities kept); limits converted
+    across regimes are advisory only (``report``, "extrapolated outside the source's
+    fractionation range"); the note says "no cited limit at n fx" when no table covers
+    ``fractions``."""
+    limits = regime_constraints_at(organ, fractions, tables)
+    return list(limits.rows), limits.note

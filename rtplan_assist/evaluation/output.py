@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..regimens import ABLATIVE_BED10_GY, Regimen
-from .records import NEGATION, EvaluationResult, Lesion, ResultRow, excess
+from .records import NEGATION, EvaluationResult, Lesion, ResultRow, excess, rows_verdict
 
 
 def _clean(value):
@@ -154,6 +154,9 @@ def _regimen_summary(result: EvaluationResult) -> list[dict]:
                     "gtv_bed": gtv.value if gtv else math.nan,
                     "fails": fails,
                     "not_evaluable": ne,
+                    # issue 12: no evaluable mandatory OAR row (or a mandatory row of a present
+                    # structure without a value) is "not evaluable", never "pass"
+                    "status": rows_verdict(rows),
                     "chosen": result.choice.get(lid) == reg,
                     "planned": lesion.planned == reg,
                 }
@@ -185,6 +188,13 @@ def result_to_text(result: EvaluationResult) -> str:
                 f"FAIL {len(s['fails'])}: {worst.structure} {worst.metric} {_fmt(worst.value)} "
                 f"{NEGATION[worst.comparator]} {_fmt(worst.limit)}"
             )
+        elif s["status"] != "pass":
+            why = next((r for r in s["not_evaluable"] if r.priority == "mandatory"), None)
+            oars = "NOT EVALUABLE" + (
+                f": {why.organ} (no cited limit)" if why is not None and "no cited limit" in why.reason
+                else f": {why.structure} {why.metric}" if why is not None
+                else ": no mandatory OAR row could be evaluated"
+            )
         else:
             oars = "pass"
         lines.append(
@@ -201,9 +211,11 @@ def result_to_text(result: EvaluationResult) -> str:
     for r in result.composite_rows:
         if not r.structure or r.priority not in ("mandatory",) and r.status not in ("fail",):
             continue
+        ab = f"α/β {r.alpha_beta_gy:g}" if r.alpha_beta_gy is not None else "physical sum"
+        pri = "" if r.priority == "mandatory" else f" ({r.priority})"
         lines.append(
             f"  {r.status:13} {r.structure:14} {r.metric:16} {_fmt(r.value):>8} {r.comparator:2} "
-            f"{_fmt(r.limit):>8} {r.unit}  α/β {r.alpha_beta_gy:g}  [{r.source}, n={r.converted_from_fractions}]"
+            f"{_fmt(r.limit):>8} {r.unit}  {ab}  [{r.source}, n={r.converted_from_fractions}]{pri}"
         )
     rec = result.recommendation
     lines += ["", "Recommendation:"]
@@ -295,8 +307,11 @@ def result_to_html(result: EvaluationResult) -> str:
         fails = "; ".join(
             f"{r.structure} {r.metric} {_fmt(r.value)} > {_fmt(r.limit)}" for r in s["fails"]
         )
-        colour = _STATUS_COLOUR["fail" if s["fails"] else "pass"]
+        state = "fail" if s["fails"] else s["status"]
+        colour = _STATUS_COLOUR.get(state, _STATUS_COLOUR["pass"])
         chosen = " (chosen)" if s["chosen"] else ""
+        if not fails and state != "pass":
+            fails = "not evaluable"""
         parts.append(
             f"<tr style='background:{colour}'><td>{e(s['lesion'])}</td><td>{e(s['regimen'])}{chosen}</td>"
             f"<td>{s['bed10']:.1f}</td><td>{s['eqd2']:.1f}</td><td>{_fmt(s['d95'])}</td>"

@@ -251,14 +251,32 @@ class EvaluationResult:
 
 def rows_verdict(rows) -> str:
     """``fail`` when a mandatory row fails; ``not evaluable`` when a mandatory row of a
-    structure present in the case has no value; else ``pass`` (rows of absent organs,
-    structure ``""``, do not decide)."""
+    structure present in the case has no value or a lesion has no evaluable mandatory OAR row
+    (:func:`unevaluable_lesions`); else ``pass`` (rows of absent organs, structure ``""``, do
+    not decide otherwise)."""
     mandatory = [r for r in rows if r.priority == "mandatory"]
     if any(r.status == "fail" for r in mandatory):
         return "fail"
     if any(r.status == "not evaluable" and r.structure for r in mandatory):
         return "not evaluable"
+    if unevaluable_lesions(rows):
+        return "not evaluable"
     return "pass"
+
+
+def unevaluable_lesions(rows) -> list[str]:
+    """Lesions (and ``composite``) none of whose mandatory OAR rows could be evaluated: nothing
+    unevaluable reads as PASS (issue 12; e.g. every organ renamed to an unknown name, or a
+    site with no constraint table)."""
+    lesions = {r.lesion_id for r in rows}
+    evaluated = {
+        r.lesion_id
+        for r in rows
+        if r.role == "oar"
+        and r.priority == "mandatory"
+        and r.status in ("pass", "fail", "goal missed")
+    }
+    return sorted(lesions - evaluated)
 
 
 def compare(value: float, comparator: str, limit: float) -> bool:

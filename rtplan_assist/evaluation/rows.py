@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..constraints import Constraint
+from ..constraints import Constraint, adjacent_regime
 from ..dvh import DVH
 from ..model import Structure
 from ..radiobiology import Model, bed_transform, eqd2_transform
@@ -19,6 +19,7 @@ from .records import (
     Lesion,
     ResultRow,
     compare,
+    excess,
     row_status,
     short_source,
 )
@@ -259,11 +260,12 @@ def oar_rows(
             "converted_from_fractions": c.converted_from_fractions,
             "priority": c.priority,
         }
-        conv = (
+        conv = "; ".join(x for x in (
+            c.reason,
             f"converted from n={c.converted_from_fractions}: {c.conversion_note}"
             if c.converted_from_fractions
-            else ""
-        )
+            else "",
+        ) if x)
         if structure is None or structure.name not in dvhs:
             reason = missing
             rows.append(
@@ -303,6 +305,26 @@ def oar_rows(
             )
         )
     if table_note:
+        # issue 12: an organ with no cited limit at n fx whose advisory limits from an adjacent
+        # regime (SBRT <-> moderately hypofractionated <-> conventional) this regimen exceeds
+        # cannot be judged: the row is mandatory and not evaluable, so the regimen never reads
+        # as passing. SBRT point limits extrapolated to 16-35 fx are known to be wrong
+        # (clinical audit (c) 7) and stay advisory.
+        exceeded = [
+            r for c, r in zip(constraints, rows)
+            if r.status == "fail" and c.extrapolated and adjacent_regime(c, n)
+        ] if "no cited limit" in table_note else []
+        worst = max(exceeded, key=excess) if exceeded else None
+        extra = {}
+        reason = table_note
+        if worst is not None:
+            reason += (
+                f"; the advisory limit {worst.metric} {worst.comparator} {worst.limit:.4g} "
+                f"{worst.unit} ({worst.source}, converted from "
+                f"{worst.converted_from_fractions} fx) is exceeded ({worst.value:.2f} "
+                f"{worst.unit}): this regimen cannot be judged for {organ} without a cited limit"
+            )
+            extra = {"metric": "no cited limit", "constraint_fractions": n}
         rows.append(
             make_row(
                 patient_id,
@@ -311,8 +333,11 @@ def oar_rows(
                 organ=organ,
                 structure=structure.name if structure else "",
                 status="not evaluable",
-                reason=table_note,
-                priority="report",
+                reason=reason,
+                priority="mandatory" if worst is not None else "report",
+                **({"source": "no table of "
+                    + ", ".join(sorted({c.source_id for c in constraints}) or ["any source"])
+                    + f" covers {n} fx"} | extra),
             )
         )
     return rows
@@ -364,15 +389,19 @@ def composite_row(
         "organ": organ,
         "metric": str(lim.metric),
         "unit": lim.metric.out_unit,
-        "kind": "EQD2",
-        "model": "LQ",
+        "kind": "EQD2" if lim.alpha_beta_gy is not None else "physical",
+        "model": "LQ" if lim.alpha_beta_gy is not None else "",
         "alpha_beta_gy": lim.alpha_beta_gy,
         "comparator": lim.comparator,
         "limit": lim.limit,
         "goal": lim.goal,
         "source": short_source(lim.row),
         "constraint_fractions": None,
-        "converted_from_fractions": lim.row.converted_from_fractions or lim.row.fractions,
+        "converted_from_fractions": (
+            (lim.row.converted_from_fractions or lim.row.fractions or None)
+            if lim.alpha_beta_gy is not None
+            else None
+        ),
         "priority": lim.row.priority,
     }
     if structure is None or dvh is None:
@@ -388,7 +417,8 @@ def composite_row(
     status = row_status(value, lim.comparator, lim.limit, lim.goal)
     if math.isnan(value) and reason.startswith("PASS:"):
         status, reason = "pass", reason[5:]
-    text = f"sum of voxel EQD2 ({label}); {reason}; limit: {lim.note}"
+    what = "sum of voxel EQD2" if lim.alpha_beta_gy is not None else "sum of physical dose"
+    text = f"{what} ({label}); {reason}; limit: {lim.note}"
     text += coverage + coverage_note(dvh, "the common")
     return make_row(
         patient_id,

@@ -30,7 +30,14 @@ from .objective import (
     target_check,
 )
 from .objective import choice_key as objective_key
-from .records import CompositeLimit, Recommendation, ResultRow, choice_key, excess
+from .records import (
+    CompositeLimit,
+    Recommendation,
+    ResultRow,
+    choice_key,
+    excess,
+    unevaluable_lesions,
+)
 
 
 class SearchMixin:
@@ -40,8 +47,14 @@ class SearchMixin:
         return [
             r
             for r in self.lesion_rows(lesion_id, regimen)
-            if r.priority == "mandatory" and r.status == "fail"
+            if r.priority == "mandatory"
+            and (r.status == "fail" or (r.status == "not evaluable" and r.structure))
         ]
+
+    def _judged(self, unit: list[str], regimen: Regimen) -> bool:
+        """True when every lesion of the unit has an evaluable mandatory OAR row at
+        ``regimen`` (issue 12: otherwise the regimen is not evaluable, never acceptable)."""
+        return not any(unevaluable_lesions(self.lesion_rows(lid, regimen)) for lid in unit)
 
     def _single_eqd2(self, lid: str, organ: str, regimen: Regimen) -> DVH | None:
         """One lesion's EQD2 DVH (organ α/β) of an organ: exact monotone map of its DVH."""
@@ -215,7 +228,7 @@ class SearchMixin:
             opt = cache[key]
             every.append(opt)
             fails = opt.failures
-            if not fails:
+            if not fails and self._judged(unit, regimen):
                 ok.append(opt)
         every.sort(key=_unit_order)
         ok.sort(key=_unit_order)
@@ -248,8 +261,18 @@ class SearchMixin:
         for u, unit in enumerate(units):
             passing, all_options = self._unit_options(unit)
             every[u] = all_options
-            if not passing:
-                best = min(all_options, key=lambda o: (o.failures, _unit_order(o)))
+            judged = [o for o in all_options if self._judged(unit, o.regimen)]
+            if not judged:
+                # issue 12: nothing could be evaluated for this unit; never read as passing
+                explanation.append(
+                    f"{'+'.join(unit)}: no regimen can be judged: none of its mandatory "
+                    "organ-at-risk limits could be evaluated (no case structure maps to a "
+                    "constrained organ, or no table covers the site); its first option by the "
+                    "objective is shown, not evaluated"
+                )
+                passing = [all_options[0]]
+            elif not passing:
+                best = min(judged, key=lambda o: (o.failures, _unit_order(o)))
                 explanation.append(
                     f"{'+'.join(unit)}: no regimen passes every mandatory constraint; "
                     f"{best.regimen.label} has the fewest failures ({best.failures})"
@@ -329,6 +352,17 @@ class SearchMixin:
                 f"{name}: {opt.regimen.label} (BED10 {opt.regimen.bed10_gy():.1f} Gy) instead "
                 f"of {above.regimen.label} (BED10 {above.regimen.bed10_gy():.1f} Gy): {text}; "
                 f"{reasons[unit[0]]}"
+            )
+        limits = self.composite_limits(choice)
+        if not any(
+            organ in self.oar_structures and any(x.row.priority == "mandatory" for x in items)
+            for organ, items in limits.items()
+        ):
+            composite_status = "not evaluable"
+            explanation.append(
+                "composite: no mandatory composite limit could be evaluated (none of the loaded "
+                "tables gives one for an organ of this case, or no case structure maps to a "
+                "constrained organ)"
             )
         if composite_status == "pass":
             explanation.append(
@@ -415,6 +449,12 @@ class SearchMixin:
         fails = [row for lid in unit for row in self._individual(lid, above.regimen)]
         if fails:
             row = max(fails, key=excess)
+            if row.status == "not evaluable":
+                return (
+                    f"{row.structure or row.organ}: {above.regimen.label} cannot be judged: "
+                    f"{row.reason}",
+                    row,
+                )
             return f"{row.describe()}: {above.regimen.label} fails it", row
         trial = dict(choice, **{lid: above.regimen for lid in unit})
         _, row = self._composite_check(trial)

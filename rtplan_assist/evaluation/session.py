@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import __version__
-from ..constraints import Constraint, ConstraintSet, load_tables
+from ..constraints import Constraint, ConstraintSet, load_tables, site_coverage
 from ..dvh import DVH, DVHSampler, compute_dvh, sampling_step_mm
 from ..errors import EvaluationError
 from ..geometry import polygon_volume_cc
@@ -127,6 +127,11 @@ class Evaluation(SearchMixin):
         self.warnings += name_warnings(
             self.name_match, self.lesions, self.oar_structures, self.tables.organs()
         )
+        for lesion in self.lesions:
+            # issue 12: a site no constraint table covers says so
+            note = site_coverage(lesion.site, self.tables)
+            if note:
+                self.warnings.append(f"{lesion.lesion_id}: {note}")
         self._regimens: dict[str, list[Regimen]] = {}
         if regimens == "planned":
             regimens = {lesion.lesion_id: [lesion.planned] for lesion in self.lesions}
@@ -151,7 +156,7 @@ class Evaluation(SearchMixin):
         self._physical: dict[tuple[str, str], DVH] = {}
         self._rows: dict[tuple[str, Regimen], list[ResultRow]] = {}
         self._constraints: dict[tuple[str, int], tuple[list[Constraint], str]] = {}
-        self._composite_limits: dict[tuple, dict[str, list[CompositeLimit]]] = {}
+        self._composite_limits: dict[str, list[CompositeLimit]] = {}
         self._composite_notes: dict[str, str] = {}
         self._contributors: dict[str, list[str]] = {}
         self._common: tuple[Grid, bool] | None = None
@@ -404,15 +409,10 @@ class Evaluation(SearchMixin):
     def composite_limits(self, choice: dict[str, Regimen]) -> dict[str, list[CompositeLimit]]:
         """Organ → EQD2 limits of the composite for a choice (a regimen per lesion, or a subset).
 
-        For each organ, the fraction numbers of its contributing lesions
-        (:meth:`contributors`) select the organ's rows exactly as for one lesion (tabulated, or
-        converted from the nearest tabulated ``n`` and marked); each row is converted to EQD2
-        at its ``n`` with the organ's α/β (LQ); per organ × metric the most conservative limit
-        of the highest priority present applies, naming its source. With one contributing
-        lesion this is that lesion's own limit in EQD2, so the composite agrees with the
-        lesion's own evaluation where it alone irradiates the organ; where several do, the
-        strictest of their fractionations applies. Organs none of whose contributors is in
-        ``choice`` are left out.
+        The limits of an organ are fixed, the same whatever regimens are chosen (issue 12,
+        :mod:`.limits`, :func:`rtplan_assist.constraints.composite_limits`). Organs none of
+        whose contributors (:meth:`contributors`) is in ``choice`` are left out (subsets of
+        the recommendation search).
         """
         limits: dict[str, list[CompositeLimit]] = {}
         for organ in self.tables.organs():
@@ -420,27 +420,27 @@ class Evaluation(SearchMixin):
                 lids = [lid for lid in self.contributors(organ) if lid in choice]
             else:
                 lids = list(choice)
-            nset = tuple(sorted({choice[lid].fractions for lid in lids}))
-            if not nset:
+            if not lids:
                 continue
-            found = self._organ_limits(organ, nset, tuple(lids))
+            found = self._organ_limits(organ)
             if found:
                 limits[organ] = found
         return limits
 
-    def _organ_limits(self, organ: str, nset: tuple[int, ...], lids: tuple[str, ...]):
-        key = (organ, nset)
-        if key in self._composite_limits:
-            return self._composite_limits[key]
+    def _organ_limits(self, organ: str):
+        if organ in self._composite_limits:
+            return self._composite_limits[organ]
         ab = self._composite_alpha_beta(organ)
         if ab is None:
             self._composite_notes[organ] = (
                 f"{organ}: no α/β in alpha_beta.csv or the tables; no composite EQD2 limit"
             )
-            self._composite_limits[key] = []
+            self._composite_limits[organ] = []
             return []
-        chosen = organ_limits(organ, nset, lambda n: self._constraints_at(organ, n)[0], ab)
-        self._composite_limits[key] = chosen
+        chosen, note = organ_limits(organ, self.tables, ab)
+        if note:
+            self._composite_notes[organ] = note
+        self._composite_limits[organ] = chosen
         return chosen
 
     def common_grid(self) -> tuple[Grid, bool]:
@@ -518,14 +518,19 @@ class Evaluation(SearchMixin):
             self._boxes[key] = sampling_step_mm(polygon_volume_cc(structure), grid)
         return self._boxes[key]
 
-    def _organ_composite(self, organ: str, regimens: tuple[tuple[str, Regimen], ...]) -> DVH:
-        """Composite EQD2 DVH (organ α/β) of ``organ`` for the listed lesions (voxel-wise)."""
-        key = (organ, regimens)
+    def _organ_composite(
+        self, organ: str, regimens: tuple[tuple[str, Regimen], ...], physical: bool = False
+    ) -> DVH:
+        """Composite EQD2 DVH (organ α/β) of ``organ`` for the listed lesions (voxel-wise);
+        ``physical``: the physical dose sum (lung low-dose-bath limits, never LQ-converted)."""
+        key = (organ, regimens) if not physical else (organ, regimens, "physical")
         if key in self._organ_cache:
             self._organ_cache.move_to_end(key)
             return self._organ_cache[key]
         structure = self.oar_structures[organ]
-        ab = self._composite_alpha_beta(organ)
+        # the physical sum is the EQD2 sum at α/β -> ∞: D (d + α/β) / (2 + α/β) differs from D
+        # by D (d - 2) / (2 + α/β), < 1e-9 Gy at α/β = 1e12 for any dose here
+        ab = self._composite_alpha_beta(organ) if not physical else 1e12
         (sz, sy, sx), sub = self._box(structure)
         sampler = self._sampler(structure, sub)
         total = np.zeros(sub.shape, dtype=np.float64)
@@ -547,7 +552,11 @@ class Evaluation(SearchMixin):
         self.timings["composite_dvh_s"] = (
             self.timings.get("composite_dvh_s", 0.0) + time.perf_counter() - t0
         )
-        dvh = replace(dvh, dose_kind="EQD2", model=f"LQ, α/β = {ab:g} Gy", warnings=())
+        dvh = (
+            replace(dvh, dose_kind="EQD2", model=f"LQ, α/β = {ab:g} Gy", warnings=())
+            if not physical
+            else replace(dvh, dose_kind="physical", model="physical dose sum", warnings=())
+        )
         self._organ_cache[key] = dvh
         while len(self._organ_cache) > 2048:
             self._organ_cache.popitem(last=False)
@@ -615,7 +624,12 @@ class Evaluation(SearchMixin):
             for lim in limits[organ]:
                 if mandatory_only and lim.row.priority != "mandatory":
                     continue
-                rows.append(self._composite_row(organ, structure, lim, dvhs.get(organ), label))
+                dvh = dvhs.get(organ)
+                if lim.alpha_beta_gy is None and structure is not None:
+                    dvh = self._organ_composite(
+                        organ, tuple(sorted(choice.items())), physical=True
+                    )
+                rows.append(self._composite_row(organ, structure, lim, dvh, label))
         if not mandatory_only:
             for organ, note in self._composite_notes.items():
                 rows.append(
@@ -736,9 +750,22 @@ class Evaluation(SearchMixin):
                 "another dose may shape the dose differently."
             ),
             (
-                "Composite limits: for each organ, the limits at the fraction numbers of the "
-                "lesions whose dose reaches >= 10 % of their prescription in it, converted to "
-                "EQD2 with the organ's α/β (LQ); the most conservative per organ × metric applies."
+                "Composite limits are fixed per organ, whatever the regimens: cumulative EQD2 "
+                "limits where a source gives them (cord: HyTEC thecal sac Dmax EQD2 <= 70 Gy, "
+                "α/β 2); otherwise the most conservative of the organ's limits re-expressed in "
+                "EQD2 (LQ, the organ's α/β), with limits of SBRT tables advisory only (an EQD2 "
+                "sum is in the conventional regime). These are single-course tolerances "
+                "re-expressed in EQD2, not validated cumulative limits. Lung low-dose-bath "
+                "limits (V5) are judged on the physical dose sum."
+            ),
+            (
+                "Tumour time factor (repopulation) is not applied: BED/EQD2 of long courses "
+                "(e.g. 30 fx over 6 weeks) are not corrected for overall treatment time."
+            ),
+            (
+                "Interaction with systemic therapy (chemotherapy, immunotherapy) is not "
+                "modelled: pneumonitis and oesophagitis risk after chemo-immunotherapy may be "
+                "higher than the radiotherapy-only limits assume."
             ),
             f"Composite status of the shown choice: {composite_status}.",
         ]
