@@ -377,7 +377,7 @@ def test_concurrent_decide_postgresql(pg_server, capsys):
     verify."""
     url = _new_pg_database(pg_server)
     argv = [sys.executable, "-m", "rtplan_assist.cli", "decide", "--demo", "--db", url,
-            "--rationale", "MDT consensus", "--format", "json", "--tables", "tg101_2010_3fx"]
+            "--rationale", "MDT consensus", "--format", "json"]
     procs = [subprocess.Popen(argv + ["--by", who, "--choose", choose], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
              for who, choose in (("Dr One", "L1=54/3"), ("Dr Two", "L1=34/1"))]
