@@ -94,6 +94,10 @@ class ResultRow:
     constraint_fractions: int | None
     converted_from_fractions: int | None
     priority: str
+    #: ``pass-robust``, ``fail-robust``, ``fragile`` or ``not assessed`` (issue 13;
+    #: :mod:`.robustness`); empty for rows without a limit.
+    robustness: str = ""
+    robustness_note: str = ""
 
     def __repr__(self) -> str:
         text = f"<ResultRow {self.lesion_id} {self.status}: {self.describe()}>"

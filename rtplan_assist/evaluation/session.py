@@ -47,6 +47,7 @@ from .records import (
     choice_key,
     rows_verdict,
 )
+from .robustness import assess_rows, recommendation_robustness
 from .rows import composite_row, make_row, oar_rows, target_rows
 from .search import SearchMixin
 
@@ -742,6 +743,16 @@ class Evaluation(SearchMixin):
                 rows += self.lesion_rows(lid, regimen)
             final[lid] = regimen
         composite = self.composite_rows(final)
+        # uncertainty of every verdict and of the recommendation (issue 13, .robustness)
+        rows = assess_rows(rows, self.tables)
+        composite = assess_rows(composite, self.tables)
+        if not recommendation.robustness and final == recommendation.choice:
+            recommendation.robustness = recommendation_robustness(
+                recommendation, rows, composite, self.lesions
+            )
+            recommendation.explanation += [
+                f"{lid} robustness: {text}" for lid, text in recommendation.robustness.items()
+            ]
         self.timings["evaluate_s"] = time.perf_counter() - t0
         composite_status = rows_verdict(composite)
         caveats = list(COMPOSITE_CAVEATS) + [

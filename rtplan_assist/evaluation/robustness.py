@@ -1,0 +1,187 @@
+"""Uncertainty of every verdict (issue 13): α/β over each organ's cited range, the dose within
+the borderline band, and (for the tumour) LQ against LQ-L/USC above 10 Gy per fraction.
+
+A row with a limit is
+
+* ``pass-robust`` / ``fail-robust``: the same status at both ends of the organ's α/β range
+  (``alpha_beta.csv`` ``low_gy``/``high_gy``; an organ without a cited range is checked at its
+  default only, and the note says so) and with the value moved by ± the borderline band
+  (:data:`~.objective.BORDERLINE_FRACTION` of the limit, the dose-calculation uncertainty);
+* ``fragile``: the status flips inside that range; the note gives the α/β at which it flips
+  (converted limits move monotonically with α/β, so the ends decide and a root finder finds
+  the flip) or says that the value is borderline;
+* ``not assessed``: what this module cannot re-evaluate without the dose (a converted volume
+  metric's dose threshold; composite EQD2 rows at another α/β); said, never implied robust.
+
+Only per-lesion rows of converted D-metric limits depend on α/β here (the physical value does
+not); a tabulated limit at the regimen's own fraction number does not depend on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from ..radiobiology import Model, dose_for_eqd2, eqd2
+from .objective import BORDERLINE_FRACTION, BORDERLINE_SOURCE, relative_margin
+from .records import ResultRow, compare
+
+
+def converted_limit(limit0: float, n0: int, n: int, alpha_beta_gy: float) -> float:
+    """A dose limit tabulated for ``n0`` fractions, converted to ``n`` fractions at equal EQD2
+    (LQ, ``alpha_beta_gy``)."""
+    model = Model("LQ", float(alpha_beta_gy))
+    return float(dose_for_eqd2(eqd2(limit0, n0, model), n, model))
+
+
+def eqd2_band(total_gy: float, n: int, low: float, high: float) -> tuple[float, float]:
+    """EQD2 (LQ) of ``total_gy`` in ``n`` fractions at α/β ``low`` and ``high``: a zero-width
+    band at 2 Gy per fraction (EQD2 of 2 Gy fractions is the dose itself)."""
+    return (
+        float(eqd2(total_gy, n, Model("LQ", float(low)))),
+        float(eqd2(total_gy, n, Model("LQ", float(high)))),
+    )
+
+
+def _source_limit(row: ResultRow) -> float | None:
+    """The tabulated limit behind a converted D-metric row (inverse of the conversion)."""
+    n0, n, ab = row.converted_from_fractions, row.constraint_fractions, row.alpha_beta_gy
+    if n0 is None or n is None or ab is None or row.limit is None or row.unit != "Gy":
+        return None
+    if not row.metric.startswith(("D", "Max", "Min")) or row.kind != "physical":
+        return None
+    return converted_limit(row.limit, n, n0, ab)
+
+
+def assess_row(row: ResultRow, ab_range: tuple[float, float] | None, range_source: str) -> ResultRow:
+    """The row with ``robustness`` and ``robustness_note`` filled (see the module)."""
+    if row.limit is None or row.status in ("info", "not evaluable") or math.isnan(row.value):
+        return row
+    notes = []
+    status = compare(row.value, row.comparator, row.limit)
+    flips: list[str] = []
+    limit0 = _source_limit(row)
+    if row.lesion_id == "composite" and row.kind == "EQD2":
+        return replace(
+            row,
+            robustness="not assessed",
+            robustness_note="composite EQD2 at another α/β not re-evaluated (not done); "
+            + _band_note(row),
+        )
+    if limit0 is not None:
+        low, high = ab_range or (row.alpha_beta_gy, row.alpha_beta_gy)
+        if ab_range is None or low == high:
+            notes.append(f"α/β {row.alpha_beta_gy:g} Gy only ({range_source or 'no cited range'})")
+        else:
+            n0, n = row.converted_from_fractions, row.constraint_fractions
+            lim_low = converted_limit(limit0, n0, n, low)
+            lim_high = converted_limit(limit0, n0, n, high)
+            notes.append(
+                f"converted limit {lim_low:.2f}-{lim_high:.2f} Gy over α/β {low:g}-{high:g} Gy "
+                f"({range_source})"
+            )
+            s_low = compare(row.value, row.comparator, lim_low)
+            s_high = compare(row.value, row.comparator, lim_high)
+            if s_low != s_high:
+                flip = _flip(lambda ab: compare(row.value, row.comparator,
+                                                converted_limit(limit0, n0, n, ab)), low, high)
+                flips.append(f"α/β {flip:.2f} Gy")
+    elif row.converted_from_fractions is not None and row.lesion_id != "composite":
+        return replace(
+            row,
+            robustness="not assessed",
+            robustness_note="converted volume-metric threshold: α/β sensitivity needs the DVH "
+            "at another threshold (not done); " + _band_note(row),
+        )
+    margin = relative_margin(row)
+    if not math.isnan(margin) and abs(margin) < BORDERLINE_FRACTION:
+        flips.append(
+            f"borderline: {abs(margin):.1%} from the limit, within the ±{BORDERLINE_FRACTION:.0%} "
+            "dose-calculation band"
+        )
+    if flips:
+        verdict = "fragile"
+        notes.insert(0, "flips: " + "; ".join(flips))
+    else:
+        verdict = "pass-robust" if status else "fail-robust"
+    notes.append(_band_note(row))
+    return replace(row, robustness=verdict, robustness_note="; ".join(notes))
+
+
+def _band_note(row: ResultRow) -> str:
+    return f"borderline band ±{BORDERLINE_FRACTION:.0%} of the limit ({BORDERLINE_SOURCE})"
+
+
+def _flip(ok, low: float, high: float) -> float:
+    """The α/β in [low, high] where ``ok`` changes (bisection; ``ok`` is monotone)."""
+    a, b = low, high
+    fa = ok(a)
+    for _ in range(60):
+        m = 0.5 * (a + b)
+        if ok(m) == fa:
+            a = m
+        else:
+            b = m
+    return 0.5 * (a + b)
+
+
+def assess_rows(rows: list[ResultRow], tables) -> list[ResultRow]:
+    """Every row assessed (:func:`assess_row`) with its organ's cited α/β range."""
+    out = []
+    for row in rows:
+        entry = tables.alpha_beta.get(row.organ) if row.organ else None
+        ab_range = entry.range_gy if entry else None
+        out.append(assess_row(row, ab_range, entry.range_source if entry else ""))
+    return out
+
+
+def recommendation_robustness(rec, rows: list[ResultRow], composite: list[ResultRow],
+                              lesions) -> dict[str, str]:
+    """Per lesion: whether its recommended regimen is robust, and what would change it."""
+    from .objective import target_check
+
+    out = {}
+    by_key = {}
+    for row in rows:
+        by_key.setdefault((row.lesion_id, row.regimen), []).append(row)
+    for lesion in lesions:
+        lid = lesion.lesion_id
+        regimen = rec.choice.get(lid)
+        if regimen is None:
+            continue
+        mine = [r for r in by_key.get((lid, regimen.label), []) if r.priority == "mandatory"]
+        mine += [r for r in composite if r.priority == "mandatory"]
+        fragile = [r for r in mine if getattr(r, "robustness", "") == "fragile"]
+        unassessed = [r for r in mine if getattr(r, "robustness", "") == "not assessed"]
+        check = target_check(regimen, lesion.site)
+        parts = []
+        if fragile or check.tier == 1:
+            parts.append("NOT robust: " + "; ".join(
+                [f"{r.structure or r.organ} {r.metric} ({r.robustness_note.split('; ')[0]})"
+                 for r in fragile]
+                + ([f"control target lost under {check.flips}"] if check.tier == 1 else [])))
+        else:
+            parts.append(
+                "robust: every assessed mandatory row keeps its status over the organs' cited "
+                f"α/β ranges and ±{BORDERLINE_FRACTION:.0%} dose"
+                + ("; the control target holds under LQ, LQ-L and USC"
+                   if check.cited and regimen.dose_per_fraction_gy > 10 else "")
+            )
+        if unassessed:
+            parts.append(f"{len(unassessed)} mandatory row(s) not assessed (composite EQD2 or "
+                         "converted volume thresholds)")
+        row = rec.binding_rows.get(lid)
+        if row is not None:
+            assessed = next((r for r in rows + composite if r.lesion_id == row.lesion_id
+                             and r.regimen == row.regimen and r.metric == row.metric
+                             and r.structure == row.structure and r.source == row.source), row)
+            if getattr(assessed, "robustness", "") == "fragile":
+                parts.append(
+                    f"would change: the preferred {row.regimen} is stopped by a fragile row "
+                    f"({assessed.structure} {assessed.metric}: "
+                    f"{assessed.robustness_note.split('; ')[0]})"
+                )
+            else:
+                parts.append(f"would change if the binding limit changed: {row.describe()}")
+        out[lid] = "; ".join(parts)
+    return out
