@@ -298,6 +298,8 @@ def deidentify_result(result, ids: Identifiers):
         rec, binding={k: scrub(v) for k, v in rec.binding.items()},
         explanation=[scrub(t) for t in rec.explanation],
         binding_rows={k: row(v) for k, v in rec.binding_rows.items()},
+        reasons={k: scrub(v) for k, v in rec.reasons.items()},
+        robustness={k: scrub(v) for k, v in rec.robustness.items()},
     )
     provenance = {k: scrub_tree(v, ids.scrub) for k, v in result.provenance.items()}
     return replace(

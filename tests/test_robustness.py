@@ -3,6 +3,7 @@ band, the tumour model; properties of the α/β band."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -37,7 +38,7 @@ def test_converted_limits_move_monotonically_with_alpha_beta(limit0, n0, n):
     on their side of each other). Checked on a grid of α/β 0.5-20 Gy."""
     grid = [0.5 + 0.25 * k for k in range(79)]
     values = [converted_limit(limit0, n0, n, x) for x in grid]
-    steps = [b - a for a, b in zip(values, values[1:])]
+    steps = [b - a for a, b in itertools.pairwise(values)]
     assert all(s >= -1e-9 for s in steps) or all(s <= 1e-9 for s in steps)
     if n == n0:
         assert max(values) - min(values) == pytest.approx(0.0, abs=1e-9)
