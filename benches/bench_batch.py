@@ -6,6 +6,7 @@ a fresh output folder (nothing reused), and prints patients/minute.
 
     python benches/bench_batch.py               # 50 patients: needs ~1.4 GB of temp disk
     python benches/bench_batch.py --n 10 --dask --reports pdf
+    python benches/bench_batch.py --n 8 --workers 1,2 --dask   # 1 and 2 workers (issue 15)
 
 The issue's figure is for 50 patients on the 2-core machine; ``--n`` reduces it when the
 disk or the time is short (the script says what it ran).
@@ -29,8 +30,9 @@ MB_PER_PATIENT = 28
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="number of patients (default 50)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="pool / Dask workers (default: CPU count)")
+    parser.add_argument("--workers", default=str(os.cpu_count() or 1),
+                        help="pool / Dask workers, or a comma list such as 1,2 (default: CPU "
+                        "count)")
     parser.add_argument("--dask", action="store_true", help="also time a Dask LocalCluster")
     parser.add_argument("--no-serial", action="store_true", help="skip the serial run")
     parser.add_argument("--reports", choices=("none", "html", "pdf"), default="none",
@@ -52,14 +54,15 @@ def main() -> None:
             write_demo_patient(root, seed=seed)
         gen = time.perf_counter() - t0
         print(f"{args.n} demo patients generated in {gen:.1f} s "
-              f"({args.n * MB_PER_PATIENT} MB); cpu_count={os.cpu_count()}, reports={args.reports}")
+              f"({args.n * MB_PER_PATIENT} MB); cpu_count={os.cpu_count()}, reports={args.reports}, "
+              f"load average {os.getloadavg()[0]:.1f}")
         runs = []
         if not args.no_serial:
             runs.append(("serial (in process)", {"workers": 0}))
-        runs.append((f"process pool x{args.workers}", {"workers": args.workers}))
-        if args.dask:
-            runs.append((f"Dask LocalCluster x{args.workers}",
-                         {"workers": args.workers, "scheduler": "local"}))
+        for n in [int(w) for w in args.workers.split(",")]:
+            runs.append((f"process pool x{n}", {"workers": n}))
+            if args.dask:
+                runs.append((f"Dask LocalCluster x{n}", {"workers": n, "scheduler": "local"}))
         print(f"{'executor':28} {'seconds':>8} {'patients/min':>13} {'s/patient':>10}  exit")
         for label, kwargs in runs:
             out = Path(work) / f"out-{len(label)}-{time.monotonic_ns()}"

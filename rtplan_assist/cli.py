@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import types
 import warnings
 
 from . import __version__
@@ -41,14 +42,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DeferredModule(types.ModuleType):
+    """A package registered in ``sys.modules`` whose code runs on its first missing attribute
+    (``__path__`` too: importing a submodule runs the package's ``__init__`` first)."""
+
+    def __getattr__(self, name: str):
+        spec = self.__dict__.get("__spec__")
+        if spec is None or self.__dict__.get("_rtplan_loading"):
+            raise AttributeError(name)
+        self._rtplan_loading = True
+        if spec.submodule_search_locations is not None:
+            self.__path__ = list(spec.submodule_search_locations)
+        spec.loader.exec_module(self)  # the real module's code, into this module object
+        self.__class__ = types.ModuleType  # from now on an ordinary module
+        return getattr(self, name)
+
+
+def _defer_requests() -> None:
+    """Load ``requests`` only when something uses it.
+
+    ``import pydicom`` runs ``pydicom.data.download``, which imports ``requests`` (with
+    urllib3 and charset_normalizer: 0.1-0.3 s) for downloading pydicom's test files, which no
+    command does. The module is registered with its spec and package path and executed on its
+    first attribute access, so whatever uses it gets the real module. (importlib's LazyLoader
+    does not help here on Python 3.11: the import statement itself reads ``__spec__`` of a
+    module found in ``sys.modules``, which runs it.) Not for ``serve``: the web stack may use
+    it, and start-up does not matter there.
+    """
+    if "requests" in sys.modules:
+        return
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("requests")
+    except (ImportError, ValueError):
+        return
+    if spec is None or spec.loader is None:
+        return
+    module = _DeferredModule("requests")
+    module.__spec__ = spec
+    module.__loader__ = spec.loader
+    module.__file__ = spec.origin
+    module.__package__ = "requests"
+    # no __path__ yet: importing a submodule asks for it, which runs the package first
+    sys.modules["requests"] = module
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if not args_in or args_in[0] != "serve":
+        _defer_requests()
     if not os.environ.get("RTPLAN_ASSIST_DEBUG"):
         # pydicom warns about each odd value on stderr; the loader reports what matters as
         # warnings of its own (without patient identifiers) or as one typed error line
         warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2

@@ -14,7 +14,9 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
-print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)
+loaded = {m.split('.')[0] for m, mod in list(sys.modules.items())
+          if type(mod).__name__ != "_DeferredModule"}  # registered, not run (cli._defer_requests)
+print(json.dumps(sorted(loaded)), file=sys.stderr)
 """
 
 
@@ -46,3 +48,22 @@ def test_dvh_outside_choices_match_the_engine():
     sub = next(a for a in parser._actions if a.dest == "command")
     outside = next(a for a in sub.choices["dvh"]._actions if a.dest == "outside")
     assert tuple(outside.choices) == OUTSIDE_POLICIES
+
+
+def test_pydicom_does_not_load_requests_until_it_is_used():
+    probe = """
+import sys
+from rtplan_assist.cli import _defer_requests
+_defer_requests()
+import pydicom.data.download as dl  # imports requests for pydicom's test-file downloads
+assert dl.HAVE_REQUESTS, "pydicom must still see requests as available"
+assert "urllib3" not in sys.modules, "requests ran at import"
+import requests
+from requests.adapters import HTTPAdapter
+assert callable(requests.get) and requests.Session and HTTPAdapter
+assert type(sys.modules["requests"]).__name__ == "module"  # an ordinary module once used
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
