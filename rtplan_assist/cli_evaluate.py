@@ -89,6 +89,13 @@ def register(sub) -> None:
         "'Plan1=54/3' (repeatable)",
     )
     p.add_argument(
+        "--allow-patient-mismatch",
+        action="store_true",
+        help="accept an RTPLAN/RTDOSE whose PatientID differs from the structure set's when "
+        "they share its frame of reference (e.g. after anonymisation); warned and recorded in "
+        "the provenance",
+    )
+    p.add_argument(
         "--choose",
         action="append",
         default=[],
@@ -182,6 +189,7 @@ def build_evaluator(args):
         outside=args.outside,
         targets=parse_targets(getattr(args, "target", None) or []),
         prescriptions=parse_prescriptions(getattr(args, "prescription", None) or []),
+        allow_patient_mismatch=bool(getattr(args, "allow_patient_mismatch", False)),
     )
 
 

@@ -37,6 +37,7 @@ def evaluate_folder(
     outside: str = "exclude",
     targets: Mapping[str, list[str]] | None = None,
     prescriptions: Mapping[str, Regimen] | None = None,
+    allow_patient_mismatch: bool = False,
 ) -> Evaluation:
     """Load a patient folder and build its evaluation (computed on demand, cached).
 
@@ -74,6 +75,9 @@ def evaluate_folder(
         several targets of one plan are several lesions sharing its dose and regimen.
     prescriptions : mapping of str to Regimen, optional
         Plan → prescription (``--prescription``) for plans that give none.
+    allow_patient_mismatch : bool
+        Accept RTPLAN/RTDOSE of another PatientID in the structure set's frame of reference
+        (warned; recorded in the provenance; :func:`rtplan_assist.dicom.load_case`).
 
     Returns
     -------
@@ -99,7 +103,7 @@ def evaluate_folder(
             from .demo import demo_case_folder
 
             path = demo_case_folder()
-        case = load_case(path, patient_id=patient)
+        case = load_case(path, patient_id=patient, allow_patient_mismatch=allow_patient_mismatch)
     if tables is None or not hasattr(tables, "constraints"):
         from .constraints import load_tables
 

@@ -138,3 +138,40 @@ def test_demo_variant_with_one_plan_of_two_targets(tmp_path):
     assert lesions[2].plan is lesions[3].plan and lesions[2].dose is lesions[3].dose
     assert lesions[2].planned == lesions[3].planned == Regimen(5, 50.0)
     assert lesions[3].site == "liver"  # from the liver contour, not the shared plan label
+
+
+@pytest.fixture(scope="module")
+def renamed_demo(tmp_path_factory):
+    """The demo with L5's RTPLAN and RTDOSE under another PatientID (as after anonymising
+    the planning export separately) and L4's RTDOSE in another frame of reference."""
+    import pydicom
+
+    from rtplan_assist.demo import write_demo_patient
+
+    folder = write_demo_patient(tmp_path_factory.mktemp("mismatch"))
+    for name in ("RP.L5.dcm", "RD.L5.dcm"):
+        ds = pydicom.dcmread(folder / name)
+        ds.PatientID = "ANON-0001"
+        ds.save_as(folder / name)
+    ds = pydicom.dcmread(folder / "RD.L4.dcm")
+    ds.FrameOfReferenceUID = "1.2.3.4.5"
+    ds.save_as(folder / "RD.L4.dcm")
+    return folder
+
+
+def test_patient_mismatch_is_refused_then_accepted_with_the_option(renamed_demo, capsys):
+    from rtplan_assist.dicom import load_case
+    from rtplan_assist.workflow import evaluate_folder
+
+    assert main(["evaluate", str(renamed_demo)]) == 2
+    assert "2 patients" in capsys.readouterr().err
+    case = load_case(renamed_demo, allow_patient_mismatch=True)
+    accepted = [w for w in case.warnings if "accepted by --allow-patient-mismatch" in w]
+    assert len(accepted) == 2 and all("same frame of reference" in w for w in accepted)
+    assert "RD.L5.dcm" in " ".join(accepted) and "ANON-0001" not in " ".join(accepted)
+    # the frame-of-reference mismatch names both UIDs
+    (moved,) = [w for w in case.warnings if w.startswith("RD.L4.dcm")]
+    assert "1.2.3.4.5" in moved and case.frame_of_reference_uid in moved
+    ev = evaluate_folder(renamed_demo, allow_patient_mismatch=True)
+    assert [x.lesion_id for x in ev.lesions] == ["L1", "L2", "L3", "L4"]  # L4's dose refused
+    assert ev.lesions[-1].label == "L5 T8 vertebra"

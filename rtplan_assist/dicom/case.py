@@ -40,7 +40,56 @@ def _describe_patients(patients: dict[str, list[IndexedFile]]) -> str:
     return "; ".join(parts)
 
 
-def load_case(path, *, patient_id: str | None = None) -> Case:
+#: Marks the warnings of files accepted by ``allow_patient_mismatch`` (the evaluation records
+#: them in its provenance).
+PATIENT_MISMATCH_MARK = "accepted by --allow-patient-mismatch"
+
+
+def _merge_mismatched(patients: dict, warnings: list[str]):
+    """The patient of the only structure set, with the RT files of other patients in the same
+    frame of reference (each warned about). Refused unless exactly one patient holds an
+    RTSTRUCT and every other patient's RTPLAN/RTDOSE shares its frame of reference."""
+    with_struct = [pid for pid, files in patients.items()
+                   if any(f.modality == "RTSTRUCT" for f in files)]
+    if len(with_struct) != 1:
+        raise DicomInputError(
+            f"--allow-patient-mismatch needs exactly one patient with a structure set; the "
+            f"input holds {_describe_patients(patients)} and {len(with_struct)} of them have "
+            "one. Choose one with --patient.",
+            path=None,
+        )
+    selected = with_struct[0]
+    frames = {f.frame_of_reference_uid for f in patients[selected]
+              if f.modality == "RTSTRUCT" and f.frame_of_reference_uid}
+    merged = list(patients[selected])
+    for pid, files in patients.items():
+        if pid == selected:
+            continue
+        for f in files:
+            if f.modality not in ("RTPLAN", "RTDOSE"):
+                continue
+            if f.frame_of_reference_uid and f.frame_of_reference_uid in frames:
+                merged.append(f)
+                warnings.append(
+                    f"{Path(f.path).name}: {f.modality} of patient "
+                    f"{patient_key(pid) if pid else '(no PatientID)'} while the structure set "
+                    f"is of patient {patient_key(selected) if selected else '(no PatientID)'}; "
+                    f"same frame of reference ({f.frame_of_reference_uid}): "
+                    f"{PATIENT_MISMATCH_MARK}."
+                )
+            else:
+                warnings.append(
+                    f"{Path(f.path).name}: {f.modality} of patient "
+                    f"{patient_key(pid) if pid else '(no PatientID)'} in another frame of "
+                    f"reference ({f.frame_of_reference_uid or 'none'}) than the structure set "
+                    f"({', '.join(sorted(frames)) or 'none'}); not loaded."
+                )
+    return selected, merged
+
+
+def load_case(
+    path, *, patient_id: str | None = None, allow_patient_mismatch: bool = False
+) -> Case:
     """Load one patient's RT objects into a :class:`~rtplan_assist.model.Case`.
 
     Parameters
@@ -50,6 +99,10 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
         Files are only ever opened for reading.
     patient_id : str, optional
         Which patient to load when the files hold several.
+    allow_patient_mismatch : bool
+        Accept RTPLAN/RTDOSE files of another PatientID when the input holds exactly one
+        structure set and they share its frame of reference (common after anonymisation):
+        each such file is warned about, naming both patient keys (``--allow-patient-mismatch``).
 
     Returns
     -------
@@ -96,6 +149,12 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
                 path=root,
             )
         selected = patient_id
+    elif len(patients) > 1 and allow_patient_mismatch:
+        selected, merged = _merge_mismatched(patients, warnings)
+        taken = {id(f) for f in merged}
+        patients = {pid: [f for f in files if id(f) not in taken] for pid, files in
+                    patients.items()}
+        patients[selected] = merged
     elif len(patients) > 1:
         raise DicomInputError(
             f"the input holds files of {len(patients)} patients: {_describe_patients(patients)}. "
@@ -195,8 +254,10 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
     for f in dose_files:
         if not same_frame(f.frame_of_reference_uid):
             warnings.append(
-                f"{index.name(f.path)}: RTDOSE is in another frame of reference than the "
-                "structure set; not loaded."
+                f"{index.name(f.path)}: RTDOSE is in another frame of reference "
+                f"({f.frame_of_reference_uid}) than the structure set ({frame_uid}); not "
+                "loaded. Export the dose on the structure set's CT (or register and resample "
+                "it) so that both share one frame of reference."
             )
         elif not has_dose_grid(f.header):
             warnings.append(
@@ -218,7 +279,9 @@ def load_case(path, *, patient_id: str | None = None) -> Case:
             same_frame(plan.frame_of_reference_uid) or plan.sop_instance_uid in referenced_plans
         ):
             warnings.append(
-                f"{index.name(f.path)}: RTPLAN is in another frame of reference; not loaded."
+                f"{index.name(f.path)}: RTPLAN is in another frame of reference "
+                f"({plan.frame_of_reference_uid}) than the structure set ({frame_uid}); not "
+                "loaded."
             )
             continue
         warnings.extend(plan_warnings)

@@ -790,6 +790,9 @@ class Evaluation(SearchMixin):
             "name_mapping": dict(self.name_match.matched),
             "name_rules": dict(self.name_match.rule),
             "common_grid_resampled": not self.common_grid()[1],
+            "patient_mismatch_accepted": [
+                w for w in self.case.warnings if "accepted by --allow-patient-mismatch" in w
+            ],
             "timings_s": dict(self.timings),
         }
         return EvaluationResult(
