@@ -45,8 +45,7 @@ def main() -> None:
         regimen_change(loaded, prefs, args.lesion)
         change_ms.append(1000 * (time.perf_counter() - t0))
         t0 = time.perf_counter()
-        with loaded.lock:
-            loaded.evaluator.evaluate(loaded.choice(prefs))
+        loaded.result(prefs)
         evaluate_ms.append(1000 * (time.perf_counter() - t0))
 
     print(f"demo patient, lesion {args.lesion}, {len(change_ms)} regimens")

@@ -322,9 +322,8 @@ def test_added_regimen_competes_in_the_recommendation():
     user adds 39 Gy/13: the same 3 Gy per fraction, two fractions fewer, so every dose (and
     the cord's) is 39/45 of 45 Gy/15's; when it passes all of L5's mandatory constraints alone
     and in the composite, the objective's third criterion (fewer fractions) must take it.
-    Another session's copy of the patient is not affected."""
-    import copy
-
+    Another session's copy of the patient is not affected, and keeps the recommendation
+    computed before the copies were made (no second search)."""
     from rtplan_assist.app.services import LoadedPatient, PatientEntry
     from rtplan_assist.demo import demo_case_folder
     from rtplan_assist.dicom import load_case
@@ -332,11 +331,10 @@ def test_added_regimen_competes_in_the_recommendation():
     from rtplan_assist.regimens import Regimen
 
     evaluator = CaseEvaluator(load_case(demo_case_folder()))
-    stored = evaluator.recommend()
-    other_copy = copy.deepcopy(evaluator)
+    stored = evaluator.recommend()  # the preparation job's, over the catalogue
     entry = PatientEntry("demo", "Demo", demo_case_folder())
-    mine = LoadedPatient(entry, evaluator, stored)
-    theirs = LoadedPatient(entry, other_copy, stored)
+    mine = LoadedPatient(entry, evaluator.copy())
+    theirs = LoadedPatient(entry, evaluator.copy())
     assert stored.choice["L5"] == Regimen(15, 45.0)
     added = Regimen(13, 39.0)
 
@@ -348,12 +346,13 @@ def test_added_regimen_competes_in_the_recommendation():
              if r.priority == "mandatory" and r.status == "fail"]
     assert not fails and rec.composite_status == "pass"
     assert rec.choice["L5"] == added and choice["L5"] == added
-    with mine.lock:
-        result = mine.evaluator.evaluate(mine.choice(prefs))
-    assert result.recommendation is rec
-    # no added regimen: the stored recommendation, in this session and the other one
-    assert mine.recommendation_for({}) is stored and theirs.choice({}) == stored.choice
+    result, result_choice = mine.result(prefs)
+    assert result.recommendation is rec and result_choice == choice
+    # the other session: no added regimen, the stored recommendation itself (no new search)
+    assert theirs.recommendation_for({}) is stored and theirs.choice({}) == stored.choice
     assert added not in theirs.evaluator.regimens_for("L5")
+    # nothing of the evaluation is replaced on the instance (the app used to patch recommend)
+    assert "recommend" not in vars(mine.evaluator) and "recommend" not in vars(theirs.evaluator)
 
 
 def test_concurrent_preparations_of_one_patient_start_one_job(tmp_path, monkeypatch):

@@ -16,7 +16,6 @@ from rtplan_assist.escape import csv_cell, safe_filename
 from rtplan_assist.report import render_report_pdf
 
 from ..decisions import log_export, pdf_attribution
-from ..services import LoadedPatient
 from ..views import composite_table, status_badge, verdict_alert
 from ._shared import (
     composite_status,
@@ -43,12 +42,6 @@ def tidy_csv(result) -> str:
     return buf.getvalue()
 
 
-def _result(loaded: LoadedPatient, patient_prefs: dict):
-    with loaded.lock:
-        choice = loaded.choice(patient_prefs)
-        return loaded.evaluator.evaluate(choice), choice
-
-
 def register(app, services) -> None:
     @app.callback(Output("composite-content", "children"), Input("loaded", "data"),
                   Input("choices", "data"), State("session-id", "data"))
@@ -57,7 +50,7 @@ def register(app, services) -> None:
             return no_update
         try:
             loaded = loaded_patient(services, loaded_data, session)
-            result, choice = _result(loaded, prefs(choices, loaded.entry.key))
+            result, choice = loaded.result(prefs(choices, loaded.entry.key))
             with loaded.lock:
                 contributors = contributing_lesions(loaded, choice)
         except RtplanAssistError as exc:
@@ -107,7 +100,7 @@ def register(app, services) -> None:
         if not loaded_data:
             return no_update
         loaded = loaded_patient(services, loaded_data, session)
-        result, _ = _result(loaded, prefs(choices, loaded.entry.key))
+        result, _ = loaded.result(prefs(choices, loaded.entry.key))
         log_export("CSV", result.patient_id)
         name = safe_filename(result.patient_id, "_evaluation.csv")
         return dcc.send_string(tidy_csv(result), filename=name)
@@ -120,7 +113,7 @@ def register(app, services) -> None:
         if not loaded_data:
             return no_update, no_update
         loaded = loaded_patient(services, loaded_data, session)
-        result, choice = _result(loaded, prefs(choices, loaded.entry.key))
+        result, choice = loaded.result(prefs(choices, loaded.entry.key))
         attribution = pdf_attribution(services, result.patient_id, choice)
         with tempfile.TemporaryDirectory(dir=services.workdir) as tmp:
             # the PatientID comes from the files: reduced to one safe name inside tmp

@@ -49,8 +49,7 @@ def register(app, services) -> None:
             loaded = loaded_patient(services, loaded_data, session)
             patient_prefs = prefs(choices, loaded.entry.key)
             with loaded.lock:
-                choice = loaded.choice(patient_prefs)
-                result = loaded.evaluator.evaluate(choice)
+                result, choice = loaded.result(patient_prefs)
                 explicit = {lid: choice[lid] for lid in (patient_prefs.get("choice") or {})
                             if lid in choice}
                 record, lesions = decision_content(

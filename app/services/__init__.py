@@ -144,8 +144,7 @@ class AppServices:
         def open_patient() -> LoadedPatient:
             template = self.prepared.template(entry)
             self.scrubber.learn(entry.key, template.evaluator.case, entry.folder)
-            return LoadedPatient(entry, template.evaluator.session_copy(),
-                                 template.recommendation, template.shared)
+            return LoadedPatient(entry, template.evaluator.copy(), template.shared)
 
         return self.sessions.patient(session, key, open_patient)
 

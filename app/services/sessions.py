@@ -27,71 +27,67 @@ __all__ = ["LoadedPatient", "Sessions"]
 
 @dataclass
 class LoadedPatient:
-    """A session's prepared evaluator and what the screens need next to it."""
+    """A session's copy of a prepared patient and what the screens need next to it.
+
+    The session's regimen choices live in the browser (``prefs``, this patient's entry of the
+    ``choices`` store: ``{"choice": {lesion_id: label}, "added": {lesion_id: [label, ...]}}``);
+    every method takes them and (re-)adds the added regimens to :attr:`evaluator`, so an
+    evicted and reopened copy knows them again. The evaluation is not thread-safe: call under
+    :attr:`lock`.
+    """
 
     entry: PatientEntry
-    evaluator: object
-    recommendation: object
+    evaluator: object  # this session's :meth:`Evaluation.copy`
     #: what every session of this patient shares: the CT in HU and the dose view's grids
     shared: PatientShared = field(default_factory=PatientShared, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-
-    def __post_init__(self) -> None:
-        # The recommendation over the catalogue was computed in the preparation job; one
-        # over the regimens this session added is computed on demand (recommendation_for).
-        # ``evaluate`` asks the evaluator for a recommendation: answer with the one of the
-        # prefs of the current call (set by ``choice``, under ``lock``).
-        self._by_added: dict[tuple, object] = {(): self.recommendation}
-        self._active = self.recommendation
-        self.evaluator.recommend = lambda **_: self._active
 
     @property
     def case(self):
         return self.evaluator.case
 
-    @staticmethod
-    def _added(prefs: dict | None) -> tuple:
-        added = (prefs or {}).get("added") or {}
-        return tuple(sorted((lid, label) for lid, labels in added.items() for label in labels))
+    def _add(self, lesion_id: str, label: str):
+        from rtplan_assist.regimens import parse_regimen
+
+        regimen = parse_regimen(label)
+        self.evaluator.add_regimen(lesion_id, regimen)
+        return regimen
 
     def recommendation_for(self, prefs: dict | None):
         """The joint recommendation over the catalogue *and* the regimens this session added
-        (``prefs["added"]``): an added regimen competes like any other. Cached per set of
-        added regimens; call under :attr:`lock`."""
-        from rtplan_assist.regimens import parse_regimen
-
-        key = self._added(prefs)
-        if key not in self._by_added:
-            ids = {les.lesion_id for les in self.evaluator.lesions}
-            for lid, label in key:
+        (``prefs["added"]``): an added regimen competes like any other. The evaluation caches
+        it per regimen lists (the preparation job's, over the catalogue, is shared by every
+        session that added none)."""
+        ids = {les.lesion_id for les in self.evaluator.lesions}
+        added = (prefs or {}).get("added") or {}
+        with self.lock:
+            for lid, labels in sorted(added.items()):
                 if lid in ids:
-                    self.evaluator.add_regimen(lid, parse_regimen(label))
-            self._by_added[key] = type(self.evaluator).recommend(self.evaluator)
-        return self._by_added[key]
+                    for label in labels:
+                        self._add(lid, label)
+            return self.evaluator.recommend()
 
-    def choice(self, prefs: dict | None) -> dict:
-        """Lesion id -> Regimen: the recommendation, overridden by the user's choices.
-
-        ``prefs`` is this patient's entry of the browser's ``choices`` store:
-        ``{"choice": {lesion_id: label}, "added": {lesion_id: [label, ...]}}``. Added regimens
-        are (re-)added to the evaluator, so an evicted and reloaded evaluator knows them, and
-        take part in the recommendation (:meth:`recommendation_for`). The evaluator's
-        ``recommend`` answers with that recommendation until the next call (hold :attr:`lock`
-        across this call and ``evaluate`` for a consistent pair).
-        """
-        from rtplan_assist.regimens import parse_regimen
-
+    def choice(self, prefs: dict | None, recommendation=None) -> dict:
+        """Lesion id -> Regimen: the recommendation (``recommendation``, default
+        :meth:`recommendation_for` of ``prefs``), overridden by the user's choices."""
         prefs = prefs or {}
         ids = {les.lesion_id for les in self.evaluator.lesions}
         with self.lock:
-            self._active = self.recommendation_for(prefs)
-            choice = dict(self._active.choice)
+            if recommendation is None:
+                recommendation = self.recommendation_for(prefs)
+            choice = dict(recommendation.choice)
             for lid, label in (prefs.get("choice") or {}).items():
                 if lid in ids:
-                    regimen = parse_regimen(label)
-                    self.evaluator.add_regimen(lid, regimen)
-                    choice[lid] = regimen
+                    choice[lid] = self._add(lid, label)
         return choice
+
+    def result(self, prefs: dict | None):
+        """``(EvaluationResult, choice)`` of the session's choice, with the recommendation over
+        the catalogue and the session's added regimens."""
+        with self.lock:
+            recommendation = self.recommendation_for(prefs)
+            choice = self.choice(prefs, recommendation)
+            return self.evaluator.result(choice, recommendation=recommendation), choice
 
     def ct_hu(self) -> np.ndarray | None:
         """CT in HU (float32, [z, y, x]), read once for every session of the patient; None
