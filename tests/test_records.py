@@ -360,14 +360,25 @@ APPEND = textwrap.dedent("""
 
 
 def test_concurrent_appends_keep_one_chain(db_url, decision, tmp_path, capsys):
-    """Two processes appending 6 records each at once, from an empty database (both also race
-    to create the schema)."""
+    """Two processes appending 6 records each at once while this one verifies the chain."""
     content = tmp_path / "decision.json"
     content.write_text(json.dumps(decision))
+    from rtplan_assist.records import open_store
+
+    with open_store(db_url):  # the schema first, so that this process can read meanwhile
+        pass
     procs = [subprocess.Popen([sys.executable, "-c", APPEND, db_url, str(content), "6"],
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    # verifying while they append sees an intact chain every time (one read snapshot)
+    checks = 0
+    with open_store(db_url, create=False) as store:
+        while any(p.poll() is None for p in procs):
+            report = store.verify()
+            assert report.intact, report.problem
+            checks += 1
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
+    assert checks > 0
     code, out = _verify(db_url, capsys)
     assert code == 0 and "12 record(s), chain intact" in out
 

@@ -226,7 +226,13 @@ class RecordStore:
             records_q = records_q.where(table.c.patient_key == key)
             lesions_q = lesions_q.where(lesion_table.c.record_id.in_(
                 select(table.c.record_id).where(table.c.patient_key == key)))
-        with self.engine.connect() as conn:
+        # one snapshot for both queries: a record appended in between would otherwise show
+        # up as lesion rows without their record (PostgreSQL: REPEATABLE READ; SQLite: the
+        # read transaction's shared lock keeps writers out until both are read)
+        conn = self.engine.connect()
+        if self.dialect == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn, conn.begin():
             records = [dict(r._mapping) for r in conn.execute(records_q)]
             lesions = [dict(r._mapping) for r in conn.execute(lesions_q)]
         return records, lesions
