@@ -22,9 +22,11 @@ from pathlib import Path
 
 PICKLE_VERSION = 1
 
-# Caches of the evaluator that are large and cheap to rebuild in the web process: dropped
-# before pickling to keep the file small (the rows caches, which are what is slow, stay).
-_TRANSIENT_CACHES = ("_eqd2_sums", "_composite_dvh_cache", "_common_dose")
+# Caches of the evaluation that are large and cheap to rebuild in the web process (the lesion
+# doses resampled onto the common grid: as large as the doses when the grids differ), dropped
+# before pickling to keep the file small; the rows caches, which are what is slow, stay.
+# (The recorded DVH samples are dropped by the evaluation's own __getstate__.)
+_TRANSIENT_CACHES = ("_common_dose",)
 
 
 def build_evaluator(folder: str | Path, progress=None):
@@ -62,9 +64,8 @@ def build_evaluator(folder: str | Path, progress=None):
 def write_pickle(evaluator, recommendation, path: str | Path) -> None:
     """Pickle the evaluator and its recommendation atomically (transient caches dropped)."""
     for name in _TRANSIENT_CACHES:
-        cache = getattr(evaluator, name, None)
-        if hasattr(cache, "clear"):
-            cache.clear()
+        # no getattr default: a renamed cache fails the app tests instead of growing the pickle
+        getattr(evaluator, name).clear()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
