@@ -122,16 +122,18 @@ def evaluate_folder(
         from .regimens import load_regimen_file
 
         regimens = load_regimen_file(regimens_file)
+    late: dict[str, list] = {}
     if extra_regimens:
-        from .regimens import DEFAULT_CATALOGUE
-
         if isinstance(regimens, str):
             raise EvaluationError("extra_regimens need regimen lists, not regimens='planned'")
         regimens = dict(regimens or {})
         for lesion, extra in extra_regimens.items():
-            base = regimens.get(lesion) or regimens.get("*") or list(DEFAULT_CATALOGUE)
-            regimens[lesion] = list(dict.fromkeys(list(base) + list(extra)))
-    return Evaluation(
+            base = regimens.get(lesion) or regimens.get("*")
+            if base is None:
+                late[lesion] = list(extra)  # added to the lesion's site defaults below
+            else:
+                regimens[lesion] = list(dict.fromkeys(list(base) + list(extra)))
+    evaluation = Evaluation(
         case,
         tables=tables,
         overrides=merged,
@@ -140,3 +142,9 @@ def evaluate_folder(
         targets=dict(targets or {}),
         prescriptions=dict(prescriptions or {}),
     )
+    for key, extra in late.items():
+        ids = [x.lesion_id for x in evaluation.lesions] if key == "*" else [key]
+        for lid in ids:
+            for regimen in extra:
+                evaluation.add_regimen(lid, regimen)
+    return evaluation

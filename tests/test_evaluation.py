@@ -548,6 +548,11 @@ def test_builder_merges_regimen_and_mapping_options(tmp_path):
     # the file's list, the extra regimen and the planned regimen (always added), sorted
     assert ev.regimens("L1") == sorted([Regimen(3, 30.0), Regimen(8, 60.0), Regimen(5, 10.0)])
     assert ev.regimens("L2") == sorted([Regimen(4, 40.0), Regimen(10, 30.0)])
+    # without a file, an extra regimen joins the lesion's site defaults (L2: a node)
+    ev = evaluate_folder(synthetic_case(), extra_regimens={"*": [Regimen(7, 49.0)]})
+    assert ev.regimens("L2") == sorted(
+        set(site_regimens("node")) | {Regimen(7, 49.0), Regimen(10, 30.0)}
+    )
     assert evaluate_folder(synthetic_case(), regimens="planned").regimens("L2") == [
         Regimen(10, 30.0)
     ]

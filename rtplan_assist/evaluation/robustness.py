@@ -125,13 +125,19 @@ def _flip(ok, low: float, high: float) -> float:
     return 0.5 * (a + b)
 
 
-def assess_rows(rows: list[ResultRow], tables) -> list[ResultRow]:
-    """Every row assessed (:func:`assess_row`) with its organ's cited α/β range."""
+def assess_rows(rows: list[ResultRow], tables, cache: dict | None = None) -> list[ResultRow]:
+    """Every row assessed (:func:`assess_row`) with its organ's cited α/β range; ``cache``
+    (row → assessed row) keeps a session from assessing a row twice."""
+    cache = cache if cache is not None else {}
     out = []
     for row in rows:
-        entry = tables.alpha_beta.get(row.organ) if row.organ else None
-        ab_range = entry.range_gy if entry else None
-        out.append(assess_row(row, ab_range, entry.range_source if entry else ""))
+        done = cache.get(row)
+        if done is None:
+            entry = tables.alpha_beta.get(row.organ) if row.organ else None
+            ab_range = entry.range_gy if entry else None
+            done = assess_row(row, ab_range, entry.range_source if entry else "")
+            cache[row] = done
+        out.append(done)
     return out
 
 

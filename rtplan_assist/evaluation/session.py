@@ -206,6 +206,7 @@ class Evaluation(SearchMixin):
         # app stores prepared evaluators on disk)
         state = self.__dict__.copy()
         state["_samplers"] = {}
+        state.pop("_robustness_cache", None)  # rebuilt on demand
         return state
 
     # ----------------------------------------------------------------------------- names
@@ -744,8 +745,9 @@ class Evaluation(SearchMixin):
             final[lid] = regimen
         composite = self.composite_rows(final)
         # uncertainty of every verdict and of the recommendation (issue 13, .robustness)
-        rows = assess_rows(rows, self.tables)
-        composite = assess_rows(composite, self.tables)
+        cache = self.__dict__.setdefault("_robustness_cache", {})
+        rows = assess_rows(rows, self.tables, cache)
+        composite = assess_rows(composite, self.tables, cache)
         if not recommendation.robustness and final == recommendation.choice:
             recommendation.robustness = recommendation_robustness(
                 recommendation, rows, composite, self.lesions
