@@ -164,6 +164,18 @@ def _dose_uv(dose, k0, k1, wz, u, v, nx, ny):
     return (1.0 - t) * (a0 + wz * (b0 - a0)) + t * (a1 + wz * (b1 - a1))
 
 
+@njit(cache=True, nogil=True)
+def _cannot_improve(c_lo, c_hi, d_min, d_max):
+    """True when a piece whose dose lies between corner values ``c_lo`` and ``c_hi`` can
+    change neither ``d_min`` nor ``d_max``. Interpolation may round a few ulps past its
+    corners, hence the margins, except that non-negative corners give non-negative values
+    exactly (so a zero-dose minimum, common outside the fields, needs no margin). The piece
+    holding the overall extreme is therefore never skipped, in any visiting order."""
+    can_raise = c_hi + 1e-12 * abs(c_hi) >= d_max
+    can_lower = c_lo - 1e-12 * abs(c_lo) <= d_min and not (c_lo >= 0.0 and d_min <= 0.0)
+    return not can_raise and not can_lower
+
+
 EXT_EDGE = 0  # a polygon-edge piece inside one dose cell: ends + stationary point
 EXT_ROW = 1  # a chord along a dose row: ends + every grid node between
 
@@ -189,8 +201,7 @@ def _extreme_piece(dose, k0, k1, wz, kind, u0, v0, u1, v1, nx, ny, hist, inv_del
                 for i in (i0, i1):
                     c_hi = max(c_hi, dose[k, j, i])
                     c_lo = min(c_lo, dose[k, j, i])
-        # margin: interpolation may round a few ulps past its corners
-        if c_hi + 1e-12 * abs(c_hi) < d_max and c_lo - 1e-12 * abs(c_lo) > d_min:
+        if _cannot_improve(c_lo, c_hi, d_min, d_max):
             return np.inf, -np.inf
     d0 = _dose_uv(dose, k0, k1, wz, u0, v0, nx, ny)
     d1 = _dose_uv(dose, k0, k1, wz, u1, v1, nx, ny)
@@ -416,8 +427,7 @@ def _plane_extremes(
                     c_lo = min(c_lo, d)
                     if count and ua < i < ub:
                         hist[min(max(int(d * inv_delta), 0), n_bins - 1)] += 1.0
-            if (skip_ok and c_hi + 1e-12 * abs(c_hi) < d_max
-                    and c_lo - 1e-12 * abs(c_lo) > d_min):
+            if skip_ok and _cannot_improve(c_lo, c_hi, d_min, d_max):
                 continue
             for m in range(n_lev):
                 lo, hi = _extreme_piece(dose, lev_k0[m], lev_k1[m], lev_wz[m], EXT_ROW,
@@ -429,6 +439,10 @@ def _plane_extremes(
                     _record_ext(rec, lev_k0[m], lev_k1[m], EXT_ROW, lev_wz[m], ua, float(j),
                                 ub, float(j))
     ts = np.empty(nx + ny + 4)
+    last_ic = -1
+    last_jc = -1
+    c_hi = -np.inf
+    c_lo = np.inf
     # polygon edges, split at grid columns and rows (the dose is quadratic on each piece)
     for q in range(q_lo, q_hi):
         a_v = poly_start[q]
@@ -437,52 +451,62 @@ def _plane_extremes(
             w_v = v + 1 if v + 1 < b_v else a_v
             pu = (vx[v] - gx0) / gdx
             pv = (vy[v] - gy0) / gdy
-            du = (vx[w_v] - gx0) / gdx - pu
-            dv = (vy[w_v] - gy0) / gdy - pv
-            # clip the edge to the coverage box (Liang-Barsky)
-            t_in = 0.0
-            t_out = 1.0
-            ok = True
-            for axis in range(2):
-                d = du if axis == 0 else dv
-                p0 = pu if axis == 0 else pv
-                lo_b = cu0 if axis == 0 else cv0
-                hi_b = cu1 if axis == 0 else cv1
-                if d == 0.0:
-                    if p0 < lo_b or p0 > hi_b:
-                        ok = False
-                else:
-                    ta = (lo_b - p0) / d
-                    tb = (hi_b - p0) / d
-                    if ta > tb:
-                        ta, tb = tb, ta
-                    t_in = max(t_in, ta)
-                    t_out = min(t_out, tb)
-            if not ok or t_in > t_out:
-                continue
-            n_t = 0
-            ts[n_t] = t_in
-            n_t += 1
-            for axis in range(2):
-                d = du if axis == 0 else dv
-                p0 = pu if axis == 0 else pv
-                n_lines = nx if axis == 0 else ny
-                if d == 0.0:
+            qu = (vx[w_v] - gx0) / gdx
+            qv = (vy[w_v] - gy0) / gdy
+            du = qu - pu
+            dv = qv - pv
+            if (cu0 <= min(pu, qu) and max(pu, qu) <= cu1 and cv0 <= min(pv, qv)
+                    and max(pv, qv) <= cv1 and np.floor(pu) == np.floor(qu)
+                    and np.floor(pv) == np.floor(qv)):
+                # the common case (vertices closer than the dose spacing): one piece
+                ts[0] = 0.0
+                ts[1] = 1.0
+                n_t = 2
+            else:
+                # clip the edge to the coverage box (Liang-Barsky)
+                t_in = 0.0
+                t_out = 1.0
+                ok = True
+                for axis in range(2):
+                    d = du if axis == 0 else dv
+                    p0 = pu if axis == 0 else pv
+                    lo_b = cu0 if axis == 0 else cv0
+                    hi_b = cu1 if axis == 0 else cv1
+                    if d == 0.0:
+                        if p0 < lo_b or p0 > hi_b:
+                            ok = False
+                    else:
+                        ta = (lo_b - p0) / d
+                        tb = (hi_b - p0) / d
+                        if ta > tb:
+                            ta, tb = tb, ta
+                        t_in = max(t_in, ta)
+                        t_out = min(t_out, tb)
+                if not ok or t_in > t_out:
                     continue
-                e_lo = min(p0 + t_in * d, p0 + t_out * d)
-                e_hi = max(p0 + t_in * d, p0 + t_out * d)
-                for i in range(max(int(np.ceil(e_lo)), 0), min(int(np.floor(e_hi)), n_lines - 1) + 1):
-                    t = (i - p0) / d
-                    if t_in < t < t_out:
-                        # insertion keeps ts sorted (few crossings per edge)
-                        k = n_t
-                        while k > 0 and ts[k - 1] > t:
-                            ts[k] = ts[k - 1]
-                            k -= 1
-                        ts[k] = t
-                        n_t += 1
-            ts[n_t] = t_out
-            n_t += 1
+                ts[0] = t_in
+                n_t = 1
+                for axis in range(2):
+                    d = du if axis == 0 else dv
+                    p0 = pu if axis == 0 else pv
+                    n_lines = nx if axis == 0 else ny
+                    if d == 0.0:
+                        continue
+                    e_lo = min(p0 + t_in * d, p0 + t_out * d)
+                    e_hi = max(p0 + t_in * d, p0 + t_out * d)
+                    for i in range(max(int(np.ceil(e_lo)), 0),
+                                   min(int(np.floor(e_hi)), n_lines - 1) + 1):
+                        t = (i - p0) / d
+                        if t_in < t < t_out:
+                            # insertion keeps ts sorted (few crossings per edge)
+                            k = n_t
+                            while k > 0 and ts[k - 1] > t:
+                                ts[k] = ts[k - 1]
+                                k -= 1
+                            ts[k] = t
+                            n_t += 1
+                ts[n_t] = t_out
+                n_t += 1
             for c in range(n_t - 1):
                 ua = pu + ts[c] * du
                 va = pv + ts[c] * dv
@@ -490,16 +514,20 @@ def _plane_extremes(
                 vb = pv + ts[c + 1] * dv
                 if skip_ok:
                     # the piece's cell on the slab's dose planes bounds it at every level
-                    i0, i1, _ = _locate(0.5 * (ua + ub), nx)
-                    j0, j1, _ = _locate(0.5 * (va + vb), ny)
-                    c_hi = -np.inf
-                    c_lo = np.inf
-                    for k in range(k_lo, k_hi + 1):
-                        for jj in (j0, j1):
-                            for ii in (i0, i1):
-                                c_hi = max(c_hi, dose[k, jj, ii])
-                                c_lo = min(c_lo, dose[k, jj, ii])
-                    if c_hi + 1e-12 * abs(c_hi) < d_max and c_lo - 1e-12 * abs(c_lo) > d_min:
+                    # (the cell _locate picks; consecutive pieces often share it)
+                    ic = min(max(int(np.floor(0.5 * (ua + ub))), 0), max(nx - 2, 0))
+                    jc = min(max(int(np.floor(0.5 * (va + vb))), 0), max(ny - 2, 0))
+                    if ic != last_ic or jc != last_jc:
+                        last_ic = ic
+                        last_jc = jc
+                        c_hi = -np.inf
+                        c_lo = np.inf
+                        for k in range(k_lo, k_hi + 1):
+                            for jj in range(jc, min(jc + 1, ny - 1) + 1):
+                                for ii in range(ic, min(ic + 1, nx - 1) + 1):
+                                    c_hi = max(c_hi, dose[k, jj, ii])
+                                    c_lo = min(c_lo, dose[k, jj, ii])
+                    if _cannot_improve(c_lo, c_hi, d_min, d_max):
                         continue
                 for m in range(n_lev):
                     lo, hi = _extreme_piece(dose, lev_k0[m], lev_k1[m], lev_wz[m], EXT_EDGE,
