@@ -245,26 +245,18 @@ def _source_text(row) -> str:
 
 
 def _binding(result, lesion_id: str) -> tuple[str, str]:
-    """The mandatory upper-limit OAR row of the chosen regimen closest to (or over) its limit."""
+    """The engine's binding constraint of a lesion (:attr:`Recommendation.binding`: what stopped
+    the next-higher BED10 regimen), and the status of its row. The report computes none of its
+    own: for a regimen other than the recommended one it says so."""
     rec = result.recommendation
-    best, best_ratio = None, -1.0
-    for row in result.chosen_rows():
-        if (row.lesion_id != lesion_id or row.role != "oar" or row.priority != "mandatory"
-                or row.comparator not in ("<=", "<") or not row.limit
-                or row.value is None or math.isnan(row.value)):
-            continue
-        ratio = row.value / row.limit
-        if ratio > best_ratio:
-            best, best_ratio = row, ratio
-    if best is None:
-        text, status = "–", "info"
-    else:
-        text = (f"{best.structure} {best.metric} {_num(best.value, 2)} / {_num(best.limit, 2)} "
-                f"{best.unit} ({100 * best_ratio:.0f} %)")
-        status = best.status
-    if lesion_id in rec.binding and rec.choice.get(lesion_id) == result.choice.get(lesion_id):
-        text += f"; de-escalated: {rec.binding[lesion_id]}"
-    return text, status
+    chosen, recommended = result.choice.get(lesion_id), rec.choice.get(lesion_id)
+    if chosen != recommended:
+        label = recommended.label if recommended is not None else "–"
+        return f"– (shown regimen chosen by the user; the recommendation is {label})", "info"
+    if lesion_id in rec.binding:
+        row = rec.binding_rows.get(lesion_id)
+        return rec.binding[lesion_id], (row.status if row is not None else "info")
+    return "none: its highest-BED10 option passes every mandatory limit", "pass"
 
 
 def _dicom_dates(result) -> dict:

@@ -665,3 +665,20 @@ def test_lookup_errors_list_what_exists_and_table_keeps_every_row(demo_evaluatio
     rows = result.rows + result.composite_rows
     assert {len(values) for values in columns.values()} == {len(rows)}
     assert columns["metric"] == [r.metric for r in rows]  # every row, in order, none dropped
+
+
+def test_report_binding_constraint_is_the_engines(demo_evaluation):
+    """The report's "Binding constraint" column is the recommendation's (what stopped the
+    next-higher BED10 regimen), not a closest-to-limit row of its own."""
+    import dataclasses
+
+    from rtplan_assist.report import _binding
+
+    _, result = demo_evaluation
+    rec = result.recommendation
+    assert rec.binding  # the demo de-escalates lesions
+    for lid in rec.choice:
+        text, _ = _binding(result, lid)
+        assert text == rec.binding[lid] if lid in rec.binding else text.startswith("none")
+    mine = dataclasses.replace(result, choice=dict(result.choice, L1=Regimen(7, 49.0)))
+    assert "chosen by the user" in _binding(mine, "L1")[0]
