@@ -106,6 +106,12 @@ def test_demo_rows_and_recommendation_carry_robustness(demo_evaluation):
                and not math.isnan(r.value)]
     assert limited and all(r.robustness in ("pass-robust", "fail-robust", "fragile",
                                             "not assessed") for r in limited)
+    # composite rows too: the cord (cited α/β range 0.87-2 Gy) re-evaluated at both ends
+    cord = [r for r in result.composite_rows if r.organ == "SpinalCord" and r.kind == "EQD2"
+            and r.limit is not None and not math.isnan(r.value)]
+    assert cord and all("at α/β 2 Gy" in r.robustness_note for r in cord)
+    assert all(r.robustness for r in result.composite_rows
+               if r.limit is not None and not math.isnan(r.value))
     assert "robustness" in TIDY_COLUMNS
     data = json.loads(json.dumps(result_to_dict(result)))
     assert data["recommendation"]["robustness"] == rec.robustness

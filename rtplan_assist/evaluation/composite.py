@@ -251,11 +251,17 @@ class CompositeMixin:
         return self._boxes[key]
 
     def _organ_composite(
-        self, organ: str, regimens: tuple[tuple[str, Regimen], ...], physical: bool = False
+        self,
+        organ: str,
+        regimens: tuple[tuple[str, Regimen], ...],
+        physical: bool = False,
+        alpha_beta: float | None = None,
     ) -> DVH:
         """Composite EQD2 DVH (organ α/β) of ``organ`` for the listed lesions (voxel-wise);
         ``physical``: the physical dose sum (lung low-dose-bath limits, never LQ-converted)."""
         key = (organ, regimens) if not physical else (organ, regimens, "physical")
+        if alpha_beta is not None and not physical:  # another α/β (robustness, .robustness)
+            key = (organ, regimens, "ab", float(alpha_beta))
         if key in self._organ_cache:
             self._organ_cache.move_to_end(key)
             return self._organ_cache[key]
@@ -263,6 +269,8 @@ class CompositeMixin:
         # the physical sum is the EQD2 sum at α/β -> ∞: D (d + α/β) / (2 + α/β) differs from D
         # by D (d - 2) / (2 + α/β), < 1e-9 Gy at α/β = 1e12 for any dose here
         ab = self._composite_alpha_beta(organ) if not physical else 1e12
+        if alpha_beta is not None and not physical:
+            ab = float(alpha_beta)
         (sz, sy, sx), sub = self._box(structure)
         sampler = self._sampler(structure, sub)
         total = np.zeros(sub.shape, dtype=np.float64)

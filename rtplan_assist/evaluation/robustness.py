@@ -86,6 +86,8 @@ def assess_row(row: ResultRow, ab_range: tuple[float, float] | None, range_sourc
                 flip = _flip(lambda ab: compare(row.value, row.comparator,
                                                 converted_limit(limit0, n0, n, ab)), low, high)
                 flips.append(f"α/β {flip:.2f} Gy")
+    elif row.converted_from_fractions is not None and (ab_range is None or ab_range[0] == ab_range[1]):
+        notes.append(f"α/β {row.alpha_beta_gy:g} Gy only ({range_source or 'no cited range'})")
     elif row.converted_from_fractions is not None and row.lesion_id != "composite":
         return replace(
             row,
@@ -138,6 +140,73 @@ def assess_rows(rows: list[ResultRow], tables, cache: dict | None = None) -> lis
             done = assess_row(row, ab_range, entry.range_source if entry else "")
             cache[row] = done
         out.append(done)
+    return out
+
+
+def assess_composite(evaluation, rows: list[ResultRow], choice) -> list[ResultRow]:
+    """Composite EQD2 rows of organs with a cited α/β range, re-evaluated at both ends of the
+    range: the voxel-wise EQD2 sum at that α/β against the same table rows converted at that
+    α/β (:func:`.limits.organ_limits`). A limit stated at one α/β only (a cumulative EQD2
+    limit) is not converted and is said so."""
+    from .limits import organ_limits
+    from .rows import composite_row
+
+    regs = tuple(sorted(choice.items()))
+    out = []
+    at_cache: dict = {}
+    for row in rows:
+        if row.robustness != "not assessed" or row.lesion_id != "composite" or row.kind != "EQD2":
+            out.append(row)
+            continue
+        entry = evaluation.tables.alpha_beta.get(row.organ)
+        structure = evaluation.oar_structures.get(row.organ)
+        if entry is None or structure is None or entry.range_gy[0] == entry.range_gy[1]:
+            note = (f"α/β {row.alpha_beta_gy:g} Gy only (no cited α/β range for {row.organ})"
+                    if entry is not None else "no α/β entry")
+            margin = relative_margin(row)
+            flips = (not math.isnan(margin)) and abs(margin) < BORDERLINE_FRACTION
+            status = compare(row.value, row.comparator, row.limit)
+            verdict = "fragile" if flips else ("pass-robust" if status else "fail-robust")
+            text = (f"flips: borderline: {abs(margin):.1%} from the limit; " if flips else "")
+            out.append(replace(row, robustness=verdict,
+                               robustness_note=text + note + "; " + _band_note(row)))
+            continue
+        statuses, notes = [], []
+        for ab in entry.range_gy:
+            key = (row.organ, ab)
+            if key not in at_cache:
+                lims, _ = organ_limits(row.organ, evaluation.tables, ab)
+                dvh = evaluation._organ_composite(row.organ, regs, alpha_beta=ab)
+                at_cache[key] = [
+                    composite_row(evaluation.case.patient_id, row.organ, structure, lim, dvh,
+                                  "", "", "")
+                    for lim in lims if lim.alpha_beta_gy is not None
+                ]
+            same = [r for r in at_cache[key] if r.source == row.source
+                    and r.comparator == row.comparator and r.unit == row.unit]
+            if len(same) != 1 or math.isnan(same[0].value):
+                notes.append(f"at α/β {ab:g} Gy: the limit is not converted (stated at one α/β)")
+                continue
+            other = same[0]
+            statuses.append(compare(other.value, other.comparator, other.limit))
+            notes.append(f"at α/β {ab:g} Gy: {other.metric} = {other.value:.2f} vs "
+                         f"{other.limit:.2f} {other.unit}")
+        status = compare(row.value, row.comparator, row.limit)
+        margin = relative_margin(row)
+        flips = []
+        if any(s != status for s in statuses):
+            flips.append(f"between α/β {entry.range_gy[0]:g} and {entry.range_gy[1]:g} Gy")
+        if not math.isnan(margin) and abs(margin) < BORDERLINE_FRACTION:
+            flips.append(f"borderline: {abs(margin):.1%} from the limit")
+        if flips:
+            verdict = "fragile"
+        elif not statuses:
+            verdict = "not assessed"
+        else:
+            verdict = "pass-robust" if status else "fail-robust"
+        text = ("flips: " + "; ".join(flips) + "; " if flips else "") + "; ".join(notes)
+        out.append(replace(row, robustness=verdict, robustness_note=(
+            f"{text} ({entry.range_source}); {_band_note(row)}")))
     return out
 
 

@@ -39,7 +39,7 @@ from .records import (
     ResultRow,
     rows_verdict,
 )
-from .robustness import assess_rows, recommendation_robustness
+from .robustness import assess_composite, assess_rows, recommendation_robustness
 from .rows import make_row, oar_rows, target_rows
 from .search import SearchMixin
 
@@ -446,7 +446,7 @@ class Evaluation(CompositeMixin, SearchMixin):
         # uncertainty of every verdict and of the recommendation (issue 13, .robustness)
         cache = self.__dict__.setdefault("_robustness_cache", {})
         rows = assess_rows(rows, self.tables, cache)
-        composite = assess_rows(composite, self.tables, cache)
+        composite = assess_composite(self, assess_rows(composite, self.tables, cache), final)
         if not recommendation.robustness and final == recommendation.choice:
             recommendation.robustness = recommendation_robustness(
                 recommendation, rows, composite, self.lesions
