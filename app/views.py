@@ -27,6 +27,7 @@ __all__ = [
     "limit_text",
     "status_badge",
     "verdict_alert",
+    "worst_first",
     "worst_status",
 ]
 
@@ -85,6 +86,13 @@ def status_badge(status: str, *, small: bool = False) -> html.Span:
         title=status,
         **{"data-status": status},
     )
+
+
+def worst_first(rows: Iterable) -> list:
+    """``rows`` sorted fail, goal missed, not evaluable, then the others (pass, info), each
+    group by structure name."""
+    rank = {"fail": 0, "goal missed": 1, "not evaluable": 2}
+    return sorted(rows, key=lambda r: (rank.get(r.status, 3), r.structure))
 
 
 def worst_status(statuses: Iterable[str]) -> str:

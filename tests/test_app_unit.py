@@ -28,7 +28,13 @@ from rtplan_assist.app.upload import (
     safe_relative_path,
     save_upload,
 )
-from rtplan_assist.app.views import comparison_table, kind_text, status_badge, worst_status
+from rtplan_assist.app.views import (
+    comparison_table,
+    kind_text,
+    status_badge,
+    worst_first,
+    worst_status,
+)
 
 from rtplan_assist.dvh import DVH
 from rtplan_assist.errors import UploadError
@@ -497,3 +503,18 @@ def test_once_lru_makes_each_value_once_and_drops_the_least_recent():
     assert cache.get("d", make("d")) == "value of d"
     cache.discard(lambda key, _value: key != "d")
     assert cache.get("d", make("d")) == "value of d" and made[-2:] == ["d", "d"]
+
+
+def test_composite_rows_are_listed_worst_first():
+    """The composite tables list fail, goal missed, not evaluable, then pass and info (one
+    group: the engine's verdict ignores info), each group by structure name."""
+    @dataclass
+    class Row:
+        status: str
+        structure: str
+
+    rows = [Row("pass", "Heart"), Row("info", "Aorta"), Row("not evaluable", "Liver"),
+            Row("fail", "SpinalCord"), Row("goal missed", "Esophagus"), Row("fail", "Bowel")]
+    assert [(r.status, r.structure) for r in worst_first(rows)] == [
+        ("fail", "Bowel"), ("fail", "SpinalCord"), ("goal missed", "Esophagus"),
+        ("not evaluable", "Liver"), ("info", "Aorta"), ("pass", "Heart")]

@@ -16,7 +16,7 @@ from rtplan_assist.escape import csv_cell, safe_filename
 from rtplan_assist.report import render_report_pdf
 
 from ..decisions import log_export, pdf_attribution
-from ..views import composite_table, status_badge, verdict_alert
+from ..views import composite_table, status_badge, verdict_alert, worst_first
 from ._shared import (
     composite_status,
     contributing_lesions,
@@ -76,9 +76,7 @@ def register(app, services) -> None:
                 "Lesion", "Plan", "Site", "Chosen regimen", "BED10", "Recommended",
                 "Binding constraint (recommendation)", "Own OAR constraints")])),
             html.Tbody(rows)], bordered=True, size="sm", id="chosen-table")
-        comp_rows = sorted((r for r in result.composite_rows if r.structure),
-                           key=lambda r: ({"fail": 0, "goal missed": 1,
-                                           "not evaluable": 2}.get(r.status, 3), r.structure))
+        comp_rows = worst_first(r for r in result.composite_rows if r.structure)
         absent = sorted({r.organ for r in result.composite_rows if not r.structure})
         return [
             verdict_alert(result.verdict(), rec.explanation),

@@ -9,7 +9,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from rtplan_assist.errors import RtplanAssistError
 
 from ..services import LoadedPatient
-from ..views import comparison_table, composite_table, status_badge
+from ..views import comparison_table, composite_table, status_badge, worst_first
 from ._shared import (
     composite_status,
     contributing_lesions,
@@ -45,10 +45,8 @@ def composite_summary(rows, contributors: dict, *, lesion_oars: set[str] | None 
                       limit: int = 6) -> html.Div:
     """Verdict badge and the worst composite rows of the OARs that matter to one lesion."""
     status = composite_status(rows)
-    shown = [r for r in rows if r.structure and (lesion_oars is None or r.structure in
-                                                  lesion_oars)]
-    shown.sort(key=lambda r: ({"fail": 0, "goal missed": 1, "not evaluable": 2}.get(r.status, 3),
-                              r.structure))
+    shown = worst_first(r for r in rows if r.structure and (lesion_oars is None or
+                                                             r.structure in lesion_oars))
     return html.Div([
         html.H5(["Composite of all lesions with these choices: ",
                  html.Span(status_badge(status), id="composite-status")], className="mt-3"),
