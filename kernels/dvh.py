@@ -155,13 +155,8 @@ def _row_dose(node, x, gx0, gdx, nx):
 @njit(cache=True, nogil=True)
 def _dose_uv(dose, k0, k1, wz, u, v, nx, ny):
     """Trilinear dose at fractional column ``u`` and row ``v`` on level (k0, k1, wz)."""
-    i0, i1, t = _locate(u, nx)
     j0, j1, s = _locate(v, ny)
-    a0 = (1.0 - s) * dose[k0, j0, i0] + s * dose[k0, j1, i0]
-    b0 = (1.0 - s) * dose[k1, j0, i0] + s * dose[k1, j1, i0]
-    a1 = (1.0 - s) * dose[k0, j0, i1] + s * dose[k0, j1, i1]
-    b1 = (1.0 - s) * dose[k1, j0, i1] + s * dose[k1, j1, i1]
-    return (1.0 - t) * (a0 + wz * (b0 - a0)) + t * (a1 + wz * (b1 - a1))
+    return _replay_dose(dose, k0, k1, j0, j1, wz, s, u, nx)
 
 
 @njit(cache=True, nogil=True)
