@@ -57,6 +57,13 @@ def register(sub) -> None:
     d.add_argument("--map-file", metavar="FILE", help="CSV 'structure,tg263' of mappings")
     d.add_argument("--outside", choices=("exclude", "zero"), default="exclude",
                    help="structure volume outside a dose grid (as for evaluate)")
+    d.add_argument("--target", action="append", default=[], metavar="PLAN=ROI[,ROI...]",
+                   help="the target structure(s) of a plan (as for evaluate; repeatable)")
+    d.add_argument("--prescription", action="append", default=[], metavar="PLAN=DOSE/FRACTIONS",
+                   help="the prescription of a plan that gives none (as for evaluate)")
+    d.add_argument("--allow-patient-mismatch", action="store_true",
+                   help="accept an RTPLAN/RTDOSE of another PatientID in the structure set's "
+                   "frame of reference (as for evaluate)")
     d.add_argument("--deidentify", action="store_true",
                    help="store the patient key only: no PatientID, no folder, file names "
                    "scrubbed (re-evaluation then needs the folder)")
@@ -160,6 +167,9 @@ def _cmd_decide(args) -> int:
             dissent=args.dissent, attendees=attendees, mdt_choice=choose,
             supersedes=args.supersedes, source=source, deidentify=args.deidentify,
             tables_folder=args.tables_folder, map_file=args.map_file,
+            case_options={"targets": list(args.target),
+                          "prescriptions": list(args.prescription),
+                          "allow_patient_mismatch": bool(args.allow_patient_mismatch)},
         )
         stored = store.append(record, lesions)
     if args.format == "json":

@@ -152,54 +152,6 @@ def _verify(url: str, capsys) -> tuple[int, str]:
 # ---------------------------------------------------------------- decide → list → verify
 
 
-def test_decide_list_verify_sqlite(tmp_path, capsys):
-    from rtplan_assist.demo import demo_case_folder
-
-    url = str(tmp_path / "records.sqlite")
-    code = main(["decide", "--demo", "--choose", "L1=54/3", "--by", "Dr Ada Test",
-                 "--rationale", "peripheral; SABR-COMET", "--attendee", "Dr B:physicist",
-                 "--db", url, "--format", "json"])
-    assert code == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["seq"] == 1 and len(printed["record_hash"]) == 64
-
-    assert main(["records", "--db", url, "--format", "json"]) == 0
-    (rec,) = json.loads(capsys.readouterr().out)
-    assert rec["record_id"] == printed["record_id"]
-    assert rec["record_hash"] == printed["record_hash"]
-    assert rec["recorded_by"] == "Dr Ada Test" and rec["role"] == "clinician"
-    assert rec["patient_id"] == "RTPA-DEMO-0000"
-    # the patient key is p- + 8 hex digits of the SHA-256 of the PatientID (deidentify.py)
-    assert rec["patient_key"] == "p-" + hashlib.sha256(b"RTPA-DEMO-0000").hexdigest()[:8]
-    lesions = {x["lesion_id"]: x for x in rec["lesions"]}
-    assert lesions["L1"]["chosen"] == "54 Gy/3" and lesions["L1"]["chosen_from"] == "mdt"
-    assert lesions["L1"]["planned"] == "54 Gy/3"  # the demo plans L1 at 54 Gy/3 (demo.py)
-    assert all(x["chosen"] == x["recommended"] for k, x in lesions.items() if k != "L1")
-    assert all(x["chosen_from"] == "recommendation" for k, x in lesions.items() if k != "L1")
-    # evidence: SHA-256 of every file of the patient folder (DICOM and the folder's
-    # structure-mapping file), recomputed here
-    folder = demo_case_folder()
-    expected = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in folder.iterdir() if p.is_file()}
-    assert "rtplan-assist-map.csv" in expected
-    assert {i["file"]: i["sha256"] for i in rec["evidence"]["inputs"]} == expected
-    from rtplan_assist.constraints import shipped_folder
-
-    tables = {t["file"]: t["sha256"] for t in rec["evidence"]["tables"]}
-    for name in ("alpha_beta.csv", "sources.yaml", "tg101_2010_3fx.csv"):
-        assert tables[name] == hashlib.sha256((shipped_folder() / name).read_bytes()).hexdigest()
-    assert rec["evidence"]["software"]["rtplan_assist"]
-    assert rec["evidence"]["models"]["tumour"]
-
-    assert main(["records", "--db", url, "--patient", "RTPA-DEMO-0000"]) == 0
-    text = capsys.readouterr().out
-    assert printed["record_id"] in text and "chosen 54 Gy/3 (MDT)" in text
-    assert main(["records", "--db", url, "--patient", "p-00000000"]) == 0
-    assert capsys.readouterr().out == "no decision recorded\n"
-    code, out = _verify(url, capsys)
-    assert code == 0 and "1 record(s), chain intact" in out and printed["record_hash"] in out
-
-
 def test_list_verify_and_supersede(db_url, decision, capsys):
     from rtplan_assist.records import RecordError, open_store
 
@@ -512,3 +464,64 @@ def test_evidence_lists_the_folder_mapping_file(tmp_path):
     case = SimpleNamespace(folder=str(tmp_path), ct=None, structure_set_path=str(tmp_path / "RS.dcm"),
                            plans=[], doses=[])
     assert case_files(case) == [tmp_path / "RS.dcm", mapping]
+
+
+def test_decide_list_verify_reevaluate_sqlite(tmp_path, capsys):
+    """decide → records → verify-records (and --record) through the CLI, on a demo patient
+    whose plans give no prescription: decide takes --prescription like evaluate and keeps it
+    in the evidence for the re-evaluation."""
+    from rtplan_assist.constraints import shipped_folder
+
+    assert main(["demo", "--out", str(tmp_path), "--variant", "no-prescription"]) == 0
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    url = str(tmp_path / "records.sqlite")
+    # the demo's planned regimens (demo.py): 54/3, 60/8, 50/5, 50/5, 27/3
+    given = ["L1 RUL=54/3", "L2 LUL central=60/8", "L3 subcarinal=50/5", "L4 liver=50/5",
+             "L5 T8 vertebra=27/3"]
+    argv = ["decide", str(folder), "--choose", "L1=54/3", "--by", "Dr Ada Test",
+            "--rationale", "peripheral; SABR-COMET", "--attendee", "Dr B:physicist",
+            "--db", url, "--format", "json"]
+    for item in given:
+        argv += ["--prescription", item]
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["seq"] == 1 and len(printed["record_hash"]) == 64
+
+    assert main(["records", "--db", url, "--format", "json"]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert rec["record_id"] == printed["record_id"]
+    assert rec["record_hash"] == printed["record_hash"]
+    assert rec["recorded_by"] == "Dr Ada Test" and rec["role"] == "clinician"
+    assert rec["attendees"] == [{"name": "Dr B", "role": "physicist"}]
+    assert rec["patient_id"] == "RTPA-DEMO-0000" and rec["source"] == str(folder.resolve())
+    # the patient key is p- + 8 hex digits of the SHA-256 of the PatientID (deidentify.py)
+    assert rec["patient_key"] == "p-" + hashlib.sha256(b"RTPA-DEMO-0000").hexdigest()[:8]
+    lesions = {x["lesion_id"]: x for x in rec["lesions"]}
+    assert [x["planned"] for x in rec["lesions"]] == ["54 Gy/3", "60 Gy/8", "50 Gy/5",
+                                                      "50 Gy/5", "27 Gy/3"]
+    assert lesions["L1"]["chosen"] == "54 Gy/3" and lesions["L1"]["chosen_from"] == "mdt"
+    assert all(x["chosen"] == x["recommended"] for k, x in lesions.items() if k != "L1")
+    assert all(x["chosen_from"] == "recommendation" for k, x in lesions.items() if k != "L1")
+    evidence = rec["evidence"]
+    assert evidence["case_options"]["prescriptions"] == given
+    # SHA-256 of every file of the patient folder (DICOM and the structure-mapping file),
+    # recomputed here
+    expected = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in folder.iterdir() if p.is_file()}
+    assert "rtplan-assist-map.csv" in expected
+    assert {i["file"]: i["sha256"] for i in evidence["inputs"]} == expected
+    tables = {t["file"]: t["sha256"] for t in evidence["tables"]}
+    for name in ("alpha_beta.csv", "sources.yaml", "tg101_2010_3fx.csv"):
+        assert tables[name] == hashlib.sha256((shipped_folder() / name).read_bytes()).hexdigest()
+    assert evidence["software"]["rtplan_assist"] and evidence["models"]["tumour"]
+
+    assert main(["records", "--db", url, "--patient", "RTPA-DEMO-0000"]) == 0
+    text = capsys.readouterr().out
+    assert printed["record_id"] in text and "chosen 54 Gy/3 (MDT)" in text
+    assert main(["records", "--db", url, "--patient", "p-00000000"]) == 0
+    assert capsys.readouterr().out == "no decision recorded\n"
+    code, out = _verify(url, capsys)
+    assert code == 0 and "1 record(s), chain intact" in out and printed["record_hash"] in out
+    assert main(["verify-records", "--db", url, "--record", printed["record_id"]]) == 0
+    assert "same input files, tables and verdicts" in capsys.readouterr().out

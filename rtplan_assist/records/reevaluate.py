@@ -59,7 +59,9 @@ def evaluator_for(record: dict, path: str | None = None, tables_folder: str | No
         raise RecordError(
             f"record {record['record_id']} used a user tables folder: give --tables-folder"
         )
-    case = load_case(source, patient_id=record.get("patient_id") or None)
+    options = evidence.get("case_options") or {}
+    case = load_case(source, patient_id=record.get("patient_id") or None,
+                     allow_patient_mismatch=bool(options.get("allow_patient_mismatch")))
     from ..deidentify import patient_key
 
     if patient_key(case.patient_id) != record["patient_key"]:
@@ -69,9 +71,13 @@ def evaluator_for(record: dict, path: str | None = None, tables_folder: str | No
         )
     regimens = {lid: [parse_regimen(label) for label in labels]
                 for lid, labels in evidence["regimens_considered"].items()}
+    from ..cli_evaluate import parse_prescriptions, parse_targets
+
     return evaluate_folder(case, tables=evidence["tables_used"], tables_folder=tables_folder,
                            overrides=dict(evidence["structure_mapping"]), regimens=regimens,
-                           outside=evidence["outside"])
+                           outside=evidence["outside"],
+                           targets=parse_targets(options.get("targets") or []),
+                           prescriptions=parse_prescriptions(options.get("prescriptions") or []))
 
 
 def reevaluate(record: dict, path: str | None = None,

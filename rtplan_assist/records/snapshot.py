@@ -82,7 +82,8 @@ def table_files(tables_folder: str | None, names: tuple[str, ...]) -> list[tuple
 
 
 def evidence_of(evaluator, result, *, tables_folder: str | None = None,
-                scrub=None, map_file: str | None = None) -> dict:
+                scrub=None, map_file: str | None = None,
+                case_options: dict | None = None) -> dict:
     """The evidence snapshot of ``result`` (a JSON-safe dict of str/int/list/dict).
 
     Parameters
@@ -96,6 +97,9 @@ def evidence_of(evaluator, result, *, tables_folder: str | None = None,
         Applied to input file names when the record is de-identified.
     map_file : str or None
         A structure-mapping file given on the command line (``--map-file``): hashed too.
+    case_options : dict or None
+        ``targets``, ``prescriptions`` (the ``--target``/``--prescription`` texts) and
+        ``allow_patient_mismatch``, kept for re-evaluation.
     """
     from .. import __version__
     from ..regimens import TUMOUR_MODEL
@@ -139,6 +143,8 @@ def evidence_of(evaluator, result, *, tables_folder: str | None = None,
         "map_file_sha256": file_sha256(map_file) if map_file else None,
         "outside": evaluator.outside,
         "regimens_considered": regimens,
+        "case_options": {"targets": [], "prescriptions": [], "allow_patient_mismatch": False,
+                         **(case_options or {})},
     }
 
 
@@ -161,8 +167,8 @@ def decision_content(evaluator, result, *, recorded_by: str, role: str, rational
                      dissent: str = "", attendees: list[dict] | None = None,
                      mdt_choice: dict | None = None, supersedes: str | None = None,
                      source: str | None = None, deidentify: bool = False,
-                     tables_folder: str | None = None,
-                     map_file: str | None = None) -> tuple[dict, list[dict]]:
+                     tables_folder: str | None = None, map_file: str | None = None,
+                     case_options: dict | None = None) -> tuple[dict, list[dict]]:
     """The record (without chain fields) and its lesion rows for ``result``.
 
     Parameters
@@ -243,6 +249,6 @@ def decision_content(evaluator, result, *, recorded_by: str, role: str, rational
         "composite_verdict": rows_verdict(result.composite_rows) if result.composite_rows
         else "not evaluable",
         "evidence": evidence_of(evaluator, result, tables_folder=tables_folder, scrub=scrub,
-                                map_file=map_file),
+                                map_file=map_file, case_options=case_options),
     }
     return record, lesions
