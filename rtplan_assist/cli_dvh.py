@@ -55,12 +55,12 @@ def register(sub) -> None:
                    "names, or the PatientID)")
     p.add_argument("--prescription", type=float, metavar="GY",
                    help="prescription (Gy) for %% doses; default: the dose's plan")
-    # dvh.OUTSIDE_POLICIES, spelled out so that --help does not load the DVH engine
-    # (tests/test_startup.py checks they agree)
     p.add_argument("--end-caps", choices=("half", "none"), default="half",
                    help="end caps of each structure's solid: half a plane spacing beyond the "
                    "first and last contour (default; Nelms 2015, Pinnacle, RayStation, Monaco) "
                    "or none (Eclipse); stated in the output (README: agreement per TPS)")
+    # dvh.OUTSIDE_POLICIES, spelled out so that --help does not load the DVH engine
+    # (tests/test_startup.py checks they agree)
     p.add_argument("--outside", choices=("exclude", "zero"), default="exclude",
                    help="volume outside the dose grid: leave out of the DVH (default) or "
                    "count at 0 Gy; either way it is reported")
