@@ -344,7 +344,10 @@ def compute_dvh(
                                   end_caps)
     bin_width, n_edges = _bins(values, dose.path)
     grid = dose.grid
-    refinement = Refinement(REFINE_QUANTILE, REFINE_BUDGET_MM, volume_cc * 1000.0) if refine else None
+    # no refinement for a zero contour-stack volume (a self-intersecting bow tie): its hot
+    # share would be 0 mm³ and the kernel's refinement step h / sqrt(0) (issue 18 fuzzing)
+    refinement = (Refinement(REFINE_QUANTILE, REFINE_BUDGET_MM, volume_cc * 1000.0)
+                  if refine and volume_cc > 0 else None)
     cdf, stats = dvh_accumulate(
         flat.z_lo, flat.z_hi, flat.plane_poly, flat.poly_start, flat.vx, flat.vy,
         values, grid.origin, grid.spacing, grid.z_mm, grid_coverage(grid),

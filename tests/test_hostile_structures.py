@@ -119,3 +119,15 @@ def test_fold_count_of_simple_and_star_contours():
     # in y over an extent of 80 mm, so about n x 12.7 / 160 = n / 12.6 folds
     assert contour_folds(_star(2000, 0.0)[:, :2]) == pytest.approx(2000 / 12.6, rel=0.05)
     assert contour_folds(_star(64, 0.0)[:, :2]) < MAX_CONTOUR_FOLDS
+
+
+def test_zero_volume_bow_tie_is_not_an_untyped_crash(tmp_path):
+    # Found by the issue-18 fuzz corpus: a self-intersecting (bow-tie) contour on one plane has
+    # zero contour-stack volume, and the DVH kernel's dose-adaptive refinement divided by it
+    # (ZeroDivisionError out of compute_dvhs).
+    from fuzz import harness
+
+    names = ["d_units", "s_degenerate_polygon", "s_single_plane"]
+    harness.write_case(harness.mutated_case(names, 0), tmp_path)
+    outcome = harness.run_pipeline(tmp_path)
+    assert outcome.kind in ("ok", "typed")

@@ -370,6 +370,11 @@ def write_case(datasets: dict[str, Dataset], folder: Path) -> list[Path]:
         for role, ds in datasets.items():
             if ds is None:
                 continue
+            if isinstance(ds, bytes):  # a file given as its bytes (x_junk)
+                path = folder / f"{role}.dcm"
+                path.write_bytes(ds)
+                out.append(path)
+                continue
             try:
                 path = save(ds, folder / f"{role}.dcm", file_meta=role != "plan_implicit")
             except Exception as exc:
@@ -512,19 +517,51 @@ def s_non_axial(c: dict, rng: random.Random) -> None:
 
 
 def s_duplicate_roi(c: dict, rng: random.Random) -> None:
-    """Two ROIs share a number or a name; or a contour is repeated on its own plane."""
+    """Two ROIs share a number or a name; a second ROIContourSequence item for one ROI; a
+    contour repeated on its own plane, or every contour of an ROI exported twice."""
     ds = c["struct"]
-    choice = rng.randrange(3)
+    choice = rng.randrange(5)
     rois = ds.get("StructureSetROISequence", None) or []
+    items = ds.get("ROIContourSequence", None) or []
     if choice == 0 and len(rois) > 1:
         rois[1].ROINumber = rois[0].ROINumber
     elif choice == 1 and len(rois) > 1:
         rois[1].ROIName = rois[0].ROIName
+    elif choice == 2 and items:
+        extra = copy.deepcopy(_pick(rng, items))
+        for contour in extra.get("ContourSequence", None) or []:
+            values = [float(v) for v in contour.ContourData]
+            contour.ContourData = [v + (50.0 if i % 3 == 0 else 0.0)
+                                   for i, v in enumerate(values)]
+        items.append(extra)
+    elif choice == 3 and items:
+        item = _pick(rng, items)
+        seq = item.get("ContourSequence", None)
+        if seq:
+            for contour in list(seq):
+                seq.append(copy.deepcopy(contour))
     else:
         item = _pick(rng, ds.get("ROIContourSequence", None) or [])
         seq = item.get("ContourSequence", None) if item is not None else None
         if seq:
             seq.append(copy.deepcopy(seq[0]))
+
+
+def s_star_contour(c: dict, rng: random.Random) -> None:
+    """A contour replaced by a star of 200 to 90,000 points alternating between two radii
+    (the contour complexity bound: a couple of hundred points pass, thousands do not)."""
+    contour = _pick(rng, _contours(c["struct"]))
+    if contour is None:
+        return
+    values = [float(v) for v in contour.ContourData]
+    z = values[2]
+    n = rng.choice([200, 5_000, 90_000])
+    k = np.arange(n)
+    r = np.where(k % 2 == 0, 12.0, rng.choice([3.0, 9.0]))
+    t = 2 * np.pi * k / n
+    points = np.c_[r * np.cos(t), r * np.sin(t), np.full(n, z)]
+    contour.NumberOfContourPoints = n
+    set_raw(contour, "ContourData", "\\".join(f"{v:.3f}" for v in points.ravel()), "DS")
 
 
 def s_wrong_vr(c: dict, rng: random.Random) -> None:
@@ -796,16 +833,26 @@ def x_implicit(c: dict, rng: random.Random) -> None:
     c["plan_implicit"] = c.pop("plan")
 
 
+def x_junk(c: dict, rng: random.Random) -> None:
+    """A file that must cost no parsing: zeros (pydicom parsed them as empty elements, ~0.8 s
+    per MB), or a DICM prefix followed by zeros. (The deflate bomb is tested on its own in
+    ``tests/test_hostile_files.py``: inflating past the 1 GiB bound costs ~1 s per run.)"""
+    if rng.randrange(2):
+        c["junk"] = bytes(rng.choice([1, 4]) << 20)
+    else:
+        c["junk"] = b"\0" * 128 + b"DICM" + bytes(2 << 20)
+
+
 STRUCTURED: dict[str, Callable[[dict, random.Random], None]] = {
     f.__name__: f
     for f in (
         s_delete_contour_data, s_delete_sequence, s_delete_item_element, s_contour_values,
         s_number_of_points, s_large_contour, s_shift_outside, s_non_axial, s_duplicate_roi,
-        s_wrong_vr, s_single_plane, s_degenerate_polygon,
+        s_star_contour, s_wrong_vr, s_single_plane, s_degenerate_polygon,
         d_delete, d_spacing, d_huge_header, d_frames, d_scaling, d_offsets, d_position,
         d_pixel_format, d_pixel_data, d_units, d_single_frame,
         p_fractions, p_prescription, p_delete, p_target, p_groups,
-        x_duplicate_uids, x_conflicts, x_drop_file, x_implicit,
+        x_duplicate_uids, x_conflicts, x_drop_file, x_implicit, x_junk,
     )
 }
 
