@@ -195,36 +195,16 @@ def build_evaluator(args):
 
 def parse_targets(items: list[str]) -> dict[str, list[str]]:
     """``--target PLAN=ROI[,ROI...]`` (repeatable) → plan → ROI names."""
-    out: dict[str, list[str]] = {}
-    for item in items:
-        plan, sep, rois = item.partition("=")
-        names = [r.strip() for r in rois.split(",") if r.strip()]
-        if not sep or not plan.strip() or not names:
-            raise EvaluationError(
-                f"--target '{item}': expected PLAN=ROI[,ROI...] (PLAN: the RTPLAN's label or "
-                "file name; ROI: target structure names)"
-            )
-        out.setdefault(plan.strip(), [])
-        out[plan.strip()] += [n for n in names if n not in out[plan.strip()]]
-    return out
+    from .evaluation.lesions import parse_targets as parse
+
+    return parse(items)
 
 
 def parse_prescriptions(items: list[str]):
     """``--prescription PLAN=DOSE/FRACTIONS`` (repeatable) → plan → Regimen."""
-    from .regimens import parse_regimen
+    from .evaluation.lesions import parse_prescriptions as parse
 
-    out = {}
-    for item in items:
-        plan, sep, text = item.rpartition("=")
-        if not sep or not plan.strip():
-            raise EvaluationError(
-                f"--prescription '{item}': expected PLAN=DOSE/FRACTIONS, e.g. 'Plan1=54/3' "
-                "(PLAN: the RTPLAN's label or file name)"
-            )
-        if plan.strip() in out:
-            raise EvaluationError(f"--prescription: plan '{plan.strip()}' given twice")
-        out[plan.strip()] = parse_regimen(text)
-    return out
+    return parse(items)
 
 
 def _cmd_evaluate(args) -> int:

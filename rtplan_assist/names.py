@@ -136,8 +136,14 @@ def folder_mapping(folder: str | Path | None, *,
     return load_mapping_file(path, lines=lines), str(path)
 
 
-def load_mapping_file(path: str | Path, *, lines: dict[str, int] | None = None) -> dict[str, str]:
+def load_mapping_file(path: str | Path, *, lines: dict[str, int] | None = None,
+                      plan_options: list[tuple[str, str, str]] | None = None) -> dict[str, str]:
     """Read a mapping CSV with columns ``structure,tg263`` (header required).
+
+    Rows whose first cell is ``--target`` or ``--prescription`` carry the ``evaluate``
+    option of that name for this patient (second cell: ``PLAN=ROI[,ROI...]`` or
+    ``PLAN=DOSE/FRACTIONS``); they are not mappings and go to ``plan_options`` as
+    ``(option, value, "file:line")`` when given.
 
     ``lines``, when given, receives the line number of each structure's entry (for
     :func:`check_mapping_file`).
@@ -167,6 +173,11 @@ def load_mapping_file(path: str | Path, *, lines: dict[str, int] | None = None) 
         for cells in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in cells):
+                continue
+            if cells and cells[0].strip() in ("--target", "--prescription"):
+                if plan_options is not None:
+                    plan_options.append((cells[0].strip(), ",".join(cells[1:]).strip(),
+                                         f"{path.name}:{line}"))
                 continue
             if len(cells) != 2 or not cells[0].strip() or not cells[1].strip():
                 raise ConstraintTableError(f"{path.name}:{line}: expected 'structure,tg263'")

@@ -117,6 +117,11 @@ def evaluate_folder(
         from_file = load_mapping_file(map_file, lines=lines)
         check_mapping_file(map_file, from_file, lines, [s.name for s in case.structures], tables)
         merged.update(from_file)
+        from .evaluation.lesions import mapping_file_plan_options
+
+        file_targets, file_rx = mapping_file_plan_options(map_file)
+        targets = {**file_targets, **dict(targets or {})}
+        prescriptions = {**file_rx, **dict(prescriptions or {})}
     merged.update(overrides or {})
     if regimens is None and regimens_file is not None:
         from .regimens import load_regimen_file

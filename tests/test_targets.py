@@ -175,3 +175,28 @@ def test_patient_mismatch_is_refused_then_accepted_with_the_option(renamed_demo,
     ev = evaluate_folder(renamed_demo, allow_patient_mismatch=True)
     assert [x.lesion_id for x in ev.lesions] == ["L1", "L2", "L3", "L4"]  # L4's dose refused
     assert ev.lesions[-1].label == "L5 T8 vertebra"
+
+
+def test_targets_and_prescriptions_from_the_mapping_files(no_prescription_demo, tmp_path):
+    """The patient folder's mapping file (and a --map-file) may carry --target and
+    --prescription rows; an option given explicitly wins over the file."""
+    import shutil
+
+    from rtplan_assist.workflow import evaluate_folder
+
+    folder = shutil.copytree(no_prescription_demo, tmp_path / "p", ignore=shutil.ignore_patterns("o.json"))
+    rows = "".join(f"--prescription,{label}={rx}\n" for label, rx in (
+        ("L1 RUL", "54/3"), ("L2 LUL central", "60/8"), ("L3 subcarinal", "50/5"),
+        ("L4 liver", "50/5")))
+    with open(folder / "rtplan-assist-map.csv", "a", encoding="utf-8") as handle:
+        handle.write(rows + '--target,"L4 liver=PTV_4"\n')
+    extra = tmp_path / "extra.csv"
+    extra.write_text("structure,tg263\n--prescription,L5 T8 vertebra=24/2\n", encoding="utf-8")
+    ev = evaluate_folder(folder, map_file=extra,
+                         prescriptions={"L1 RUL": Regimen(5, 55.0)})
+    assert [x.planned.label for x in ev.lesions] == [
+        "55 Gy/5", "60 Gy/8", "50 Gy/5", "50 Gy/5", "24 Gy/2"]
+    assert ev.lesions[3].target.name == "PTV_4"
+    extra.write_text("structure,tg263\n--prescription,L5 T8 vertebra\n", encoding="utf-8")
+    with pytest.raises(EvaluationError, match="extra.csv:2: --prescription"):
+        evaluate_folder(folder, map_file=extra)

@@ -200,6 +200,72 @@ def _find_gtv(case: Case, target: Structure) -> Structure | None:
     return inside[0] if len(inside) == 1 else None
 
 
+def parse_targets(items) -> dict[str, list[str]]:
+    """``PLAN=ROI[,ROI...]`` texts (``--target``, repeatable) → plan → ROI names."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        plan, sep, rois = str(item).partition("=")
+        names = [r.strip() for r in rois.split(",") if r.strip()]
+        if not sep or not plan.strip() or not names:
+            raise EvaluationError(
+                f"--target '{item}': expected PLAN=ROI[,ROI...] (PLAN: the RTPLAN's label or "
+                "file name; ROI: target structure names)"
+            )
+        bucket = out.setdefault(plan.strip(), [])
+        bucket += [n for n in names if n not in bucket]
+    return out
+
+
+def parse_prescriptions(items) -> dict[str, Regimen]:
+    """``PLAN=DOSE/FRACTIONS`` texts (``--prescription``, repeatable) → plan → Regimen."""
+    from ..regimens import parse_regimen
+
+    out: dict[str, Regimen] = {}
+    for item in items:
+        plan, sep, text = str(item).rpartition("=")
+        if not sep or not plan.strip():
+            raise EvaluationError(
+                f"--prescription '{item}': expected PLAN=DOSE/FRACTIONS, e.g. 'Plan1=54/3' "
+                "(PLAN: the RTPLAN's label or file name)"
+            )
+        if plan.strip() in out:
+            raise EvaluationError(f"--prescription: plan '{plan.strip()}' given twice")
+        out[plan.strip()] = parse_regimen(text)
+    return out
+
+
+def mapping_file_plan_options(path) -> tuple[dict[str, list[str]], dict[str, Regimen]]:
+    """The ``--target``/``--prescription`` rows of a mapping file (``structure,tg263``; see
+    :func:`rtplan_assist.names.load_mapping_file`), parsed; errors name the file and line."""
+    from ..names import load_mapping_file
+
+    options: list[tuple[str, str, str]] = []
+    load_mapping_file(path, plan_options=options)
+    targets: dict[str, list[str]] = {}
+    prescriptions: dict[str, Regimen] = {}
+    for option, value, where in options:
+        try:
+            if option == "--target":
+                for plan, rois in parse_targets([value]).items():
+                    targets.setdefault(plan, [])
+                    targets[plan] += [r for r in rois if r not in targets[plan]]
+            else:
+                prescriptions.update(parse_prescriptions([value]))
+        except EvaluationError as exc:
+            raise EvaluationError(f"{where}: {exc}") from None
+    return targets, prescriptions
+
+
+def folder_plan_options(folder) -> tuple[dict[str, list[str]], dict[str, Regimen]]:
+    """The plan options of the mapping file kept in a patient folder (if any)."""
+    from ..names import FOLDER_MAP_FILE
+
+    if not folder:
+        return {}, {}
+    path = Path(folder) / FOLDER_MAP_FILE
+    return mapping_file_plan_options(path) if path.is_file() else ({}, {})
+
+
 def plan_keys(plan: Plan) -> set[str]:
     """The names a user may give a plan by (``--target PLAN=...``): its RTPlanLabel, its
     RTPlanName, its file name and the file name without extension (case-insensitive)."""

@@ -24,7 +24,7 @@ from ..model import Case, Grid, Structure
 from ..radiobiology import COMPOSITE_CAVEATS, Model, eqd2_transform
 from ..regimens import TUMOUR_MODEL, Regimen, site_regimens
 from .composite import CompositeMixin
-from .lesions import find_lesions, no_lesion_message
+from .lesions import find_lesions, folder_plan_options, no_lesion_message
 from .organs import (
     constraints_at,
     map_organs,
@@ -107,6 +107,11 @@ class Evaluation(CompositeMixin, SearchMixin):
         self.outside = outside
         self.warnings: list[str] = list(case.warnings)
         reasons: list[str] = []
+        # the patient folder's mapping file may carry --target/--prescription rows; the
+        # options given explicitly win
+        folder_targets, folder_rx = folder_plan_options(case.folder)
+        targets = {**folder_targets, **(targets or {})}
+        prescriptions = {**folder_rx, **(prescriptions or {})}
         self.lesions: list[Lesion] = find_lesions(
             case, self.warnings, targets=targets, prescriptions=prescriptions, reasons=reasons
         )
