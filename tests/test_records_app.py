@@ -148,16 +148,6 @@ def _login(dash_duo, base: str, user: str) -> None:
     dash_duo.wait_for_element("#react-entry-point", timeout=60)
 
 
-def _choose(dash_duo, dropdown_id: str, value: str) -> None:
-    """Pick ``value`` in a Dash 4 ``dcc.Dropdown`` (as tests/test_app_browser.py does)."""
-    dash_duo.find_element(f"#{dropdown_id}").click()
-    dash_duo.wait_for_element("input.dash-dropdown-search", timeout=10).send_keys(value)
-    option = dash_duo.wait_for_element(
-        f"label[role=option]:has(input[value='{value}'])", timeout=10)
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", option)
-    option.click()
-
-
 def _click(dash_duo, selector: str) -> None:
     # a click by script: the page below the composite tables still shifts while it renders
     element = dash_duo.find_element(selector)
@@ -177,6 +167,7 @@ def _record(dash_duo, rationale: str) -> str:
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler-utils (pdftotext)")
 def test_record_decision_in_the_browser(dash_duo, app_cache, tmp_path):
     from rtplan_assist.app import create_app
+    from test_app_browser import _choose  # picks an option of a Dash 4 dcc.Dropdown
 
     db = tmp_path / "records.sqlite"
     app = create_app(None, cache_dir=app_cache, records_db=str(db), users=_users(tmp_path))
