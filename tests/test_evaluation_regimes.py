@@ -179,3 +179,47 @@ def test_brain_site_says_no_table():
     note = site_coverage("brain", load_tables())
     assert "no constraint table covers the brain" in note
     assert site_coverage("lung", load_tables()) == ""
+
+
+# ------------------------------------------------------------------ dose plausibility
+
+
+def test_fraction_dose_that_is_really_a_plan_dose_is_refused():
+    """A dose labelled FRACTION whose values are already the plan total: × 5 fractions gives
+    50 Gy where the plan prescribes 10 Gy; D50 = 50 Gy > 1.5 × 10 Gy (issue 12)."""
+    import numpy as np
+    from test_evaluation import GRID, synthetic_case
+
+    from rtplan_assist.errors import EvaluationError
+
+    with pytest.raises(EvaluationError) as info:
+        CaseEvaluator(synthetic_case(dose1=10.0 * np.ones(GRID.shape), summation1="FRACTION"))
+    text = str(info.value)
+    assert text.startswith("D1.dcm: implausible dose for prescription 10 Gy/5")
+    assert "D50 = 50.00 Gy is outside 0.5-1.5 × Rx (5-15 Gy)" in text
+    assert "multiplied by the 5 planned fractions" in text
+
+
+def test_fraction_dose_with_a_maximum_above_twice_rx_is_refused():
+    """2 Gy per fraction (× 5 = 10 Gy = Rx) but 5 Gy per fraction in the last 2 mm of the PTV:
+    D50 = 10 Gy is plausible, the maximum 25 Gy > 2 × 10 Gy is not."""
+    import numpy as np
+    from test_evaluation import GRID, synthetic_case, x_mm
+
+    from rtplan_assist.errors import EvaluationError
+
+    per_fraction = np.where(x_mm() >= 12.5, 5.0, 2.0)
+    with pytest.raises(EvaluationError, match=r"maximum 25.00 Gy exceeds 2 × Rx \(20 Gy\)"):
+        CaseEvaluator(synthetic_case(dose1=per_fraction, summation1="FRACTION"))
+    # the plausible one (2 Gy × 5 everywhere) is accepted
+    CaseEvaluator(synthetic_case(dose1=2.0 * np.ones(GRID.shape), summation1="FRACTION"))
+
+
+def test_a_wrong_prescription_is_refused_by_the_cli(capsys):
+    from rtplan_assist.cli import main
+
+    # the demo's L1 plan delivers 54 Gy; a prescription of 20 Gy/5 makes its D50 > 1.5 × Rx
+    assert main(["evaluate", "--demo", "--prescription", "RP.L1.dcm=20/5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "implausible dose for prescription 20 Gy/5" in err[0]
+    assert "the prescription 20 Gy/5 given for the plan" in err[0] and "Traceback" not in err[0]

@@ -13,6 +13,7 @@ import copy as _copy
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -169,6 +170,58 @@ class Evaluation(CompositeMixin, SearchMixin):
         # regimen lists → Recommendation: a copy() shares the entries (immutable once made)
         self._recommendations: dict[tuple, Recommendation] = {}
         self.timings: dict[str, float] = {}
+        for lesion in self.lesions:
+            self._check_plausible(lesion)
+
+    def _check_plausible(self, lesion: Lesion) -> None:
+        """Refuse a dose that does not fit the prescription it was scaled to or read with
+        (issue 12): after FRACTION × n scaling, a RELATIVE dose taken as a fraction of the
+        prescription, or a prescription given by the user, the target's D50 must lie within
+        0.5-1.5 × Rx and its maximum within 2 × Rx.
+
+        Raises
+        ------
+        EvaluationError
+            Naming the dose file, the values and what was assumed.
+        """
+        name = Path(lesion.dose.path).name if lesion.dose.path else lesion.dose.sop_instance_uid
+        plan = lesion.plan
+        assumed = []
+        if lesion.dose_scale_note:
+            assumed.append(lesion.dose_scale_note.split(": ", 1)[-1])
+        if any(name in w and "RELATIVE dose converted" in w for w in self.case.warnings):
+            assumed.append("a RELATIVE dose of 1.0 taken as the prescription")
+        own = (
+            Regimen(int(plan.fractions), float(plan.prescription_gy))
+            if plan.fractions and plan.prescription_gy
+            else None
+        )
+        if own != lesion.planned:
+            assumed.append(
+                f"the prescription {lesion.planned.label} given for the plan (not the RTPLAN's "
+                f"{own.label if own else 'missing one'})"
+            )
+        if not assumed:
+            return
+        dvh = self._physical_dvhs(lesion, [lesion.target]).get(lesion.target.name)
+        if dvh is None:
+            return
+        rx = lesion.planned.total_dose_gy
+        d50 = dvh.metric("D50%[Gy]").value
+        dmax = dvh.dmax_gy
+        problems = []
+        if not math.isnan(d50) and not 0.5 * rx <= d50 <= 1.5 * rx:
+            problems.append(f"target {lesion.target.name} D50 = {d50:.2f} Gy is outside "
+                            f"0.5-1.5 × Rx ({0.5 * rx:g}-{1.5 * rx:g} Gy)")
+        if not math.isnan(dmax) and dmax > 2.0 * rx:
+            problems.append(f"its maximum {dmax:.2f} Gy exceeds 2 × Rx ({2 * rx:g} Gy)")
+        if problems:
+            raise EvaluationError(
+                f"{name}: implausible dose for prescription {lesion.planned.label}: "
+                + "; ".join(problems)
+                + f". Assumed: {'; '.join(assumed)}. Check DoseSummationType, DoseUnits and "
+                "the prescription (--prescription PLAN=DOSE/FRACTIONS)"
+            )
 
     def __repr__(self) -> str:
         lesions = ", ".join(
