@@ -10,6 +10,7 @@ the pure modules of the package: :mod:`.lesions`, :mod:`.organs`, :mod:`.rows`, 
 from __future__ import annotations
 
 import copy as _copy
+import math
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
