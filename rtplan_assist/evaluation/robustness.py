@@ -242,6 +242,22 @@ def recommendation_robustness(rec, rows: list[ResultRow], composite: list[Result
                 + ("; the control target holds under LQ, LQ-L and USC"
                    if check.cited and regimen.dose_per_fraction_gy > 10 else "")
             )
+        unjudged = sorted({r.structure for r in mine
+                           if r.status == "not evaluable" and r.structure})
+        if unjudged:
+            parts.append(
+                "cannot be judged for " + ", ".join(unjudged)
+                + " (mandatory rows without a value or a cited limit at this fraction number: "
+                "not a pass)"
+            )
+        uncited = sorted({r.structure for r in by_key.get((lid, regimen.label), [])
+                          if r.status == "not evaluable" and r.structure
+                          and "no cited limit" in r.reason})
+        if uncited:
+            parts.append(
+                f"no cited limit at {regimen.fractions} fx for " + ", ".join(uncited)
+                + " (advisory extrapolations only: judge these organs clinically)"
+            )
         if unassessed:
             parts.append(f"{len(unassessed)} mandatory row(s) not assessed (composite EQD2 or "
                          "converted volume thresholds)")
@@ -258,5 +274,7 @@ def recommendation_robustness(rec, rows: list[ResultRow], composite: list[Result
                 )
             else:
                 parts.append(f"would change if the binding limit changed: {row.describe()}")
+        if parts[0].startswith("robust") and (unjudged or uncited):
+            parts[0] = "partly judged: " + parts[0][len("robust: "):]
         out[lid] = "; ".join(parts)
     return out

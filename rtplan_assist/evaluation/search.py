@@ -451,8 +451,8 @@ class SearchMixin:
             row = max(fails, key=excess)
             if row.status == "not evaluable":
                 return (
-                    f"{row.structure or row.organ}: {above.regimen.label} cannot be judged: "
-                    f"{row.reason}",
+                    (f"{row.structure or row.organ}: {above.regimen.label} cannot be judged: "
+                     f"{row.reason}"),
                     row,
                 )
             return f"{row.describe()}: {above.regimen.label} fails it", row
