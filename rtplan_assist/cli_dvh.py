@@ -208,6 +208,7 @@ def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription
 
 def _cmd_dvh(args) -> int:
     from .dicom import load_case
+    from .escape import csv_cell  # an ROI named '=HYPERLINK(...)' stays text in a spreadsheet
 
     paths = [Path(p) for p in args.path]
     case = load_case(paths[0] if len(paths) == 1 else paths, patient_id=args.patient)
@@ -231,7 +232,7 @@ def _cmd_dvh(args) -> int:
         w.writerow(["dose_file", "structure", "roi_number", "volume_cc", "dvh_volume_cc",
                     "outside_cc", "end_caps", "metric", "value"])
         for e in doc["structures"]:
-            base = [e["dose_file"], e["name"], e["roi_number"], e["volume_cc"],
+            base = [e["dose_file"], csv_cell(e["name"]), e["roi_number"], e["volume_cc"],
                     e["dvh_volume_cc"], e["outside_cc"], e["end_caps"]]
             for key in ("dmin_gy", "dmean_gy", "dmax_gy"):
                 w.writerow(base + [key, e[key]])

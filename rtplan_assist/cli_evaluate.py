@@ -215,6 +215,7 @@ def _cmd_evaluate(args) -> int:
         result_to_html,
         result_to_text,
     )
+    from .escape import csv_cell
     from .outputs import atomic_write_text
 
     evaluator = build_evaluator(args)
@@ -234,8 +235,8 @@ def _cmd_evaluate(args) -> int:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS), lineterminator="\n")
         writer.writeheader()
-        for row in result_rows_tidy(result):
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        for row in result_rows_tidy(result):  # formula-like text cells get a leading '
+            writer.writerow({k: "" if v is None else csv_cell(v) for k, v in row.items()})
         text = buffer.getvalue()
     elif args.format == "html":
         text = result_to_html(result)

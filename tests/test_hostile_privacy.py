@@ -24,3 +24,19 @@ def test_context_escapes():
     md = markdown_html("x\n\n![i](http://evil/x.png) [l](http://e) <b>")
     assert "\n" not in md and "<" not in md and "&#10;&#10;" in md
     assert mathtext_literal("PTV $\\alpha$") == "PTV \\$\\alpha\\$"
+
+
+def test_dvh_csv_neutralises_a_formula_roi_name(tmp_path, capsys):
+    # On main an ROI named '=HYPERLINK(...)' reached the CSV cell as a live formula.
+    from fuzz import harness
+
+    from rtplan_assist.cli import main
+
+    datasets = harness.base_datasets()
+    datasets["struct"].StructureSetROISequence[0].ROIName = '=HYPERLINK("http://e","x")'
+    harness.write_case(datasets, tmp_path / "case")
+    assert main(["dvh", str(tmp_path / "case"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = [line.split(",")[1] for line in lines[1:]]
+    assert any(c.startswith("\"'=HYPERLINK") for c in cells)
+    assert not any(c.startswith(("=", '"=')) for c in cells)
