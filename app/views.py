@@ -142,7 +142,19 @@ def _cell_html(row) -> str:
         parts.append(f'<div class="cell-converted">{_e(conv)}</div>')
     if row.status == "not evaluable" and row.reason:
         parts.append(f'<div class="cell-reason">{_e(row.reason)}</div>')
+    marker = robustness_marker(row)
+    if marker:
+        parts.append(f'<div class="cell-fragile">{_e(marker)}</div>')
     return f'<td class="status-{_e(row.status.replace(" ", "-"))}">{"".join(parts)}</td>'
+
+
+def robustness_marker(row) -> str:
+    """Visible text for a verdict that flips within the α/β range or the borderline band
+    (issue 13, ``ResultRow.robustness``); empty for robust rows."""
+    if getattr(row, "robustness", "") != "fragile":
+        return ""
+    note = getattr(row, "robustness_note", "").split("; ")[0]
+    return f"⚠ fragile: {note.removeprefix('flips: ')}"
 
 
 def metric_family(metric: str) -> str:
@@ -277,6 +289,8 @@ def composite_table(rows: Sequence, contributors: Mapping[str, list[str]] | None
             continue
         contrib = contributors.get(row.structure) or []
         status = [status_badge(row.status)]
+        if robustness_marker(row):
+            status.append(html.Div(robustness_marker(row), className="cell-fragile"))
         if row.reason and not compact:
             status.append(html.Details([html.Summary("why"), row.reason],
                                        className="cell-reason"))

@@ -222,10 +222,12 @@ def _num(value, digits: int = 1) -> str:
         return str(value)
 
 
-def _status_cell(status: str) -> str:
+def _status_cell(status: str, robustness: str = "") -> str:
     colour = STATUS_COLOURS.get(status, "#ffffff")
+    # issue 13: a verdict that flips within the α/β range or the borderline band says so
+    fragile = "<br><b>fragile</b>" if robustness == "fragile" else ""
     return (f'<td class="status" style="background:{colour}">'
-            f"{_E(STATUS_TEXT.get(status, status))}</td>")
+            f"{_E(STATUS_TEXT.get(status, status))}{fragile}</td>")
 
 
 def _limit_text(row) -> str:
@@ -332,7 +334,7 @@ def _row_cells(row) -> str:
     return (
         f"<tr><td>{_E(row.structure or row.organ)}</td><td>{_E(row.metric)}{_E(kind)}"
         f"</td><td class=num>{_num(row.value, 2)}</td><td class=num>{_E(_limit_text(row))}</td>"
-        f"<td class=num>{_E(ab)}</td>{_status_cell(row.status)}"
+        f"<td class=num>{_E(ab)}</td>{_status_cell(row.status, getattr(row, 'robustness', ''))}"
         f"<td>{_E(_PRIORITY_SHORT.get(row.priority, row.priority))}</td>"
         f"<td class=src>{_E(_source_text(row))}</td></tr>"
     )

@@ -164,6 +164,8 @@ class Row:
     priority: str = "mandatory"
     lesion_id: str = "L2"
     patient_id: str = "P"
+    robustness: str = ""
+    robustness_note: str = ""
 
 
 def _text(component) -> str:
@@ -217,6 +219,21 @@ def test_comparison_table_columns_units_status_and_conversion():
     assert 'class="col-regimen col-recommended col-chosen" data-regimen="45 Gy/15"' in table
     first_row = table.split("<tbody>")[1].split("</tr>")[0]
     assert "PTV_2" in first_row  # target rows first
+
+
+def test_fragile_verdicts_carry_a_visible_marker():
+    """Issue 13: a verdict that flips within the organ's α/β range or the borderline band is
+    marked in the regimen table and the composite table as text, not only in a tooltip."""
+    from rtplan_assist.app.views import comparison_table_html, composite_table
+
+    fragile = Row("Spinal Cord", "Max[Gy]", 40.0, "fail", limit=38.89, robustness="fragile",
+                  robustness_note="flips: α/β 1.45 Gy; converted limit 38.89-41.36 Gy")
+    robust = Row("Esophagus", "D0.03cc[Gy]", 20.0, "pass", robustness="pass-robust")
+    table = comparison_table_html({"50 Gy/5": [fragile, robust]}, chosen="50 Gy/5",
+                                  recommended="50 Gy/5")
+    assert table.count("⚠ fragile") == 1 and "α/β 1.45 Gy" in table
+    text = _text(composite_table([fragile, robust]))
+    assert text.count("⚠ fragile: α/β 1.45 Gy") == 1
 
 
 def test_comparison_table_escapes_what_the_files_say():

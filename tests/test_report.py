@@ -95,3 +95,20 @@ def test_cli_report_html(tmp_path, capsys):
     assert "Demo Patient" in html
     assert main(["report", "--demo", "--out", str(tmp_path / "r.txt")]) == 2
     assert "pdf or .html" in capsys.readouterr().err
+
+
+def test_report_rows_mark_fragile_verdicts():
+    """Issue 13: the PDF's row table marks a verdict that flips within the organ's α/β range
+    or the borderline band ("fragile"), next to its status."""
+    from types import SimpleNamespace
+
+    from rtplan_assist.report import _row_cells
+
+    row = SimpleNamespace(structure="Spinal Cord", organ="SpinalCord", metric="Max[Gy]",
+                          kind="physical", value=40.0, limit=38.89, goal=None, comparator="<=",
+                          unit="Gy", alpha_beta_gy=2.0, model="LQ", status="fail",
+                          priority="mandatory", source="hytec", converted_from_fractions=5,
+                          constraint_fractions=15, robustness="fragile", reason="")
+    assert "<b>fragile</b>" in _row_cells(row)
+    row.robustness = "fail-robust"
+    assert "fragile" not in _row_cells(row)
