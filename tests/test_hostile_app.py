@@ -68,9 +68,8 @@ def test_pdf_name_from_a_patient_id_stays_in_its_folder(odd_app, monkeypatch):
     written = []
     result = SimpleNamespace(patient_id="../../../../tmp/evil")
     loaded = SimpleNamespace(entry=SimpleNamespace(key="k"), evaluator=None,
-                             lock=threading.Lock())
+                             lock=threading.Lock(), result=lambda _prefs: (result, {}))
     monkeypatch.setattr(composite, "loaded_patient", lambda *a: loaded)
-    monkeypatch.setattr(composite, "_result", lambda *a: (result, {}))
     monkeypatch.setattr(composite, "pdf_attribution", lambda *a: None)
 
     def render(_result, _evaluator, path, **_kw):
@@ -159,3 +158,24 @@ def test_upload_storage_has_a_global_cap(tmp_path, monkeypatch):
     assert len(list(st.upload_root.iterdir())) == 1  # the refused upload left nothing
     st.store_upload("s1", [_zip_url(two_mb)], ["c.zip"])  # a session may replace its own
     st.close()
+
+
+def test_preparation_crash_shows_no_traceback_in_the_page(tmp_path, monkeypatch, caplog):
+    # On main the last three stderr lines of a crashed preparation (a traceback fragment
+    # naming files) were the page's message.
+    from rtplan_assist.app.services import prepared
+
+    crash = ("import sys\nsys.stderr.write('Traceback (most recent call last):\\n  File "
+             "\"/data/DOE_JANE/RD.dcm\"\\nOSError: [Errno 28] No space left on device\\n')\n"
+             "sys.exit(1)\n")
+    real = prepared.subprocess.Popen
+    monkeypatch.setattr(prepared.subprocess, "Popen",
+                        lambda cmd, **kw: real([sys.executable, "-c", crash], **kw))
+    cache = prepared.PreparedCache(tmp_path, scrub=lambda t: t.replace("DOE_JANE", "(withheld)"))
+    entry = SimpleNamespace(folder=_patient(tmp_path / "p", "P1"), key="k")
+    with caplog.at_level(logging.ERROR), pytest.raises(Exception) as info:
+        cache.prepare(entry)
+    message = str(info.value)
+    assert "Traceback" not in message and "DOE_JANE" not in message
+    assert "server log" in message
+    assert "No space left" in caplog.text and "DOE_JANE" not in caplog.text

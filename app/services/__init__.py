@@ -68,7 +68,8 @@ class AppServices:
         self.workspace = Workspace(cache_dir)
         self.patients = PatientCatalogue(data_path, deidentify=deidentify)
         self.uploads = Uploads(self.workspace.upload_root, self.limits, deidentify=deidentify)
-        self.prepared = PreparedCache(self.workspace.evaluators_dir, max_loaded)
+        self.prepared = PreparedCache(self.workspace.evaluators_dir, max_loaded,
+                                      scrub=lambda text: self.scrub(text))
         self.sessions = Sessions(session_ttl_s, max_sessions)
         self.scrubber = Scrubber(deidentify, {e.key: e.folder for e in self.patients.entries})
         self._closed = False

@@ -16,6 +16,7 @@ The web process unpickles each prepared patient once (an LRU of ``max_loaded`` p
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -59,8 +60,11 @@ class PreparedCache:
         LRU bound on unpickled patients held in memory (each holds its dose grids).
     """
 
-    def __init__(self, evaluators_dir: Path, max_loaded: int = 6):
+    def __init__(self, evaluators_dir: Path, max_loaded: int = 6,
+                 scrub: Callable[[str], str] | None = None):
         self.evaluators_dir = Path(evaluators_dir)
+        #: withholds identifiers from what is logged (``serve --deidentify``)
+        self.scrub = scrub or (lambda text: text)
         self._templates = OnceLRU(max_loaded)  # pickle path -> Prepared
 
     @property
@@ -121,8 +125,16 @@ class PreparedCache:
             errfile.seek(max(0, os.fstat(errfile.fileno()).st_size - 4096))
             stderr = errfile.read().decode("utf-8", "replace")
         if code != 0 or not path.is_file():
-            tail = " ".join(stderr.strip().splitlines()[-3:])
-            raise EvaluationError(error or f"preparing the patient failed (exit {code}): {tail}")
+            if error:  # the job's own one-line refusal (a typed error)
+                raise EvaluationError(error)
+            # a crash: its traceback goes to the server log (scrubbed of identifiers under
+            # --deidentify), never into the page
+            logging.getLogger("rtplan_assist.app").error(
+                "preparing patient %s failed (exit %s); the end of its stderr:\n%s",
+                entry.key, code, self.scrub(stderr.strip()))
+            raise EvaluationError(
+                f"preparing the patient failed (exit {code}): an internal error, the details "
+                "are in the server log.")
         return path
 
     def template(self, entry: PatientEntry) -> Prepared:
