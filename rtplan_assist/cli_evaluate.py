@@ -12,8 +12,6 @@ Exit codes of ``evaluate``:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 
@@ -208,14 +206,7 @@ def parse_prescriptions(items: list[str]):
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluation import (
-        TIDY_COLUMNS,
-        result_rows_tidy,
-        result_to_dict,
-        result_to_html,
-        result_to_text,
-    )
-    from .escape import csv_cell
+    from .evaluation import result_to_csv, result_to_dict, result_to_html, result_to_text
     from .outputs import atomic_write_text
 
     evaluator = build_evaluator(args)
@@ -232,12 +223,7 @@ def _cmd_evaluate(args) -> int:
     if args.format == "json":
         text = json.dumps(result_to_dict(result), indent=2, ensure_ascii=False) + "\n"
     elif args.format == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for row in result_rows_tidy(result):  # formula-like text cells get a leading '
-            writer.writerow({k: "" if v is None else csv_cell(v) for k, v in row.items()})
-        text = buffer.getvalue()
+        text = result_to_csv(result)
     elif args.format == "html":
         text = result_to_html(result)
     else:

@@ -32,15 +32,13 @@ from . import __version__
 from .deidentify import WITHHELD, Identifiers, deidentify_result
 from .escape import css_string, mathtext_literal
 from .outputs import atomic_write_bytes, atomic_write_text
+from .status import STATUS_STYLE
 
 __all__ = ["render_report_html", "render_report_pdf", "write_report"]
 
-STATUS_COLOURS = {
-    "pass": "#d3f0da", "goal missed": "#ffeeba", "fail": "#f5b7b1",
-    "not evaluable": "#e2e3e5", "info": "#e3f0fb",
-}
-STATUS_TEXT = {"pass": "pass", "goal missed": "goal missed", "fail": "FAIL",
-               "not evaluable": "not evaluable", "info": "info"}
+# the one palette and vocabulary (rtplan_assist.status)
+STATUS_COLOURS = {name: style.background for name, style in STATUS_STYLE.items()}
+STATUS_TEXT = {name: style.text for name, style in STATUS_STYLE.items()}
 DISCLAIMER = ("Decision support for the MDT, not a treatment planning system: every dose was "
               "computed by the clinical TPS; rtplan-assist only rescales and converts it. Check "
               "the plan in the TPS before acting on this page.")

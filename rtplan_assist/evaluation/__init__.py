@@ -54,11 +54,17 @@ Modules
 ``bounds``     sound bounds on composite metrics from single-lesion EQD2 DVHs
 ``search``     the joint recommendation
 ``session``    Evaluation (alias CaseEvaluator): the caches and the public API
-``output``     dict, tidy rows, text and HTML of a result
+``output``     dict, tidy rows, CSV, text and HTML of a result
 """
 
 from .lesions import find_lesions
-from .output import result_rows_tidy, result_to_dict, result_to_html, result_to_text
+from .output import (
+    result_rows_tidy,
+    result_to_csv,
+    result_to_dict,
+    result_to_html,
+    result_to_text,
+)
 from .records import (
     ABLATIVE_SOURCE,
     CONTRIBUTION_FRACTION,
@@ -89,6 +95,7 @@ __all__ = [
     "ResultRow",
     "find_lesions",
     "result_rows_tidy",
+    "result_to_csv",
     "result_to_dict",
     "result_to_html",
     "result_to_text",

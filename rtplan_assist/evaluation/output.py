@@ -6,7 +6,9 @@ Every number comes from the result; nothing here computes a dose.
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +17,8 @@ import numpy as np
 
 from .. import __version__
 from ..regimens import ABLATIVE_BED10_GY, Regimen
-from .records import NEGATION, EvaluationResult, Lesion, ResultRow, excess, rows_verdict
+from ..status import STATUS_STYLE, status_style
+from .records import NEGATION, TIDY_COLUMNS, EvaluationResult, Lesion, ResultRow, excess, rows_verdict
 
 
 def _clean(value):
@@ -119,6 +122,20 @@ def result_rows_tidy(result: EvaluationResult) -> list[dict]:
     return [
         {k: _clean(v) for k, v in asdict(r).items()} for r in result.rows + result.composite_rows
     ]
+
+
+def result_to_csv(result: EvaluationResult) -> str:
+    """The tidy rows (:func:`result_rows_tidy`) as CSV text: header :data:`TIDY_COLUMNS`, ``\n``
+    line ends, an empty cell for a value that is not evaluable or absent; a formula-like text
+    cell gets a leading ``'`` (:func:`rtplan_assist.escape.csv_cell`)."""
+    from ..escape import csv_cell
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in result_rows_tidy(result):
+        writer.writerow({k: "" if v is None else csv_cell(v) for k, v in row.items()})
+    return buffer.getvalue()
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -227,13 +244,6 @@ def result_to_text(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-_STATUS_COLOUR = {
-    "pass": "#d8f3dc",
-    "goal missed": "#fff3bf",
-    "fail": "#ffc9c9",
-    "not evaluable": "#e9ecef",
-    "info": "#e7f5ff",
-}
 
 
 def result_to_html(result: EvaluationResult) -> str:
@@ -267,7 +277,7 @@ def result_to_html(result: EvaluationResult) -> str:
         ]
         for r in rows:
             d = asdict(r)
-            colour = _STATUS_COLOUR.get(r.status, "#fff")
+            colour = status_style(r.status).background
             out.append(
                 f'<tr style="background:{colour}">'
                 + "".join(
@@ -308,7 +318,7 @@ def result_to_html(result: EvaluationResult) -> str:
             f"{r.structure} {r.metric} {_fmt(r.value)} > {_fmt(r.limit)}" for r in s["fails"]
         )
         state = "fail" if s["fails"] else s["status"]
-        colour = _STATUS_COLOUR.get(state, _STATUS_COLOUR["pass"])
+        colour = (STATUS_STYLE.get(state) or STATUS_STYLE["pass"]).background
         chosen = " (chosen)" if s["chosen"] else ""
         if not fails and state != "pass":
             fails = "not evaluable"""

@@ -15,9 +15,9 @@ from ..errors import EvaluationError
 from ..metrics import Metric
 from ..model import Dose, Plan, Structure
 from ..regimens import Regimen
+from ..status import PRIORITY_RANK  # noqa: F401 - re-exported (evaluation.PRIORITY_RANK)
 
 ABLATIVE_SOURCE = "ablative line BED10 >= 100 Gy: Radiat Oncol J, PMC4206062 (reference §6.1)"
-PRIORITY_RANK = {"mandatory": 0, "optimal": 1, "report": 2}
 SITES = ("lung", "central lung", "liver", "bone", "vertebra", "node", "adrenal", "unknown")
 #: A lesion sets an organ's composite limits when its dose reaches this fraction of its
 #: prescription somewhere in the organ (:meth:`CaseEvaluator.contributors`).
