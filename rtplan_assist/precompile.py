@@ -39,7 +39,7 @@ def main() -> int:
     tty = sys.stdout.isatty()
 
     def sub(i: int, n: int, text: str) -> None:
-        if not tty and i % 10 and i != n:  # a log file gets every tenth step
+        if not tty and i % 10 and i not in (1, n):  # a log: the first and every tenth step
             return
         line = f"        {i}/{n} {' '.join(str(text).split())}"
         print(f"\r{line[:100]:<100}" if tty else line, end="" if tty else "\n", flush=True)
