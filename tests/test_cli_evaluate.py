@@ -57,7 +57,18 @@ def test_evaluate_demo_json_exit_0(demo_json):
     assert code == 0 and data["verdict"] == "pass"
     assert data["patient_id"] == "RTPA-DEMO-0000"
     assert data["recommendation"]["binding"]  # de-escalated lesions name their constraint
-    assert len(data["rows"]) > 50 * 5 and data["composite_rows"]
+    # nothing silently dropped (instead of a row count): every listed lesion × regimen has its
+    # target rows and a row for every organ the tables constrain (a "not evaluable" one when
+    # the case lacks it), and the composite has a row for every one of those organs
+    organs = set(demo_json[2].tables.organs())
+    for lid, regimens in data["regimens"].items():
+        for regimen in regimens:
+            rows = [r for r in data["rows"]
+                    if r["lesion_id"] == lid and r["regimen"] == regimen["regimen"]]
+            assert {r["organ"] for r in rows if r["role"] == "oar"} == organs
+            assert {"Rx[Gy]", "D95%[Gy]", "D98%[Gy]", "V100%[%]", "Mean[Gy]"} <= {
+                r["metric"] for r in rows if r["role"] == "target"}
+    assert {r["organ"] for r in data["composite_rows"]} == organs
 
 
 @pytest.fixture
