@@ -18,10 +18,10 @@ import plotly.graph_objects as go
 
 from rtplan_assist.escape import plotly_text
 from rtplan_assist.metrics import parse_metric
+from rtplan_assist.status import STATUS_STYLE
 
 __all__ = [
     "PLANES",
-    "STATUS_COLOURS",
     "constraint_points",
     "dose_slice_figure",
     "dvh_figure",
@@ -30,15 +30,6 @@ __all__ = [
 ]
 
 PLANES = ("axial", "coronal", "sagittal")
-
-#: Status -> (colour, short text). Colour is never the only cue: the text goes with it.
-STATUS_COLOURS = {
-    "pass": ("#198754", "PASS"),
-    "goal missed": ("#e0a800", "GOAL MISSED"),
-    "fail": ("#dc3545", "FAIL"),
-    "not evaluable": ("#6c757d", "N/E"),
-    "info": ("#0d6efd", "INFO"),
-}
 
 _PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -69,6 +60,13 @@ def plane_axis(plane: str) -> tuple[int, str, str, str]:
     if plane == "sagittal":
         return 2, "x", "y", "z"
     raise ValueError(f"unknown plane {plane!r}; use one of {PLANES}")
+
+
+def _marker_colour(status: str) -> str:
+    """A constraint cross's colour: its status's (:mod:`rtplan_assist.status`); black if
+    unknown."""
+    style = STATUS_STYLE.get(status)
+    return style.colour if style is not None else "#000"
 
 
 def _axes(grid) -> dict[str, np.ndarray]:
@@ -368,7 +366,7 @@ def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: s
             name="constraint limits", text=[plotly_text(p["text"]) for p in pts],
             hoverinfo="text",
             marker={"symbol": "x", "size": 11, "line": {"width": 1},
-                        "color": [STATUS_COLOURS.get(p["status"], ("#000", ""))[0] for p in pts]},
+                        "color": [_marker_colour(p["status"]) for p in pts]},
         ))
     fig.update_xaxes(title_text=_dose_axis_label(kind, model), rangemode="tozero")
     fig.update_yaxes(title_text="Volume (% of structure)", range=[0, 102])

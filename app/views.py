@@ -14,8 +14,8 @@ from dash import dcc, html
 
 from rtplan_assist.escape import markdown_html
 from rtplan_assist.metrics import parse_metric
+from rtplan_assist.status import PRIORITY_RANK, status_style
 
-from .figures import STATUS_COLOURS
 
 __all__ = [
     "STATUS_ORDER",
@@ -31,9 +31,7 @@ __all__ = [
     "worst_status",
 ]
 
-_PRIORITY_RANK = {"mandatory": 0, "optimal": 1, "report": 2}
-
-#: Severity order, worst last.
+#: Severity order of the statuses of :mod:`rtplan_assist.status`, worst last.
 STATUS_ORDER = ("info", "pass", "not evaluable", "goal missed", "fail")
 
 
@@ -77,7 +75,8 @@ def limit_text(row) -> str:
 
 def status_badge(status: str, *, small: bool = False) -> html.Span:
     """A coloured badge that also says the status in words."""
-    colour, text = STATUS_COLOURS.get(status, ("#6c757d", status.upper() or "?"))
+    style = status_style(status)
+    colour, text = style.colour, style.badge
     dark_text = status == "goal missed"
     return html.Span(
         text,
@@ -113,7 +112,8 @@ def _converted_note(row) -> str:
 
 def _badge_html(status: str, *, small: bool = False) -> str:
     """:func:`status_badge` as HTML text (for tables rendered as one component)."""
-    colour, text = STATUS_COLOURS.get(status, ("#6c757d", status.upper() or "?"))
+    style = status_style(status)
+    colour, text = style.colour, style.badge
     fg = "#212529" if status == "goal missed" else "white"
     return (f'<span class="badge status-badge{" badge-sm" if small else ""}" '
             f'style="background-color:{_e(colour)};color:{fg}" title="{_e(status)}" '
@@ -237,7 +237,7 @@ def comparison_table_html(rows_by_regimen: Mapping[str, Sequence], *, chosen: st
 
     def sort_key(item):
         row = item[1]
-        prio = _PRIORITY_RANK.get(getattr(row, "priority", ""), 9)
+        prio = PRIORITY_RANK.get(getattr(row, "priority", ""), 9)
         return (0 if row.role == "target" else 1, not row.structure, prio, row.organ,
                 row.structure, row.metric)
 
