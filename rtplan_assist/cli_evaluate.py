@@ -116,6 +116,13 @@ def register(sub) -> None:
     )
     p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of stdout")
     p.add_argument(
+        "--quality",
+        action="store_true",
+        help="add per-lesion plan quality indices (Paddick and RTOG CI, GI, R50%%, D2cm, HI; "
+        "isodose volumes split between lesions sharing a dose, bridging flag) on the planned "
+        "dose; report-only, never part of a verdict; about 1 s per lesion",
+    )
+    p.add_argument(
         "--deidentify",
         action="store_true",
         help="replace the patient ID by its key p-… (8 hex digits of its SHA-256; whoever "
@@ -220,7 +227,11 @@ def _cmd_evaluate(args) -> int:
         from .deidentify import Identifiers, deidentify_result
 
         result = deidentify_result(result, Identifiers.of_case(evaluator.case, args.path))
-    if args.format == "json":
+    if args.quality:
+        from .quality import render_with_quality
+
+        text = render_with_quality(evaluator, result, args.format)
+    elif args.format == "json":
         text = json.dumps(result_to_dict(result), indent=2, ensure_ascii=False) + "\n"
     elif args.format == "csv":
         text = result_to_csv(result)

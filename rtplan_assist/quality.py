@@ -60,13 +60,13 @@ DEFAULT_MARGIN_MM = 30.0
 
 #: (key, label, unit, definition) of every index, in report order.
 INDEX_DEFINITIONS = (
-    ("CI_Paddick", "Paddick CI", "", "TV_PIV² / (TV × PIV) (Paddick 2000)"),
-    ("CI_RTOG", "RTOG CI", "", "PIV / TV (Shaw 1993; RTOG 0813/0915)"),
-    ("GI", "Gradient index", "", "V50% / PIV (Paddick & Lippitz 2006)"),
-    ("R50%", "R50%", "", "V50% / TV (RTOG 0813/0915)"),
+    ("CI_Paddick", "Paddick CI", "ratio", "TV_PIV² / (TV × PIV) (Paddick 2000)"),
+    ("CI_RTOG", "RTOG CI", "ratio", "PIV / TV (Shaw 1993; RTOG 0813/0915)"),
+    ("GI", "Gradient index", "ratio", "V50% / PIV (Paddick & Lippitz 2006)"),
+    ("R50%", "R50%", "ratio", "V50% / TV (RTOG 0813/0915)"),
     ("D2cm[Gy]", "D2cm", "Gy", "max dose 20 mm from the target, any direction (RTOG 0813/0915)"),
     ("D2cm[%]", "D2cm", "% of Rx", "D2cm / prescription × 100"),
-    ("HI", "Homogeneity index", "", "(D2% − D98%) / D50% of the target (ICRU 83)"),
+    ("HI", "Homogeneity index", "ratio", "(D2% − D98%) / D50% of the target (ICRU 83)"),
     ("TV[cc]", "Target volume", "cc", "target volume in the dose grid (DVH engine)"),
     ("PIV[cc]", "Prescription isodose volume", "cc",
      "volume ≥ Rx attributed to this lesion (nearest-target partition)"),
@@ -138,7 +138,13 @@ def quality_indices(items: list[QualityTarget], *, step_mm: float = DEFAULT_STEP
     for group in groups.values():
         sharing = tuple(i.lesion_id for i in group)
         for cluster in _clusters(group, margin_mm):
-            for q in _cluster_quality(cluster, step_mm, margin_mm):
+            try:
+                partials = _cluster_quality(cluster, step_mm, margin_mm)
+            except GeometryError as exc:  # report-only: say why, never abort the evaluation
+                partials = [_Partial(i.lesion_id, i.target.name, float(i.prescription_gy),
+                                     {key: math.nan for key, *_ in INDEX_DEFINITIONS}, (),
+                                     (f"not evaluable: {exc}",)) for i in cluster]
+            for q in partials:
                 others = tuple(s for s in sharing if s != q.lesion_id)
                 out[q.lesion_id] = LesionQuality(
                     q.lesion_id, q.target, q.prescription_gy, q.values, q.bridged_with,
@@ -328,7 +334,36 @@ def lesion_quality(evaluation) -> list[LesionQuality]:
     (planned dose, planned prescription)."""
     items = [QualityTarget(les.lesion_id, les.target, les.dose, float(les.planned.total_dose_gy))
              for les in evaluation.lesions]
-    return quality_indices(items)
+    # the planned doses and targets of a session do not change: computed once per session
+    key = tuple((i.lesion_id, id(i.dose), id(i.target), i.prescription_gy) for i in items)
+    cache = evaluation.__dict__.setdefault("_quality_cache", {})
+    if key not in cache:
+        cache[key] = quality_indices(items)
+    return list(cache[key])
+
+
+def quality_rows(qualities: list[LesionQuality], result) -> list:
+    """The indices as tidy :class:`~rtplan_assist.evaluation.ResultRow` rows (role
+    ``quality``, status ``info``, priority ``report``: they take part in no verdict), for the
+    CSV of ``evaluate``; structure names are taken from ``result``'s lesions (so a
+    de-identified result keeps its scrubbed names)."""
+    from .evaluation import ResultRow
+
+    lesions = {les.lesion_id: les for les in result.lesions}
+    rows = []
+    for q in qualities:
+        les = lesions.get(q.lesion_id)
+        structure = les.target.name if les is not None else q.target
+        regimen = les.planned.label if les is not None else ""
+        for key, _, unit, definition in INDEX_DEFINITIONS:
+            rows.append(ResultRow(
+                patient_id=result.patient_id, lesion_id=q.lesion_id, regimen=regimen,
+                structure=structure, organ="", role="quality", metric=key,
+                value=q.values[key], unit=unit, kind="physical", model="",
+                alpha_beta_gy=None, comparator="", limit=None, goal=None, status="info",
+                reason="; ".join(q.notes), source=definition, constraint_fractions=None,
+                converted_from_fractions=None, priority="report"))
+    return rows
 
 
 def quality_text(qualities: list[LesionQuality]) -> str:
@@ -344,3 +379,33 @@ def quality_text(qualities: list[LesionQuality]) -> str:
             lines.append(f"    {label:<28} {shown:<16} {definition}")
         lines += [f"    note: {n}" for n in q.notes]
     return "\n".join(lines) + "\n"
+
+
+def render_with_quality(evaluation, result, fmt: str) -> str:
+    """``evaluate --quality``: the result in ``fmt`` (json, csv, html, text) with the quality
+    indices of every lesion (JSON key ``quality``; CSV rows of role ``quality``; a section of
+    the text and of the HTML page). Target names come from ``result`` (de-identified or not);
+    the verdict is ``result``'s, untouched."""
+    import html
+    import json
+    from dataclasses import replace
+
+    from .evaluation import result_to_csv, result_to_dict, result_to_html, result_to_text
+
+    names = {les.lesion_id: les.target.name for les in result.lesions}
+    qualities = [replace(q, target=names.get(q.lesion_id, q.target))
+                 for q in lesion_quality(evaluation)]
+    if fmt == "json":
+        payload = result_to_dict(result)
+        payload["quality_note"] = QUALITY_NOTE
+        payload["quality"] = [q.to_dict() for q in qualities]
+        return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        return result_to_csv(replace(result, rows=list(result.rows)
+                                     + quality_rows(qualities, result)))
+    if fmt == "html":
+        page = result_to_html(result)
+        section = ("<h2>Plan quality indices</h2><pre>"
+                   + html.escape(quality_text(qualities)) + "</pre>")
+        return page.replace("</body>", section + "</body>", 1)
+    return result_to_text(result) + "\n" + quality_text(qualities)

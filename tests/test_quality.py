@@ -140,9 +140,9 @@ def test_far_apart_lesions_equal_their_single_lesion_runs():
 def test_touching_lesions_split_the_isodose_volumes():
     # centres 22 mm apart (gap 2 mm between the PTVs): the prescription isodose is two
     # disjoint balls; the 50 % isodose is the union of two balls of radius ρ = 26 mm at
-    # distance d = 22: 2 · 4/3 π ρ³ − π (4ρ + d)(2ρ − d)² / 12 (the lens). The attributed
-    # volumes must sum to the whole isodose volume of the box (no partition) within 0.1 %,
-    # and that to the closed form within the shrink bound.
+    # distance d = 22: 2 · 4/3 π ρ³ − π (4ρ + d)(2ρ − d)² / 12 (the lens).
+    # The attributed volumes must sum to the whole isodose volume of the box (no partition)
+    # within 0.1 %, and that to the closed form within the shrink bound.
     items = _case([-11.0, 11.0])
     pair = quality_indices(items)
     lo = np.array([-11.0 - R - 30, -R - 30, -R - 30])

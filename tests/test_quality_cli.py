@@ -1,0 +1,66 @@
+"""``evaluate --quality``: the plan quality indices in JSON, CSV, text and HTML, report-only
+(the rows, the verdict and the exit code are those of the run without ``--quality``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from rtplan_assist import cli_evaluate
+from rtplan_assist.cli import main
+from rtplan_assist.quality import INDEX_DEFINITIONS
+
+
+@pytest.fixture(scope="module")
+def evaluation(demo_evaluation):
+    """One copy of the demo session for this module: its quality indices are computed once."""
+    return demo_evaluation[0].copy()
+
+
+@pytest.fixture
+def reuse(evaluation, monkeypatch):
+    monkeypatch.setattr(cli_evaluate, "build_evaluator", lambda args: evaluation)
+    return evaluation
+
+
+def _csv(capsys, *extra):
+    code = main(["evaluate", "--demo", "--format", "csv", *extra])
+    return code, list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+
+def test_quality_is_report_only_in_csv(reuse, capsys):
+    code0, plain = _csv(capsys)
+    code1, rows = _csv(capsys, "--quality")
+    assert code1 == code0
+    quality = [r for r in rows if r["role"] == "quality"]
+    assert [r for r in rows if r["role"] != "quality"] == plain
+    assert len(quality) == len(INDEX_DEFINITIONS) * len(reuse.lesions)
+    assert {r["status"] for r in quality} == {"info"}
+    assert {r["priority"] for r in quality} == {"report"}
+    assert all(r["unit"] and r["source"] for r in quality)
+
+
+def test_quality_in_json_text_html(reuse, capsys, tmp_path):
+    out = tmp_path / "q.json"
+    assert main(["evaluate", "--demo", "--quality", "--format", "json", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [q["lesion_id"] for q in data["quality"]] == [les.lesion_id for les in reuse.lesions]
+    for q, les in zip(data["quality"], reuse.lesions):
+        v = {i["index"]: i["value"] for i in q["indices"]}
+        # TV is the engine's PTV volume; Paddick CI <= TV_PIV/TV <= 1 and
+        # Paddick CI <= TV_PIV/PIV <= 1 by its definition TV_PIV² / (TV · PIV)
+        assert v["TV[cc]"] == pytest.approx(
+            reuse.lesion_dvhs(les.lesion_id, les.planned)[les.target.name].dvh_volume_cc, rel=1e-9)
+        assert 0 < v["CI_Paddick"] <= min(v["TV_PIV[cc]"] / v["TV[cc]"], 1.0)
+        assert v["CI_Paddick"] <= v["TV_PIV[cc]"] / v["PIV[cc]"] <= 1.0 + 1e-3
+        assert v["D2cm[Gy]"] < les.planned.total_dose_gy
+    assert "report-only" in data["quality_note"]
+    assert main(["evaluate", "--demo", "--quality", "--format", "text"]) == 0
+    text = capsys.readouterr().out
+    assert "Plan quality indices (report-only)" in text and "Paddick CI" in text
+    page = tmp_path / "q.html"
+    assert main(["evaluate", "--demo", "--quality", "--format", "html", "--out", str(page)]) == 0
+    assert "Plan quality indices" in page.read_text()
