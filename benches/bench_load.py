@@ -36,14 +36,10 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,6 +49,7 @@ from app_http import (  # tests/ is on the path (above)
     concurrent_regimen_changes,
     regimen_change_problems,
     serve,
+    serve_process,
     session_regimen,
 )
 
@@ -89,35 +86,13 @@ def _peak_rss_mb(pid: int) -> float:
 
 @contextmanager
 def serve_production(cache_dir: str, workers: int, threads: int, peak: dict):
-    """``rtplan-assist serve`` on a free loopback port; yields (url, server output lines)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = tempfile.NamedTemporaryFile("w+", suffix=".log")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rtplan_assist.cli", "serve", "--port", str(port), "--cache-dir",
-         cache_dir, "--workers", str(workers), "--threads", str(threads)],
-        stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/_dash-layout", timeout=5).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start: " + Path(out.name).read_text())
-            time.sleep(0.3)
+    """``rtplan-assist serve`` in its own process; yields (url, its output besides the banner)."""
     lines: list[str] = []
-    try:
-        yield url, _Lines(lines)
-    finally:
-        peak["mb"] = _peak_rss_mb(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        lines += [ln for ln in Path(out.name).read_text().splitlines()
-                  if ln.strip() and not ln.startswith("rtplan-assist: serving")]
-        out.close()
+    with serve_process(cache_dir, workers=workers, threads=threads) as served:
+        yield served.url, _Lines(lines)
+        peak["mb"] = _peak_rss_mb(served.proc.pid)
+    lines += [ln for ln in served.output.splitlines()
+              if ln.strip() and not ln.startswith("rtplan-assist: serving")]
 
 
 def run(n_requests: int, rounds: int, cache_dir: str | None, max_loaded: int | None,

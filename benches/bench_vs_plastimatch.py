@@ -116,7 +116,8 @@ def main() -> None:
         if name.startswith("plastimatch"):
             continue
         m = med[name]
-        print(f"  {name:<28}{m[0] / ref[0]:>6.2f} x {m[2] / ref[2]:>6.2f} x {m[1] / ref[1]:>6.2f} x")
+        print(f"  {name:<28}{m[0] / ref[0]:>6.2f} x {m[2] / ref[2]:>6.2f} x "
+              f"{m[1] / ref[1]:>6.2f} x")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,7 +1,8 @@
 """The app over loopback HTTP, driven the way a browser drives it (tests and benches/bench_load.py).
 
 * :func:`serve` runs the real app (``create_app``) in a threaded werkzeug server on
-  127.0.0.1 and records every warning or error the server logs.
+  127.0.0.1 and records every warning or error the server logs; :func:`serve_process` runs
+  ``rtplan-assist serve`` (the production server, gunicorn workers) in its own process.
 * :func:`callback_payload` builds the JSON body the Dash renderer POSTs to
   ``/_dash-update-component`` for one callback, from the app's own ``callback_map`` (output
   key, outputs, inputs, state, changed property), so it follows the callbacks in
@@ -19,6 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -26,10 +32,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = ["RegimenChange", "ServerLog", "callback_payload", "concurrent_regimen_changes",
            "post_callback", "regimen_change_payload", "regimen_change_problems",
-           "screen_payloads", "serve", "session_regimen"]
+           "screen_payloads", "serve", "serve_process", "session_regimen"]
 
 CALLBACK_PATH = "/_dash-update-component"
 
@@ -73,6 +80,55 @@ def serve(app):
         thread.join(timeout=10)
         for logger in loggers:
             logger.removeHandler(log)
+
+
+@dataclass
+class ServedProcess:
+    """A running ``rtplan-assist serve`` (:func:`serve_process`)."""
+
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+    output: str = ""  # everything it wrote to stdout and stderr, filled once it has stopped
+
+
+@contextmanager
+def serve_process(cache_dir, *, workers: int = 2, threads: int = 4, access_log=None,
+                  start_timeout_s: float = 120.0):
+    """``rtplan-assist serve`` (gunicorn, ``workers`` x ``threads``) on a free loopback port, in
+    its own process, on the demo patient with ``--cache-dir cache_dir``; yields a
+    :class:`ServedProcess` once it answers, and stops it (SIGTERM) afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log")
+    cmd = [sys.executable, "-m", "rtplan_assist.cli", "serve", "--port", str(port),
+           "--cache-dir", str(cache_dir), "--workers", str(workers), "--threads", str(threads)]
+    if access_log:
+        cmd += ["--access-log", str(access_log)]
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    served = ServedProcess(f"http://127.0.0.1:{port}", proc, Path(out.name))
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(served.url + "/_dash-layout", timeout=5).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start: " + served.log_path.read_text())
+                time.sleep(0.3)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        served.output = served.log_path.read_text()
+        out.close()
 
 
 def _output_key(app, output: str) -> str:

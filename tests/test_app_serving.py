@@ -49,14 +49,6 @@ def _upload_of_demo_l1():
     return contents, names
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_requests_of_one_session_answered_by_different_workers_see_the_same_state(
         app_cache, tmp_path):
     """`serve` with 2 worker processes: a session uploads a patient (answered by one worker);
@@ -65,27 +57,19 @@ def test_two_requests_of_one_session_answered_by_different_workers_see_the_same_
     select the upload and list it in the picker: the upload is the session's server-side state.
     Also the demo's regimen change with an added regimen of this session, through both."""
     import json as _json
-    import os
-    import signal
-    import subprocess
-    import sys
     import time
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
-    from app_http import CALLBACK_PATH, callback_payload, regimen_change_payload
+    from app_http import CALLBACK_PATH, callback_payload, regimen_change_payload, serve_process
 
     from rtplan_assist.app import create_app
 
     app = create_app(None, cache_dir=app_cache)  # builds the request bodies; prepares the demo
     app.rtplan_state.prepare(app.rtplan_state.entries[0])
     demo_key = app.rtplan_state.entries[0].key
-    port, log = _free_port(), tmp_path / "access.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rtplan_assist.cli", "serve", "--port", str(port),
-         "--cache-dir", app_cache, "--workers", "2", "--threads", "1", "--access-log", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "access.log"
+    url = ""
 
     def post(payload, rid):
         request = urllib.request.Request(
@@ -103,54 +87,42 @@ def test_two_requests_of_one_session_answered_by_different_workers_see_the_same_
         return found
 
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_dash-layout", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.5)
-        session = "cross-worker-1"
-        contents, names = _upload_of_demo_l1()
-        answer = post(callback_payload(app, "patient.data", {
-            "session-id.data": session, "upload.contents": contents, "upload.filename": names,
-            "patient.data": None}, "upload.contents"), "upload")
-        key = answer["patient"]["data"]["key"]
-        assert key.startswith("u-")
+        with serve_process(app_cache, workers=2, threads=1, access_log=log) as served:
+            url = served.url
+            session = "cross-worker-1"
+            contents, names = _upload_of_demo_l1()
+            answer = post(callback_payload(app, "patient.data", {
+                "session-id.data": session, "upload.contents": contents, "upload.filename": names,
+                "patient.data": None}, "upload.contents"), "upload")
+            key = answer["patient"]["data"]["key"]
+            assert key.startswith("u-")
 
-        def pick(rid):
-            return rid, post(callback_payload(app, "patient.data", {
-                "session-id.data": session, "patient-picker.value": key,
-                "patient.data": {"key": demo_key}}, "patient-picker.value"), rid)
+            def pick(rid):
+                return rid, post(callback_payload(app, "patient.data", {
+                    "session-id.data": session, "patient-picker.value": key,
+                    "patient.data": {"key": demo_key}}, "patient-picker.value"), rid)
 
-        answers = []
-        for round_ in range(10):
-            with ThreadPoolExecutor(6) as pool:
-                answers += list(pool.map(pick, [f"pick-{round_}-{i}" for i in range(6)]))
-            time.sleep(0.3)  # the access log is written after the answer
+            answers = []
+            for round_ in range(10):
+                with ThreadPoolExecutor(6) as pool:
+                    answers += list(pool.map(pick, [f"pick-{round_}-{i}" for i in range(6)]))
+                time.sleep(0.3)  # the access log is written after the answer
+                pids = worker_of()
+                if len({pids.get(rid) for rid, _ in answers} - {None, pids.get("upload")}) >= 1:
+                    break
             pids = worker_of()
-            if len({pids.get(rid) for rid, _ in answers} - {None, pids.get("upload")}) >= 1:
-                break
-        pids = worker_of()
-        assert pids.get("upload"), log.read_text()
-        others = [rid for rid, _ in answers if pids.get(rid) not in (None, pids["upload"])]
-        assert others, f"every request went to one worker: {pids}"
-        for rid, out in answers:
-            assert out["patient"]["data"] == {"key": key}, (rid, out)
-            assert key in [o["value"] for o in out["patient-picker"]["options"]], (rid, out)
-        # the session's choices (an added regimen) through both workers
-        own = "41 Gy/11"
-        for i in range(6):
-            change = post(regimen_change_payload(app, session=session, patient_key=demo_key,
-                                                 lesion_id="L2", regimen=own), f"regimen-{i}")
-            assert change["lesion-choice"]["value"] == own
-            assert own in [o["value"] for o in change["lesion-choice"]["options"]]
+            assert pids.get("upload"), log.read_text()
+            others = [rid for rid, _ in answers if pids.get(rid) not in (None, pids["upload"])]
+            assert others, f"every request went to one worker: {pids}"
+            for rid, out in answers:
+                assert out["patient"]["data"] == {"key": key}, (rid, out)
+                assert key in [o["value"] for o in out["patient-picker"]["options"]], (rid, out)
+            # the session's choices (an added regimen) through both workers
+            own = "41 Gy/11"
+            for i in range(6):
+                change = post(regimen_change_payload(app, session=session, patient_key=demo_key,
+                                                     lesion_id="L2", regimen=own), f"regimen-{i}")
+                assert change["lesion-choice"]["value"] == own
+                assert own in [o["value"] for o in change["lesion-choice"]["options"]]
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.kill(server.pid, signal.SIGKILL)
         app.rtplan_state.close()

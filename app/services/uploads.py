@@ -3,10 +3,10 @@
 The checks on the uploaded bytes are :mod:`rtplan_assist.app.upload`; this module keeps the
 stored uploads and removes their folders when they are replaced or their session ends.
 
-Which upload belongs to which session is written on disk (``session-<hash>.json`` in the folder
-``<root>-sessions`` beside the upload folders, written atomically), not kept in one process's memory: the production server's
-worker processes (:mod:`rtplan_assist.app.server`) all see a session's upload, whichever of
-them stored it.
+Which upload belongs to which session is written on disk (``session-<hash>.json`` in the
+folder ``<root>-sessions`` beside the upload folders, written atomically), not kept in one
+process's memory: the production server's worker processes (:mod:`rtplan_assist.app.server`)
+all see a session's upload, whichever of them stored it.
 """
 
 from __future__ import annotations
