@@ -84,6 +84,9 @@ def register(subparsers) -> None:
                    help="patient ID replaced by its key p-… (8 hex digits of its SHA-256; "
                    "whoever has the ID can recompute it), patient name and folder withheld, "
                    "every text scrubbed of them; study date and UIDs kept")
+    p.add_argument("--quality", action="store_true",
+                   help="add the per-lesion plan quality indices (Paddick/RTOG CI, GI, R50%%, "
+                   "D2cm, HI; report-only, never part of a verdict; about 1 s per lesion)")
     p.set_defaults(handler=_report)
 
     p = subparsers.add_parser(
@@ -258,7 +261,7 @@ def _report(args) -> int:
         raise RtplanAssistError(f"--out {args.out}: the report is .pdf or .html")
     _, evaluator, result = _evaluate(args)
     write_report(result, evaluator, args.out, fmt="pdf" if suffix == ".pdf" else "html",
-                 deidentify=args.deidentify)
+                 deidentify=args.deidentify, quality=args.quality)
     print(f"{args.out}  (verdict {result.verdict()})")
     return 0
 

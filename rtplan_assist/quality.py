@@ -409,3 +409,39 @@ def render_with_quality(evaluation, result, fmt: str) -> str:
                    + html.escape(quality_text(qualities)) + "</pre>")
         return page.replace("</body>", section + "</body>", 1)
     return result_to_text(result) + "\n" + quality_text(qualities)
+
+
+def quality_html(evaluation, result) -> str:
+    """The indices as an HTML section for the MDT report: one row per lesion, every value with
+    its unit, the definitions under the table. Target names come from ``result``."""
+    from html import escape
+
+    names = {les.lesion_id: les.target.name for les in result.lesions}
+    shown = ("CI_Paddick", "CI_RTOG", "GI", "R50%", "D2cm[Gy]", "D2cm[%]", "HI", "TV[cc]",
+             "PIV[cc]", "V50%[cc]")
+    labels = {key: label for key, label, *_ in INDEX_DEFINITIONS}
+
+    def cell(value: float) -> str:
+        text = "–" if math.isnan(value) else f"{value:.2f}"
+        return f"<td class=num>{escape(text)}</td>"
+
+    head = "".join(f"<th>{escape(labels[k])}"
+                   + ("" if UNITS[k] == "ratio" else f" ({escape(UNITS[k])})") + "</th>"
+                   for k in shown)
+    rows = []
+    for q in lesion_quality(evaluation):
+        notes = "; ".join(q.notes) or "–"
+        rows.append(f"<tr><td><b>{escape(q.lesion_id)}</b></td>"
+                    f"<td>{escape(names.get(q.lesion_id, q.target))}</td>"
+                    f"<td class=num>{q.prescription_gy:g}</td>"
+                    + "".join(cell(q.values[k]) for k in shown)
+                    + f"<td>{escape(', '.join(q.bridged_with) or 'no')}</td>"
+                    f"<td class=small>{escape(notes)}</td></tr>")
+    definitions = "; ".join(f"{label}: {text}" for key, label, _, text in INDEX_DEFINITIONS
+                            if key in shown)
+    return ("<h2>Plan quality indices per lesion (report-only, planned dose)</h2>"
+            "<table class=\"quality\"><thead><tr><th>Lesion</th><th>Target</th>"
+            f"<th>Rx (Gy)</th>{head}<th>Bridging</th><th>Notes</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>"
+            f"<p class=\"small\">{escape(QUALITY_NOTE)} Ratios are dimensionless. "
+            f"{escape(definitions)}.</p>")

@@ -32,6 +32,7 @@ from . import __version__
 from .deidentify import WITHHELD, Identifiers, deidentify_result
 from .escape import css_string, mathtext_literal
 from .outputs import atomic_write_bytes, atomic_write_text
+from .quality import quality_html
 from .status import STATUS_STYLE
 
 __all__ = ["render_report_html", "render_report_pdf", "write_report"]
@@ -487,6 +488,7 @@ $lesion_table
 <h2>Per-lesion constraints at the chosen regimen (physical dose), then every composite row</h2>
 $lesion_tables
 <div class="lesion-block"><h3>Composite (EQD2, each organ's α/β)</h3>$composite_detail</div>
+$quality
 <h2>Model and α/β</h2>
 <p>$model_statement</p>
 <h2>Composite caveats</h2><ul>$caveats</ul>
@@ -500,7 +502,8 @@ $recommendation
 
 def render_report_html(result, evaluator, *, deidentify: bool = False,
                        created: _dt.datetime | None = None,
-                       attribution: list[str] | tuple[str, ...] = ()) -> str:
+                       attribution: list[str] | tuple[str, ...] = (),
+                       quality: bool = False) -> str:
     """The MDT report as one self-contained HTML page (no external URLs, no scripts).
 
     Parameters
@@ -521,6 +524,9 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
     attribution : list of str
         Lines printed under the provenance: the MDT decision record (id, hash, who, when)
         and who exported the report (the app's exports).
+    quality : bool
+        Add the per-lesion plan quality indices (:func:`rtplan_assist.quality.quality_html`;
+        report-only, about 1 s per lesion once per evaluator).
     """
     from .dicom import load_ct_pixels
     from .radiobiology import COMPOSITE_CAVEATS
@@ -614,6 +620,7 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
         "dvh_uri": dvh_figure(figures_of, evaluator),
         "isodoses": "".join(isodoses), "isodose_legend": legend,
         "lesion_tables": _lesion_constraint_tables(result),
+        "quality": quality_html(evaluator, result) if quality else "",
         "model_statement": model_statement,
         "caveats": "".join(f"<li>{_E(c)}</li>" for c in caveats),
         "recommendation": rec_html,
@@ -633,10 +640,11 @@ def _css_string(text: str) -> str:
 
 
 def render_report_pdf(result, evaluator, path: str | os.PathLike, *,
-                      deidentify: bool = False, attribution: list[str] | tuple[str, ...] = ()
-                      ) -> Path:
+                      deidentify: bool = False, attribution: list[str] | tuple[str, ...] = (),
+                      quality: bool = False) -> Path:
     """Render the report HTML to PDF with WeasyPrint (no browser) and write it atomically."""
-    text = render_report_html(result, evaluator, deidentify=deidentify, attribution=attribution)
+    text = render_report_html(result, evaluator, deidentify=deidentify, attribution=attribution,
+                              quality=quality)
     atomic_write_bytes(path, html_to_pdf(text))
     return Path(path)
 
@@ -657,8 +665,9 @@ def html_to_pdf(text: str) -> bytes:
 
 
 def write_report(result, evaluator, path: str | os.PathLike, *, fmt: str | None = None,
-                 deidentify: bool = False) -> Path:
-    """Write the report as HTML or PDF (``fmt`` or the suffix of ``path``), atomically."""
+                 deidentify: bool = False, quality: bool = False) -> Path:
+    """Write the report as HTML or PDF (``fmt`` or the suffix of ``path``), atomically;
+    ``quality`` adds the plan quality indices."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".") or "pdf").lower()
     from .errors import RtplanAssistError
@@ -666,6 +675,7 @@ def write_report(result, evaluator, path: str | os.PathLike, *, fmt: str | None 
     if fmt not in ("html", "pdf"):
         raise RtplanAssistError(f"report format {fmt!r}: use .pdf or .html")
     if fmt == "html":
-        atomic_write_text(path, render_report_html(result, evaluator, deidentify=deidentify))
+        atomic_write_text(path, render_report_html(result, evaluator, deidentify=deidentify,
+                                                   quality=quality))
         return path
-    return render_report_pdf(result, evaluator, path, deidentify=deidentify)
+    return render_report_pdf(result, evaluator, path, deidentify=deidentify, quality=quality)

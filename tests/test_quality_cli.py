@@ -64,3 +64,18 @@ def test_quality_in_json_text_html(reuse, capsys, tmp_path):
     page = tmp_path / "q.html"
     assert main(["evaluate", "--demo", "--quality", "--format", "html", "--out", str(page)]) == 0
     assert "Plan quality indices" in page.read_text()
+
+
+def test_quality_section_of_the_report(evaluation, demo_evaluation):
+    # the MDT report's section (report --quality): one row per lesion, the target names of
+    # the result it is given (a de-identified result's), the report-only note
+    from dataclasses import replace
+
+    from rtplan_assist.quality import quality_html
+
+    result = demo_evaluation[1]
+    renamed = replace(result, lesions=[replace(les, target=replace(les.target, name=f"T{k}"))
+                                       for k, les in enumerate(result.lesions)])
+    page = quality_html(evaluation, renamed)
+    assert page.count("<tr><td><b>L") == len(result.lesions)
+    assert "<td>T0</td>" in page and "report-only" in page and "Paddick" in page
