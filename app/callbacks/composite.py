@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import tempfile
 from pathlib import Path
 
@@ -12,7 +9,8 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
 from rtplan_assist.errors import RtplanAssistError
-from rtplan_assist.escape import csv_cell, safe_filename
+from rtplan_assist.escape import safe_filename
+from rtplan_assist.evaluation import result_to_csv
 from rtplan_assist.report import render_report_pdf
 
 from ..decisions import log_export, pdf_attribution
@@ -25,21 +23,7 @@ from ._shared import (
     prefs,
 )
 
-__all__ = ["register", "tidy_csv"]
-
-
-def tidy_csv(result) -> str:
-    """The tidy table (one row per metric, every column of ``TIDY_COLUMNS``) as CSV text."""
-    from rtplan_assist.evaluation import TIDY_COLUMNS, result_rows_tidy
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(TIDY_COLUMNS), extrasaction="ignore",
-                            lineterminator="\n")
-    writer.writeheader()
-    for row in result_rows_tidy(result):  # cells neutralised against formulas (csv_cell)
-        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v))
-                             else csv_cell(v)) for k, v in row.items()})
-    return buf.getvalue()
+__all__ = ["register"]
 
 
 def register(app, services) -> None:
@@ -101,7 +85,7 @@ def register(app, services) -> None:
         result, _ = loaded.result(prefs(choices, loaded.entry.key))
         log_export("CSV", result.patient_id)
         name = safe_filename(result.patient_id, "_evaluation.csv")
-        return dcc.send_string(tidy_csv(result), filename=name)
+        return dcc.send_string(result_to_csv(result), filename=name)
 
     @app.callback(Output("download-pdf", "data"), Output("export-message", "children"),
                   Input("export-pdf", "n_clicks"),
