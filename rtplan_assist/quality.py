@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from scipy.interpolate import RegularGridInterpolator
 
 from .dvh import compute_dvh
 from .errors import GeometryError
@@ -306,13 +305,19 @@ def isodose_volume_cc(dose: Dose, level_gy: float, lo_mm, hi_mm,
 
 def _lattice_dose(dose: Dose, x: np.ndarray, y: np.ndarray, z: np.ndarray):
     """Trilinear dose (Gy) and cell volume (cc) at every lattice point, (nz, ny, nx)."""
+    # trilinear interpolation is the tensor product of linear interpolations: one axis at a
+    # time (the lattice lies inside the node hull)
     grid = dose.grid
-    shape = (len(z), len(y), len(x))
-    values = RegularGridInterpolator(
-        (grid.z_mm, grid.y_mm, grid.x_mm), np.asarray(dose.dose_gy, dtype=np.float64),
-        method="linear", bounds_error=False, fill_value=0.0)
-    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
-    lattice_dose = values(np.stack([zz.ravel(), yy.ravel(), xx.ravel()], axis=1)).reshape(shape)
+    values = np.asarray(dose.dose_gy, dtype=np.float64)
+    for axis, (nodes, coords) in enumerate(((grid.z_mm, z), (grid.y_mm, y), (grid.x_mm, x))):
+        i = np.clip(np.searchsorted(nodes, coords, side="right") - 1, 0, len(nodes) - 2)
+        t = (coords - nodes[i]) / (nodes[i + 1] - nodes[i])
+        shape = [1, 1, 1]
+        shape[axis] = len(coords)
+        t = t.reshape(shape)
+        values = (np.take(values, i, axis=axis) * (1.0 - t)
+                  + np.take(values, i + 1, axis=axis) * t)
+    lattice_dose = values
     cell = (_cell_sizes(z)[:, None, None] * _cell_sizes(y)[None, :, None]
             * _cell_sizes(x)[None, None, :]) / 1000.0
     return lattice_dose, cell
