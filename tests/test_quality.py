@@ -161,3 +161,25 @@ def test_touching_lesions_split_the_isodose_volumes():
     assert pair[0].values["V50%[cc]"] == pytest.approx(pair[1].values["V50%[cc]"], rel=1e-3)
     assert pair[0].bridged_with == ("L2",) and pair[1].bridged_with == ("L1",)
     assert "bridging" in quality_text(pair)
+
+
+def test_near_lesions_with_separate_50_percent_islands_are_not_bridged():
+    # centres 60 mm apart: analysed on one lattice (boxes ±40 mm overlap), 50 % isodose
+    # balls of radius 26 mm 8 mm apart: two islands, no bridging; each lesion's volumes are
+    # its own ball's (the partition plane x = 30 mm lies outside both isodoses), so they
+    # equal the single-lesion figures within the lattice's rounding
+    pair = quality_indices(_case([-30.0, 30.0], x_lo=-80.0, x_hi=80.0))
+    alone = quality_indices(_case([0.0]))[0]
+    for q in pair:
+        assert q.bridged_with == () and "bridging" not in " ".join(q.notes)
+        for key in ("PIV[cc]", "V50%[cc]", "CI_Paddick", "GI"):
+            assert q.values[key] == pytest.approx(alone.values[key], rel=2e-3)
+
+
+def test_isodose_cut_by_the_dose_grid_is_not_evaluable():
+    # the same pair on a dose grid ending at x = ±50 mm: each 50 % ball reaches x = ±56 mm,
+    # beyond the grid, so V50 (and GI, R50%) cannot be integrated and say why
+    for q in quality_indices(_case([-30.0, 30.0])):
+        assert math.isnan(q.values["V50%[cc]"]) and math.isnan(q.values["GI"])
+        assert any("dose grid edge" in n for n in q.notes)
+        assert not math.isnan(q.values["CI_Paddick"])
