@@ -144,11 +144,13 @@ def test_demo_variant_with_one_plan_of_two_targets(tmp_path):
 def renamed_demo(tmp_path_factory):
     """The demo with L5's RTPLAN and RTDOSE under another PatientID (as after anonymising
     the planning export separately) and L4's RTDOSE in another frame of reference."""
+    import shutil
+
     import pydicom
 
-    from rtplan_assist.demo import write_demo_patient
+    from rtplan_assist.demo import demo_case_folder
 
-    folder = write_demo_patient(tmp_path_factory.mktemp("mismatch"))
+    folder = shutil.copytree(demo_case_folder(), tmp_path_factory.mktemp("mismatch") / "p")
     for name in ("RP.L5.dcm", "RD.L5.dcm"):
         ds = pydicom.dcmread(folder / name)
         ds.PatientID = "ANON-0001"
