@@ -76,7 +76,9 @@ def register(subparsers) -> None:
         "report", help="MDT report (PDF or HTML) of one patient",
         description="Write the MDT report of one patient: lesions with their regimen, BED10/"
         "EQD2, constraint tables, composite OARs, isodose images, DVHs, model statement and "
-        "provenance. The format follows the --out suffix (.pdf or .html).",
+        "provenance. The format follows the --out suffix (.pdf or .html). Exit code as "
+        "evaluate: 0 pass, 1 a mandatory constraint fails, 2 not evaluable (the report is "
+        "written in every case) or bad input.",
     )
     _case_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="report.pdf or report.html")
@@ -97,7 +99,9 @@ def register(subparsers) -> None:
         "regimen converted to EQD2 (DoseSummationType PLAN). One α/β for every voxel.",
     )
     _case_arguments(p)
-    p.add_argument("--out", type=Path, required=True, help="output RTDOSE file")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output RTDOSE file in an existing folder (a directory or a missing "
+                   "folder is refused, exit 2)")
     p.add_argument("--alpha-beta", type=float, default=3.0, metavar="GY",
                    help="α/β used for every voxel (default 3 Gy, late-responding tissue)")
     p.add_argument("--lesion", help="export only this lesion (e.g. L1)")
@@ -152,6 +156,19 @@ def _case_path(args) -> Path:
     if not args.path:
         raise RtplanAssistError("give a patient folder (PATH) or --demo")
     return args.path
+
+
+def _check_out_file(out: Path, example: str) -> None:
+    """``--out`` of report/export-dose/export-structures names a FILE in an existing folder:
+    a directory is refused (write ``DIR/name.dcm``), a missing folder is not created. Checked
+    before any work, one line, exit 2."""
+    if out.is_dir():
+        raise RtplanAssistError(
+            f"--out {out}: is a directory; give a file name inside it, e.g. {out / example}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise RtplanAssistError(
+            f"--out {out}: folder {parent} does not exist (it is not created); create it first")
 
 
 def _parse_choices(items: list[str]) -> dict:
@@ -256,20 +273,24 @@ def _batch_error(args, exc: BaseException) -> RtplanAssistError:
 def _report(args) -> int:
     from .report import write_report
 
+    _check_out_file(args.out, "report.pdf")
     suffix = args.out.suffix.lower()
     if suffix not in (".pdf", ".html", ".htm"):
         raise RtplanAssistError(f"--out {args.out}: the report is .pdf or .html")
     _, evaluator, result = _evaluate(args)
     write_report(result, evaluator, args.out, fmt="pdf" if suffix == ".pdf" else "html",
                  deidentify=args.deidentify, quality=args.quality)
-    print(f"{args.out}  (verdict {result.verdict()})")
-    return 0
+    verdict = result.verdict()
+    print(f"{args.out}  (verdict {verdict})")
+    # the exit code of `evaluate`: 0 pass, 1 fail, 2 not evaluable (the report is written)
+    return {"pass": 0, "fail": 1}.get(verdict, 2)
 
 
 def _export_dose(args) -> int:
     from .export import write_eqd2_rtdose
     from .radiobiology import Model, eqd2_grid
 
+    _check_out_file(args.out, "RD.eqd2.dcm")
     if args.alpha_beta <= 0:
         raise RtplanAssistError("--alpha-beta must be > 0 Gy")
     if args.regimen and not args.lesion:
@@ -317,6 +338,7 @@ def _export_structures(args) -> int:
     from .dicom import load_case
     from .export import derived_structures, write_derived_rtstruct
 
+    _check_out_file(args.out, "RS.derived.dcm")
     case = load_case(_case_path(args))
     ring = None
     if args.ring.strip().lower() != "none":

@@ -44,7 +44,8 @@ def register(sub) -> None:
     )
     p.add_argument("path", nargs="+", help="patient folder, or RTSTRUCT and RTDOSE files")
     p.add_argument("--structure", action="append", default=[], metavar="NAME",
-                   help="only this structure (repeatable; exact ROI name)")
+                   help="only this structure (repeatable): its ROI name or the TG-263 name the tool "
+                   "maps it to, case-insensitive; an ambiguous name is refused with the candidates")
     p.add_argument("--metric", action="append", default=[], metavar="M",
                    help="TG-263 metric, e.g. 'D95%%[Gy]', 'V20Gy[%%]' (repeatable; "
                    f"default {', '.join(DEFAULT_METRICS).replace('%', '%%')})")
@@ -156,6 +157,40 @@ def _structure_entry(dvh: DVH, metrics, prescription, step, dose_file, warnings)
     }
 
 
+def select_structure(case: Case, requested: str) -> str:
+    """The case's ROI name for ``--structure requested``: the exact ROI name, else the one ROI
+    whose name matches ignoring case, spaces, ``_``, ``-`` and ``'``, else the one ROI the tool
+    maps to that TG-263 name (folder map file, aliases, TG-263 list; case-insensitive).
+    Several candidates or none: an error naming them."""
+    from .names import normalise_name
+
+    names = [s.name for s in case.structures]
+    if requested in names:
+        return requested
+    key = normalise_name(requested)
+    same = [n for n in names if normalise_name(n) == key]
+    if not same:
+        from .constraints import load_tables
+        from .names import folder_mapping, match_structures
+
+        tables = load_tables()
+        folder_map, _ = folder_mapping(case.folder)
+        found = match_structures(names, [], tables, folder_map or None)
+        same = [n for n in names if n in found.matched and normalise_name(found.matched[n]) == key]
+        for amb in found.ambiguous:  # several ROIs the tool could map to this organ
+            if amb.kind == "organ" and normalise_name(amb.key) == key:
+                same += [n for n in amb.candidates if n not in same]
+    if len(same) == 1:
+        return same[0]
+    if same:
+        raise RtplanAssistError(
+            f"--structure {requested!r} is ambiguous: it matches {', '.join(sorted(same))}; "
+            "give the exact ROI name")
+    raise RtplanAssistError(
+        f"no structure named {requested!r} (nor with that TG-263 name); have "
+        f"{', '.join(sorted(names))}")
+
+
 def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription=None,
                outside="exclude", step=0.01, end_caps="half") -> dict:
     """The ``dvh`` command's JSON document for a loaded case (see the module docstring)."""
@@ -168,14 +203,8 @@ def dvh_report(case: Case, *, structures=(), metrics=(), dose=None, prescription
     warnings = list(case.warnings)
     chosen = list(case.structures)
     if structures:
-        names = {s.name for s in case.structures}
-        missing = [n for n in structures if n not in names]
-        if missing:
-            raise RtplanAssistError(
-                f"no structure named {', '.join(repr(m) for m in missing)}; have "
-                f"{', '.join(sorted(names))}"
-            )
-        chosen = [s for s in case.structures if s.name in structures]
+        wanted = {select_structure(case, n) for n in structures}
+        chosen = [s for s in case.structures if s.name in wanted]
     for s in chosen:
         if s.is_empty:
             warnings.append(f"{s.name}: no closed contours; no DVH")

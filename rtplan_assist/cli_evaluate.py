@@ -116,6 +116,13 @@ def register(sub) -> None:
     )
     p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of stdout")
     p.add_argument(
+        "--drop-not-evaluable",
+        action="store_true",
+        help="csv: leave out the rows of status 'not evaluable' (the verdict and exit code "
+        "still count them). The CSV has planned/recommended/chosen columns (true/false) and "
+        "numbers to 6 significant digits",
+    )
+    p.add_argument(
         "--quality",
         action="store_true",
         help="add per-lesion plan quality indices (Paddick and RTOG CI, GI, R50%%, D2cm, HI; "
@@ -138,8 +145,8 @@ def register(sub) -> None:
         description="BED = D (1 + d/(α/β)), EQD2 = BED / (1 + 2/(α/β)) for D Gy in n fractions "
         "(LQ; LQ-L and USC continue linearly above a transition dose per fraction).",
     )
-    b.add_argument("dose", type=float, help="total physical dose (Gy)")
-    b.add_argument("fractions", type=int, help="number of fractions")
+    b.add_argument("dose", help="total physical dose (Gy), or DOSE/FRACTIONS as in 54/3")
+    b.add_argument("fractions", nargs="?", help="number of fractions (omit with 54/3)")
     b.add_argument("--alpha-beta", type=float, required=True, metavar="GY", help="α/β (Gy)")
     b.add_argument("--model", choices=MODELS, default="lq", help="lq (default), lql or usc")
     b.add_argument(
@@ -216,6 +223,8 @@ def _cmd_evaluate(args) -> int:
     from .evaluation import result_to_csv, result_to_dict, result_to_html, result_to_text
     from .outputs import atomic_write_text
 
+    if args.drop_not_evaluable and args.format != "csv":
+        raise EvaluationError("--drop-not-evaluable is for --format csv")
     evaluator = build_evaluator(args)
     choose = {}
     for lesion, regimens in _parse_assignments(args.choose, "--choose").items():
@@ -230,11 +239,12 @@ def _cmd_evaluate(args) -> int:
     if args.quality:
         from .quality import render_with_quality
 
-        text = render_with_quality(evaluator, result, args.format)
+        text = render_with_quality(evaluator, result, args.format,
+                                   drop_not_evaluable=args.drop_not_evaluable)
     elif args.format == "json":
         text = json.dumps(result_to_dict(result), indent=2, ensure_ascii=False) + "\n"
     elif args.format == "csv":
-        text = result_to_csv(result)
+        text = result_to_csv(result, drop_not_evaluable=args.drop_not_evaluable)
     elif args.format == "html":
         text = result_to_html(result)
     else:
@@ -253,6 +263,23 @@ def _cmd_evaluate(args) -> int:
 # --------------------------------------------------------------------------------- bed
 
 
+def _bed_dose_fractions(dose: str, fractions: str | None) -> tuple[float, int]:
+    """``bed 54 3`` or ``bed 54/3`` (the way regimens are written everywhere else)."""
+    text = dose if fractions is None else f"{dose}/{fractions}"
+    total, sep, n = text.partition("/")
+    if not sep or "/" in n:
+        raise RadiobiologyError(f"bed {text!r}: give DOSE FRACTIONS or DOSE/FRACTIONS, e.g. 54/3")
+    try:
+        total_gy = float(total)
+    except ValueError:
+        raise RadiobiologyError(f"bed: dose {total!r} is not a number (Gy)") from None
+    try:
+        n_fx = int(n)
+    except ValueError:
+        raise RadiobiologyError(f"bed: fractions {n!r} is not a whole number") from None
+    return total_gy, n_fx
+
+
 def _cmd_bed(args) -> int:
     from .radiobiology import Model, bed, eqd2, usc_park2008_nsclc
 
@@ -268,6 +295,7 @@ def _cmd_bed(args) -> int:
             model = Model("USC", args.alpha_beta, fit.transition_dose_gy, provenance=fit.provenance)
         else:
             model = Model("USC", args.alpha_beta, args.transition_dose)
+    args.dose, args.fractions = _bed_dose_fractions(args.dose, args.fractions)
     bed_gy = bed(args.dose, args.fractions, model)
     eqd2_gy = eqd2(args.dose, args.fractions, model)
     per_fraction = args.dose / args.fractions

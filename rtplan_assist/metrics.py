@@ -9,7 +9,7 @@ Mayo et al. 2016)::
     out_unit    := "cc" | "%" | "Gy" | "cGy"
 
 ``Dmean``, ``Dmax`` and ``Dmin`` are accepted on input and written back as ``Mean``, ``Max``
-and ``Min``. A dose in % (``V95%[%]``, ``D2%[%]`` as an output) is a percentage of the
+and ``Min``; without an output unit (``Dmax``, ``mean``) they mean ``[Gy]``. A dose in % (``V95%[%]``, ``D2%[%]`` as an output) is a percentage of the
 prescription.
 """
 
@@ -26,6 +26,7 @@ _PATTERN = re.compile(
     r"|(?P<stat>D?(?:Mean|Max|Min)))\s*\[(?P<out>cc|%|cGy|Gy)\]\s*$",
     re.IGNORECASE,
 )
+_BARE_STAT = re.compile(r"^\s*D?(?:Mean|Max|Min)\s*$", re.IGNORECASE)
 _CANON_UNIT = {"cc": "cc", "%": "%", "gy": "Gy", "cgy": "cGy"}
 _DOSE_UNITS = ("Gy", "cGy")
 
@@ -93,6 +94,8 @@ def parse_metric(text: str) -> Metric:
     """
     if not isinstance(text, str):
         raise MetricSyntaxError(f"metric must be a string, got {type(text).__name__}")
+    if _BARE_STAT.match(text):  # 'Dmax', 'Dmean', 'Min': the README's short names, in Gy
+        text = text.strip() + "[Gy]"
     match = _PATTERN.match(text)
     if not match:
         raise MetricSyntaxError(

@@ -386,7 +386,7 @@ def quality_text(qualities: list[LesionQuality]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_with_quality(evaluation, result, fmt: str) -> str:
+def render_with_quality(evaluation, result, fmt: str, *, drop_not_evaluable: bool = False) -> str:
     """``evaluate --quality``: the result in ``fmt`` (json, csv, html, text) with the quality
     indices of every lesion (JSON key ``quality``; CSV rows of role ``quality``; a section of
     the text and of the HTML page). Target names come from ``result`` (de-identified or not);
@@ -407,7 +407,8 @@ def render_with_quality(evaluation, result, fmt: str) -> str:
         return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
         return result_to_csv(replace(result, rows=list(result.rows)
-                                     + quality_rows(qualities, result)))
+                                     + quality_rows(qualities, result)),
+                             drop_not_evaluable=drop_not_evaluable)
     if fmt == "html":
         page = result_to_html(result)
         section = ("<h2>Plan quality indices</h2><pre>"

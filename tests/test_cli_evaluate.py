@@ -82,7 +82,7 @@ def reuse(demo_json, monkeypatch):
 def test_evaluate_csv_is_tidy(reuse, capsys):
     assert main(["evaluate", "--demo", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == list(TIDY_COLUMNS)
+    assert list(rows[0]) == list(TIDY_COLUMNS) + ["planned", "recommended", "chosen"]
     assert {r["patient_id"] for r in rows} == {"RTPA-DEMO-0000"}
     assert {"L1", "L5", "composite"} <= {r["lesion_id"] for r in rows}
 

@@ -60,6 +60,7 @@ Modules
 from .lesions import find_lesions
 from .output import (
     result_rows_tidy,
+    CSV_FLAG_COLUMNS,
     result_to_csv,
     result_to_dict,
     result_to_html,
@@ -95,6 +96,7 @@ __all__ = [
     "ResultRow",
     "find_lesions",
     "result_rows_tidy",
+    "CSV_FLAG_COLUMNS",
     "result_to_csv",
     "result_to_dict",
     "result_to_html",

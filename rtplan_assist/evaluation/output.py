@@ -124,17 +124,53 @@ def result_rows_tidy(result: EvaluationResult) -> list[dict]:
     ]
 
 
-def result_to_csv(result: EvaluationResult) -> str:
-    """The tidy rows (:func:`result_rows_tidy`) as CSV text: header :data:`TIDY_COLUMNS`, ``\n``
-    line ends, an empty cell for a value that is not evaluable or absent; a formula-like text
-    cell gets a leading ``'`` (:func:`rtplan_assist.escape.csv_cell`)."""
+CSV_FLAG_COLUMNS: tuple[str, ...] = ("planned", "recommended", "chosen")
+"""Columns ``evaluate --format csv`` adds after :data:`TIDY_COLUMNS`: whether the row's regimen
+is the lesion's planned, recommended and chosen one (``true``/``false``). A composite row
+(regimen ``composite``) belongs to the chosen combination: ``chosen`` is true, ``planned`` and
+``recommended`` say whether that combination is every lesion's planned / recommended regimen."""
+
+CSV_SIGNIFICANT_DIGITS = 6
+"""Numbers in the CSV are rounded to 6 significant digits (149.60000000000002 → 149.6;
+0.0123456789 → 0.0123457): well below any tolerance the engine claims."""
+
+
+def _csv_number(value):
+    if isinstance(value, float):
+        return float(f"{value:.{CSV_SIGNIFICANT_DIGITS}g}")
+    return value
+
+
+def result_to_csv(result: EvaluationResult, *, drop_not_evaluable: bool = False) -> str:
+    """The tidy rows (:func:`result_rows_tidy`) as CSV text: header :data:`TIDY_COLUMNS` then
+    :data:`CSV_FLAG_COLUMNS`, ``\n`` line ends, numbers to :data:`CSV_SIGNIFICANT_DIGITS`
+    significant digits, an empty cell for a value that is not evaluable or absent; a
+    formula-like text cell gets a leading ``'`` (:func:`rtplan_assist.escape.csv_cell`).
+    ``drop_not_evaluable`` leaves out the rows of status ``not evaluable`` (the verdict is
+    not changed by what the file shows)."""
     from ..escape import csv_cell
 
+    planned = {les.lesion_id: les.planned.label for les in result.lesions}
+    recommended = {lid: r.label for lid, r in result.recommendation.choice.items()}
+    chosen = {lid: r.label for lid, r in result.choice.items()}
+    combination_planned = all(chosen.get(lid) == lab for lid, lab in planned.items())
+    combination_recommended = all(chosen.get(lid) == lab for lid, lab in recommended.items())
+
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS) + list(CSV_FLAG_COLUMNS),
+                            lineterminator="\n")
     writer.writeheader()
     for row in result_rows_tidy(result):
-        writer.writerow({k: "" if v is None else csv_cell(v) for k, v in row.items()})
+        if drop_not_evaluable and row["status"] == "not evaluable":
+            continue
+        cells = {k: "" if v is None else csv_cell(_csv_number(v)) for k, v in row.items()}
+        lid, reg = row["lesion_id"], row["regimen"]
+        if reg == "composite":
+            flags = (combination_planned, combination_recommended, True)
+        else:
+            flags = (planned.get(lid) == reg, recommended.get(lid) == reg, chosen.get(lid) == reg)
+        cells.update({k: "true" if f else "false" for k, f in zip(CSV_FLAG_COLUMNS, flags)})
+        writer.writerow(cells)
     return buffer.getvalue()
 
 
