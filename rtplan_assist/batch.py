@@ -78,7 +78,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
@@ -378,7 +378,9 @@ def evaluate_patient(task: dict) -> dict:
     task : dict
         ``folder`` (absolute path), ``rel`` (path relative to the root), ``tables``
         (folder or None), ``regimens_file`` (path or None), ``report_path`` (path or None),
-        ``report_format`` (``pdf``/``html``); optional ``deidentify`` (bool) and ``label``
+        ``report_format`` (``pdf``/``html``); optional ``deidentify`` (bool), ``quality``
+        (bool: plan quality indices as tidy rows of role ``quality``, in the result JSON and
+        the report; :mod:`rtplan_assist.quality`, report-only) and ``label``
         (what the outputs call the folder; default ``rel``, the folder key when
         de-identified).
 
@@ -429,11 +431,23 @@ def evaluate_patient(task: dict) -> dict:
             from .report import write_report
 
             write_report(result, evaluator, task["report_path"],
-                         fmt=task.get("report_format", "pdf"), deidentify=deidentify)
+                         fmt=task.get("report_format", "pdf"), deidentify=deidentify,
+                         quality=bool(task.get("quality")))
             report = task["report_rel"]
         if deidentify:
             result = deidentify_result(result, Identifiers.of_case(case, task["folder"]))
         rows = [dict(r) for r in result_rows_tidy(result)]
+        result_json = result_to_dict(result)
+        if task.get("quality"):
+            from .quality import QUALITY_NOTE, lesion_quality, quality_rows
+
+            qualities = lesion_quality(evaluator)
+            names = {les.lesion_id: les.target.name for les in result.lesions}
+            rows += [dict(r) for r in result_rows_tidy(
+                replace(result, rows=quality_rows(qualities, result), composite_rows=[]))]
+            result_json["quality_note"] = QUALITY_NOTE
+            result_json["quality"] = [dict(q.to_dict(), target=names.get(q.lesion_id, q.target))
+                                      for q in qualities]
         verdict, failing, goals, not_evaluable = _verdict_parts(result)
         summary = {
             "folder": label, "patient_id": result.patient_id, "status": "evaluated",
@@ -444,7 +458,7 @@ def evaluate_patient(task: dict) -> dict:
         return {
             "status": "evaluated", "folder": label, "summary": summary,
             "rows": [_json_safe({"folder": label, **r}) for r in rows],
-            "result": _json_safe(result_to_dict(result)),
+            "result": _json_safe(result_json),
             "seconds": round(time.perf_counter() - start, 3),
         }
     except RtplanAssistError as exc:
@@ -615,7 +629,8 @@ def _check_out_dir(root: Path, out_dir: Path) -> None:
         )
 
 
-def _options_key(tables, regimens_file, report_format, deidentify: bool = False) -> str:
+def _options_key(tables, regimens_file, report_format, deidentify: bool = False,
+                 quality: bool = False) -> str:
     options = {
         "version": __version__, "record": RECORD_VERSION,
         "tables": _file_digest(tables), "regimens": _file_digest(regimens_file),
@@ -623,6 +638,8 @@ def _options_key(tables, regimens_file, report_format, deidentify: bool = False)
     }
     if deidentify:  # absent otherwise: identified records of earlier versions stay valid
         options["deidentified"] = True
+    if quality:  # likewise: records without quality indices stay valid without it
+        options["quality"] = True
     return json.dumps(options, sort_keys=True)
 
 
@@ -677,6 +694,7 @@ def run_batch(
     report_format: str | None = "pdf",
     deidentify: bool = False,
     task: Callable[[dict], dict] = evaluate_patient,
+    quality: bool = False,
 ) -> BatchSummary:
     """Evaluate every patient folder under ``root`` and write the batch outputs to ``out_dir``.
 
@@ -692,6 +710,8 @@ def run_batch(
         ``None``: a local process pool; ``"local"``: a Dask LocalCluster on 127.0.0.1;
         an address: an existing Dask scheduler (workers must see the same paths).
     progress : show a tqdm bar on stderr.
+    quality : bool
+        Add the per-lesion plan quality indices (``evaluate --quality``; report-only).
     report_format : ``"pdf"``, ``"html"`` or ``None`` (no reports).
     deidentify : bool
         Folder keys and patient keys instead of folder names and PatientIDs, de-identified
@@ -714,7 +734,7 @@ def run_batch(
     _check_out_dir(root, out_dir)
     if report_format not in (None, "pdf", "html"):
         raise RtplanAssistError(f"report format {report_format!r}: use pdf or html")
-    options = _options_key(tables, regimens_file, report_format, deidentify)
+    options = _options_key(tables, regimens_file, report_format, deidentify, quality)
     folders = patient_folders(root)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_identity(out_dir, deidentify)
@@ -743,6 +763,7 @@ def run_batch(
         report_rel = f"reports/{name}.{report_format}" if report_format else ""
         todo.append({
             "folder": str(folder), "rel": rel, "label": label, "deidentify": deidentify,
+            "quality": quality,
             "fingerprint": fingerprint, "record_path": str(record_path),
             "record": f"patients/{name}.json",
             "tables": str(tables) if tables else None,

@@ -70,6 +70,9 @@ def register(subparsers) -> None:
     p.add_argument("--deidentify", action="store_true",
                    help="folder keys f-… and patient keys p-… instead of folder names and "
                    "PatientIDs in every output, de-identified reports (see below)")
+    p.add_argument("--quality", action="store_true",
+                   help="add the per-lesion plan quality indices to metrics.csv (role "
+                   "quality), results.json and the reports (report-only; about 1 s a lesion)")
     p.set_defaults(handler=_batch)
 
     p = subparsers.add_parser(
@@ -215,7 +218,7 @@ def _batch(args) -> int:
         summary = run_batch(
             args.root, args.out, tables=args.tables, regimens_file=args.regimens,
             workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-            report_format=fmt, deidentify=args.deidentify,
+            report_format=fmt, deidentify=args.deidentify, quality=args.quality,
         )
     except RtplanAssistError as exc:
         if not args.deidentify:

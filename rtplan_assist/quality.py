@@ -264,7 +264,8 @@ def _cluster_quality(cluster: list[QualityTarget], step_mm: float,
             notes.append("no volume receives the prescription: Paddick CI and GI not evaluable")
         if edge:
             where = "the dose grid edge" if clipped else f"{margin_mm:g} mm from the targets"
-            notes.append(f"the 50 % isodose reaches {where}: V50%, GI and R50% not evaluable")
+            notes.append(f"the 50 % isodose reaches {where}: V50%, GI and R50% not evaluable"
+                         + (", bridging not assessed" if len(cluster) > 1 else ""))
             vals["V50%[cc]"] = vals["GI"] = vals["R50%"] = math.nan
         # the EDT measures to the nearest inside lattice point, about half a step inside
         # the surface: the shell of points 20 mm from the surface is EDT in [20, 20 + step)

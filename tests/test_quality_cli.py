@@ -79,3 +79,29 @@ def test_quality_section_of_the_report(evaluation, demo_evaluation):
     page = quality_html(evaluation, renamed)
     assert page.count("<tr><td><b>L") == len(result.lesions)
     assert "<td>T0</td>" in page and "report-only" in page and "Paddick" in page
+
+
+def test_batch_record_with_quality(evaluation, monkeypatch):
+    # batch --quality: one patient's record (batch.evaluate_patient) gains the quality rows
+    # (de-identified patient key, status info) and the JSON key, its verdict and other rows
+    # unchanged. The session is the module's demo evaluation (its indices computed once).
+    from rtplan_assist import workflow
+    from rtplan_assist.batch import evaluate_patient
+    from rtplan_assist.demo import demo_case_folder
+
+    monkeypatch.setattr(workflow, "evaluate_folder", lambda *a, **k: evaluation)
+    task = {"folder": str(demo_case_folder()), "rel": "demo", "tables": None,
+            "regimens_file": None, "report_path": None, "report_format": None,
+            "deidentify": True}
+    plain = evaluate_patient(dict(task))
+    record = evaluate_patient(dict(task, quality=True))
+    assert record["status"] == plain["status"] == "evaluated"
+    assert record["summary"] == plain["summary"]
+    quality = [r for r in record["rows"] if r["role"] == "quality"]
+    assert [r for r in record["rows"] if r["role"] != "quality"] == plain["rows"]
+    assert len(quality) == len(INDEX_DEFINITIONS) * len(evaluation.lesions)
+    assert {r["patient_id"] for r in quality} == {plain["summary"]["patient_id"]}
+    assert plain["summary"]["patient_id"].startswith("p-")
+    assert {r["status"] for r in quality} == {"info"}
+    assert len(record["result"]["quality"]) == len(evaluation.lesions)
+    assert "quality" not in plain["result"]
