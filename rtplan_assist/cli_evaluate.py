@@ -164,7 +164,9 @@ def register(sub) -> None:
 
 
 def _parse_assignments(items: list[str], what: str) -> dict[str, list]:
-    from .regimens import parse_regimen
+    """``L1=50/5`` items (or ``50/5`` for every lesion): custom regimens, checked for
+    plausibility (:func:`rtplan_assist.regimens.check_custom_regimen`: warned or refused)."""
+    from .regimens import check_custom_regimen, parse_regimen
 
     out: dict[str, list] = {}
     for item in items:
@@ -174,7 +176,10 @@ def _parse_assignments(items: list[str], what: str) -> dict[str, list]:
         lesion = lesion.strip()
         if not lesion:
             raise EvaluationError(f"{what} '{item}': expected L1=50/5")
-        out.setdefault(lesion, []).append(parse_regimen(text))
+        regimen = parse_regimen(text)
+        for warning in check_custom_regimen(regimen):  # refuses an implausible one
+            print(f"rtplan-assist: warning: {what} {item}: {warning}", file=sys.stderr)
+        out.setdefault(lesion, []).append(regimen)
     return out
 
 

@@ -269,7 +269,9 @@ def parse_regimen(text: str) -> Regimen:
     Raises
     ------
     EvaluationError
-        When the text is not ``DOSE/FRACTIONS``.
+        When the text is not ``DOSE/FRACTIONS``; the message says what is wrong (empty, no
+        ``/``, a dose that is not a positive number, fractions that are not a whole number
+        >= 1).
 
     Examples
     --------
@@ -278,10 +280,81 @@ def parse_regimen(text: str) -> Regimen:
     """
     match = _REGIMEN.match(str(text))
     if not match:
-        raise EvaluationError(
-            f"'{text}' is not a regimen; write TOTAL_DOSE/FRACTIONS, e.g. 50/5 or '50 Gy/5'"
-        )
+        raise EvaluationError(_why_not_a_regimen(str(text)))
     return Regimen(int(match["n"]), float(match["dose"]))
+
+
+def _why_not_a_regimen(text: str) -> str:
+    """The specific complaint about a text :data:`_REGIMEN` refuses."""
+    example = "write TOTAL_DOSE/FRACTIONS, e.g. 50/5 or '50 Gy/5'"
+    if not text.strip():
+        return f"empty regimen; {example}"
+    separator = next((sep for sep in (r"/", r"\s+in\s+", r"x") if re.search(sep, text, re.I)),
+                     "/")
+    parts = re.split(separator, text, flags=re.IGNORECASE)
+    if len(parts) != 2:
+        return f"'{text}' is not a regimen: expected one '/' between dose and fractions; {example}"
+    dose_text = re.sub(r"\s*gy\s*$", "", parts[0].strip(), flags=re.IGNORECASE)
+    n_text = re.sub(r"\s*(fx|fractions?)\s*$", "", parts[1].strip(), flags=re.IGNORECASE)
+    try:
+        dose = float(dose_text)
+    except ValueError:
+        return f"'{text}': the total dose '{parts[0].strip()}' is not a number of Gy; {example}"
+    if not (math.isfinite(dose) and dose > 0):
+        return f"'{text}': the total dose must be > 0 Gy, got {dose_text}"
+    try:
+        n = float(n_text)
+    except ValueError:
+        return f"'{text}': the number of fractions '{parts[1].strip()}' is not a number; {example}"
+    if n != int(n) or n < 1:
+        return f"'{text}': the number of fractions must be a whole number >= 1, got {n_text}"
+    return f"'{text}' is not a regimen; {example}"
+
+
+#: Custom regimens (``evaluate --regimen``, the app's "add regimen"): warned above these ...
+PLAUSIBLE_DOSE_PER_FRACTION_GY = 30.0
+PLAUSIBLE_BED10_GY = 200.0
+#: ... and refused above these. Published SBRT schedules stay below the refusal (34 Gy/1,
+#: RTOG 0915: 149.6 Gy BED10, warned for its 34 Gy per fraction; 60 Gy/3: 180 Gy BED10, not
+#: warned); 40 Gy per fraction and 300 Gy BED10 leave room for unusual schedules but not
+#: for typing errors such as 500 Gy/3.
+MAX_DOSE_PER_FRACTION_GY = 40.0
+MAX_BED10_GY = 300.0
+
+
+def check_custom_regimen(regimen: Regimen) -> list[str]:
+    """Plausibility of a user-entered regimen.
+
+    Returns
+    -------
+    list of str
+        Warnings (empty when plausible): dose per fraction above
+        :data:`PLAUSIBLE_DOSE_PER_FRACTION_GY` or BED10 above :data:`PLAUSIBLE_BED10_GY`.
+
+    Raises
+    ------
+    EvaluationError
+        Above :data:`MAX_DOSE_PER_FRACTION_GY` per fraction or :data:`MAX_BED10_GY` BED10
+        (LQ, α/β 10 Gy): almost certainly a typing error.
+    """
+    d = regimen.dose_per_fraction_gy
+    b = regimen.bed10_gy()
+    if d > MAX_DOSE_PER_FRACTION_GY:
+        raise EvaluationError(
+            f"{regimen.label}: {d:.4g} Gy per fraction is above the accepted "
+            f"{MAX_DOSE_PER_FRACTION_GY:g} Gy (a typing error?); not added")
+    if b > MAX_BED10_GY:
+        raise EvaluationError(
+            f"{regimen.label}: BED10 {b:.1f} Gy (LQ, α/β 10 Gy) is above the accepted "
+            f"{MAX_BED10_GY:g} Gy (a typing error?); not added")
+    warnings = []
+    if d > PLAUSIBLE_DOSE_PER_FRACTION_GY:
+        warnings.append(f"{regimen.label}: {d:.4g} Gy per fraction is above "
+                        f"{PLAUSIBLE_DOSE_PER_FRACTION_GY:g} Gy; check the regimen")
+    if b > PLAUSIBLE_BED10_GY:
+        warnings.append(f"{regimen.label}: BED10 {b:.1f} Gy (LQ, α/β 10 Gy) is above "
+                        f"{PLAUSIBLE_BED10_GY:g} Gy; check the regimen")
+    return warnings
 
 
 def load_regimen_file(path: str | Path) -> dict[str, list[Regimen]]:

@@ -18,7 +18,7 @@ from ._shared import (
     prefs,
 )
 
-__all__ = ["composite_summary", "lesion_rows_by_regimen", "regimen_change", "register"]
+__all__ = ["composite_summary", "custom_regimen", "lesion_rows_by_regimen", "regimen_change", "register"]
 
 
 def lesion_rows_by_regimen(loaded: LoadedPatient, lesion_id: str) -> dict[str, list]:
@@ -56,6 +56,29 @@ def composite_summary(rows, contributors: dict, *, lesion_oars: set[str] | None 
                   dcc.Link("Composite / MDT", href="/composite"), "."],
                  className="small text-muted"),
     ], className="mb-3")
+
+
+def custom_regimen(n, dose):
+    """The regimen of the add-regimen inputs, or an error saying which input is wrong and how
+    (the fields are numeric inputs: ``None`` when empty or not a number)."""
+    from rtplan_assist.errors import EvaluationError
+    from rtplan_assist.regimens import Regimen
+
+    if n is None and dose is None:
+        raise EvaluationError("give the number of fractions and the total dose (Gy)")
+    if n is None:
+        raise EvaluationError("give the number of fractions (a whole number >= 1)")
+    if dose is None:
+        raise EvaluationError("give the total dose in Gy")
+    try:
+        n_value, dose_value = float(n), float(dose)
+    except (TypeError, ValueError):
+        raise EvaluationError("the fractions and the dose must be numbers") from None
+    if not math.isfinite(n_value) or n_value != int(n_value) or n_value < 1:
+        raise EvaluationError(f"the number of fractions must be a whole number >= 1, got {n_value:g}")
+    if not math.isfinite(dose_value) or dose_value <= 0:
+        raise EvaluationError(f"the total dose must be > 0 Gy, got {dose_value:g}")
+    return Regimen(int(n_value), dose_value)
 
 
 def register(app, services) -> None:
@@ -99,19 +122,19 @@ def register(app, services) -> None:
         prevent_initial_call=True,
     )
     def change_choice(value, _clicks, n, dose, choices, lesion_id, loaded_data):
-        from rtplan_assist.regimens import Regimen
+        from rtplan_assist.regimens import check_custom_regimen
 
         if not loaded_data:
             return no_update, no_update
         key = loaded_data["key"]
         choices = dict(choices or {})
         patient_prefs = prefs(choices, key)
+        warned = ""
         if ctx.triggered_id == "add-regimen":
             try:
-                if n is None or dose is None:
-                    raise ValueError("give the number of fractions and the total dose")
-                regimen = Regimen(int(n), float(dose))
-            except (RtplanAssistError, ValueError, TypeError) as exc:
+                regimen = custom_regimen(n, dose)
+                warned = "; ".join(check_custom_regimen(regimen))
+            except RtplanAssistError as exc:
                 return no_update, f"Not added: {exc}"
             added = dict(patient_prefs.get("added") or {})
             labels = list(added.get(lesion_id) or [])
@@ -129,4 +152,4 @@ def register(app, services) -> None:
             chosen[lesion_id] = value
             patient_prefs["choice"] = chosen
         choices[key] = patient_prefs
-        return choices, ""
+        return choices, (f"Added with a warning: {warned}" if warned else "")
