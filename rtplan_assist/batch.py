@@ -424,6 +424,7 @@ def evaluate_patient(task: dict) -> dict:
             tables_folder=task.get("tables") or None,
             regimens=None if task.get("regimens_file") else "planned",
             regimens_file=task.get("regimens_file") or None,
+            end_caps=task.get("end_caps") or "half",
         )
         result = evaluator.result("planned")
         report = ""
@@ -630,7 +631,7 @@ def _check_out_dir(root: Path, out_dir: Path) -> None:
 
 
 def _options_key(tables, regimens_file, report_format, deidentify: bool = False,
-                 quality: bool = False) -> str:
+                 quality: bool = False, end_caps: str = "half") -> str:
     options = {
         "version": __version__, "record": RECORD_VERSION,
         "tables": _file_digest(tables), "regimens": _file_digest(regimens_file),
@@ -640,6 +641,8 @@ def _options_key(tables, regimens_file, report_format, deidentify: bool = False,
         options["deidentified"] = True
     if quality:  # likewise: records without quality indices stay valid without it
         options["quality"] = True
+    if end_caps != "half":  # likewise: records of the default convention stay valid
+        options["end_caps"] = end_caps
     return json.dumps(options, sort_keys=True)
 
 
@@ -695,6 +698,7 @@ def run_batch(
     deidentify: bool = False,
     task: Callable[[dict], dict] = evaluate_patient,
     quality: bool = False,
+    end_caps: str = "half",
 ) -> BatchSummary:
     """Evaluate every patient folder under ``root`` and write the batch outputs to ``out_dir``.
 
@@ -712,6 +716,8 @@ def run_batch(
     progress : show a tqdm bar on stderr.
     quality : bool
         Add the per-lesion plan quality indices (``evaluate --quality``; report-only).
+    end_caps : {"half", "none"}
+        How the first and last contour planes are closed (``evaluate --end-caps``).
     report_format : ``"pdf"``, ``"html"`` or ``None`` (no reports).
     deidentify : bool
         Folder keys and patient keys instead of folder names and PatientIDs, de-identified
@@ -734,7 +740,9 @@ def run_batch(
     _check_out_dir(root, out_dir)
     if report_format not in (None, "pdf", "html"):
         raise RtplanAssistError(f"report format {report_format!r}: use pdf or html")
-    options = _options_key(tables, regimens_file, report_format, deidentify, quality)
+    if end_caps not in ("half", "none"):
+        raise RtplanAssistError(f"end caps must be 'half' or 'none', got {end_caps!r}")
+    options = _options_key(tables, regimens_file, report_format, deidentify, quality, end_caps)
     folders = patient_folders(root)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_identity(out_dir, deidentify)
@@ -763,7 +771,7 @@ def run_batch(
         report_rel = f"reports/{name}.{report_format}" if report_format else ""
         todo.append({
             "folder": str(folder), "rel": rel, "label": label, "deidentify": deidentify,
-            "quality": quality,
+            "quality": quality, "end_caps": end_caps,
             "fingerprint": fingerprint, "record_path": str(record_path),
             "record": f"patients/{name}.json",
             "tables": str(tables) if tables else None,

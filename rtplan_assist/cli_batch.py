@@ -73,6 +73,8 @@ def register(subparsers) -> None:
     p.add_argument("--quality", action="store_true",
                    help="add the per-lesion plan quality indices to metrics.csv (role "
                    "quality), results.json and the reports (report-only; about 1 s a lesion)")
+    p.add_argument("--end-caps", choices=("half", "none"), default="half",
+                   help="how the first and last contour planes are closed: 'half' (default) adds half a plane spacing beyond each, as the contour stack implies; 'none' stops at the plane, as some TPSs (e.g. Eclipse) do. Stated in every DVH and in the provenance")
     p.set_defaults(handler=_batch)
 
     p = subparsers.add_parser(
@@ -144,6 +146,8 @@ def _case_arguments(p) -> None:
     p.add_argument("--tables", type=Path, help="constraint table folder (default: shipped)")
     p.add_argument("--choose", action="append", default=[], metavar="L1=50/5",
                    help="regimen of a lesion (repeatable); default: the planned regimens")
+    p.add_argument("--end-caps", choices=("half", "none"), default="half",
+                   help="how the first and last contour planes are closed: 'half' (default) adds half a plane spacing beyond each, as the contour stack implies; 'none' stops at the plane, as some TPSs (e.g. Eclipse) do. Stated in every DVH and in the provenance")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -192,7 +196,8 @@ def _evaluate(args):
 
     chosen = _parse_choices(args.choose)
     evaluation = evaluate_folder(
-        _case_path(args), tables_folder=args.tables, regimens="planned"
+        _case_path(args), tables_folder=args.tables, regimens="planned",
+        end_caps=args.end_caps,
     )
     lesions = [lesion.lesion_id for lesion in evaluation.lesions]
     for lid, regimen in chosen.items():
@@ -219,6 +224,7 @@ def _batch(args) -> int:
             args.root, args.out, tables=args.tables, regimens_file=args.regimens,
             workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
             report_format=fmt, deidentify=args.deidentify, quality=args.quality,
+            end_caps=args.end_caps,
         )
     except RtplanAssistError as exc:
         if not args.deidentify:

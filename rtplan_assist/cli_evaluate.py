@@ -108,6 +108,12 @@ def register(sub) -> None:
         help="structure volume outside a dose grid: left out (default) or counted at 0 Gy",
     )
     p.add_argument(
+        "--end-caps",
+        choices=("half", "none"),
+        default="half",
+        help="how the first and last contour planes are closed: 'half' (default) adds half a plane spacing beyond each, as the contour stack implies; 'none' stops at the plane, as some TPSs (e.g. Eclipse) do. Stated in every DVH and in the provenance",
+    )
+    p.add_argument(
         "--format",
         choices=FORMATS,
         default="json",
@@ -204,6 +210,7 @@ def build_evaluator(args):
         regimens_file=args.regimens,
         extra_regimens=_parse_assignments(args.regimen, "--regimen"),
         outside=args.outside,
+        end_caps=getattr(args, "end_caps", "half"),
         targets=parse_targets(getattr(args, "target", None) or []),
         prescriptions=parse_prescriptions(getattr(args, "prescription", None) or []),
         allow_patient_mismatch=bool(getattr(args, "allow_patient_mismatch", False)),

@@ -78,7 +78,8 @@ DEFINITIONS = {key: text for key, _, _, text in INDEX_DEFINITIONS}
 QUALITY_NOTE = (
     "Plan quality indices are report-only (they never change a constraint verdict); computed "
     "on the planned physical dose at the planned prescription. No RTOG 0813/0915 deviation "
-    "grading (the table was not read in a citable source)."
+    "grading (the table was not read in a citable source). Volumes use the contour-stack "
+    "end caps (half a plane spacing beyond the first and last planes) whatever --end-caps says."
 )
 
 

@@ -38,6 +38,7 @@ def evaluate_folder(
     targets: Mapping[str, list[str]] | None = None,
     prescriptions: Mapping[str, Regimen] | None = None,
     allow_patient_mismatch: bool = False,
+    end_caps: str = "half",
 ) -> Evaluation:
     """Load a patient folder and build its evaluation (computed on demand, cached).
 
@@ -70,6 +71,9 @@ def evaluate_folder(
         catalogue).
     outside : {"exclude", "zero"}
         DVH policy for structure volume outside a dose grid.
+    end_caps : {"half", "none"}
+        How the first and last contour planes are closed (:data:`rtplan_assist.geometry.END_CAPS`);
+        used by every DVH of the evaluation and stated in its provenance.
     targets : mapping of str to list of str, optional
         Plan (RTPlanLabel, RTPlanName or file name) → target structure names (``--target``);
         several targets of one plan are several lesions sharing its dose and regimen.
@@ -144,6 +148,7 @@ def evaluate_folder(
         overrides=merged,
         regimens=regimens,
         outside=outside,
+        end_caps=end_caps,
         targets=dict(targets or {}),
         prescriptions=dict(prescriptions or {}),
     )

@@ -247,7 +247,7 @@ class CompositeMixin:
     def _composite_step(self, structure: Structure, grid: Grid) -> float:
         key = ("step", structure.name)
         if key not in self._boxes:
-            self._boxes[key] = sampling_step_mm(polygon_volume_cc(structure), grid)
+            self._boxes[key] = sampling_step_mm(polygon_volume_cc(structure, end_caps=self.end_caps), grid)
         return self._boxes[key]
 
     def _organ_composite(
@@ -311,7 +311,8 @@ class CompositeMixin:
             # (reference §6.6), and this keeps a regimen change interactive.
             h = max(self._composite_step(structure, sub), float(min(sub.spacing)))
             self._samplers[structure.name] = DVHSampler(
-                structure, sub, outside=self.outside, h_mm=h, label="composite"
+                structure, sub, outside=self.outside, h_mm=h, label="composite",
+                end_caps=self.end_caps,
             )
         return self._samplers[structure.name]
 

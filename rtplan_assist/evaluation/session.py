@@ -22,6 +22,7 @@ from .. import __version__
 from ..constraints import Constraint, ConstraintSet, load_tables, site_coverage
 from ..dvh import DVH, DVHSampler, compute_dvh
 from ..errors import EvaluationError
+from ..geometry import END_CAPS
 from ..model import Case, Grid, Structure
 from ..radiobiology import COMPOSITE_CAVEATS, Model, eqd2_transform
 from ..regimens import TUMOUR_MODEL, Regimen, site_regimens
@@ -103,10 +104,14 @@ class Evaluation(CompositeMixin, SearchMixin):
         outside: str = "exclude",
         targets: dict[str, list[str]] | None = None,
         prescriptions: dict[str, Regimen] | None = None,
+        end_caps: str = "half",
     ):
+        if end_caps not in END_CAPS:
+            raise EvaluationError(f"end caps must be one of {', '.join(END_CAPS)}, got {end_caps!r}")
         self.case = case
         self.tables = tables if tables is not None else load_tables()
         self.outside = outside
+        self.end_caps = end_caps
         self.warnings: list[str] = list(case.warnings)
         reasons: list[str] = []
         # the patient folder's mapping file may carry --target/--prescription rows; the
@@ -301,7 +306,7 @@ class Evaluation(CompositeMixin, SearchMixin):
 
         def run(item):
             lesion, structure = item
-            return compute_dvh(structure, lesion.dose, outside=self.outside)
+            return compute_dvh(structure, lesion.dose, outside=self.outside, end_caps=self.end_caps)
 
         if len(todo) == 1:
             results = [run(todo[0])]
@@ -547,6 +552,7 @@ class Evaluation(CompositeMixin, SearchMixin):
             "tumour_model": TUMOUR_MODEL.describe(),
             "oar_model": "LQ, organ α/β from alpha_beta.csv",
             "outside_policy": self.outside,
+            "end_caps": self.end_caps,
             "name_mapping": dict(self.name_match.matched),
             "name_rules": dict(self.name_match.rule),
             "common_grid_resampled": not self.common_grid()[1],
