@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 import dash_bootstrap_components as dbc
@@ -64,13 +63,10 @@ class Decisions:
     def matching(self, patient_key: str, choice: dict) -> dict | None:
         """The newest record of this patient, not superseded, whose chosen regimens are
         ``choice`` (lesion id -> Regimen), or None."""
+        from rtplan_assist.records.store import matching_record
+
         labels = {lid: regimen.label for lid, regimen in choice.items()}
-        for rec in reversed(self.history(patient_key)):
-            if rec["superseded_by"]:
-                continue
-            if {x["lesion_id"]: x["chosen"] for x in rec["lesions"]} == labels:
-                return rec
-        return None
+        return matching_record(self.history(patient_key), labels)
 
     def close(self) -> None:
         if self._store is not None:
@@ -90,19 +86,12 @@ def acting_user(auth_on: bool, typed_name: str | None = None) -> User | None:
 def attribution_lines(record: dict | None, what: str) -> list[str]:
     """Lines for an export: the matching decision record (id, hash, who, when) and who
     exported it, when."""
+    from rtplan_assist.records.store import attribution_lines as lines
+
     user = current_user()
     who = (f"{user.display_name} ({user.role}, login {user.username})" if user is not None
            else "the local user (loopback, no login)")
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = []
-    if record is not None:
-        lines.append(f"MDT decision record {record['record_id']} (#{record['seq']}), hash "
-                     f"{record['record_hash']}, recorded by {record['recorded_by']} "
-                     f"({record['role']}) at {record['created_at']}")
-    else:
-        lines.append("MDT decision: the choice shown has not been recorded")
-    lines.append(f"{what} exported by {who} at {now}")
-    return lines
+    return lines(record, what, who)
 
 
 def log_export(what: str, patient_id: str) -> None:

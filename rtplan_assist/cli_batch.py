@@ -94,6 +94,9 @@ def register(subparsers) -> None:
     p.add_argument("--quality", action="store_true",
                    help="add the per-lesion plan quality indices (Paddick/RTOG CI, GI, R50%%, "
                    "D2cm, HI; report-only, never part of a verdict; about 1 s per lesion)")
+    p.add_argument("--db", metavar="URL",
+                   help="decision database whose record of the shown choice the report cites "
+                   "(default RTPLAN_ASSIST_DB or the user's file; read only, never created)")
     p.set_defaults(handler=_report)
 
     p = subparsers.add_parser(
@@ -286,9 +289,14 @@ def _report(args) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".pdf", ".html", ".htm"):
         raise RtplanAssistError(f"--out {args.out}: the report is .pdf or .html")
+    from .records.store import cli_attribution
+
     _, evaluator, result = _evaluate(args)
+    attribution = cli_attribution(
+        result.patient_id, {lid: r.label for lid, r in result.choice.items()},
+        "PDF" if suffix == ".pdf" else "HTML report", db=args.db)
     write_report(result, evaluator, args.out, fmt="pdf" if suffix == ".pdf" else "html",
-                 deidentify=args.deidentify, quality=args.quality)
+                 deidentify=args.deidentify, quality=args.quality, attribution=attribution)
     verdict = result.verdict()
     print(f"{args.out}  (verdict {verdict})")
     # the exit code of `evaluate`: 0 pass, 1 fail, 2 not evaluable (the report is written)

@@ -665,9 +665,11 @@ def html_to_pdf(text: str) -> bytes:
 
 
 def write_report(result, evaluator, path: str | os.PathLike, *, fmt: str | None = None,
-                 deidentify: bool = False, quality: bool = False) -> Path:
+                 deidentify: bool = False, quality: bool = False,
+                 attribution: list[str] | tuple[str, ...] = ()) -> Path:
     """Write the report as HTML or PDF (``fmt`` or the suffix of ``path``), atomically;
-    ``quality`` adds the plan quality indices."""
+    ``quality`` adds the plan quality indices, ``attribution`` the lines that say which
+    decision record the shown choice matches and who exported it."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".") or "pdf").lower()
     from .errors import RtplanAssistError
@@ -676,6 +678,7 @@ def write_report(result, evaluator, path: str | os.PathLike, *, fmt: str | None 
         raise RtplanAssistError(f"report format {fmt!r}: use .pdf or .html")
     if fmt == "html":
         atomic_write_text(path, render_report_html(result, evaluator, deidentify=deidentify,
-                                                   quality=quality))
+                                                   quality=quality, attribution=attribution))
         return path
-    return render_report_pdf(result, evaluator, path, deidentify=deidentify, quality=quality)
+    return render_report_pdf(result, evaluator, path, deidentify=deidentify, quality=quality,
+                             attribution=attribution)

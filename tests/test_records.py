@@ -525,3 +525,33 @@ def test_decide_list_verify_reevaluate_sqlite(tmp_path, capsys):
     assert code == 0 and "1 record(s), chain intact" in out and printed["record_hash"] in out
     assert main(["verify-records", "--db", url, "--record", printed["record_id"]]) == 0
     assert "same input files, tables and verdicts" in capsys.readouterr().out
+
+
+def test_cli_report_is_attributed(decision, demo_copy, tmp_path, capsys):
+    """A command-line report cites the decision record of exactly the choice it shows (id and
+    hash) and names the OS user who exported it; without a database it says the choice was
+    not recorded and creates no database (issue 16: every export attributed)."""
+    import getpass
+
+    from rtplan_assist.cli import main
+    from rtplan_assist.records import open_store
+
+    url = f"sqlite:///{tmp_path / 'dec.sqlite'}"
+    record, lesions = decision
+    with open_store(url) as store:
+        appended = store.append(record, lesions)
+    chosen = [f"{x['lesion_id']}={x['chosen'].replace(' Gy', '')}" for x in lesions]
+    argv = ["report", str(demo_copy), "--out", str(tmp_path / "r.html"), "--db", url]
+    for item in chosen:
+        argv += ["--choose", item]
+    assert main(argv) in (0, 1, 2)
+    html = (tmp_path / "r.html").read_text()
+    assert appended.record_id in html and appended.record_hash in html
+    assert "the command line (OS user" in html and getpass.getuser() in html
+    missing = tmp_path / "none.sqlite"
+    argv[argv.index(url)] = f"sqlite:///{missing}"
+    argv[argv.index(str(tmp_path / "r.html"))] = str(tmp_path / "r2.html")
+    main(argv)
+    assert "the choice shown has not been recorded" in (tmp_path / "r2.html").read_text()
+    assert not missing.exists()
+    capsys.readouterr()

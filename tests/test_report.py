@@ -89,7 +89,10 @@ def test_html_is_self_contained(evaluated):
 
 def test_cli_report_html(tmp_path, capsys):
     out = tmp_path / "r.html"
-    assert main(["report", "--demo", "--choose", "L2=50/5", "--out", str(out)]) == 0
+    code = main(["report", "--demo", "--choose", "L2=50/5", "--out", str(out)])
+    # exit code as evaluate's, from the verdict the command prints (0 pass, 1 fail, 2 n.e.)
+    verdict = capsys.readouterr().out.rsplit("(verdict ", 1)[1].split(")")[0]
+    assert code == {"pass": 0, "fail": 1}.get(verdict, 2)
     html = out.read_text(encoding="utf-8")
     assert "50 Gy/5 (planned 60 Gy/8)" in html
     assert "Demo Patient" in html

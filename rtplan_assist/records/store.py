@@ -263,6 +263,11 @@ class RecordStore:
             out.append(item)
         return out
 
+    def matching(self, patient: str, chosen: dict[str, str]) -> dict | None:
+        """The newest record of ``patient`` (key or PatientID), not superseded, whose chosen
+        regimens are ``chosen`` (lesion id -> regimen label such as ``"54 Gy/3"``), or None."""
+        return matching_record(self.records(patient), chosen)
+
     def record(self, record_id: str) -> dict:
         """One record by id (a unique prefix of at least 8 characters is enough)."""
         matches = [r for r in self.records() if r["record_id"].startswith(record_id)]
@@ -277,6 +282,49 @@ class RecordStore:
         """Check the whole chain (:func:`~rtplan_assist.records.chain.check_chain`)."""
         records, lesions = self._rows()
         return check_chain(records, lesions)
+
+
+def matching_record(records: list[dict], chosen: dict[str, str]) -> dict | None:
+    """The newest of ``records`` (oldest first, as :meth:`RecordStore.records` gives them), not
+    superseded, whose chosen regimens are ``chosen`` (lesion id -> regimen label), or None."""
+    for rec in reversed(records):
+        if not rec["superseded_by"] and (
+                {x["lesion_id"]: x["chosen"] for x in rec["lesions"]} == dict(chosen)):
+            return rec
+    return None
+
+
+def attribution_lines(record: dict | None, what: str, who: str) -> list[str]:
+    """Lines that attribute an export: the matching decision record (id, hash, who, when) or
+    that the choice shown was not recorded, and who exported ``what``, now (UTC)."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if record is not None:
+        first = (f"MDT decision record {record['record_id']} (#{record['seq']}), hash "
+                 f"{record['record_hash']}, recorded by {record['recorded_by']} "
+                 f"({record['role']}) at {record['created_at']}")
+    else:
+        first = "MDT decision: the choice shown has not been recorded"
+    return [first, f"{what} exported by {who} at {now}"]
+
+
+def cli_attribution(patient: str, chosen: dict[str, str], what: str,
+                    db: str | None = None) -> list[str]:
+    """:func:`attribution_lines` of a command-line export: the newest matching record of the
+    decision database (``db``, default ``RTPLAN_ASSIST_DB`` or the user's file; never created
+    here) and the operating-system user who ran the command."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    record = None
+    try:
+        with RecordStore(resolve_url(db), create=False) as store:
+            record = store.matching(patient, chosen)
+    except RecordError:  # no database yet, or unreadable: the export says it was not recorded
+        record = None
+    return attribution_lines(record, what, f"the command line (OS user '{user}')")
 
 
 def patient_key_of(patient: str) -> str:
