@@ -266,6 +266,7 @@ def test_report_without_flag_names_the_patient(identified):
 
 def test_export_dose_deidentified(patient, tmp_path, capsys, caplog):
     out = tmp_path / "out" / "RD.eqd2.dcm"
+    out.parent.mkdir()  # --out's folder must exist (it is never created)
     code, stdout, err = _run(["export-dose", patient, "--lesion", "L1", "--out", out,
                               "--deidentify"], capsys, caplog)
     assert code == 0 and not leaks(stdout) and not leaks(err), (stdout, err)
@@ -279,6 +280,7 @@ def test_export_dose_deidentified(patient, tmp_path, capsys, caplog):
     assert ds.FrameOfReferenceUID == source.FrameOfReferenceUID
 
     plain = tmp_path / "plain" / "RD.eqd2.dcm"
+    plain.parent.mkdir()
     assert main(["export-dose", str(patient), "--lesion", "L1", "--out", str(plain)]) == 0
     ds = pydicom.dcmread(plain, stop_before_pixels=True)
     assert ds.PatientID == PATIENT_ID and str(ds.PatientName) == PATIENT_NAME  # for the TPS
@@ -288,6 +290,7 @@ def test_export_dose_deidentified(patient, tmp_path, capsys, caplog):
 def test_export_structures_deidentified(patient, tmp_path, capsys, caplog):
     pytest.importorskip("rt_utils")
     out = tmp_path / "out" / "RS.derived.dcm"
+    out.parent.mkdir()
     code, stdout, err = _run(["export-structures", patient, "--out", out, "--deidentify"],
                              capsys, caplog)
     assert code == 0 and not leaks(stdout) and not leaks(err), (stdout, err)
