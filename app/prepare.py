@@ -1,9 +1,12 @@
 """Prepare a patient for the app in a fresh interpreter: ``python -m rtplan_assist.app.prepare``.
 
-``python -m rtplan_assist.app.prepare FOLDER OUT.pkl`` loads the case, evaluates every regimen
+``python -m rtplan_assist.app.prepare FOLDER OUT.pkl [--target PLAN=ROI[,ROI...]]...
+[--prescription PLAN=D/n]...`` loads the case, evaluates every regimen
 of every lesion and the recommendation, and pickles the evaluator to ``OUT.pkl`` (written to a
 temporary name and renamed). Progress goes to stdout as ``PROGRESS <i> <n> <text>`` lines; a
-refusal is one ``ERROR <message>`` line and exit code 2.
+refusal is one ``ERROR <message>`` line and exit code 2, preceded, when the case gives no
+lesion, by one ``PLANS <json>`` line (:func:`plan_form`: the app's form to give targets and
+prescriptions).
 
 Why a separate interpreter: the background callback runs in a process *forked* from the
 threaded web server. Numba's OpenMP threading layer aborts a forked child that launches a
@@ -29,12 +32,21 @@ PICKLE_VERSION = 1
 _TRANSIENT_CACHES = ("_common_dose",)
 
 
-def build_evaluator(folder: str | Path, progress=None):
+def build_evaluator(folder: str | Path, progress=None, targets=None, prescriptions=None):
     """Load ``folder`` and evaluate every regimen of every lesion and the recommendation.
 
-    ``progress(i, n, text)`` is called between steps. Returns ``(CaseEvaluator,
-    Recommendation)``; the recommendation is kept because recomputing it is the slow part.
+    ``progress(i, n, text)`` is called between steps. ``targets``/``prescriptions``: plan →
+    target ROI names / Regimen given by the user (as ``evaluate --target/--prescription``).
+    Returns ``(CaseEvaluator, Recommendation)``; the recommendation is kept because
+    recomputing it is the slow part.
+
+    Raises
+    ------
+    EvaluationError
+        As :func:`~rtplan_assist.workflow.evaluate_folder`; when the case gives no lesion its
+        ``plan_form`` attribute holds :func:`plan_form` of the case.
     """
+    from rtplan_assist.errors import EvaluationError
     from rtplan_assist.deidentify import patient_key
     from rtplan_assist.dicom import load_case
     from rtplan_assist.workflow import evaluate_folder
@@ -47,7 +59,12 @@ def build_evaluator(folder: str | Path, progress=None):
     case = load_case(folder)
     # the key, not the ID: this text is relayed to the page (also in de-identified mode)
     report(0, 1, f"finding the lesions of patient {patient_key(case.patient_id)}")
-    evaluator = evaluate_folder(case)
+    try:
+        evaluator = evaluate_folder(case, targets=targets or None,
+                                    prescriptions=prescriptions or None)
+    except EvaluationError as exc:
+        exc.plan_form = plan_form(case, targets, prescriptions)
+        raise
     steps = [(les.lesion_id, r) for les in evaluator.lesions
              for r in evaluator.regimens_for(les.lesion_id)]
     total = len(steps) + 2
@@ -59,6 +76,30 @@ def build_evaluator(folder: str | Path, progress=None):
     evaluator.composite_rows(recommendation.choice)
     report(total, total, "done")
     return evaluator, recommendation
+
+
+def plan_form(case, targets=None, prescriptions=None) -> dict | None:
+    """What the app's plan form needs when ``case`` gives no lesion: every RTPLAN (``key``: its
+    file name, ``label``, ``reasons``: why it is not a lesion) and the contoured structures;
+    None when the case does give lesions (the refusal was something else)."""
+    from rtplan_assist.errors import EvaluationError
+    from rtplan_assist.evaluation.lesions import find_lesions
+
+    reasons: list[str] = []
+    try:
+        if find_lesions(case, [], targets=targets or None, prescriptions=prescriptions or None,
+                        reasons=reasons):
+            return None
+    except EvaluationError:
+        return None
+    plans = []
+    for plan in case.plans:
+        file = Path(plan.path).name if plan.path else plan.sop_instance_uid
+        why = [r.split("; give ")[0] for r in reasons if f"({file})" in r]
+        plans.append({"key": file, "label": plan.label or plan.name or file,
+                      "reasons": why or ["gives no lesion"]})
+    structures = [s.name for s in case.structures if not s.is_empty]
+    return {"plans": plans, "structures": structures} if plans else None
 
 
 def write_pickle(evaluator, recommendation, path: str | Path) -> None:
@@ -86,18 +127,31 @@ def read_pickle(path: str | Path):
 def main(argv: list[str] | None = None) -> int:
     from rtplan_assist.errors import RtplanAssistError
 
+    import json
+
+    from rtplan_assist.evaluation.lesions import parse_prescriptions, parse_targets
+
     args = sys.argv[1:] if argv is None else argv
+    options = {"--target": [], "--prescription": []}
+    while len(args) > 2 and args[-2] in options:
+        options[args[-2]].insert(0, args[-1])
+        args = args[:-2]
     if len(args) != 2:
-        print("usage: python -m rtplan_assist.app.prepare FOLDER OUT.pkl", file=sys.stderr)
+        print("usage: python -m rtplan_assist.app.prepare FOLDER OUT.pkl "
+              "[--target PLAN=ROI[,ROI...]]... [--prescription PLAN=D/n]...", file=sys.stderr)
         return 2
 
     def progress(i, n, text):
         print(f"PROGRESS {i} {n} {' '.join(str(text).split())}", flush=True)
 
     try:
-        evaluator, recommendation = build_evaluator(args[0], progress)
+        evaluator, recommendation = build_evaluator(
+            args[0], progress, parse_targets(options["--target"]),
+            parse_prescriptions(options["--prescription"]))
         write_pickle(evaluator, recommendation, args[1])
     except RtplanAssistError as exc:
+        if getattr(exc, "plan_form", None):
+            print(f"PLANS {json.dumps(exc.plan_form)}", flush=True)
         print(f"ERROR {' '.join(str(exc).split())}", flush=True)
         return 2
     return 0

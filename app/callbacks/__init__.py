@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import functools
 
-from . import composite, decisions, dose, dvh, lesion, overview, patient
+from . import composite, decisions, dose, dvh, lesion, overview, patient, plans
 
 __all__ = ["PAGES", "register_callbacks"]
 
 #: the callback modules, in the order they are registered
-PAGES = (patient, overview, lesion, dvh, dose, composite, decisions)
+PAGES = (patient, plans, overview, lesion, dvh, dose, composite, decisions)
 
 
 class _Scrubbing:

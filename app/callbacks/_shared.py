@@ -26,7 +26,7 @@ def loaded_patient(services, loaded_data, session) -> LoadedPatient | None:
     if not loaded_data or not session:
         return None
     services.touch(session)
-    return services.patient(session, loaded_data["key"])
+    return services.patient(session, loaded_data["key"], loaded_data.get("plan_options") or ())
 
 
 def lesion_regimens(loaded: LoadedPatient, choices: dict | None, lesion_id: str):

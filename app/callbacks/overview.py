@@ -70,6 +70,7 @@ def overview_children(loaded: LoadedPatient, choice: dict, prefs: dict | None = 
                 (f" · {len(ev.lesions)} lesions · {len(case.structures)} structures · "
                 f"CT {'present' if case.ct is not None else 'absent'} · source: "
                 f"{loaded.entry.label}")]),
+        *_user_plan_options(loaded),
         html.H5("Lesions"), lesions,
         html.H5("Organs at risk found"), oars,
         html.P([html.B("Names not matched to TG-263: "), unmatched]),
@@ -78,6 +79,23 @@ def overview_children(loaded: LoadedPatient, choice: dict, prefs: dict | None = 
         html.H5("Warnings from loading"),
         html.Ul([html.Li(w) for w in warnings]) if warnings else html.P("None."),
     ]
+
+
+def _user_plan_options(loaded: LoadedPatient) -> list:
+    """The targets and prescriptions given by the user in the plan form, said as such."""
+    options = loaded.entry.plan_options
+    if not options:
+        return []
+    texts = []
+    for option, value in options:
+        plan, _, given = value.rpartition("=")
+        if option == "--prescription":
+            dose, _, fractions = given.partition("/")
+            texts.append(f"{plan}: prescription {dose} Gy in {fractions} fractions")
+        else:
+            texts.append(f"{plan}: target {given.replace(',', ', ')}")
+    return [html.P([html.B("Given by the user (not in the RTPLAN): "), "; ".join(texts)],
+                   id="user-plan-options")]
 
 
 def register(app, services) -> None:

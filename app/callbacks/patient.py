@@ -9,7 +9,9 @@ from dash import Input, Output, State, ctx, no_update
 
 from rtplan_assist.errors import RtplanAssistError
 
+from ..services.prepared import PlanOptionsNeeded
 from ._shared import error_alert
+from .plans import plan_form
 
 __all__ = ["progress_text", "register", "upload_refusal"]
 
@@ -88,10 +90,13 @@ def register(app, services) -> None:
         if not patient or not session:
             return None, None
         # a background callback is not wrapped by _Scrubbing: its texts are scrubbed here
+        options = patient.get("plan_options") or []
         try:
-            entry = services.entry(patient["key"], session)
+            entry = services.entry(patient["key"], session, options)
             services.prepare(entry, lambda i, n, text: set_progress(
                 (str(i), str(max(n, 1)), services.scrub(progress_text(i, n, text)))))
+        except PlanOptionsNeeded as exc:
+            return None, services.scrub(plan_form(exc))
         except RtplanAssistError as exc:
             return None, services.scrub(error_alert(exc))
-        return {"key": patient["key"]}, None
+        return {"key": patient["key"], "plan_options": options}, None

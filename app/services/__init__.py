@@ -21,6 +21,7 @@ ends takes its upload and that upload's evaluator with it).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -100,12 +101,15 @@ class AppServices:
         return self.scrubber.scrub(value)
 
     # -- operations across services ---------------------------------------------------------
-    def entry(self, key: str, session: str | None) -> PatientEntry:
-        """The patient behind ``key``; uploads are visible to their own session only."""
+    def entry(self, key: str, session: str | None, plan_options=()) -> PatientEntry:
+        """The patient behind ``key``, with the user's targets and prescriptions
+        ``plan_options`` (:attr:`PatientEntry.plan_options`); uploads are visible to their own
+        session only."""
         found = self.patients.find(key) or self.uploads.find(session, key)
         if found is None:
             raise EvaluationError(f"unknown patient '{key}' (expired upload or old link).")
-        return found
+        options = tuple((str(o), str(v)) for o, v in (plan_options or ()))
+        return dataclasses.replace(found, plan_options=options) if options else found
 
     def picker_options(self, session: str | None) -> list[dict]:
         """Options for the patient picker (label/value): the catalogue and the session's
@@ -137,17 +141,18 @@ class AppServices:
         """Make sure ``entry`` is prepared on disk (:meth:`PreparedCache.prepare`)."""
         return self.prepared.prepare(entry, progress)
 
-    def patient(self, session: str, key: str) -> LoadedPatient:
-        """The session's prepared patient: LRU hit, else a session copy of the unpickled
-        patient, else prepared now."""
-        entry = self.entry(key, session)
+    def patient(self, session: str, key: str, plan_options=()) -> LoadedPatient:
+        """The session's prepared patient (with the user's ``plan_options``): LRU hit, else a
+        session copy of the unpickled patient, else prepared now."""
+        entry = self.entry(key, session, plan_options)
 
         def open_patient() -> LoadedPatient:
             template = self.prepared.template(entry)
             self.scrubber.learn(entry.key, template.evaluator.case, entry.folder)
             return LoadedPatient(entry, template.evaluator.copy(), template.shared)
 
-        return self.sessions.patient(session, key, open_patient)
+        copy_key = f"{key}#{entry.plan_options!r}" if entry.plan_options else key
+        return self.sessions.patient(session, copy_key, open_patient)
 
     def close(self) -> None:
         """Forget every patient and upload and remove the work folder (registered with

@@ -20,6 +20,9 @@ class PatientEntry:
     folder: Path
     owner_session: str | None = None  # uploads belong to the session that uploaded them
     upload_dir: Path | None = None  # the per-upload temporary folder, removed with the session
+    #: targets and prescriptions given by the user in the app's plan form, as ``evaluate``'s
+    #: options: ``(("--target", "RP.L4.dcm=PTV_4"), ("--prescription", "RP.L1.dcm=54/3"))``
+    plan_options: tuple[tuple[str, str], ...] = ()
 
 
 class PatientCatalogue:

@@ -16,6 +16,7 @@ The web process unpickles each prepared patient once (an LRU of ``max_loaded`` p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -33,7 +34,16 @@ from .lru import OnceLRU
 from .patients import PatientEntry
 from .shared import PatientShared
 
-__all__ = ["Prepared", "PreparedCache"]
+__all__ = ["PlanOptionsNeeded", "Prepared", "PreparedCache"]
+
+
+class PlanOptionsNeeded(EvaluationError):
+    """The patient gives no lesion; ``form`` (:func:`rtplan_assist.app.prepare.plan_form`)
+    lists its plans, why each is not a lesion, and the structures to pick targets from."""
+
+    def __init__(self, message: str, form: dict):
+        super().__init__(message)
+        self.form = form
 
 
 @dataclass
@@ -79,8 +89,13 @@ class PreparedCache:
         return len(self._templates)
 
     def pickle_path(self, entry: PatientEntry) -> Path:
-        """Where the prepared evaluator of ``entry`` is cached (keyed by the folder content)."""
-        return self.evaluators_dir / f"{_folder_signature(entry.folder)}.pkl"
+        """Where the prepared evaluator of ``entry`` is cached (keyed by the folder content and
+        the targets and prescriptions given by the user)."""
+        digest = _folder_signature(entry.folder)
+        if entry.plan_options:
+            digest = hashlib.sha256(
+                repr((digest, sorted(entry.plan_options))).encode()).hexdigest()[:32]
+        return self.evaluators_dir / f"{digest}.pkl"
 
     def prepare(self, entry: PatientEntry,
                 progress: Callable[[int, int, str], None] | None = None) -> Path:
@@ -107,6 +122,8 @@ class PreparedCache:
                 progress(1, 1, "prepared earlier: reusing the cached evaluation")
             return path
         cmd = [sys.executable, "-m", "rtplan_assist.app.prepare", str(entry.folder), str(path)]
+        for option, value in entry.plan_options:
+            cmd += [option, value]
         # stderr goes to a file, not a pipe: a job that writes more than a pipe holds (pydicom
         # warnings of a 700-slice CT) while we read stdout to its end would block both
         # processes, and the per-patient lock with them (every session opening the patient).
@@ -114,17 +131,22 @@ class PreparedCache:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, text=True,
                                     bufsize=1)
             error = ""
+            form = None
             assert proc.stdout is not None
             for line in proc.stdout:
                 if line.startswith("PROGRESS ") and progress:
                     _, i, n, text = (line.rstrip("\n").split(" ", 3) + [""])[:4]
                     progress(int(i), int(n), text)
+                elif line.startswith("PLANS "):
+                    form = json.loads(line[6:])
                 elif line.startswith("ERROR "):
                     error = line[6:].strip()
             code = proc.wait()
             errfile.seek(max(0, os.fstat(errfile.fileno()).st_size - 4096))
             stderr = errfile.read().decode("utf-8", "replace")
         if code != 0 or not path.is_file():
+            if error and form:  # no lesion: the app asks for targets and prescriptions
+                raise PlanOptionsNeeded(error, form)
             if error:  # the job's own one-line refusal (a typed error)
                 raise EvaluationError(error)
             # a crash: its traceback goes to the server log (scrubbed of identifiers under

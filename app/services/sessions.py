@@ -157,7 +157,9 @@ class Sessions:
 
     def close_patient(self, session: str, key: str) -> None:
         """Drop the session's copy of patient ``key`` (its upload was replaced)."""
-        self._open.discard(lambda k, _loaded: k != (session, key))
+        # also its copies prepared with the user's targets/prescriptions ("key#options")
+        self._open.discard(lambda k, _loaded: not (
+            k[0] == session and (k[1] == key or k[1].startswith(key + "#"))))
 
     def clear(self) -> None:
         self._open.clear()
