@@ -83,7 +83,7 @@ def overview_children(loaded: LoadedPatient, choice: dict, prefs: dict | None = 
 
 def _user_plan_options(loaded: LoadedPatient) -> list:
     """The targets and prescriptions given by the user in the plan form, said as such."""
-    options = loaded.entry.plan_options
+    options = getattr(loaded.entry, "plan_options", ())
     if not options:
         return []
     texts = []

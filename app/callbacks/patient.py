@@ -96,7 +96,7 @@ def register(app, services) -> None:
             services.prepare(entry, lambda i, n, text: set_progress(
                 (str(i), str(max(n, 1)), services.scrub(progress_text(i, n, text)))))
         except PlanOptionsNeeded as exc:
-            return None, services.scrub(plan_form(exc))
+            return None, services.scrub(plan_form(exc, options))
         except RtplanAssistError as exc:
             return None, services.scrub(error_alert(exc))
         return {"key": patient["key"], "plan_options": options}, None

@@ -14,10 +14,15 @@ from rtplan_assist.regimens import parse_regimen
 __all__ = ["plan_form", "plan_options", "register"]
 
 
-def plan_form(exc) -> html.Div:
+def plan_form(exc, given=()) -> html.Div:
     """The refusal (``exc``: :class:`~..services.prepared.PlanOptionsNeeded`) and a row per
-    plan: its reasons, a target picker (the case's contoured structures) and a prescription."""
+    plan: its reasons, a target picker (the case's contoured structures) and a prescription,
+    filled with what the user ``given`` before (``[["--target", "PLAN=ROI,ROI"], ...]``)."""
     structures = [{"label": s, "value": s} for s in exc.form["structures"]]
+    earlier: dict[tuple[str, str], str] = {}
+    for option, value in given or ():
+        plan, _, text = value.rpartition("=")
+        earlier[(option, plan)] = text
     rows = []
     for plan in exc.form["plans"]:
         key = plan["key"]
@@ -26,8 +31,11 @@ def plan_form(exc) -> html.Div:
             html.Td(html.Ul([html.Li(r) for r in plan["reasons"]], className="mb-0"),
                     id={"type": "plan-reason", "plan": key}),
             html.Td(dcc.Dropdown(structures, multi=True, placeholder="the plan's own target",
+                                 value=[r for r in earlier.get(("--target", key), "").split(",")
+                                        if r] or None,
                                  id={"type": "plan-target", "plan": key})),
             html.Td(dbc.Input(placeholder="e.g. 54/3 (Gy/fractions)", type="text",
+                              value=earlier.get(("--prescription", key)),
                               id={"type": "plan-rx", "plan": key})),
         ]))
     return html.Div([

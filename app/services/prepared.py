@@ -92,9 +92,9 @@ class PreparedCache:
         """Where the prepared evaluator of ``entry`` is cached (keyed by the folder content and
         the targets and prescriptions given by the user)."""
         digest = _folder_signature(entry.folder)
-        if entry.plan_options:
-            digest = hashlib.sha256(
-                repr((digest, sorted(entry.plan_options))).encode()).hexdigest()[:32]
+        options = getattr(entry, "plan_options", ())
+        if options:
+            digest = hashlib.sha256(repr((digest, sorted(options))).encode()).hexdigest()[:32]
         return self.evaluators_dir / f"{digest}.pkl"
 
     def prepare(self, entry: PatientEntry,
@@ -122,7 +122,7 @@ class PreparedCache:
                 progress(1, 1, "prepared earlier: reusing the cached evaluation")
             return path
         cmd = [sys.executable, "-m", "rtplan_assist.app.prepare", str(entry.folder), str(path)]
-        for option, value in entry.plan_options:
+        for option, value in getattr(entry, "plan_options", ()):
             cmd += [option, value]
         # stderr goes to a file, not a pipe: a job that writes more than a pipe holds (pydicom
         # warnings of a 700-slice CT) while we read stdout to its end would block both
