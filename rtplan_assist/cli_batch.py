@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .cli_evaluate import END_CAPS_HELP
 from .errors import EvaluationError, RtplanAssistError
 
 BATCH_EPILOG = """\
@@ -74,7 +75,7 @@ def register(subparsers) -> None:
                    help="add the per-lesion plan quality indices to metrics.csv (role "
                    "quality), results.json and the reports (report-only; about 1 s a lesion)")
     p.add_argument("--end-caps", choices=("half", "none"), default="half",
-                   help="how the first and last contour planes are closed: 'half' (default) adds half a plane spacing beyond each, as the contour stack implies; 'none' stops at the plane, as some TPSs (e.g. Eclipse) do. Stated in every DVH and in the provenance")
+                   help=END_CAPS_HELP)
     p.set_defaults(handler=_batch)
 
     p = subparsers.add_parser(
@@ -150,7 +151,7 @@ def _case_arguments(p) -> None:
     p.add_argument("--choose", action="append", default=[], metavar="L1=50/5",
                    help="regimen of a lesion (repeatable); default: the planned regimens")
     p.add_argument("--end-caps", choices=("half", "none"), default="half",
-                   help="how the first and last contour planes are closed: 'half' (default) adds half a plane spacing beyond each, as the contour stack implies; 'none' stops at the plane, as some TPSs (e.g. Eclipse) do. Stated in every DVH and in the provenance")
+                   help=END_CAPS_HELP)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -20,38 +20,17 @@ from .errors import EvaluationError, RadiobiologyError
 FORMATS = ("json", "csv", "html", "text")
 MODELS = ("lq", "lql", "usc")
 
+END_CAPS_HELP = (
+    "how the first and last contour planes are closed: 'half' (default) adds half a plane "
+    "spacing beyond each, as the contour stack implies; 'none' stops at the plane, as some "
+    "TPSs (e.g. Eclipse) do. Stated in every DVH and in the provenance"
+)
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="evaluate every lesion × regimen against OAR constraints; composite; recommendation",
-        description=(
-            "Scale each lesion's plan to every regimen of the catalogue (or --regimens), evaluate "
-            "the target (BED10/EQD2, PTV D95%%/D98%%/V100%%, GTV mean BED10) and every OAR "
-            "constraint at the regimen's fraction number (converted and marked when no table "
-            "has it), sum the lesions' voxel-wise EQD2 for the composite, and recommend the "
-            "highest-BED10 regimen per lesion that passes jointly. Exit code 0: the chosen "
-            "plan passes; 1: a mandatory constraint fails; 2: could not evaluate."
-        ),
-    )
-    p.add_argument("path", nargs="?", help="patient folder (DICOM CT/RTSTRUCT/RTPLAN/RTDOSE)")
-    p.add_argument("--demo", action="store_true", help="use the built-in synthetic patient")
-    p.add_argument("--patient", metavar="KEY|ID",
-                   help="which patient when the folder holds several (the p-… key the error "
-                   "names, or the PatientID)")
-    p.add_argument(
-        "--regimens",
-        metavar="FILE",
-        help="CSV 'lesion,total_dose_gy,fractions' (lesion '*' = every lesion); default: the "
-        "built-in catalogue; the planned regimen is always added",
-    )
-    p.add_argument(
-        "--regimen",
-        action="append",
-        default=[],
-        metavar="[L1=]50/5",
-        help="add a regimen for every lesion (or one lesion with L1=...); repeatable",
-    )
+
+def add_case_options(p) -> None:
+    """The options that say how a case is read and evaluated (tables, structure mapping,
+    targets, prescriptions, patient mismatch, outside policy), shared by ``evaluate`` and
+    ``decide``."""
     p.add_argument(
         "--tables",
         nargs="+",
@@ -94,6 +73,46 @@ def register(sub) -> None:
         "the provenance",
     )
     p.add_argument(
+        "--outside",
+        choices=("exclude", "zero"),
+        default="exclude",
+        help="structure volume outside a dose grid: left out (default) or counted at 0 Gy",
+    )
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate every lesion × regimen against OAR constraints; composite; recommendation",
+        description=(
+            "Scale each lesion's plan to every regimen of the catalogue (or --regimens), evaluate "
+            "the target (BED10/EQD2, PTV D95%%/D98%%/V100%%, GTV mean BED10) and every OAR "
+            "constraint at the regimen's fraction number (converted and marked when no table "
+            "has it), sum the lesions' voxel-wise EQD2 for the composite, and recommend the "
+            "highest-BED10 regimen per lesion that passes jointly. Exit code 0: the chosen "
+            "plan passes; 1: a mandatory constraint fails; 2: could not evaluate."
+        ),
+    )
+    p.add_argument("path", nargs="?", help="patient folder (DICOM CT/RTSTRUCT/RTPLAN/RTDOSE)")
+    p.add_argument("--demo", action="store_true", help="use the built-in synthetic patient")
+    p.add_argument("--patient", metavar="KEY|ID",
+                   help="which patient when the folder holds several (the p-… key the error "
+                   "names, or the PatientID)")
+    p.add_argument(
+        "--regimens",
+        metavar="FILE",
+        help="CSV 'lesion,total_dose_gy,fractions' (lesion '*' = every lesion); default: the "
+        "built-in catalogue; the planned regimen is always added",
+    )
+    p.add_argument(
+        "--regimen",
+        action="append",
+        default=[],
+        metavar="[L1=]50/5",
+        help="add a regimen for every lesion (or one lesion with L1=...); repeatable",
+    )
+    add_case_options(p)
+    p.add_argument(
         "--choose",
         action="append",
         default=[],
@@ -102,16 +121,10 @@ def register(sub) -> None:
         "other lesions take the recommendation",
     )
     p.add_argument(
-        "--outside",
-        choices=("exclude", "zero"),
-        default="exclude",
-        help="structure volume outside a dose grid: left out (default) or counted at 0 Gy",
-    )
-    p.add_argument(
         "--end-caps",
         choices=("half", "none"),
         default="half",
-        help="how the first and last contour planes are closed: 'half' (default) adds half a plane spacing beyond each, as the contour stack implies; 'none' stops at the plane, as some TPSs (e.g. Eclipse) do. Stated in every DVH and in the provenance",
+        help=END_CAPS_HELP,
     )
     p.add_argument(
         "--format",

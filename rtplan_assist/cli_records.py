@@ -14,6 +14,7 @@ import io
 import json
 import sys
 
+from .cli_evaluate import add_case_options
 from .errors import EvaluationError
 
 __all__ = ["register"]
@@ -50,20 +51,7 @@ def register(sub) -> None:
                    help="an MDT attendee and their role (repeatable)")
     d.add_argument("--supersedes", metavar="RECORD_ID",
                    help="this record corrects that one (same patient)")
-    d.add_argument("--tables", nargs="+", metavar="NAME", help="constraint tables (file stems)")
-    d.add_argument("--tables-folder", metavar="DIR", help="folder of user constraint tables")
-    d.add_argument("--map", action="append", default=[], metavar="NAME=TG263",
-                   help="map a case structure to a TG-263 name (repeatable)")
-    d.add_argument("--map-file", metavar="FILE", help="CSV 'structure,tg263' of mappings")
-    d.add_argument("--outside", choices=("exclude", "zero"), default="exclude",
-                   help="structure volume outside a dose grid (as for evaluate)")
-    d.add_argument("--target", action="append", default=[], metavar="PLAN=ROI[,ROI...]",
-                   help="the target structure(s) of a plan (as for evaluate; repeatable)")
-    d.add_argument("--prescription", action="append", default=[], metavar="PLAN=DOSE/FRACTIONS",
-                   help="the prescription of a plan that gives none (as for evaluate)")
-    d.add_argument("--allow-patient-mismatch", action="store_true",
-                   help="accept an RTPLAN/RTDOSE of another PatientID in the structure set's "
-                   "frame of reference (as for evaluate)")
+    add_case_options(d)  # as for evaluate
     d.add_argument("--deidentify", action="store_true",
                    help="store the patient key only: no PatientID, no folder, file names "
                    "scrubbed (re-evaluation then needs the folder)")
