@@ -36,8 +36,13 @@ Lesions whose analysis boxes (target ± ``margin_mm``) do not overlap are analys
 isodose regions are assumed not to reach beyond ``margin_mm`` (checked: when the 50 %
 isodose reaches the box edge, R50% and GI are not evaluable and say why).
 
-Not included: the RTOG 0813/0915 deviation table by PTV volume (no primary source or two
-agreeing transcriptions could be read; see the project's evidence rule), so no index is graded.
+Deviation grading (:func:`rtog_grades`): RTOG 0813/0915 protocol Table 1 by PTV volume
+(``constraints/quality/rtog0813_0915_table1.csv``: two agreeing secondary transcriptions, cited
+in the file): R100% (= RTOG CI), R50% and D2cm (% of Rx) are "per protocol" below the "none"
+bound, a "minor deviation" below the "minor" bound, else a "major deviation" (the protocol's
+Note 2); bounds linearly interpolated in the PTV volume (Note 1), no extrapolation beyond
+1.8–163 cc. Graded only where the table applies: lung lesions (peripheral: 0915, central:
+0813) planned in 1–5 fractions; any other lesion says why it is not graded.
 """
 
 from __future__ import annotations
@@ -77,10 +82,101 @@ UNITS = {key: unit for key, _, unit, _ in INDEX_DEFINITIONS}
 DEFINITIONS = {key: text for key, _, _, text in INDEX_DEFINITIONS}
 QUALITY_NOTE = (
     "Plan quality indices are report-only (they never change a constraint verdict); computed "
-    "on the planned physical dose at the planned prescription. No RTOG 0813/0915 deviation "
-    "grading (the table was not read in a citable source). Volumes use the contour-stack "
-    "end caps (half a plane spacing beyond the first and last planes) whatever --end-caps says."
+    "on the planned physical dose at the planned prescription. R100% (RTOG CI), R50% and D2cm "
+    "are graded against RTOG 0813/0915 protocol Table 1 by PTV volume for lung lesions planned "
+    "in 1-5 fractions only. Volumes use the contour-stack end caps (half a plane spacing beyond "
+    "the first and last planes) whatever --end-caps says."
 )
+
+RTOG_TABLE_FILE = "quality/rtog0813_0915_table1.csv"
+RTOG_SOURCE = "RTOG 0813/0915 protocol Table 1"
+#: graded index → (table column prefix, label)
+RTOG_GRADED = (("CI_RTOG", "r100", "R100%"), ("R50%", "r50", "R50%"),
+               ("D2cm[%]", "d2cm", "D2cm"))
+RTOG_SITES = {"lung": "RTOG 0915 (peripheral lung)", "central lung": "RTOG 0813 (central lung)"}
+RTOG_FRACTIONS = (1, 5)
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One index graded against RTOG 0813/0915 Table 1: ``level`` is ``per protocol``,
+    ``minor deviation``, ``major deviation`` or ``not graded`` (``reason`` says why)."""
+
+    index: str
+    label: str
+    value: float
+    none_below: float
+    minor_below: float
+    level: str
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        def num(v):
+            return None if math.isnan(v) else v
+
+        return {"index": self.index, "label": self.label, "value": num(self.value),
+                "per_protocol_below": num(self.none_below),
+                "minor_deviation_below": num(self.minor_below), "level": self.level,
+                "reason": self.reason, "source": RTOG_SOURCE}
+
+
+def rtog_table() -> np.ndarray:
+    """The shipped Table 1 as an array (rows by PTV volume; columns as in the file)."""
+    from .constraints import shipped_folder
+    from .errors import ConstraintTableError
+
+    path = shipped_folder() / RTOG_TABLE_FILE
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+                 if ln.strip() and not ln.startswith("#")]
+        table = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+    except (OSError, ValueError) as exc:
+        raise ConstraintTableError(f"{path}: cannot read the RTOG 0813/0915 table: {exc}") from exc
+    if table.ndim != 2 or table.shape[1] != 7 or np.any(np.diff(table[:, 0]) <= 0):
+        raise ConstraintTableError(f"{path}: expected 7 columns and increasing PTV volumes")
+    return table
+
+
+_COLUMNS = {"r100": (1, 2), "r50": (3, 4), "d2cm": (5, 6)}
+
+
+def rtog_grades(values: dict[str, float], site: str, fractions: int | None,
+                table: np.ndarray | None = None) -> tuple[Grade, ...]:
+    """R100%, R50% and D2cm of one lesion graded against RTOG 0813/0915 Table 1 (module
+    docstring); every index gets a :class:`Grade`, ``not graded`` with its reason when the
+    table does not apply or the index is not evaluable."""
+    table = rtog_table() if table is None else table
+    tv = values.get("TV[cc]", math.nan)
+    why = ""
+    if site not in RTOG_SITES:
+        why = f"the table is for lung SBRT (RTOG 0813/0915); this lesion's site is {site}"
+    elif fractions is None or not RTOG_FRACTIONS[0] <= fractions <= RTOG_FRACTIONS[1]:
+        why = (f"the table is for lung SBRT in {RTOG_FRACTIONS[0]}-{RTOG_FRACTIONS[1]} "
+               f"fractions; planned in {fractions} fractions")
+    elif math.isnan(tv):
+        why = "the target volume is not evaluable"
+    elif not table[0, 0] <= tv <= table[-1, 0]:
+        why = (f"target volume {tv:.3g} cc outside the table's {table[0, 0]:g}-"
+               f"{table[-1, 0]:g} cc (the protocol gives no extrapolation)")
+    grades = []
+    for key, prefix, label in RTOG_GRADED:
+        value = values.get(key, math.nan)
+        if why:
+            grades.append(Grade(key, label, value, math.nan, math.nan, "not graded", why))
+            continue
+        lo, hi = _COLUMNS[prefix]
+        none_below = float(np.interp(tv, table[:, 0], table[:, lo]))
+        minor_below = float(np.interp(tv, table[:, 0], table[:, hi]))
+        if math.isnan(value):
+            grades.append(Grade(key, label, value, none_below, minor_below, "not graded",
+                                f"{label} not evaluable"))
+        elif value < none_below:
+            grades.append(Grade(key, label, value, none_below, minor_below, "per protocol"))
+        elif value < minor_below:
+            grades.append(Grade(key, label, value, none_below, minor_below, "minor deviation"))
+        else:
+            grades.append(Grade(key, label, value, none_below, minor_below, "major deviation"))
+    return tuple(grades)
 
 
 @dataclass(frozen=True)
@@ -91,6 +187,8 @@ class QualityTarget:
     target: Structure
     dose: Dose
     prescription_gy: float
+    site: str = "unknown"
+    fractions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +203,7 @@ class LesionQuality:
     bridged_with: tuple[str, ...] = ()
     shares_dose_with: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    grades: tuple[Grade, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -119,6 +218,7 @@ class LesionQuality:
             "bridged_with": list(self.bridged_with),
             "shares_dose_with": list(self.shares_dose_with),
             "notes": list(self.notes),
+            "rtog_0813_0915": [g.to_dict() for g in self.grades],
         }
 
 
@@ -129,6 +229,7 @@ def quality_indices(items: list[QualityTarget], *, step_mm: float = DEFAULT_STEP
         raise GeometryError(f"quality lattice: step {step_mm} mm, margin {margin_mm} mm "
                             f"(must be > 0 and > {D2CM_MM} mm)")
     out: dict[str, LesionQuality] = {}
+    table = rtog_table()
     groups: dict[int, list[QualityTarget]] = {}
     for item in items:
         if not item.prescription_gy or item.prescription_gy <= 0:
@@ -144,11 +245,13 @@ def quality_indices(items: list[QualityTarget], *, step_mm: float = DEFAULT_STEP
                 partials = [_Partial(i.lesion_id, i.target.name, float(i.prescription_gy),
                                      {key: math.nan for key, *_ in INDEX_DEFINITIONS}, (),
                                      (f"not evaluable: {exc}",)) for i in cluster]
+            by_id = {i.lesion_id: i for i in cluster}
             for q in partials:
                 others = tuple(s for s in sharing if s != q.lesion_id)
+                item = by_id[q.lesion_id]
                 out[q.lesion_id] = LesionQuality(
                     q.lesion_id, q.target, q.prescription_gy, q.values, q.bridged_with,
-                    others, q.notes)
+                    others, q.notes, rtog_grades(q.values, item.site, item.fractions, table))
     return [out[i.lesion_id] for i in items]
 
 
@@ -339,10 +442,12 @@ def _shell_clipped(dist: np.ndarray, radius: float) -> bool:
 def lesion_quality(evaluation) -> list[LesionQuality]:
     """Quality indices of every lesion of an :class:`~rtplan_assist.evaluation.Evaluation`
     (planned dose, planned prescription)."""
-    items = [QualityTarget(les.lesion_id, les.target, les.dose, float(les.planned.total_dose_gy))
+    items = [QualityTarget(les.lesion_id, les.target, les.dose, float(les.planned.total_dose_gy),
+                           les.site, int(les.planned.fractions))
              for les in evaluation.lesions]
     # the planned doses and targets of a session do not change: computed once per session
-    key = tuple((i.lesion_id, id(i.dose), id(i.target), i.prescription_gy) for i in items)
+    key = tuple((i.lesion_id, id(i.dose), id(i.target), i.prescription_gy, i.site, i.fractions)
+                for i in items)
     cache = evaluation.__dict__.setdefault("_quality_cache", {})
     if key not in cache:
         cache[key] = quality_indices(items)
@@ -362,15 +467,30 @@ def quality_rows(qualities: list[LesionQuality], result) -> list:
         les = lesions.get(q.lesion_id)
         structure = les.target.name if les is not None else q.target
         regimen = les.planned.label if les is not None else ""
+        grades = {g.index: g for g in q.grades}
         for key, _, unit, definition in INDEX_DEFINITIONS:
+            grade = grades.get(key)
+            graded = grade is not None and grade.level != "not graded"
+            reason = "; ".join(([grade_text(grade)] if grade is not None else [])
+                               + list(q.notes))
             rows.append(ResultRow(
                 patient_id=result.patient_id, lesion_id=q.lesion_id, regimen=regimen,
                 structure=structure, organ="", role="quality", metric=key,
                 value=q.values[key], unit=unit, kind="physical", model="",
-                alpha_beta_gy=None, comparator="", limit=None, goal=None, status="info",
-                reason="; ".join(q.notes), source=definition, constraint_fractions=None,
-                converted_from_fractions=None, priority="report"))
+                alpha_beta_gy=None, comparator="<" if graded else "",
+                limit=grade.minor_below if graded else None,
+                goal=grade.none_below if graded else None, status="info",
+                reason=reason, source=definition + (f"; graded: {RTOG_SOURCE}" if graded else ""),
+                constraint_fractions=None, converted_from_fractions=None, priority="report"))
     return rows
+
+
+def grade_text(grade: Grade) -> str:
+    """One line: the level, the interpolated bounds and the source, or why not graded."""
+    if grade.level == "not graded":
+        return f"{grade.label}: not graded against {RTOG_SOURCE} ({grade.reason})"
+    return (f"{grade.label}: {grade.level} ({RTOG_SOURCE}: per protocol < "
+            f"{grade.none_below:.3g}, minor deviation < {grade.minor_below:.3g}, else major)")
 
 
 def quality_text(qualities: list[LesionQuality]) -> str:
@@ -384,8 +504,19 @@ def quality_text(qualities: list[LesionQuality]) -> str:
             v = q.values[key]
             shown = "not evaluable" if math.isnan(v) else f"{v:.3f}" + (f" {unit}" if unit else "")
             lines.append(f"    {label:<28} {shown:<16} {definition}")
+        lines += [f"    {grade_text(g)}" for g in _grades_to_show(q.grades)]
         lines += [f"    note: {n}" for n in q.notes]
     return "\n".join(lines) + "\n"
+
+
+def _grades_to_show(grades: tuple[Grade, ...]) -> tuple[Grade, ...]:
+    """Every graded index; when none is graded for one shared reason, that reason once."""
+    if grades and all(g.level == "not graded" for g in grades) \
+            and len({g.reason for g in grades}) == 1:
+        g = grades[0]
+        return (Grade("", "R100%, R50%, D2cm", g.value, g.none_below, g.minor_below,
+                      g.level, g.reason),)
+    return grades
 
 
 def render_with_quality(evaluation, result, fmt: str, *, drop_not_evaluable: bool = False) -> str:
@@ -438,7 +569,8 @@ def quality_html(evaluation, result) -> str:
                    for k in shown)
     rows = []
     for q in lesion_quality(evaluation):
-        notes = "; ".join(q.notes) or "–"
+        notes = "; ".join([grade_text(g) for g in _grades_to_show(q.grades)]
+                          + list(q.notes)) or "–"
         rows.append(f"<tr><td><b>{escape(q.lesion_id)}</b></td>"
                     f"<td>{escape(names.get(q.lesion_id, q.target))}</td>"
                     f"<td class=num>{q.prescription_gy:g}</td>"

@@ -105,3 +105,23 @@ def test_batch_record_with_quality(evaluation, monkeypatch):
     assert {r["status"] for r in quality} == {"info"}
     assert len(record["result"]["quality"]) == len(evaluation.lesions)
     assert "quality" not in plain["result"]
+
+
+def test_rtog_grades_of_the_demo(reuse, capsys):
+    # demo L1 (lung, 54 Gy/3, PTV 14.0 cc) is graded against RTOG 0813/0915 Table 1, L3 (node)
+    # is not and says why; the CSV row of a graded index carries the interpolated bounds
+    # (goal = per-protocol bound, limit = minor bound), status info (report-only)
+    from rtplan_assist.quality import lesion_quality
+
+    by_id = {q.lesion_id: q.to_dict()["rtog_0813_0915"] for q in lesion_quality(reuse)}
+    assert [g["label"] for g in by_id["L1"]] == ["R100%", "R50%", "D2cm"]
+    assert all(g["level"] != "not graded" and g["source"] == "RTOG 0813/0915 protocol Table 1"
+               for g in by_id["L1"])
+    assert all(g["level"] == "not graded" and "node" in g["reason"] for g in by_id["L3"])
+    _, rows = _csv(capsys, "--quality")
+    r50 = next(r for r in rows if r["role"] == "quality" and r["lesion_id"] == "L1"
+               and r["metric"] == "R50%")
+    assert r50["status"] == "info" and r50["comparator"] == "<"
+    # PTV between the 13.2 and 22.0 cc rows: per-protocol bound between 4.7 and 4.5
+    assert 4.5 < float(r50["goal"]) < 4.7 and 5.5 < float(r50["limit"]) < 5.8
+    assert "RTOG 0813/0915 protocol Table 1" in r50["reason"]
