@@ -55,6 +55,7 @@ Modules
 ``search``     the joint recommendation
 ``session``    Evaluation (alias CaseEvaluator): the caches and the public API
 ``output``     dict, tidy rows, CSV, text and HTML of a result
+``reasons``    the recommendation, rejections and composite in plain words (issue 14)
 """
 
 from .lesions import find_lesions

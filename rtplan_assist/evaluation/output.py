@@ -18,6 +18,7 @@ import numpy as np
 from .. import __version__
 from ..regimens import ABLATIVE_BED10_GY, Regimen
 from ..status import STATUS_STYLE, status_style
+from .reasons import all_reasons, composite_reason, lesion_reasons
 from .records import NEGATION, TIDY_COLUMNS, EvaluationResult, Lesion, ResultRow, excess, rows_verdict
 
 
@@ -74,7 +75,13 @@ def result_to_dict(result: EvaluationResult) -> dict:
                 "feasible": rec.feasible,
                 "reasons": rec.reasons,
                 "robustness": rec.robustness,
+                "alternatives": getattr(rec, "alternatives", {}),
             },
+            # issue 14: the reasons in words (plain_reasons[i].details: sources, CSV lines)
+            "plain_reasons": [
+                {"lesion_id": r.lesion_id, "kind": r.kind, "text": r.text, "details": r.details}
+                for r in all_reasons(result)
+            ],
             "regimens": {
                 lesion.lesion_id: [
                     {
@@ -271,8 +278,13 @@ def result_to_text(result: EvaluationResult) -> str:
             f"{_fmt(r.limit):>8} {r.unit}  {ab}  [{r.source}, n={r.converted_from_fractions}]{pri}"
         )
     rec = result.recommendation
-    lines += ["", "Recommendation:"]
-    lines += [f"  {lid}: {reg.label}" for lid, reg in rec.choice.items()]
+    lines += ["", "Recommendation (why, in words):"]
+    for lesion in result.lesions:
+        lid = lesion.lesion_id
+        lines.append(f"  {lid}: {rec.choice[lid].label} (planned {lesion.planned.label})")
+        lines += [f"    - {r.text}" for r in lesion_reasons(result, lid)]
+    lines.append(f"  - {composite_reason(result).text}")
+    lines += ["", "Details of the search (sources, CSV lines, objective):"]
     lines += [f"  - {text}" for text in rec.explanation]
     if result.warnings:
         lines += ["", "Warnings:"] + [f"  - {w}" for w in result.warnings]
@@ -280,6 +292,15 @@ def result_to_text(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+
+
+def _reason_li(reason) -> str:
+    """A plain-language reason as a list item, its sources behind a "details" disclosure."""
+    e = html.escape
+    if not reason.details:
+        return f"<li>{e(reason.text)}</li>"
+    return (f"<li>{e(reason.text)} <details><summary>details</summary>"
+            f"<small>{e(reason.details)}</small></details></li>")
 
 
 def result_to_html(result: EvaluationResult) -> str:
@@ -341,11 +362,18 @@ def result_to_html(result: EvaluationResult) -> str:
         ),
         "<h2>Recommendation</h2><ul>",
     ]
-    parts += [f"<li><b>{e(lid)}</b>: {e(reg.label)}</li>" for lid, reg in rec.choice.items()]
-    parts.append("</ul><ul>")
+    for lesion in result.lesions:
+        lid = lesion.lesion_id
+        parts.append(f"<li><b>{e(lid)}</b>: {e(rec.choice[lid].label)} (planned "
+                     f"{e(lesion.planned.label)})<ul>")
+        parts += [_reason_li(r) for r in lesion_reasons(result, lid)]
+        parts.append("</ul></li>")
+    parts.append(_reason_li(composite_reason(result)))
+    parts.append("</ul><details><summary>Details of the search (sources, CSV lines, "
+                 "objective)</summary><ul>")
     parts += [f"<li>{e(t)}</li>" for t in rec.explanation]
     parts.append(
-        "</ul><h2>Lesions × regimens</h2><table><thead><tr><th>lesion</th>"
+        "</ul></details><h2>Lesions × regimens</h2><table><thead><tr><th>lesion</th>"
         "<th>regimen</th><th>BED10 (Gy)</th><th>EQD2 (Gy)</th><th>PTV D95% (Gy)</th>"
         "<th>GTV mean BED10 (Gy)</th><th>mandatory OAR</th></tr></thead><tbody>"
     )

@@ -186,6 +186,9 @@ class Recommendation:
     robustness : dict of str to str
         Lesion id → whether the recommendation is robust to α/β and the tumour model, and what
         would change it (filled by the evaluation).
+    alternatives : dict of str to Regimen
+        Lesion id → the option the objective preferred and rejected (the one ``binding``
+        explains), for every de-escalated lesion (:mod:`.reasons` names it).
     """
 
     choice: dict[str, Regimen]
@@ -198,6 +201,7 @@ class Recommendation:
     composite_evaluations: int = 0
     reasons: dict[str, str] = field(default_factory=dict)
     robustness: dict[str, str] = field(default_factory=dict)
+    alternatives: dict[str, Regimen] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         choice = ", ".join(f"{lid} {r.label}" for lid, r in self.choice.items())

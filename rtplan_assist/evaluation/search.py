@@ -325,6 +325,7 @@ class SearchMixin:
         worst_u = min(chosen, key=lambda u: chosen[u].capped)
         binding: dict[str, str] = {}
         binding_rows: dict[str, ResultRow] = {}
+        alternatives: dict[str, Regimen] = {}
         deescalated: list[str] = []
         reasons: dict[str, str] = {}
         for u, unit in enumerate(units):
@@ -346,12 +347,13 @@ class SearchMixin:
             text, row = self._why_not(unit, above, choice)
             for lid in unit:
                 binding[lid] = text
+                alternatives[lid] = above.regimen
                 if row is not None:
                     binding_rows[lid] = row
             explanation.append(
-                f"{name}: {opt.regimen.label} (BED10 {opt.regimen.bed10_gy():.1f} Gy) instead "
-                f"of {above.regimen.label} (BED10 {above.regimen.bed10_gy():.1f} Gy): {text}; "
-                f"{reasons[unit[0]]}"
+                f"{name}: {opt.regimen.label} (BED10 {opt.regimen.bed10_gy():.1f} Gy); the "
+                f"preferred option {above.regimen.label} (BED10 {above.regimen.bed10_gy():.1f} "
+                f"Gy) is rejected: {text}; {reasons[unit[0]]}"
             )
         limits = self.composite_limits(choice)
         if not any(
@@ -383,6 +385,7 @@ class SearchMixin:
                       for lid in unit},
             composite_evaluations=self._composite_evaluations,
             reasons=reasons,
+            alternatives=alternatives,
         )
 
     def _best_first(self, units, lists, nogoods, budget):
