@@ -19,7 +19,15 @@ from .. import __version__
 from ..regimens import ABLATIVE_BED10_GY, Regimen
 from ..status import STATUS_STYLE, status_style
 from .reasons import all_reasons, composite_reason, lesion_reasons
-from .records import NEGATION, TIDY_COLUMNS, EvaluationResult, Lesion, ResultRow, excess, rows_verdict
+from .records import (
+    NEGATION,
+    TIDY_COLUMNS,
+    EvaluationResult,
+    Lesion,
+    ResultRow,
+    excess,
+    rows_verdict,
+)
 
 
 def _clean(value):
