@@ -98,6 +98,28 @@ def min_distance_mm(a: Structure, b: Structure) -> float:
     if float(np.linalg.norm(gap)) > CENTRAL_DISTANCE_MM:
         return float(np.linalg.norm(gap))
     pa, pb = _points(a), _points(b)
+    # Exact pruning (the brute force over 4000 x 4000 points took ~0.1 s a pair, half a
+    # second of the demo's evaluate): the distance u of a coarse subsample bounds the minimum
+    # from above, and a point farther than u from the box of the other structure's points
+    # cannot belong to the closest pair. The closest pair survives, so the result is the
+    # brute force's over all points.
+    step = max(1, max(len(pa), len(pb)) // 256)
+    u = _brute_min_distance(pa[::step], pb[::step])
+    slack = u * (1.0 + 1e-9) + 1e-9  # rounding of the box distance only keeps more points
+    pa = pa[_box_distance(pa, pb) <= slack]
+    pb = pb[_box_distance(pb, pa) <= slack]
+    return _brute_min_distance(pa, pb)
+
+
+def _box_distance(points: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Distance (mm) of each point to the axis-aligned box of ``others`` (0 inside)."""
+    lo, hi = others.min(axis=0), others.max(axis=0)
+    gap = np.maximum(0.0, np.maximum(lo - points, points - hi))
+    return np.sqrt(np.einsum("ij,ij->i", gap, gap))
+
+
+def _brute_min_distance(pa: np.ndarray, pb: np.ndarray) -> float:
+    """Smallest distance between two point sets (mm), every pair compared."""
     best = math.inf
     for chunk in range(0, len(pa), 512):
         d = pa[chunk : chunk + 512, None, :] - pb[None, :, :]
