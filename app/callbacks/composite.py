@@ -14,7 +14,8 @@ from rtplan_assist.evaluation import result_to_csv
 from rtplan_assist.report import render_report_pdf
 
 from ..decisions import log_export, pdf_attribution
-from ..views import composite_table, status_badge, verdict_alert, worst_first
+from ..mdt import choice_table, headroom_key, headroom_table
+from ..views import fmt_number, limit_text, verdict_alert
 from ._shared import (
     composite_status,
     contributing_lesions,
@@ -23,7 +24,78 @@ from ._shared import (
     prefs,
 )
 
-__all__ = ["register"]
+__all__ = ["composite_page", "register"]
+
+
+def _banner_lines(result, choice, tightest, own: dict) -> list:
+    """What the banner says besides the verdict: which regimens it is about, where they differ
+    from the recommendation, and the tightest mandatory composite limit of this choice."""
+    rec = result.recommendation.choice
+    differs = [lid for lid in sorted(choice) if choice[lid].label != rec[lid].label]
+    if differs:
+        lines = ["Verdict of the chosen regimens; they differ from the recommendation for "
+                 + ", ".join(f"{lid} (chosen {choice[lid].label}, recommended "
+                             f"{rec[lid].label})" for lid in differs) + "."]
+    else:
+        lines = ["Verdict of the chosen regimens, which are the recommended ones."]
+    for lid, status in sorted(own.items()):
+        if status in ("fail", "not evaluable"):
+            lines.append(f"{lid}: its own OAR limits at the chosen {choice[lid].label} "
+                         f"{'fail' if status == 'fail' else 'cannot all be evaluated'} "
+                         "(see its comparison page).")
+    if tightest is not None:
+        row = tightest
+        what = "exceeds" if row.status == "fail" else "is the closest to"
+        lines.append(
+            f"Tightest mandatory composite limit: {row.structure} {row.metric} "
+            f"({row.kind}, LQ, α/β = {row.alpha_beta_gy:g} Gy) = "
+            f"{fmt_number(row.value, row.unit)}, limit {limit_text(row)} ({row.source}); "
+            f"this {what} its limit.")
+    return lines
+
+
+def composite_page(result, choice, contributors) -> list:
+    """The page body: banner, choice per lesion, mandatory then advisory composite limits
+    sorted by headroom (tightest first), absent organs, caveats and warnings."""
+    rec = result.recommendation
+    own = {}
+    for les in result.lesions:
+        own[les.lesion_id] = composite_status(
+            [r for r in result.chosen_rows() if r.lesion_id == les.lesion_id
+             and r.role == "oar" and r.structure])
+    reasons = {lid: html.Details([html.Summary(f"recommended {rec.choice[lid].label}: "
+                                               "the option above it is stopped"),
+                                  text], className="cell-reason")
+               for lid, text in rec.binding.items()}
+    comp = [r for r in result.composite_rows if r.structure and r.role == "oar"]
+    mandatory = [r for r in comp if r.priority == "mandatory"]
+    advisory = [r for r in comp if r.priority != "mandatory"]
+    tightest = min(mandatory, key=headroom_key, default=None)
+    absent = sorted({r.organ for r in result.composite_rows if not r.structure})
+    return [
+        verdict_alert(result.verdict(), _banner_lines(result, choice, tightest, own)),
+        html.H5("Regimen per lesion: planned, recommended, chosen"),
+        choice_table(result.lesions, choice, rec.choice,
+                     {les.lesion_id: les.planned for les in result.lesions}, own, reasons),
+        html.H5("Mandatory composite limits (EQD2, LQ, each organ's α/β; limits converted), "
+                "tightest first"),
+        html.P("These decide the verdict above. Headroom: the composite value as a "
+               "percentage of its limit, and the margin left (or the excess) in the limit's "
+               "unit.", className="small text-muted"),
+        headroom_table(mandatory, contributors, table_id="composite-table"),
+        html.Details([
+            html.Summary(f"Advisory composite limits ({len(advisory)} rows: single-course "
+                         "limits re-expressed in EQD2; shown, not deciding the verdict)"),
+            headroom_table(advisory, contributors, table_id="composite-advisory-table",
+                           advisory=True),
+        ], className="mb-3"),
+        html.P([html.B("Constrained organs absent from the case (not evaluable): "),
+                ", ".join(absent) or "none"], className="small"),
+        html.H5("Caveats"), html.Ul([html.Li(c) for c in result.caveats], className="small"),
+        html.H5("Warnings"),
+        html.Ul([html.Li(w) for w in result.warnings], className="small")
+        if result.warnings else html.P("None."),
+    ]
 
 
 def register(app, services) -> None:
@@ -39,41 +111,7 @@ def register(app, services) -> None:
                 contributors = contributing_lesions(loaded, choice)
         except RtplanAssistError as exc:
             return error_alert(exc)
-        rec = result.recommendation  # over the catalogue and this session's added regimens
-        rows = []
-        for les in result.lesions:
-            chosen = choice[les.lesion_id]
-            lesion_rows = [r for r in result.chosen_rows() if r.lesion_id == les.lesion_id
-                           and r.role == "oar" and r.structure]
-            worst = composite_status(lesion_rows)
-            rows.append(html.Tr([
-                html.Td(dcc.Link(les.lesion_id, href=f"/lesion/{les.lesion_id}")),
-                html.Td(les.label), html.Td(les.site),
-                html.Td(html.B(chosen.label), id=f"composite-chosen-{les.lesion_id}"),
-                html.Td(f"{chosen.bed10_gy():.1f} Gy (LQ, α/β = 10 Gy)"),
-                html.Td(rec.choice[les.lesion_id].label),
-                html.Td(rec.binding.get(les.lesion_id, "—"), className="small"),
-                html.Td(status_badge(worst)),
-            ]))
-        chosen_table = dbc.Table([
-            html.Thead(html.Tr([html.Th(t) for t in (
-                "Lesion", "Plan", "Site", "Chosen regimen", "BED10", "Recommended",
-                "Binding constraint (recommendation)", "Own OAR constraints")])),
-            html.Tbody(rows)], bordered=True, size="sm", id="chosen-table")
-        comp_rows = worst_first(r for r in result.composite_rows if r.structure)
-        absent = sorted({r.organ for r in result.composite_rows if not r.structure})
-        return [
-            verdict_alert(result.verdict(), rec.explanation),
-            html.H5("Chosen regimen per lesion"), chosen_table,
-            html.H5("Composite OAR table (EQD2, LQ, each organ's α/β; limits converted)"),
-            composite_table(comp_rows, contributors),
-            html.P([html.B("Constrained organs absent from the case (not evaluable): "),
-                    ", ".join(absent) or "none"], className="small"),
-            html.H5("Caveats"), html.Ul([html.Li(c) for c in result.caveats], className="small"),
-            html.H5("Warnings"),
-            html.Ul([html.Li(w) for w in result.warnings], className="small")
-            if result.warnings else html.P("None."),
-        ]
+        return composite_page(result, choice, contributors)
 
     @app.callback(Output("download-csv", "data"), Input("export-csv", "n_clicks"),
                   State("loaded", "data"), State("choices", "data"), State("session-id", "data"),

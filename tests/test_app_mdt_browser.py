@@ -1,0 +1,65 @@
+"""Browser tests of the composite / MDT page, the DVH view and the dose view (issue 14), on
+the demo patient in headless Chromium (``pytest --headless``; run under
+``flock /tmp/rtplan-browser.lock``). The prepared demo is shared through conftest's
+``app_cache``."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from test_app_browser import PREPARE_TIMEOUT_S, _choose, _start
+
+pytestmark = pytest.mark.browser
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _number(text: str) -> float:
+    return float(_NUMBER.search(text).group())
+
+
+def test_composite_page_sorts_by_headroom_and_flags_a_choice_off_the_recommendation(
+        dash_duo, app_cache):
+    _start(dash_duo, app_cache)
+    dash_duo.wait_for_element("#lesion-list", timeout=PREPARE_TIMEOUT_S)
+    dash_duo.find_element("#nav-composite").click()
+    dash_duo.wait_for_element("#composite-table td.cell-headroom", timeout=60)
+
+    # Headroom recomputed from the shown value and limit of each row (upper limits: margin
+    # (limit - value) / limit; lower limits: (value - limit) / limit), rows tightest first.
+    margins = []
+    for tr in dash_duo.find_elements("#composite-table tbody tr"):
+        cells = tr.find_elements("css selector", "td")
+        value, limit_cell = _number(cells[2].text), cells[3].text
+        limit = _number(limit_cell)
+        upper = limit_cell.lstrip().startswith(("≤", "<"))
+        margins.append((limit - value) / limit if upper else (value - limit) / limit)
+        shown_pct = _number(cells[4].text)  # "96 % of limit"
+        assert shown_pct == pytest.approx(100 * (value / limit if upper else limit / value),
+                                          abs=1.0)
+        # the limit's source carries its fraction number (or says it is a published EQD2)
+        assert "fx" in cells[7].text or "published as an EQD2 limit" in cells[7].text
+    assert len(margins) >= 3 and margins == sorted(margins)
+    banner = dash_duo.find_element("#verdict").find_element("xpath", "..").text
+    assert "combination" not in banner and "visited" not in banner  # no algorithm statistics
+    # demo plans (rtplan_assist.demo): L2 is planned 60 Gy/8
+    assert dash_duo.find_element("#composite-planned-L2").text == "60 Gy/8"
+    assert not dash_duo.find_elements("#chosen-table tr.mdt-row-differs")
+
+    # choose a regimen that is not the recommended one: highlighted, and said in the banner
+    recommended = dash_duo.find_element("#composite-recommended-L2").text
+    target = "50 Gy/5" if recommended != "50 Gy/5" else "60 Gy/8"
+    dash_duo.find_element("#composite-chosen-L2").find_element("xpath", "../..").find_element(
+        "css selector", "a").click()
+    dash_duo.wait_for_element("#lesion-choice", timeout=60)
+    _choose(dash_duo, "lesion-choice", target)
+    dash_duo.wait_for_element(f"th.col-chosen[data-regimen='{target}']", timeout=60)
+    dash_duo.find_element("#nav-composite").click()
+    dash_duo.wait_for_text_to_equal("#composite-chosen-L2", target, timeout=60)
+    dash_duo.wait_for_element("#chosen-table tr.mdt-row-differs[data-lesion='L2']", timeout=10)
+    banner = dash_duo.find_element("#verdict").find_element("xpath", "..").text
+    assert f"chosen {target}, recommended {recommended}" in banner
+    assert dash_duo.get_logs() == []
+    assert math.isfinite(margins[0])
