@@ -15,24 +15,11 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from rtplan_assist.evaluation.objective import relative_margin
+from rtplan_assist.evaluation.reasons import percent_of_limit
 
 from .views import fmt_number, kind_text, limit_text, status_badge
 
-__all__ = ["choice_table", "headroom_key", "headroom_table", "headroom_text",
-           "percent_of_limit"]
-
-
-def percent_of_limit(row) -> float:
-    """The row's value as a percentage of its limit (upper limit ``100 value / limit``; lower
-    limit ``100 limit / value``, so that above 100 % fails either way); NaN without a value
-    or a limit."""
-    if row.limit is None or row.value is None or math.isnan(row.value) or not row.limit:
-        return math.nan
-    if row.comparator in ("<", "<="):
-        return 100.0 * row.value / row.limit
-    if row.comparator in (">", ">="):
-        return 100.0 * row.limit / row.value if row.value else math.inf
-    return math.nan
+__all__ = ["choice_table", "headroom_key", "headroom_table", "headroom_text", "reason_block"]
 
 
 def headroom_key(row) -> tuple:
@@ -112,6 +99,19 @@ def headroom_table(rows: Sequence, contributors: Mapping[str, list[str]] | None 
                      className="composite-table mdt-headroom")
 
 
+def reason_block(reasons: Sequence) -> list:
+    """Plain-language reasons (:mod:`rtplan_assist.evaluation.reasons`), each with its source
+    key, CSV line and the engine's text behind a "details" disclosure."""
+    out = []
+    for reason in reasons:
+        item = [html.Div(reason.text, className=f"mdt-reason-{reason.kind}")]
+        if reason.details:
+            item.append(html.Details([html.Summary("details"), reason.details],
+                                     className="cell-reason"))
+        out.append(html.Div(item, className="mb-1"))
+    return out
+
+
 def _margin_attr(row) -> str:
     """The relative margin as text for the page's tests (``nan`` when not evaluable)."""
     margin = relative_margin(row)
@@ -146,6 +146,6 @@ def choice_table(lesions: Sequence, chosen: Mapping, recommended: Mapping, plann
             html.Td(reasons.get(lid) or "—", className="small mdt-reason"),
         ], className="mdt-row-differs" if differs else None, **{"data-lesion": lid}))
     titles = ["Lesion", "Plan / site", "Planned", "Recommended", "Chosen", "BED10 (chosen)",
-              "Own OAR limits (chosen)", "Why the recommendation"]
+              "Own OAR limits (chosen)", "Why (plain words; details: source and CSV line)"]
     return dbc.Table([html.Thead(html.Tr([html.Th(t) for t in titles])), html.Tbody(rows)],
                      bordered=True, size="sm", id="chosen-table", className="mdt-choice")

@@ -60,6 +60,6 @@ def test_composite_page_sorts_by_headroom_and_flags_a_choice_off_the_recommendat
     dash_duo.wait_for_text_to_equal("#composite-chosen-L2", target, timeout=60)
     dash_duo.wait_for_element("#chosen-table tr.mdt-row-differs[data-lesion='L2']", timeout=10)
     banner = dash_duo.find_element("#verdict").find_element("xpath", "..").text
-    assert f"chosen {target}, recommended {recommended}" in banner
+    assert f"{target} is chosen (recommended: {recommended})" in banner
     assert dash_duo.get_logs() == []
     assert math.isfinite(margins[0])

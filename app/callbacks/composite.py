@@ -11,11 +11,17 @@ from dash import Input, Output, State, dcc, html, no_update
 from rtplan_assist.errors import RtplanAssistError
 from rtplan_assist.escape import safe_filename
 from rtplan_assist.evaluation import result_to_csv
+from rtplan_assist.evaluation.reasons import (
+    chosen_reason,
+    composite_reason,
+    lesion_reasons,
+    recommended_reason,
+)
 from rtplan_assist.report import render_report_pdf
 
 from ..decisions import log_export, pdf_attribution
-from ..mdt import choice_table, headroom_key, headroom_table
-from ..views import fmt_number, limit_text, verdict_alert
+from ..mdt import choice_table, headroom_table, reason_block
+from ..views import verdict_alert
 from ._shared import (
     composite_status,
     contributing_lesions,
@@ -27,30 +33,20 @@ from ._shared import (
 __all__ = ["composite_page", "register"]
 
 
-def _banner_lines(result, choice, tightest, own: dict) -> list:
-    """What the banner says besides the verdict: which regimens it is about, where they differ
-    from the recommendation, and the tightest mandatory composite limit of this choice."""
+def _banner_lines(result, choice, own: dict) -> list[str]:
+    """What the banner says besides the verdict, in plain words
+    (:mod:`rtplan_assist.evaluation.reasons`): the composite of the shown regimens, each lesion
+    whose chosen regimen is not the recommended one, and each lesion whose own mandatory
+    limits fail or cannot be judged at the shown regimen."""
+    lines = [composite_reason(result).text]
     rec = result.recommendation.choice
-    differs = [lid for lid in sorted(choice) if choice[lid].label != rec[lid].label]
-    if differs:
-        lines = ["Verdict of the chosen regimens; they differ from the recommendation for "
-                 + ", ".join(f"{lid} (chosen {choice[lid].label}, recommended "
-                             f"{rec[lid].label})" for lid in differs) + "."]
-    else:
-        lines = ["Verdict of the chosen regimens, which are the recommended ones."]
-    for lid, status in sorted(own.items()):
-        if status in ("fail", "not evaluable"):
-            lines.append(f"{lid}: its own OAR limits at the chosen {choice[lid].label} "
-                         f"{'fail' if status == 'fail' else 'cannot all be evaluated'} "
-                         "(see its comparison page).")
-    if tightest is not None:
-        row = tightest
-        what = "exceeds" if row.status == "fail" else "is the closest to"
-        lines.append(
-            f"Tightest mandatory composite limit: {row.structure} {row.metric} "
-            f"({row.kind}, LQ, α/β = {row.alpha_beta_gy:g} Gy) = "
-            f"{fmt_number(row.value, row.unit)}, limit {limit_text(row)} ({row.source}); "
-            f"this {what} its limit.")
+    for lid in sorted(choice):
+        if choice[lid].label != rec[lid].label:
+            lines.append(chosen_reason(result, lid).text)
+        elif own[lid] in ("fail", "not evaluable"):
+            lines.append(recommended_reason(result, lid).text)
+    if all(choice[lid].label == rec[lid].label for lid in choice):
+        lines.append("The shown regimens are the recommended ones.")
     return lines
 
 
@@ -63,17 +59,14 @@ def composite_page(result, choice, contributors) -> list:
         own[les.lesion_id] = composite_status(
             [r for r in result.chosen_rows() if r.lesion_id == les.lesion_id
              and r.role == "oar" and r.structure])
-    reasons = {lid: html.Details([html.Summary(f"recommended {rec.choice[lid].label}: "
-                                               "the option above it is stopped"),
-                                  text], className="cell-reason")
-               for lid, text in rec.binding.items()}
+    reasons = {les.lesion_id: reason_block(lesion_reasons(result, les.lesion_id))
+               for les in result.lesions}
     comp = [r for r in result.composite_rows if r.structure and r.role == "oar"]
     mandatory = [r for r in comp if r.priority == "mandatory"]
     advisory = [r for r in comp if r.priority != "mandatory"]
-    tightest = min(mandatory, key=headroom_key, default=None)
     absent = sorted({r.organ for r in result.composite_rows if not r.structure})
     return [
-        verdict_alert(result.verdict(), _banner_lines(result, choice, tightest, own)),
+        verdict_alert(result.verdict(), _banner_lines(result, choice, own)),
         html.H5("Regimen per lesion: planned, recommended, chosen"),
         choice_table(result.lesions, choice, rec.choice,
                      {les.lesion_id: les.planned for les in result.lesions}, own, reasons),
