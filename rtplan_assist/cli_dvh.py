@@ -87,10 +87,12 @@ def register(sub) -> None:
     d.add_argument("--seed", type=int, default=0, help="geometry variant (default 0)")
     d.add_argument(
         "--variant",
-        choices=("standard", "two-targets", "no-prescription"),
+        choices=("standard", "two-targets", "no-prescription", "prior", "prior-reg"),
         default="standard",
         help="two-targets: L3 and L4 in one RTPLAN (two targets, one dose); no-prescription: "
-        "RTPLANs without prescription or target ROI, as some TPS export them",
+        "RTPLANs without prescription or target ROI, as some TPS export them; prior: also an "
+        "earlier course (30 Gy/10 thoracic RT a year before) in <ID>-prior/ for evaluate "
+        "--prior; prior-reg: the same in a shifted frame of reference with a rigid REG",
     )
     d.set_defaults(handler=_cmd_demo)
 
@@ -328,4 +330,6 @@ def _cmd_demo(args) -> int:
 
     folder = write_demo_patient(args.out, seed=args.seed, variant=args.variant)
     print(folder)
+    if args.variant in ("prior", "prior-reg"):
+        print(f"{folder}-prior")  # the earlier course, for evaluate --prior
     return 0

@@ -148,6 +148,7 @@ def register(sub) -> None:
         "isodose volumes split between lesions sharing a dose, bridging flag) on the planned "
         "dose; report-only, never part of a verdict; about 1 s per lesion",
     )
+    add_prior_options(p)
     p.add_argument(
         "--deidentify",
         action="store_true",
@@ -180,6 +181,73 @@ def register(sub) -> None:
 
 
 # --------------------------------------------------------------------------------- evaluate
+
+
+def add_prior_options(p) -> None:
+    """``--prior`` and its options (:mod:`rtplan_assist.prior`), for ``evaluate`` and ``report``."""
+    p.add_argument(
+        "--prior", metavar="PRIOR_DIR",
+        help="folder of an earlier course (its RTDOSE, RTPLAN; a rigid REG if it is in another "
+        "frame of reference, here or in PATH): per-voxel cumulative EQD2 with each organ's "
+        "α/β, per course and cumulative DVH metrics, cumulative limits, the HyTEC and Nieder "
+        "cord re-irradiation rules, the ESTRO-EORTC re-irradiation type. Another frame of "
+        "reference without a registration is refused (exit 2)")
+    p.add_argument("--prior-fractions", type=int, metavar="N",
+                   help="fractions of the prior course (default: its RTPLAN)")
+    p.add_argument("--interval-days", type=float, metavar="D",
+                   help="days between the courses (default: from the RTPlanDates)")
+    p.add_argument("--recovery", action="append", default=[], metavar="none|nieder2006|ORGAN=R",
+                   help="recovery of the prior dose, applied to the prior term only: none "
+                   "(default); nieder2006 (cord: 25 %% from 6 months, 50 %% from 12 months); "
+                   "ORGAN=R a recovered fraction R per organ (repeatable, e.g. SpinalCord=0.25)")
+    p.add_argument("--prior-export", metavar="FILE",
+                   help="also write the plain cumulative EQD2 (prior + current, one α/β, no "
+                   "recovery) as an RTDOSE (export-dose's writer)")
+    p.add_argument("--prior-export-alpha-beta", type=float, default=2.0, metavar="GY",
+                   help="α/β of --prior-export for every voxel (default 2 Gy, the cord's)")
+
+
+def load_prior(args, evaluator):
+    """``(PriorCourse, recovery policy)`` of ``--prior`` (``(None, None)`` without it), read
+    before the evaluation so that a refused prior course costs nothing."""
+    if not getattr(args, "prior", None):
+        for name in ("prior_fractions", "interval_days", "prior_export"):
+            if getattr(args, name, None) is not None:
+                raise EvaluationError(f"--{name.replace('_', '-')} needs --prior PRIOR_DIR")
+        if getattr(args, "recovery", None):
+            raise EvaluationError("--recovery needs --prior PRIOR_DIR")
+        return None, None
+    from .prior import load_prior_course, parse_recovery
+
+    policy = parse_recovery(args.recovery)
+    return load_prior_course(args.prior, evaluator.case, fractions=args.prior_fractions), policy
+
+
+def prior_result(args, evaluator, choice, loaded):
+    """The :class:`~rtplan_assist.prior.PriorResult` of ``--prior`` (None without it) for
+    ``choice``, and ``--prior-export``."""
+    prior, policy = loaded
+    if prior is None:
+        return None
+    from .prior import evaluate_prior
+
+    result = evaluate_prior(evaluator, choice, prior, interval_days=args.interval_days,
+                            recovery=policy)
+    if args.prior_export:
+        from .export import write_eqd2_rtdose
+        from .prior import cumulative_eqd2_grid
+
+        ab = float(args.prior_export_alpha_beta)
+        grid, eqd2 = cumulative_eqd2_grid(evaluator, choice, prior, ab)
+        write_eqd2_rtdose(
+            evaluator.case, grid, eqd2, args.prior_export,
+            model_note=f"EQD2 prior+current LQ a/b={ab:g} Gy, no recovery",
+            referenced_plans=[les.plan.sop_instance_uid for les in evaluator.lesions]
+            + ([prior.plan_uid] if prior.plan_uid else []),
+            deidentify=bool(getattr(args, "deidentify", False)),
+        )
+    return result
+
 
 
 def _parse_assignments(items: list[str], what: str) -> dict[str, list]:
@@ -251,6 +319,7 @@ def _cmd_evaluate(args) -> int:
     if args.drop_not_evaluable and args.format != "csv":
         raise EvaluationError("--drop-not-evaluable is for --format csv")
     evaluator = build_evaluator(args)
+    loaded = load_prior(args, evaluator)
     choose = {}
     for lesion, regimens in _parse_assignments(args.choose, "--choose").items():
         if lesion == "*" or len(regimens) != 1:
@@ -274,12 +343,19 @@ def _cmd_evaluate(args) -> int:
         text = result_to_html(result)
     else:
         text = result_to_text(result)
+    verdict = result.verdict()
+    prior = prior_result(args, evaluator, result.choice, loaded)
+    if prior is not None:
+        from .prior import combined_verdict, render_with_prior
+
+        text = render_with_prior(text, args.format, result, prior,
+                                 drop_not_evaluable=args.drop_not_evaluable)
+        verdict = combined_verdict(verdict, prior.verdict())
     if args.out:
         atomic_write_text(args.out, text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-    verdict = result.verdict()
     if verdict != "pass":
         print(f"rtplan-assist: evaluate: verdict {verdict}", file=sys.stderr)
     return {"pass": 0, "fail": 1}.get(verdict, 2)

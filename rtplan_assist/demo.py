@@ -1085,12 +1085,16 @@ def _write_rtdose(ctx: _Context, lesion: DemoLesion, geometry: _LesionGeometry, 
 # =============================================================================================
 
 
-DEMO_VARIANTS = ("standard", "two-targets", "no-prescription")
+DEMO_VARIANTS = ("standard", "two-targets", "no-prescription", "prior", "prior-reg")
 """``standard``: five plans; ``two-targets``: L3 (subcarinal node) and L4 (liver), both
 50 Gy/5, in one RTPLAN with two TARGET dose references and one RTDOSE (their doses summed:
 one session); ``no-prescription``: every RTPLAN without TargetPrescriptionDose and
 ReferencedROINumber, as RayStation, Pinnacle or Monaco write them (five PTVs in the structure
-set, so the target and prescription must be given)."""
+set, so the target and prescription must be given); ``prior``: the standard patient and,
+in ``<patient_id>-prior/`` next to it, a synthetic earlier course (30 Gy/10 thoracic RT about
+a year earlier, :func:`write_prior_course`) in the same frame of reference; ``prior-reg``: the
+same earlier course in another frame of reference (patient coordinates shifted by
+:data:`PRIOR_SHIFT_MM`) with a rigid DICOM Spatial Registration (REG) in its folder."""
 
 
 def write_demo_patient(out_dir: str | os.PathLike, *, seed: int = 0,
@@ -1153,11 +1157,161 @@ def write_demo_patient(out_dir: str | os.PathLike, *, seed: int = 0,
                                  extra_targets=extra_targets,
                                  prescription=variant != "no-prescription")
         _write_rtdose(ctx, lesion, geometry, plan_uid, folder, extra=extra_geometry)
+    if variant in ("prior", "prior-reg"):
+        write_prior_course(Path(out_dir) / f"{ctx.patient_id}-prior", seed=seed,
+                           patient_id=ctx.patient_id, registered=variant == "prior-reg")
     # The demo's lung ITVs are its GTVs (no motion), so its "LUNGS-ITV's" is lungs minus
     # GTVs: say so explicitly, as a clinic would, instead of letting a table guess.
     (folder / DEMO_MAP_FILE).write_text("structure,tg263\nLUNGS-ITV's,Lungs-GTV\n",
                                         encoding="utf-8")
     return folder
+
+
+# --- synthetic prior course (variants prior, prior-reg) -----------------------------------------
+PRIOR_DOSE_GY = 30.0
+PRIOR_FRACTIONS = 10
+PRIOR_PLAN_DATE = "20240105"  # 371 days before _PLAN_DATE (12.2 months)
+#: Field of the prior course in the current frame: |x| <= 40 mm, -80 <= z <= 20 mm (edges at
+#: 50 % of the dose, logistic penumbra of 2.5 mm), every depth inside the body (AP-PA-like).
+PRIOR_FIELD_MM = ((-40.0, 40.0), (-80.0, 20.0))
+#: prior-reg: prior patient coordinates = current + this shift (mm); its REG maps back.
+PRIOR_SHIFT_MM = (15.0, -10.0, 25.0)
+_SPATIAL_REGISTRATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.1"
+
+
+def prior_dose_gy(x_mm, y_mm, z_mm) -> np.ndarray:
+    """The prior course's physical dose (Gy) at current-frame points (broadcast arrays):
+    ``30 Gy · s(x) · s(z)`` inside the body outline, ``s`` a logistic edge of 2.5 mm at the
+    field borders of :data:`PRIOR_FIELD_MM` (50 % on the border), 0 outside the body."""
+    (x0, x1), (z0, z1) = PRIOR_FIELD_MM
+
+    def edge(v, lo, hi):
+        return 1.0 / (1.0 + np.exp(-(v - lo) / 2.5)) / (1.0 + np.exp((v - hi) / 2.5))
+
+    body = (np.asarray(x_mm) / _BODY_SEMI_MM[0]) ** 2 + (np.asarray(y_mm) / _BODY_SEMI_MM[1]) ** 2 <= 1
+    return PRIOR_DOSE_GY * edge(x_mm, x0, x1) * edge(z_mm, z0, z1) * body
+
+
+def write_prior_course(folder: str | os.PathLike, *, seed: int = 0,
+                       patient_id: str | None = None, registered: bool = False,
+                       shift_mm: tuple[float, float, float] = PRIOR_SHIFT_MM) -> Path:
+    """Write a synthetic earlier course of the demo patient: RP.prior.dcm (30 Gy in 10
+    fractions, RTPlanDate :data:`PRIOR_PLAN_DATE`) and RD.prior.dcm (:func:`prior_dose_gy` on
+    the demo dose grid), in another study.
+
+    ``registered``: the course lies in its own frame of reference, whose patient coordinates
+    are the current ones plus ``shift_mm`` (default :data:`PRIOR_SHIFT_MM`), and REG.prior.dcm (a rigid Spatial
+    Registration, registered frame = the current one) maps it back. Returns ``folder``.
+    """
+    ctx = _Context(int(seed), patient_id if patient_id is not None else f"RTPA-DEMO-{seed:04d}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shift = np.array(shift_mm if registered else (0.0, 0.0, 0.0), dtype=np.float64)
+    frame = ctx.uid("prior frame of reference") if registered else ctx.uid("frame of reference")
+    study = ctx.uid("prior study")
+
+    def new(sop_class, role, modality, number, description):
+        ds = _new_dataset(ctx, sop_class, ctx.uid(role), modality, ctx.uid(role, "series"),
+                          number, description)
+        ds.StudyInstanceUID = study
+        ds.StudyDate = ds.ContentDate = ds.SeriesDate = PRIOR_PLAN_DATE
+        ds.InstanceCreationDate = PRIOR_PLAN_DATE
+        ds.StudyDescription = "Synthetic demo: earlier thoracic course, 30 Gy/10"
+        ds.FrameOfReferenceUID = frame
+        ds.InstanceNumber = 1
+        return ds
+
+    plan = new(RTPlanStorage, "prior rtplan", "RTPLAN", 40, "Prior plan 30Gy/10")
+    plan.RTPlanLabel = "Prior T-spine"
+    plan.RTPlanName = "Prior 30Gy/10fx"
+    plan.RTPlanDate = PRIOR_PLAN_DATE
+    plan.RTPlanTime = _PLAN_TIME
+    plan.RTPlanGeometry = "PATIENT"
+    plan.PrescriptionDescription = "30 Gy in 10 fractions, mediastinum and T6-T10 (synthetic)"
+    dose_ref = Dataset()
+    dose_ref.DoseReferenceNumber = 1
+    dose_ref.DoseReferenceUID = ctx.uid("prior dose reference")
+    dose_ref.DoseReferenceStructureType = "SITE"
+    dose_ref.DoseReferenceDescription = "mediastinum"
+    dose_ref.DoseReferenceType = "TARGET"
+    dose_ref.TargetPrescriptionDose = PRIOR_DOSE_GY
+    plan.DoseReferenceSequence = Sequence([dose_ref])
+    group = Dataset()
+    group.FractionGroupNumber = 1
+    group.NumberOfFractionsPlanned = PRIOR_FRACTIONS
+    group.NumberOfBeams = 0
+    group.NumberOfBrachyApplicationSetups = 0
+    plan.FractionGroupSequence = Sequence([group])
+    setup = Dataset()
+    setup.PatientSetupNumber = 1
+    setup.PatientPosition = "HFS"
+    plan.PatientSetupSequence = Sequence([setup])
+    plan.ApprovalStatus = "APPROVED"
+    _save(plan, folder / "RP.prior.dcm")
+
+    x, y, z = _dose_grid_mm()  # the grid, in the prior frame's coordinates
+    dose = prior_dose_gy(x[None, None, :] - shift[0], y[None, :, None] - shift[1],
+                         z[:, None, None] - shift[2])
+    scaling = float(f"{float(dose.max()) / 65000.0:.6g}")
+    pixels = np.clip(np.rint(dose / scaling), 0, 65535).astype("<u2")
+    ds = new(RTDoseStorage, "prior rtdose", "RTDOSE", 41, "Dose prior 30Gy/10")
+    nz, ny, nx = _DOSE_SHAPE
+    ds.ImagePositionPatient = list(_DOSE_ORIGIN_MM)
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SliceThickness = _DOSE_MM
+    ds.PixelSpacing = [_DOSE_MM, _DOSE_MM]
+    ds.NumberOfFrames = nz
+    ds.FrameIncrementPointer = Tag(0x3004, 0x000C)
+    ds.GridFrameOffsetVector = [round(_DOSE_MM * k, 2) for k in range(nz)]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = ny
+    ds.Columns = nx
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = "PLAN"
+    ds.DoseComment = "Synthetic prior course, 30 Gy/10"
+    ds.DoseGridScaling = scaling
+    plan_ref = Dataset()
+    plan_ref.ReferencedSOPClassUID = RTPlanStorage
+    plan_ref.ReferencedSOPInstanceUID = plan.SOPInstanceUID
+    ds.ReferencedRTPlanSequence = Sequence([plan_ref])
+    ds.PixelData = pixels.tobytes()
+    ds["PixelData"].VR = "OW"
+    _save(ds, folder / "RD.prior.dcm")
+
+    if registered:
+        reg = new(_SPATIAL_REGISTRATION_STORAGE, "prior registration", "REG", 42,
+                  "Rigid registration prior -> planning CT")
+        reg.FrameOfReferenceUID = ctx.uid("frame of reference")  # the registered frame
+        reg.ContentDate = PRIOR_PLAN_DATE
+        reg.ContentTime = _PLAN_TIME
+        reg.ContentLabel = "PRIOR_TO_CURRENT"
+        items = []
+        for uid, matrix in ((ctx.uid("frame of reference"), np.eye(4)),
+                            (frame, _translation(-shift))):
+            m = Dataset()
+            m.FrameOfReferenceTransformationMatrixType = "RIGID"
+            m.FrameOfReferenceTransformationMatrix = [float(v) for v in matrix.ravel()]
+            mreg = Dataset()
+            mreg.MatrixSequence = Sequence([m])
+            item = Dataset()
+            item.FrameOfReferenceUID = uid
+            item.MatrixRegistrationSequence = Sequence([mreg])
+            items.append(item)
+        reg.RegistrationSequence = Sequence(items)
+        _save(reg, folder / "REG.prior.dcm")
+    return folder
+
+
+def _translation(t) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, 3] = t
+    return m
 
 
 def _default_cache_root() -> Path:
