@@ -254,3 +254,115 @@ def test_every_sbrt_source_is_used_at_4fx(tables):
     assert {r.source_id for r in rows if not r.extrapolated} == {"safron2_2016", "tg101_2010"}
     # QUANTEC's conventional oesophagus mean is only advisory at 4 fx (another regime)
     assert all(r.priority == "report" for r in rows if r.source_id == "quantec_2010")
+
+
+# ------------------------------------------------------------------ moderately hypofractionated
+# and conventional sources added after the first issue-12 landing
+
+
+def test_renal_sbrt_10fx_table_rows(tables):
+    # Yamamoto et al., Radiat Oncol 2016;11:72, Table 2 "Dose constraints for planning organ at
+    # risk volume of 10-fraction SBRT" (read in the table page): spinal cord 35 Gy any point;
+    # lung 20 Gy <= 20 % of total volume; stomach, intestine 52 Gy <= 10 cc, 43 Gy <= 100 cc
+    rows = {(c.organ, c.metric): c for c in tables.constraints
+            if c.source_id == "ro2016_renal_sbrt_10fx"}
+    expected = {("SpinalCord", "Max[Gy]"): 35, ("Lungs-GTV", "V20Gy[%]"): 20}
+    for organ in ("Stomach", "Duodenum", "Bowel_Small", "Colon"):
+        expected[(organ, "D10cc[Gy]")] = 52
+        expected[(organ, "D100cc[Gy]")] = 43
+    assert {k: c.limit for k, c in rows.items()} == expected
+    for c in rows.values():
+        assert (c.fractions, c.fractions_range, c.evidence, c.priority, c.comparator) == (
+            10, (6, 15), "P", "mandatory", "<=")
+        # the source's limits are on the PRV: evaluated on the organ they are less strict
+        assert "PRV" in c.notes and "LESS strict" in c.notes
+
+
+@pytest.mark.parametrize(
+    ("n", "cord", "lung_metric"),
+    [
+        # cord 35 Gy/10 at α/β 2: EQD2 = 35 (3.5 + 2)/4 = 48.125 Gy;
+        # 12 fx: D²/12 + 2 D = 192.5 -> D² + 24 D - 2310 = 0 -> D = (-24 + sqrt(9816))/2 = 37.54
+        # 15 fx: D² + 30 D - 2887.5 = 0 -> D = (-30 + sqrt(12450))/2 = 40.79
+        # lung V20 at α/β 3: EQD2 = 20 (2 + 3)/5 = 20 Gy; 12 fx: D² + 36 D - 1200 = 0 ->
+        # D = (-36 + sqrt(6096))/2 = 21.038 -> V21.03Gy (rounded to the stricter side);
+        # 15 fx: D² + 45 D - 1500 = 0 -> D = (-45 + sqrt(8025))/2 = 22.291 -> V22.29Gy
+        (10, 35.0, "V20Gy[%]"),
+        (12, 37.54, "V21.03Gy[%]"),
+        (15, 40.79, "V22.29Gy[%]"),
+    ],
+)
+def test_cord_and_lung_v20_have_mandatory_cited_rows_at_10_12_15fx(tables, n, cord, lung_metric):
+    (c,) = [r for r in constraints_at("SpinalCord", n, tables).rows
+            if r.source_id == "ro2016_renal_sbrt_10fx"]
+    assert c.limit == pytest.approx(cord, abs=0.005) and c.priority == "mandatory"
+    assert not c.extrapolated
+    assert c.applicability == ("tabulated" if n == 10 else "converted within regime")
+    (v20,) = [r for r in constraints_at("Lungs-GTV", n, tables).rows
+              if r.source_id == "ro2016_renal_sbrt_10fx"]
+    assert (v20.metric, v20.limit, v20.priority) == (lung_metric, 20, "mandatory")
+    assert not v20.extrapolated
+
+
+@pytest.mark.parametrize("n", [10, 12, 15])
+def test_oesophagus_heart_and_lung_mean_still_have_no_cited_6_15fx_limit(tables, n):
+    # No readable 6-15 fx source for these (constraints/README.md, "Not shipped"): the rows must
+    # say so, never borrow an SBRT or conventional limit as mandatory
+    for organ in ("Esophagus", "Heart"):
+        limits = constraints_at(organ, n, tables)
+        assert limits.no_cited_limit and f"no cited limit at {n} fx for {organ}" in limits.note
+    lung = constraints_at("Lungs-GTV", n, tables)
+    assert not any(r.metric == "Mean[Gy]" and not r.extrapolated for r in lung.rows)
+
+
+def test_brachial_plexus_conventional_rtog_limit(tables):
+    # Radiat Oncol 2013;8:173, Table 1: RTOG 0615 and 0619 brachial plexus Dmax <= 66 Gy
+    # (0912: <= 66 Gy to a point of at least 0.03 cm3), read in the table page
+    for organ in ("BrachialPlex_L", "BrachialPlex_R"):
+        (row,) = [c for c in constraints_at(organ, 30, tables).rows if not c.extrapolated]
+        assert (row.source_id, row.metric, row.comparator, row.limit, row.priority) == (
+            "ro2013_rtog_plexus", "Max[Gy]", "<=", 66, "mandatory")
+        assert row.fractions_range == (16, 35) and row.evidence == "P"
+    # composite: 66 Gy in 30 fx at α/β 2 (alpha_beta.csv) = 66 (2.2 + 2)/4 = 69.3 Gy EQD2
+    (mx,) = [l for l in composite_limits("BrachialPlex_R", tables) if l.row.metric == "Max[Gy]"]
+    assert mx.row.limit == pytest.approx(69.3) and mx.priority == "mandatory"
+
+
+def test_quantec_kidney_rows(tables):
+    # QUANTEC kidneys (bilateral): mean < 15-18 Gy, V12 < 55 %, V20 < 32 %, V23 < 30 %,
+    # V28 < 20 % for < 5 % clinically relevant dysfunction; UWX QUANTEC.xml and the
+    # solutioinsilico QUANTEC page agree (S2); QUANTEC rows are report-only with their risk
+    rows = {c.metric: c for c in tables.constraints
+            if c.source_id == "quantec_2010" and c.organ == "Kidneys"}
+    assert {m: (c.comparator, c.limit) for m, c in rows.items()} == {
+        "Mean[Gy]": ("<", 15), "V12Gy[%]": ("<", 55), "V20Gy[%]": ("<", 32),
+        "V23Gy[%]": ("<", 30), "V28Gy[%]": ("<", 20),
+    }
+    assert all(c.priority == "report" and c.evidence == "S2" and c.risk == "< 5 %"
+               for c in rows.values())
+    assert "15-18" in rows["Mean[Gy]"].notes
+
+
+def test_liver_alpha_beta_range_cites_the_normal_liver_estimate(tables):
+    # Radiat Oncol 2013;8:61 (abstract): "the α/β ratio of the normal liver with hepatitis is 8"
+    for organ in ("Liver", "Liver-GTV"):
+        assert tables.alpha_beta_range(organ) == (2.0, 8.0)
+        assert "ro2013_liver_alpha_beta" in tables.alpha_beta[organ].range_source
+    assert "1748-717X-8-61" in tables.sources["ro2013_liver_alpha_beta"].citation
+
+
+def test_demo_vertebra_at_15fx_is_judged_on_the_cited_cord_limit(demo_evaluation):
+    # L5 (T8 vertebra next to the cord): at 60 Gy/15 and 45 Gy/15 the cord is now judged on the
+    # Radiat Oncol 2016 10 fx limit converted within its regime (35 Gy/10 -> 40.79 Gy/15 at
+    # α/β 2, worked above), no longer "no cited limit at 15 fx"
+    _, result = demo_evaluation
+    for regimen in ("60 Gy/15", "45 Gy/15"):
+        (row,) = [r for r in result.rows
+                  if (r.lesion_id, r.regimen, r.organ) == ("L5", regimen, "SpinalCord")
+                  and r.source.startswith("ro2016_renal_sbrt_10fx")]
+        assert row.limit == pytest.approx(40.79, abs=0.005) and row.priority == "mandatory"
+        assert row.converted_from_fractions == 10
+        assert row.status == ("fail" if regimen == "60 Gy/15" else "pass")
+    # 60 Gy/15 scales the planned 27 Gy/3 by 60/27: the cord maximum exceeds the limit, so the
+    # recommendation keeps 45 Gy/15 for L5 on a cited row
+    assert result.recommendation.choice["L5"].label == "45 Gy/15"

@@ -58,14 +58,18 @@ def test_key_organs_have_mandatory_cited_rows_at_30fx(demo):
 
 
 def test_no_cited_limit_rows_at_moderate_hypofractionation(demo):
-    # no moderately hypofractionated table for the cord was readable: 15 fx says so
+    # no moderately hypofractionated table for the oesophagus was readable: 15 fx says so
     evaluator, _ = demo
     rows = evaluator.lesion_rows("L5", Regimen(15, 60.0))
-    (note,) = [r for r in rows if r.organ == "SpinalCord" and "no cited limit" in r.reason]
-    assert "no cited limit at 15 fx for SpinalCord" in note.reason
+    (note,) = [r for r in rows if r.organ == "Esophagus" and "no cited limit" in r.reason]
+    assert "no cited limit at 15 fx for Esophagus" in note.reason
     assert note.status == "not evaluable"
-    cord = [r for r in rows if r.organ == "SpinalCord" and r is not note]
-    assert cord and all(r.priority == "report" for r in cord)
+    oes = [r for r in rows if r.organ == "Esophagus" and r is not note]
+    assert oes and all(r.priority == "report" for r in oes)
+    # the cord has one (Radiat Oncol 2016;11:72 Table 2, 35 Gy any point in 10 fx): converted
+    # within the regime at α/β 2, 35 (3.5 + 2)/4 = 48.125 Gy EQD2 -> 40.79 Gy in 15 fx
+    (cord,) = [r for r in rows if r.organ == "SpinalCord" and r.priority == "mandatory"]
+    assert cord.limit == pytest.approx(40.79, abs=0.005) and cord.converted_from_fractions == 10
 
 
 def test_composite_limits_are_the_same_whatever_the_choice(demo):
