@@ -82,7 +82,9 @@ def register(subparsers) -> None:
         "report", help="MDT report (PDF or HTML) of one patient",
         description="Write the MDT report of one patient: lesions with their regimen, BED10/"
         "EQD2, constraint tables, composite OARs, isodose images, DVHs, model statement and "
-        "provenance. The format follows the --out suffix (.pdf or .html). Exit code as "
+        "provenance, for the recommended regimens (default, the planned ones beside them) or "
+        "the planned ones (--basis planned); page 1 says which. The format follows the --out "
+        "suffix (.pdf or .html). Exit code as "
         "evaluate: 0 pass, 1 a mandatory constraint fails, 2 not evaluable (the report is "
         "written in every case) or bad input.",
     )
@@ -102,8 +104,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "export-dose", help="EQD2 composite (or one lesion's EQD2) as an RTDOSE",
-        description="Write the voxel-wise EQD2 composite of the chosen regimens (default: the "
-        "planned ones) as an RTDOSE in the patient's study and frame of reference (DoseType "
+        description="Write the voxel-wise EQD2 composite of the shown regimens (--basis: the "
+        "recommended ones by default, or the planned ones; --choose per lesion) as an RTDOSE in the patient's study and frame of reference (DoseType "
         "EFFECTIVE, DoseSummationType MULTI_PLAN), or with --lesion one lesion's dose at a "
         "regimen converted to EQD2 (DoseSummationType PLAN). One α/β for every voxel.",
     )
@@ -114,7 +116,8 @@ def register(subparsers) -> None:
     p.add_argument("--alpha-beta", type=float, default=3.0, metavar="GY",
                    help="α/β used for every voxel (default 3 Gy, late-responding tissue)")
     p.add_argument("--lesion", help="export only this lesion (e.g. L1)")
-    p.add_argument("--regimen", help="regimen of --lesion, e.g. 50/5 (default: planned)")
+    p.add_argument("--regimen", help="regimen of --lesion, e.g. 50/5 (default: its --basis "
+                   "regimen, recommended or planned)")
     p.add_argument("--deidentify", action="store_true",
                    help="PatientID replaced by its key p-… (8 hex digits of its SHA-256), "
                    "name, birth date, sex and other demographics removed, "
@@ -148,8 +151,12 @@ def _case_arguments(p) -> None:
     p.add_argument("path", type=Path, nargs="?", help="patient folder or files")
     p.add_argument("--demo", action="store_true", help="use the built-in demo patient")
     p.add_argument("--tables", type=Path, help="constraint table folder (default: shipped)")
+    p.add_argument("--basis", choices=("recommended", "planned"), default="recommended",
+                   help="which regimens to show: the recommended ones (default; the planned "
+                   "ones beside them) or the planned ones (the recommendation beside them); "
+                   "--choose overrides single lesions. The output says which")
     p.add_argument("--choose", action="append", default=[], metavar="L1=50/5",
-                   help="regimen of a lesion (repeatable); default: the planned regimens")
+                   help="regimen of a lesion (repeatable); the other lesions follow --basis")
     p.add_argument("--end-caps", choices=("half", "none"), default="half",
                    help=END_CAPS_HELP)
 
@@ -195,22 +202,24 @@ def _parse_choices(items: list[str]) -> dict:
 
 
 def _evaluate(args):
-    """(case, evaluation, result) for the planned regimens overridden by --choose."""
+    """(case, evaluation, result): every regimen of the catalogue evaluated (as ``evaluate``)
+    so that the recommendation exists; shown: the recommended (``--basis recommended``, the
+    default) or the planned regimens, overridden per lesion by --choose."""
     from .workflow import evaluate_folder
 
     chosen = _parse_choices(args.choose)
-    evaluation = evaluate_folder(
-        _case_path(args), tables_folder=args.tables, regimens="planned",
-        end_caps=args.end_caps,
-    )
+    evaluation = evaluate_folder(_case_path(args), tables_folder=args.tables,
+                                 end_caps=args.end_caps)
     lesions = [lesion.lesion_id for lesion in evaluation.lesions]
-    for lid, regimen in chosen.items():
+    for lid in chosen:
         if lid not in lesions:
             raise EvaluationError(
                 f"--choose {lid}: no such lesion; the lesions are {', '.join(lesions)}")
-        evaluation.add_regimen(lid, regimen)
-    choice = dict(evaluation.planned_choice(), **chosen)
-    return evaluation.case, evaluation, evaluation.result(choice)
+    recommendation = evaluation.recommend()
+    base = (evaluation.planned_choice() if getattr(args, "basis", "recommended") == "planned"
+            else dict(recommendation.choice))
+    return evaluation.case, evaluation, evaluation.result(dict(base, **chosen),
+                                                           recommendation=recommendation)
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -298,7 +307,10 @@ def _report(args) -> int:
         "PDF" if suffix == ".pdf" else "HTML report", db=args.db)
     write_report(result, evaluator, args.out, fmt="pdf" if suffix == ".pdf" else "html",
                  deidentify=args.deidentify, quality=args.quality, attribution=attribution)
+    from .evaluation.reasons import basis_line
+
     verdict = result.verdict()
+    print(basis_line(result), file=sys.stderr)
     print(f"{args.out}  (verdict {verdict})")
     # the exit code of `evaluate`: 0 pass, 1 fail, 2 not evaluable (the report is written)
     return {"pass": 0, "fail": 1}.get(verdict, 2)
@@ -322,13 +334,26 @@ def _export_dose(args) -> int:
         from .dicom import load_case
         from .evaluation import find_lesions
 
-        case = load_case(_case_path(args))
-        lesions = {lesion.lesion_id: lesion for lesion in find_lesions(case, [])}
+        if args.regimen or args.basis == "planned":
+            case = load_case(_case_path(args))
+            lesions = {lesion.lesion_id: lesion for lesion in find_lesions(case, [])}
+            recommended = None
+        else:  # the lesion's recommended regimen needs the whole evaluation
+            case, evaluation, result = _evaluate(args)
+            lesions = {lesion.lesion_id: lesion for lesion in evaluation.lesions}
+            recommended = result.recommendation.choice
         if args.lesion not in lesions:
             raise EvaluationError(
                 f"--lesion {args.lesion}: no such lesion; the lesions are {', '.join(lesions)}")
         lesion = lesions[args.lesion]
-        regimen = parse_regimen(args.regimen) if args.regimen else lesion.planned
+        if args.regimen:
+            regimen, basis = parse_regimen(args.regimen), "chosen by the user"
+        elif recommended is not None:
+            regimen, basis = recommended[args.lesion], "recommended"
+        else:
+            regimen, basis = lesion.planned, "planned"
+        print(f"Shown: {args.lesion} at {regimen.label}, the {basis} regimen (planned "
+              f"{lesion.planned.label})", file=sys.stderr)
         physical = lesion.dose.dose_gy * regimen.scale_from(lesion.planned)
         eqd2 = eqd2_grid(physical, regimen.fractions, Model("LQ", ab))
         note = f"EQD2 LQ a/b={ab:g}Gy all voxels, {lesion.lesion_id} {regimen.label}"
@@ -337,7 +362,10 @@ def _export_dose(args) -> int:
                           summation_type="PLAN", deidentify=args.deidentify)
         print(f"{args.out}  ({note}; max {eqd2.max():.2f} Gy)")
         return 0
+    from .evaluation.reasons import basis_line, shown_basis
+
     case, evaluator, result = _evaluate(args)
+    print(basis_line(result), file=sys.stderr)
     grid, eqd2 = evaluator.composite_eqd2(result.choice, alpha_beta_gy=ab)
     n = len(result.lesions)
     note = f"EQD2 sum {n} plans, voxel-wise LQ, a/b={ab:g}Gy all voxels"
@@ -345,7 +373,7 @@ def _export_dose(args) -> int:
                       referenced_plans=[lesion.plan.sop_instance_uid for lesion in
                                         result.lesions],
                       summation_type="MULTI_PLAN" if n > 1 else "PLAN",
-                      series_description=("EQD2 composite " + ", ".join(
+                      series_description=(f"EQD2 {shown_basis(result)} " + ", ".join(
                           f"{lid} {r.label}" for lid, r in result.choice.items()))[:64],
                       deidentify=args.deidentify)
     print(f"{args.out}  ({note}; max {eqd2.max():.2f} Gy)")

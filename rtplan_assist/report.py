@@ -5,10 +5,14 @@ browser is involved. Figures are matplotlib PNGs embedded as ``data:`` URIs: the
 self-contained and names no external resource (no fonts, scripts, style sheets or images to
 fetch), which matters in hospital networks.
 
-Page 1 holds what the meeting decides on: provenance, the verdict, the lesion table (regimen,
-BED10/EQD2, binding constraint), the composite OAR table, the DVHs and one axial isodose image
-per lesion. The per-lesion constraint tables follow (a second page for a typical 3-5 lesion
-case), then the model statement, the composite caveats and the warnings.
+Page 1 alone holds what the meeting decides on (issue 14): provenance, the verdict, which
+regimens are shown (recommended, planned or chosen, with the other beside them), per lesion
+the shown regimen, its BED10/EQD2, its own OARs' status and why, in words
+(:mod:`rtplan_assist.evaluation.reasons`), the composite in words and its OAR table. Page 2:
+one axial isodose image per lesion (scale bar, R/L/A/P) and the DVHs. The per-lesion
+constraint tables follow, then the model statement, the composite caveats and the warnings.
+No text is smaller than :data:`MIN_FONT_PT` (7 pt), figures included: they are drawn at the
+size they are shown.
 
 Every number comes from :class:`rtplan_assist.evaluation.EvaluationResult` and its
 :class:`~rtplan_assist.evaluation.CaseEvaluator`; the report computes no dose metric itself
@@ -90,23 +94,63 @@ def _centre_mm(structure) -> np.ndarray:
     return bounds.mean(axis=1)
 
 
+#: Displayed sizes (mm) of the figures: each figure is drawn at exactly this size, so a font
+#: of ``n`` pt in matplotlib is ``n`` pt on paper (the minimum, :data:`MIN_FONT_PT`, is tested).
+THUMB_MM = 52.0
+DVH_MM = (270.0, 98.0)
+#: The smallest font anywhere in the report (pt): text, tables, legends, figure labels.
+MIN_FONT_PT = 7.0
+SCALE_BAR_MM = 20.0
+
+
+def orientation_letters(row_cosines, column_cosines) -> tuple[str, str, str, str]:
+    """Patient-direction letters at the (left, right, top, bottom) edges of an image whose
+    columns run along ``row_cosines`` and rows along ``column_cosines`` (the two halves of
+    ImageOrientationPatient, DICOM patient axes LPS: +x left, +y posterior, +z head).
+
+    The dominant axis of each direction names the edge (PS3.3 C.7.6.1.1.1): an HFS axial
+    image, ``(1, 0, 0), (0, 1, 0)``, reads R on the left, L on the right, A at the top, P at
+    the bottom; FFS, ``(-1, 0, 0), (0, 1, 0)``, has L on the left."""
+    positive, negative = ("L", "P", "H"), ("R", "A", "F")
+
+    def letter(vector, sign: float) -> str:
+        v = np.asarray(vector, dtype=float) * sign
+        k = int(np.argmax(np.abs(v)))
+        return positive[k] if v[k] > 0 else negative[k]
+
+    return (letter(row_cosines, -1), letter(row_cosines, 1),
+            letter(column_cosines, -1), letter(column_cosines, 1))
+
+
 def isodose_figure(case, lesion, regimen, ct_hu: np.ndarray | None) -> str:
+    """Axial image through the PTV centre (:func:`_isodose_fig`) as a PNG data URI."""
+    return _png_uri(_isodose_fig(case, lesion, regimen, ct_hu), dpi=200)
+
+
+def _isodose_fig(case, lesion, regimen, ct_hu: np.ndarray | None):
     """Axial image through the PTV centre: CT, isodose lines of the lesion's dose scaled to
-    ``regimen``, PTV/GTV and nearby OAR contours. Returns a PNG data URI.
+    ``regimen``, PTV/GTV and nearby OAR contours, a 2 cm scale bar and the patient-direction
+    letters of its edges. A matplotlib figure of :data:`THUMB_MM` mm.
 
     The dose is the lesion's own plan (not the composite), trilinearly sampled at the CT
-    pixel centres; levels are fractions of the chosen prescription.
+    pixel centres; levels are fractions of the chosen prescription. The loader puts every
+    axial grid (HFS, FFS, HFP, FFP) on ascending patient axes, and the image is drawn on them:
+    +x (patient left) to the right, +y (posterior) down, whatever the CT's
+    ImageOrientationPatient; the letters are those of these display axes
+    (:func:`orientation_letters`).
     """
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patheffects as effects
     import matplotlib.pyplot as plt
     from scipy.ndimage import map_coordinates
 
     centre = _centre_mm(lesion.target)
     dose = lesion.dose
     factor = regimen.total_dose_gy / lesion.planned.total_dose_gy
-    fig, ax = plt.subplots(figsize=(2.4, 2.4))
+    size = THUMB_MM / 25.4
+    fig, ax = plt.subplots(figsize=(size, size))
     fig.subplots_adjust(0.01, 0.01, 0.99, 0.9)
     x0, x1 = centre[0] - CROP_HALF_MM, centre[0] + CROP_HALF_MM
     y0, y1 = centre[1] - CROP_HALF_MM, centre[1] + CROP_HALF_MM
@@ -157,19 +201,41 @@ def isodose_figure(case, lesion, regimen, ct_hu: np.ndarray | None) -> str:
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{lesion.lesion_id} {regimen.label}, z = {z:.1f} mm", fontsize=7, pad=2)
-    return _png_uri(fig, dpi=130)
+    outline = [effects.withStroke(linewidth=1.5, foreground="black")]
+    font = {"fontsize": MIN_FONT_PT, "color": "white", "fontweight": "bold",
+            "path_effects": outline}
+    left, right, top, bottom = orientation_letters((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
+    ax.text(0.02, 0.5, left, transform=ax.transAxes, ha="left", va="center", **font)
+    ax.text(0.98, 0.5, right, transform=ax.transAxes, ha="right", va="center", **font)
+    ax.text(0.5, 0.98, top, transform=ax.transAxes, ha="center", va="top", **font)
+    ax.text(0.5, 0.02, bottom, transform=ax.transAxes, ha="center", va="bottom", **font)
+    # scale bar: SCALE_BAR_MM in patient mm, bottom right
+    bx1 = x1 - 0.06 * (x1 - x0)
+    by = y1 - 0.07 * (y1 - y0)
+    ax.plot([bx1 - SCALE_BAR_MM, bx1], [by, by], color="white", lw=2,
+            path_effects=[effects.withStroke(linewidth=3, foreground="black")])
+    ax.text(bx1 - SCALE_BAR_MM / 2, by - 2.5, f"{SCALE_BAR_MM / 10:g} cm", ha="center",
+            va="bottom", **font)
+    ax.set_title(f"{lesion.lesion_id} {regimen.label}, z = {z:.1f} mm", fontsize=MIN_FONT_PT,
+                 pad=2)
+    return fig
 
 
 def dvh_figure(result, evaluator) -> str:
-    """Two panels: targets (physical, chosen regimen) and composite OARs (EQD2)."""
+    """Targets and composite OAR DVHs (:func:`_dvh_fig`) as a PNG data URI."""
+    return _png_uri(_dvh_fig(result, evaluator), dpi=150)
+
+
+def _dvh_fig(result, evaluator):
+    """Two panels: targets (physical, shown regimen) and composite OARs (EQD2); drawn at
+    :data:`DVH_MM`, every text at least :data:`MIN_FONT_PT`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.75))
-    fig.subplots_adjust(left=0.08, right=0.99, bottom=0.15, top=0.91, wspace=0.18)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(DVH_MM[0] / 25.4, DVH_MM[1] / 25.4))
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.12, top=0.92, wspace=0.12)
     cmap = plt.get_cmap("tab10")
     for i, lesion in enumerate(result.lesions):
         regimen = result.choice[lesion.lesion_id]
@@ -181,10 +247,10 @@ def dvh_figure(result, evaluator) -> str:
             style = "-" if name == lesion.target.name else "--"
             left.plot(dvh.dose_gy, 100 * dvh.volume_cc_at_dose / dvh.dvh_volume_cc, style,
                       color=cmap(i % 10), lw=1, label=_literal(f"{lesion.lesion_id} {name}"))
-    left.set_title("Targets, physical dose (chosen regimen)", fontsize=8)
-    left.set_xlabel("Dose (Gy)", fontsize=7)
-    left.set_ylabel("Volume (%)", fontsize=7)
-    left.legend(fontsize=5.5, ncol=2, frameon=False, loc="lower left")
+    left.set_title("Targets, physical dose (shown regimen)", fontsize=8.5)
+    left.set_xlabel("Dose (Gy)", fontsize=MIN_FONT_PT + 0.5)
+    left.set_ylabel("Volume (%)", fontsize=MIN_FONT_PT + 0.5)
+    left.legend(fontsize=MIN_FONT_PT, ncol=2, frameon=False, loc="lower left")
     composite = evaluator.composite_dvhs(result.choice)
     shown = [r.structure for r in result.composite_rows if r.structure and
              r.priority == "mandatory"]
@@ -196,15 +262,24 @@ def dvh_figure(result, evaluator) -> str:
         right.plot(dvh.dose_gy, 100 * dvh.volume_cc_at_dose / dvh.dvh_volume_cc,
                    color=cmap(i % 10), ls=("-", "--", ":")[i // 10 % 3], lw=1,
                    label=_literal(f"{name} (α/β {dvh.model.split('=')[-1].strip()})"))
-    right.set_title("Composite OARs, voxel-wise EQD2 sum", fontsize=8)
-    right.set_xlabel("EQD2 (Gy)", fontsize=7)
-    right.legend(fontsize=5.5, ncol=2, frameon=False)
+    right.set_title("Composite OARs, voxel-wise EQD2 sum", fontsize=8.5)
+    right.set_xlabel("EQD2 (Gy)", fontsize=MIN_FONT_PT + 0.5)
+    right.legend(fontsize=MIN_FONT_PT, ncol=2, frameon=False)
     for ax in (left, right):
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=MIN_FONT_PT)
         ax.set_ylim(0, 102)
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3, lw=0.4)
-    return _png_uri(fig, dpi=150)
+    return fig
+
+
+def figure_min_font_pt(fig) -> float:
+    """The smallest visible, non-empty text of a matplotlib figure (pt on paper: the report
+    shows every figure at its own size)."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    return min(sizes) if sizes else math.inf
 
 
 # =============================================================================================
@@ -291,37 +366,62 @@ def _table(head: list[str], rows: list[str], cls: str = "",
             + "".join(rows) + "</tbody></table>")
 
 
+def _own_status(rows) -> tuple[str, int, int]:
+    """(status, failed, mandatory) of a lesion's own mandatory OAR rows at one regimen."""
+    mandatory = [r for r in rows if r.priority == "mandatory" and r.role == "oar"
+                 and r.structure]
+    fails = sum(r.status == "fail" for r in mandatory)
+    status = "fail" if fails else ("not evaluable" if any(r.status == "not evaluable"
+                                                           for r in mandatory) else "pass")
+    if status == "pass" and not any(r.status in ("pass", "goal missed") for r in mandatory):
+        status = "not evaluable"  # no mandatory OAR row could be evaluated (issue 12)
+    return status, fails, len(mandatory)
+
+
 def _lesion_table(result) -> str:
+    """Page 1: per lesion the shown regimen, its BED10/EQD2 and D95%, the planned and the
+    recommended regimens beside it, its own OARs' status, and why, in words
+    (:mod:`rtplan_assist.evaluation.reasons`)."""
+    from .evaluation.reasons import lesion_reasons
+
     rows = []
     by_lesion: dict[str, list] = {}
     for row in result.chosen_rows():
         by_lesion.setdefault(row.lesion_id, []).append(row)
+    rec = result.recommendation.choice
     for lesion in result.lesions:
         lid = lesion.lesion_id
         regimen = result.choice[lid]
         mine = by_lesion.get(lid, [])
         ptv_d95 = next((r.value for r in mine if r.role == "target" and r.metric == "D95%[Gy]"),
                        None)
-        mandatory = [r for r in mine if r.priority == "mandatory" and r.role == "oar"
-                     and r.structure]
-        fails = sum(r.status == "fail" for r in mandatory)
-        status = "fail" if fails else ("not evaluable" if any(r.status == "not evaluable"
-                                                               for r in mandatory) else "pass")
-        if status == "pass" and not any(r.status in ("pass", "goal missed") for r in mandatory):
-            status = "not evaluable"  # no mandatory OAR row could be evaluated (issue 12)
-        binding, _ = _binding(result, lid)
-        chosen = regimen.label + ("" if regimen == lesion.planned else
-                                  f" (planned {lesion.planned.label})")
+        status, fails, n_mandatory = _own_status(mine)
+        marks = []
+        if regimen == rec.get(lid):
+            marks.append("recommended")
+        if regimen == lesion.planned:
+            marks.append("planned")
+        shown = (f"<b>{_E(regimen.label)}</b><br><span class=small>"
+                 f"{_E(', '.join(marks) or 'chosen by the user')}</span>")
+        other = []
+        if regimen != lesion.planned:
+            other.append(f"planned {lesion.planned.label}")
+        if lid in rec and regimen != rec[lid]:
+            other.append(f"recommended {rec[lid].label}")
+        why = "".join(f"<li>{_E(r.text)}</li>" for r in lesion_reasons(result, lid))
+        if other:
+            shown += f"<br><span class=small>{_E('; '.join(other))}</span>"
         rows.append(
-            f"<tr><td><b>{_E(lid)}</b></td><td>{_E(lesion.label)}</td><td>{_E(lesion.site)}</td>"
-            f"<td>{_E(lesion.target.name)}</td><td>{_E(chosen)}</td>"
-            f"<td class=num>{regimen.bed10_gy():.1f}</td><td class=num>{regimen.eqd2_10_gy():.1f}"
-            f"</td><td class=num>{_num(ptv_d95, 1)}</td>{_status_cell(status)}"
-            f"<td>{fails} of {len(mandatory)}</td><td class=small>{_E(binding)}</td></tr>"
+            f"<tr><td><b>{_E(lid)}</b></td><td>{_E(lesion.label)}<br><span class=small>"
+            f"{_E(lesion.site)}, {_E(lesion.target.name)}</span></td><td>{shown}</td>"
+            f"<td class=num>{regimen.bed10_gy():.1f}<br>{regimen.eqd2_10_gy():.1f}</td>"
+            f"<td class=num>{_num(ptv_d95, 1)}</td>{_status_cell(status)}"
+            f"<td class=num>{fails} of {n_mandatory}</td>"
+            f'<td class="why"><ul>{why}</ul></td></tr>'
         )
-    return _table(["Lesion", "Plan", "Site", "Target", "Regimen", "BED10 (Gy)", "EQD2 (Gy)",
-                   "PTV D95% (Gy)", "OARs", "Mandatory failed", "Binding constraint"],
-                  rows, "lesions")
+    return _table(["Lesion", "Plan, site, target", "Shown regimen", "BED10 EQD2 (Gy)",
+                   "PTV D95% (Gy)", "Own OARs", "Mandatory failed", "Why, in words"],
+                  rows, "lesions", (4, 9, 10, 5, 5, 5, 6, 56))
 
 
 _PRIORITY_SHORT = {"mandatory": "mand.", "optimal": "opt.", "report": "report"}
@@ -375,14 +475,26 @@ def _margin(row) -> float:
 
 
 def _composite_summary(result) -> tuple[str, list[str]]:
-    """One row per organ: its status (worst row) and the row closest to or over its limit."""
+    """Page 1's composite table: one row per organ with a mandatory composite limit (the
+    verdict's organs), its worst mandatory status and the mandatory row closest to or over its
+    limit, sorted by status then % of limit; organs with advisory limits only are one sentence
+    under it (they do not decide the verdict: a FAIL there never sits beside a PASS banner).
+    Returns (HTML, organs without a structure)."""
+    from .evaluation.reasons import limit_words
+
     rows, missing = _constraint_rows(result.composite_rows)
     by_structure: dict[str, list] = {}
     for r in rows:
         by_structure.setdefault(r.structure, []).append(r)
-    out = []
+    out, advisory = [], []
     for structure, items in by_structure.items():
-        decisive = [r for r in items if r.priority == "mandatory"] or items
+        decisive = [r for r in items if r.priority == "mandatory"]
+        if not decisive:
+            closest = max(items, key=_margin)
+            if _margin(closest) >= 0:
+                text = f"{structure} {closest.metric} {100 * _margin(closest):.0f} %"
+                advisory.append((-_margin(closest), text))
+            continue
         worst_status = min((r.status for r in decisive), key=lambda st: _ORDER.get(st, 5))
         closest = max(decisive, key=_margin)
         n_fail = sum(r.status == "fail" for r in decisive)
@@ -394,10 +506,17 @@ def _composite_summary(result) -> tuple[str, list[str]]:
             f"{_E(_limit_text(closest))}</td><td class=num>"
             f"{'' if margin < 0 else f'{100 * margin:.0f} %'}</td>"
             f"<td class=num>{_ab(closest)}</td>"
-            f"<td class=src>{_E(_short_source(closest))}</td></tr>")))
+            f"<td class=src>{_E(limit_words(closest))}</td></tr>")))
     out.sort(key=lambda t: (t[0], t[1]))
-    table = _table(["OAR", "Status", "Failed", "Closest metric (EQD2)", "Gy/value", "Limit",
-                    "of limit", "α/β", "Source of that limit"], [t[2] for t in out], "composite")
+    table = _table(["OAR", "Status", "Mandatory failed", "Closest metric (EQD2)", "Value",
+                    "Limit", "% of limit", "α/β", "Source of that limit"],
+                   [t[2] for t in out], "composite", (12, 7, 8, 14, 7, 10, 7, 4, 31))
+    if advisory:
+        advisory.sort()
+        table += (
+            '<p class="small">Advisory composite limits only (report/optimal priority, not '
+            "part of the verdict; every row in the composite table of the detail pages), "
+            "highest % of limit: " + _E(", ".join(text for _, text in advisory)) + ".</p>")
     return table, missing
 
 
@@ -429,40 +548,40 @@ _TEMPLATE = Template("""<!DOCTYPE html>
 <title>MDT report $patient_id</title>
 <style>
 @page { size: A4 landscape; margin: 8mm 9mm 10mm 9mm;
-  @bottom-left { content: "$footer_left"; font-size: 6.5pt; color: #555; }
-  @bottom-right { content: "page " counter(page) " of " counter(pages); font-size: 6.5pt;
-    color: #555; } }
-body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; font-size: 7.4pt;
+  @bottom-left { content: "$footer_left"; font-size: 7pt; color: #555;
+    font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; }
+  @bottom-right { content: "page " counter(page) " of " counter(pages); font-size: 7pt;
+    color: #555; font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; } }
+body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; font-size: 7.6pt;
   color: #111; margin: 0; }
 h1 { font-size: 12pt; margin: 0 0 1mm 0; }
-h2 { font-size: 8.6pt; margin: 2mm 0 1mm 0; border-bottom: 0.4pt solid #999; }
-h3 { font-size: 7.8pt; margin: 1.5mm 0 0.8mm 0; }
+h2 { font-size: 9pt; margin: 2mm 0 1mm 0; border-bottom: 0.4pt solid #999; }
+h3 { font-size: 8pt; margin: 1.5mm 0 0.8mm 0; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border: 0.4pt solid #b5b5b5; padding: 0.5mm 1mm; vertical-align: top; text-align: left; }
 th { background: #eef1f4; font-weight: bold; }
 td.num { text-align: right; white-space: nowrap; }
 td.status { font-weight: bold; white-space: nowrap; text-align: center; }
-td.src, .small { font-size: 5.8pt; color: #333; }
+td.src, .small { font-size: 7pt; color: #333; }
+td.why ul { margin: 0 0 0 3mm; }
 table.constraints td, table.composite td { padding: 0.3mm 0.8mm; }
 .header { display: flex; justify-content: space-between; align-items: flex-start; }
-.prov { font-size: 6.3pt; color: #333; line-height: 1.3; }
+.prov { font-size: 7pt; color: #333; line-height: 1.25; }
 .verdict { font-size: 11pt; font-weight: bold; padding: 1.5mm 4mm; border: 0.8pt solid #555;
   white-space: nowrap; }
-.cols { display: flex; gap: 4mm; }
-.cols > .left { flex: 0 0 150mm; min-width: 0; }
-.cols > .right { flex: 1 1 0; min-width: 0; }
-.isodoses { display: flex; flex-wrap: wrap; gap: 1.5mm; }
-.isodoses { margin-top: 1.5mm; }
-.isodoses figure { margin: 0; width: 41mm; }
-.isodoses img { width: 41mm; height: 41mm; }
-.isodoses figcaption, .legend { font-size: 5.8pt; color: #333; }
-.dvh img { width: 100%; }
+.basis { font-size: 8.6pt; font-weight: bold; margin: 1mm 0 0 0; }
+.composite-reason { font-size: 8pt; margin: 0.5mm 0 1mm 0; }
+.isodoses { display: flex; flex-wrap: wrap; gap: 2mm; margin-top: 1.5mm; }
+.isodoses figure { margin: 0; width: ${thumb_mm}mm; }
+.isodoses img { width: ${thumb_mm}mm; height: ${thumb_mm}mm; }
+.isodoses figcaption, .legend { font-size: 7pt; color: #333; }
+.dvh img { width: ${dvh_w}mm; height: ${dvh_h}mm; }
 .lesion-block { margin-bottom: 2mm; }
 .lesion-block h3 { break-after: avoid; }
 thead { display: table-header-group; }
 tr { break-inside: avoid; }
 .page-break { break-before: page; }
-.disclaimer { font-weight: bold; font-size: 6.8pt; margin-top: 1mm; }
+.disclaimer { font-weight: bold; font-size: 7pt; margin-top: 1mm; }
 ul { margin: 0.5mm 0 0.5mm 4mm; padding: 0; }
 li { margin: 0; }
 </style></head>
@@ -472,20 +591,21 @@ li { margin: 0; }
   <div class="prov">$provenance</div></div>
  <div class="verdict" style="background:$verdict_colour">Composite verdict: $verdict</div>
 </div>
+<p class="basis">$basis</p>
 <p class="disclaimer">$disclaimer</p>
-<h2>Lesions and chosen regimens (BED10/EQD2 of the prescription, LQ, α/β 10 Gy)</h2>
+<h2>Decision per lesion (BED10/EQD2 of the prescription, LQ, α/β 10 Gy)</h2>
 $lesion_table
+<h2>Composite OARs: sum of voxel EQD2 over all lesions (per OAR: worst mandatory status and the
+ limit it is closest to)</h2>
+<p class="composite-reason">$composite_reason</p>
+$composite_table $composite_missing
+<div class="page-break"></div>
+<h2>Axial images through each PTV centre and dose-volume histograms (shown regimens)</h2>
 <div class="isodoses">$isodoses</div>
 <div class="legend">$isodose_legend</div>
-<div class="cols">
- <div class="left"><h2>Composite OARs: sum of voxel EQD2 over all lesions (per OAR: worst
-  mandatory status and the limit it is closest to)</h2>
-  $composite_table $composite_missing</div>
- <div class="right"><h2>Dose-volume histograms</h2>
-  <div class="dvh"><img alt="DVH" src="$dvh_uri"></div></div>
-</div>
+<div class="dvh"><img alt="DVH" src="$dvh_uri"></div>
 <div class="page-break"></div>
-<h2>Per-lesion constraints at the chosen regimen (physical dose), then every composite row</h2>
+<h2>Per-lesion constraints at the shown regimen (physical dose), then every composite row</h2>
 $lesion_tables
 <div class="lesion-block"><h3>Composite (EQD2, each organ's α/β)</h3>$composite_detail</div>
 $quality
@@ -529,6 +649,7 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
         report-only, about 1 s per lesion once per evaluator).
     """
     from .dicom import load_ct_pixels
+    from .evaluation.reasons import basis_line, composite_reason
     from .radiobiology import COMPOSITE_CAVEATS
 
     case = evaluator.case
@@ -581,7 +702,8 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
                         f"<figcaption>{_E(lesion.label)}, {_E(lesion.site)}</figcaption>"
                         "</figure>")
     legend = ("Axial images through each PTV centre: the lesion's own plan scaled to the "
-              "chosen regimen. Isodose lines (% of the chosen prescription): "
+              f"shown regimen; R/L/A/P mark the patient's right, left, anterior and posterior "
+              f"(radiological view); the bar is {SCALE_BAR_MM / 10:g} cm. Isodose lines (% of the chosen prescription): "
               + ", ".join(f'<span style="background:{c};border:0.3pt solid #333">'
                           f"&#160;&#160;&#160;</span>&#160;{int(lvl * 100)} %"
                           for lvl, c in zip(ISODOSE_LEVELS, ISODOSE_COLOURS))
@@ -605,7 +727,8 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
     rec = result.recommendation
     rec_html = ""
     if rec.explanation:
-        rec_html = ("<h2>Recommendation of the search (over the evaluated regimens)</h2><ul>"
+        rec_html = ("<h2>Recommendation of the search, details (sources, CSV lines, "
+                    "objective)</h2><ul>"
                     + "".join(f"<li>{_E(t)}</li>" for t in rec.explanation) + "</ul>")
     warnings = result.warnings or ["none"]
     verdict_colour = STATUS_COLOURS.get(verdict, "#ffffff")
@@ -615,6 +738,9 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
         "verdict": _E(STATUS_TEXT.get(verdict, verdict)), "verdict_colour": verdict_colour,
         "disclaimer": _E(DISCLAIMER),
         "lesion_table": _lesion_table(result),
+        "basis": _E(basis_line(result)),
+        "composite_reason": _E(composite_reason(result).text),
+        "thumb_mm": f"{THUMB_MM:g}", "dvh_w": f"{DVH_MM[0]:g}", "dvh_h": f"{DVH_MM[1]:g}",
         "composite_table": composite_table, "composite_missing": missing_note,
         "composite_detail": _composite_detail(result),
         "dvh_uri": dvh_figure(figures_of, evaluator),

@@ -160,7 +160,8 @@ def test_cli_export_one_lesion_matches_hand_eqd2(demo_folder, tmp_path, capsys):
 
 def test_cli_export_composite_is_sum_of_lesion_eqd2(demo_folder, tmp_path, capsys):
     out = tmp_path / "RD.composite.dcm"
-    code = main(["export-dose", str(demo_folder), "--choose", "L2=50/5", "--out", str(out)])
+    code = main(["export-dose", str(demo_folder), "--basis", "planned", "--choose", "L2=50/5",
+                 "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     planned = {"L1": (54.0, 3), "L2": (60.0, 8), "L3": (50.0, 5), "L4": (50.0, 5),
                "L5": (27.0, 3)}  # demo module docstring

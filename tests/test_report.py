@@ -87,14 +87,24 @@ def test_html_is_self_contained(evaluated):
     assert "demo-v" not in html  # nor the folder (the demo cache folder demo-v<N>)
 
 
-def test_cli_report_html(tmp_path, capsys):
+def test_cli_report_html(tmp_path, capsys, demo_evaluation, monkeypatch):
+    from rtplan_assist import workflow
+
+    # report evaluates every regimen (the recommendation is its default basis): reuse the
+    # session's demo evaluation
+    monkeypatch.setattr(workflow, "evaluate_folder",
+                        lambda *a, **k: demo_evaluation[0].copy())
     out = tmp_path / "r.html"
     code = main(["report", "--demo", "--choose", "L2=50/5", "--out", str(out)])
     # exit code as evaluate's, from the verdict the command prints (0 pass, 1 fail, 2 n.e.)
     verdict = capsys.readouterr().out.rsplit("(verdict ", 1)[1].split(")")[0]
     assert code == {"pass": 0, "fail": 1}.get(verdict, 2)
     html = out.read_text(encoding="utf-8")
-    assert "50 Gy/5 (planned 60 Gy/8)" in html
+    # the shown regimen, who chose it, the planned and recommended ones beside it
+    assert "<b>50 Gy/5</b><br><span class=small>chosen by the user</span>" in html
+    recommended = demo_evaluation[1].recommendation.choice["L2"].label
+    assert f"planned 60 Gy/8; recommended {recommended}" in html
+    assert "Shown: regimens chosen by the user: L2 50 Gy/5" in html
     assert "Demo Patient" in html
     assert main(["report", "--demo", "--out", str(tmp_path / "r.txt")]) == 2
     assert "pdf or .html" in capsys.readouterr().err

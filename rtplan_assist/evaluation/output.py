@@ -18,7 +18,7 @@ import numpy as np
 from .. import __version__
 from ..regimens import ABLATIVE_BED10_GY, Regimen
 from ..status import STATUS_STYLE, status_style
-from .reasons import all_reasons, composite_reason, lesion_reasons
+from .reasons import all_reasons, basis_line, composite_reason, lesion_reasons, shown_basis
 from .records import (
     NEGATION,
     TIDY_COLUMNS,
@@ -71,6 +71,8 @@ def result_to_dict(result: EvaluationResult) -> dict:
             "patient_id": result.patient_id,
             "folder": result.folder,
             "verdict": result.verdict(),
+            "basis": shown_basis(result),
+            "basis_text": basis_line(result),
             "lesions": [_lesion_dict(lesion) for lesion in result.lesions],
             "choice": result.choice,
             "recommendation": {
@@ -238,6 +240,7 @@ def result_to_text(result: EvaluationResult) -> str:
         f"Patient {result.patient_id}  "
         + (result.folder if result.folder.startswith("(") else f"({result.folder})"),
         f"Verdict for the shown choice: {result.verdict().upper()}",
+        basis_line(result),
         "",
     ]
     for lesion in result.lesions:
@@ -366,7 +369,7 @@ def result_to_html(result: EvaluationResult) -> str:
         f"<h1>Evaluation of patient {e(result.patient_id)}</h1>",
         (
             f"<p>Folder: {e(result.folder)}<br>Verdict for the shown choice: "
-            f"<b>{e(result.verdict())}</b></p>"
+            f"<b>{e(result.verdict())}</b><br>{e(basis_line(result))}</p>"
         ),
         "<h2>Recommendation</h2><ul>",
     ]

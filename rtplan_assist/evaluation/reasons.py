@@ -475,3 +475,50 @@ def all_reasons(result) -> list[Reason]:
     """Every lesion's reasons (:func:`lesion_reasons`, lesion order), then the composite's."""
     out = [r for lesion in result.lesions for r in lesion_reasons(result, lesion.lesion_id)]
     return out + [composite_reason(result)]
+
+
+# ------------------------------------------------------------------------------ the basis
+BASES = ("recommended", "planned", "chosen")
+
+
+def shown_basis(result) -> str:
+    """Which regimens a result shows (its ``choice``): ``recommended`` (the recommendation's
+    choice, also when it equals the plan), ``planned`` (every lesion's planned regimen, not
+    the recommendation) or ``chosen`` (any other choice: a user's)."""
+    if result.choice == result.recommendation.choice:
+        return "recommended"
+    if result.choice == {lesion.lesion_id: lesion.planned for lesion in result.lesions}:
+        return "planned"
+    return "chosen"
+
+
+def basis_line(result) -> str:
+    """One sentence saying what the output shows, with the other basis beside it:
+    ``"Shown: the recommended regimens (planned: L2 60 Gy/8, L5 27 Gy/3; the others as
+    recommended)"``. Every output of a result (text, HTML, PDF, export) starts with it."""
+    basis = shown_basis(result)
+    rec = result.recommendation.choice
+    planned = {lesion.lesion_id: lesion.planned for lesion in result.lesions}
+
+    def differing(ref: dict, other: dict) -> list[str]:
+        return [f"{lid} {other[lid].label}" for lid in ref
+                if lid in other and other[lid] != ref[lid]]
+
+    if basis == "recommended":
+        diff = differing(rec, planned)
+        beside = ("they are the planned regimens" if not diff else
+                  f"planned: {', '.join(diff)}; the others as recommended")
+        return f"Shown: the recommended regimens ({beside})"
+    if basis == "planned":
+        diff = differing(planned, rec)
+        return (f"Shown: the planned regimens, not the recommendation (recommended: "
+                f"{', '.join(diff)}; the others as planned)")
+    # the lesions the user set: those off the basis the others follow
+    others_planned = sum(reg == planned.get(lid) for lid, reg in result.choice.items())
+    others_rec = sum(reg == rec.get(lid) for lid, reg in result.choice.items())
+    ref, ref_name = (planned, "planned") if others_planned > others_rec else (rec, "recommended")
+    own = [f"{lid} {reg.label} (recommended {rec[lid].label if lid in rec else 'none'}, "
+           f"planned {planned[lid].label if lid in planned else 'none'})"
+           for lid, reg in result.choice.items() if reg != ref.get(lid)]
+    return (f"Shown: regimens chosen by the user: {'; '.join(own)}; the other lesions as "
+            f"{ref_name}")
