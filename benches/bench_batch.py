@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -63,15 +64,30 @@ def main() -> None:
             runs.append((f"process pool x{n}", {"workers": n}))
             if args.dask:
                 runs.append((f"Dask LocalCluster x{n}", {"workers": n, "scheduler": "local"}))
-        print(f"{'executor':28} {'seconds':>8} {'patients/min':>13} {'s/patient':>10}  exit")
+        print(f"{'executor':28} {'seconds':>8} {'patients/min':>13} {'s/patient':>10} "
+              f"{'cpu s/pt':>9} {'load':>5}  exit")
         for label, kwargs in runs:
             out = Path(work) / f"out-{len(label)}-{time.monotonic_ns()}"
+            cpu0 = _cpu_seconds()
             t0 = time.perf_counter()
             summary = run_batch(root, out, progress=False, report_format=report, **kwargs)
             seconds = time.perf_counter() - t0
+            cpu = _cpu_seconds() - cpu0
             assert summary.n_evaluated == args.n, summary.line()
             print(f"{label:28} {seconds:8.1f} {60 * args.n / seconds:13.2f} "
-                  f"{seconds / args.n:10.2f}  {summary.exit_code}", flush=True)
+                  f"{seconds / args.n:10.2f} {cpu / args.n:9.2f} {os.getloadavg()[0]:5.1f}  "
+                  f"{summary.exit_code}", flush=True)
+        print("cpu s/pt: user + sys of this process and of its ended children (pool and "
+              "LocalCluster workers, their start-up included); load: 1-min load average after "
+              "the run (on a shared machine throughput grows with workers only as far as "
+              "cores are idle)")
+
+
+def _cpu_seconds() -> float:
+    """User + sys seconds of this process and of its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 if __name__ == "__main__":
