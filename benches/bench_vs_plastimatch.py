@@ -17,9 +17,13 @@ other work, wall times swing with the load: CPU time is printed next to them, an
 comparison is only meaningful between columns of one run.
 
 ``--other NAME=DIR`` adds another checkout's ``.venv/bin/rtplan-assist`` (e.g. the code
-before a change) to the rotation.
+before a change) to the rotation. ``--dicompyler PYTHON`` adds dicompyler-core (for the
+record; it needs pydicom < 3, so it lives in a venv of its own, e.g.
+``python -m venv /tmp/dcc && /tmp/dcc/bin/pip install dicompyler-core==0.5.6 'pydicom<3'``):
+``dvhcalc.get_dvh`` of every structure of the RTSTRUCT on the same RTDOSE, its defaults.
 
-Usage: ``python benches/bench_vs_plastimatch.py [--rounds 5] [--other before=/path]``
+Usage: ``python benches/bench_vs_plastimatch.py [--rounds 5] [--other before=/path]
+[--dicompyler /tmp/dcc/bin/python]``
 """
 
 from __future__ import annotations
@@ -35,6 +39,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: every structure's DVH with dicompyler-core's defaults, a line per structure to stdout
+DICOMPYLER = """
+import sys
+from dicompylercore import dicomparser, dvhcalc
+rs, rd = sys.argv[1], sys.argv[2]
+for key, structure in dicomparser.DicomParser(rs).GetStructures().items():
+    dvh = dvhcalc.get_dvh(rs, rd, key)
+    if dvh.volume > 0:
+        print(structure["name"], dvh.volume, dvh.mean, dvh.max)
+"""
 
 
 def run(cmd: list[str], cwd: str) -> tuple[float, float, float]:
@@ -56,6 +72,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--other", action="append", default=[], metavar="NAME=DIR",
                     help="another checkout whose .venv/bin/rtplan-assist joins the rotation")
+    ap.add_argument("--dicompyler", metavar="PYTHON",
+                    help="a Python with dicompyler-core installed (joins the rotation)")
     args = ap.parse_args()
     if not shutil.which("plastimatch"):
         raise SystemExit("plastimatch not found: apt-get install plastimatch")
@@ -85,6 +103,8 @@ def main() -> None:
         jobs[f"{name} dvh"] = [[exe, "dvh", rs, rd, "--out", f"dvh-{name}.json"]]
         jobs[f"{name} evaluate"] = [[exe, "evaluate", str(folder), "--format", "json",
                                      "--out", f"eval-{name}.json"]]
+    if args.dicompyler:
+        jobs["dicompyler-core dvh"] = [[args.dicompyler, "-c", DICOMPYLER, rs, rd]]
     for cmds in jobs.values():  # warm the page cache and the Numba caches once
         for c in cmds:
             run(c, work)
