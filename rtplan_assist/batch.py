@@ -8,7 +8,8 @@ in ``OUT/patients/``, and at the end writes the aggregate files atomically:
 
 ``metrics.csv``
     One row per patient, lesion, regimen, structure and metric (the engine's tidy columns,
-    prefixed by ``folder``). A patient that could not be evaluated has one row with
+    prefixed by ``folder``, then ``planned``/``recommended``/``chosen`` flags as in
+    ``evaluate --format csv``; numbers to 6 significant digits). A patient that could not be evaluated has one row with
     ``status = error`` and the reason.
 ``summary.csv``
     One row per patient folder: status (``evaluated``/``error``), verdict, failing mandatory
@@ -118,6 +119,12 @@ _FALLBACK_TIDY = (
     "unit", "kind", "model", "alpha_beta_gy", "comparator", "limit", "goal", "status",
     "reason", "source", "constraint_fractions", "converted_from_fractions", "priority",
 )
+
+
+#: metrics.csv's last columns: the row's regimen is the lesion's planned / recommended /
+#: chosen one (``true``/``false``), as in ``evaluate --format csv``
+#: (:data:`rtplan_assist.evaluation.CSV_FLAG_COLUMNS`).
+FLAG_COLUMNS = ("planned", "recommended", "chosen")
 
 
 def tidy_columns() -> tuple[str, ...]:
@@ -834,11 +841,31 @@ def _csv_text(columns, rows) -> str:
     return buffer.getvalue()
 
 
+def _flagged_rows(record: dict):
+    """A record's tidy rows for metrics.csv: numbers to 6 significant digits and the
+    planned/recommended/chosen flags of ``evaluate --format csv`` (from the record's result
+    JSON, so records of earlier runs get them too); an error row has no flags."""
+    from .evaluation.output import csv_number, regimen_flags
+
+    result = record.get("result") or {}
+    maps = None
+    if result.get("lesions") is not None:
+        maps = ({les["lesion_id"]: les["planned"] for les in result["lesions"]},
+                dict((result.get("recommendation") or {}).get("choice") or {}),
+                dict(result.get("choice") or {}))
+    for row in record["rows"]:
+        out = {k: csv_number(v) for k, v in row.items()}
+        if maps is not None and row.get("lesion_id") is not None:
+            flags = regimen_flags(*maps, row["lesion_id"], row.get("regimen"))
+            out.update({k: "true" if f else "false" for k, f in zip(FLAG_COLUMNS, flags)})
+        yield out
+
+
 def _write_aggregates(out_dir: Path, root: Path, records: list[dict], executor: str, *,
                       deidentify: bool = False) -> None:
-    columns = tidy_columns()
+    columns = (*tidy_columns(), *FLAG_COLUMNS)
     atomic_write_text(out_dir / "metrics.csv",
-                      _csv_text(columns, (row for r in records for row in r["rows"])))
+                      _csv_text(columns, (row for r in records for row in _flagged_rows(r))))
     atomic_write_text(out_dir / "summary.csv", _csv_text(SUMMARY_COLUMNS, (
         dict(r["summary"], reused="yes" if r.get("reused") else "no",
              seconds=r.get("seconds", "")) for r in records)))

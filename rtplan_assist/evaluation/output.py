@@ -152,10 +152,27 @@ CSV_SIGNIFICANT_DIGITS = 6
 0.0123456789 → 0.0123457): well below any tolerance the engine claims."""
 
 
-def _csv_number(value):
-    if isinstance(value, float):
+def csv_number(value):
+    """A float rounded to :data:`CSV_SIGNIFICANT_DIGITS` significant digits (other values
+    unchanged): ``149.60000000000002`` → ``149.6``."""
+    if isinstance(value, float) and math.isfinite(value):
         return float(f"{value:.{CSV_SIGNIFICANT_DIGITS}g}")
     return value
+
+
+_csv_number = csv_number
+
+
+def regimen_flags(planned: dict[str, str], recommended: dict[str, str], chosen: dict[str, str],
+                  lesion_id: str, regimen: str) -> tuple[bool, bool, bool]:
+    """(planned, recommended, chosen) of a tidy row (:data:`CSV_FLAG_COLUMNS`), from lesion
+    id → regimen label maps. A composite row belongs to the chosen combination: chosen, and
+    planned/recommended when that combination is every lesion's planned/recommended one."""
+    if regimen == "composite":
+        return (all(chosen.get(lid) == lab for lid, lab in planned.items()),
+                all(chosen.get(lid) == lab for lid, lab in recommended.items()), True)
+    return (planned.get(lesion_id) == regimen, recommended.get(lesion_id) == regimen,
+            chosen.get(lesion_id) == regimen)
 
 
 def result_to_csv(result: EvaluationResult, *, drop_not_evaluable: bool = False) -> str:
@@ -170,8 +187,6 @@ def result_to_csv(result: EvaluationResult, *, drop_not_evaluable: bool = False)
     planned = {les.lesion_id: les.planned.label for les in result.lesions}
     recommended = {lid: r.label for lid, r in result.recommendation.choice.items()}
     chosen = {lid: r.label for lid, r in result.choice.items()}
-    combination_planned = all(chosen.get(lid) == lab for lid, lab in planned.items())
-    combination_recommended = all(chosen.get(lid) == lab for lid, lab in recommended.items())
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS) + list(CSV_FLAG_COLUMNS),
@@ -181,11 +196,7 @@ def result_to_csv(result: EvaluationResult, *, drop_not_evaluable: bool = False)
         if drop_not_evaluable and row["status"] == "not evaluable":
             continue
         cells = {k: "" if v is None else csv_cell(_csv_number(v)) for k, v in row.items()}
-        lid, reg = row["lesion_id"], row["regimen"]
-        if reg == "composite":
-            flags = (combination_planned, combination_recommended, True)
-        else:
-            flags = (planned.get(lid) == reg, recommended.get(lid) == reg, chosen.get(lid) == reg)
+        flags = regimen_flags(planned, recommended, chosen, row["lesion_id"], row["regimen"])
         cells.update({k: "true" if f else "false" for k, f in zip(CSV_FLAG_COLUMNS, flags)})
         writer.writerow(cells)
     return buffer.getvalue()
