@@ -10,7 +10,7 @@ import csv
 import html
 import io
 import math
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,13 @@ def _clean(value):
     return value
 
 
+def _row_dict(row: ResultRow) -> dict:
+    """``dataclasses.asdict`` of a flat record (every field of :class:`ResultRow` is a str, a
+    number or None), without asdict's recursive deep copy: it took a third of the JSON
+    output's time (5,500 rows for the demo)."""
+    return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
 def _lesion_dict(lesion: Lesion) -> dict:
     return {
         "lesion_id": lesion.lesion_id,
@@ -78,7 +85,7 @@ def result_to_dict(result: EvaluationResult) -> dict:
             "recommendation": {
                 "choice": rec.choice,
                 "binding": rec.binding,
-                "binding_rows": {k: asdict(v) for k, v in rec.binding_rows.items()},
+                "binding_rows": {k: _row_dict(v) for k, v in rec.binding_rows.items()},
                 "deescalated": rec.deescalated,
                 "composite_status": rec.composite_status,
                 "explanation": rec.explanation,
@@ -119,8 +126,8 @@ def result_to_dict(result: EvaluationResult) -> dict:
                 ]
                 for lesion in result.lesions
             },
-            "rows": [asdict(r) for r in result.rows],
-            "composite_rows": [asdict(r) for r in result.composite_rows],
+            "rows": [_row_dict(r) for r in result.rows],
+            "composite_rows": [_row_dict(r) for r in result.composite_rows],
             "warnings": result.warnings,
             "caveats": result.caveats,
             "provenance": result.provenance,
@@ -137,7 +144,7 @@ def _parse_label(label: str) -> Regimen:
 def result_rows_tidy(result: EvaluationResult) -> list[dict]:
     """Tidy rows (:data:`TIDY_COLUMNS`): every lesion row, then every composite row."""
     return [
-        {k: _clean(v) for k, v in asdict(r).items()} for r in result.rows + result.composite_rows
+        {k: _clean(v) for k, v in _row_dict(r).items()} for r in result.rows + result.composite_rows
     ]
 
 
