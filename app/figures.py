@@ -21,8 +21,12 @@ from rtplan_assist.metrics import parse_metric
 from rtplan_assist.status import STATUS_STYLE
 
 __all__ = [
+    "ISODOSE_COLOURS",
     "PLANES",
+    "constraint_markers",
     "constraint_points",
+    "delta_e",
+    "distinct_colours",
     "dose_slice_figure",
     "dvh_figure",
     "plane_axis",
@@ -31,20 +35,167 @@ __all__ = [
 
 PLANES = ("axial", "coronal", "sagittal")
 
+#: Candidate colours for structures whose own colour clashes (Kelly's 22 colours of maximum
+#: contrast without white and black, then the Tableau 10), tried in this order.
 _PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-    "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
-    "#7b4173", "#3182bd", "#e6550d", "#31a354",
+    "#f3c300", "#875692", "#f38400", "#a1caf1", "#be0032", "#c2b280", "#848482", "#008856",
+    "#e68fac", "#0067a5", "#f99379", "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17",
+    "#8db600", "#654522", "#e25822", "#2b3d26", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+    "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
-_ISODOSE_COLOURS = ("#ff0000", "#ff8c00", "#ffd700", "#00c853", "#00b0ff", "#2962ff", "#aa00ff")
+_REGIMEN_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "star", "hexagon")
+#: Isodose lines, highest level first: colours no structure may come near (ΔE00), drawn
+#: dashed (structures are solid), so that an isodose never reads as a contour.
+ISODOSE_COLOURS = ("#ffffff", "#ff00ff", "#ff9e1b", "#00e5a0", "#7fdbff", "#c6a0ff", "#d4e157")
+#: Smallest CIEDE2000 difference kept between two structures, or a structure and an isodose
+#: line, of one figure: the pairs the MDT could not tell apart (Lungs/LUNGS-ITV's 15, Heart/
+#: GreatVes 19, GTV/GreatVes 8-10, cord/50 % isodose 12) are below it.
+MIN_DELTA_E = 20.0
+#: Lightness (CIE L*) of structure colours: readable on the DVH's white and the CT's black.
+STRUCTURE_LIGHTNESS = (30.0, 80.0)
 
 # CT window: W 1600 / L -200 HU shows lung, soft tissue and bone on one slice.
 CT_WINDOW_HU = (-1000.0, 600.0)
 
 
+def _rgb(colour) -> tuple[float, float, float]:
+    """``"#rrggbb"``, ``"rgb(r,g,b)"`` or an (r, g, b) tuple as 0-255 floats."""
+    if isinstance(colour, str):
+        text = colour.strip()
+        if text.startswith("#"):
+            return tuple(float(int(text[i:i + 2], 16)) for i in (1, 3, 5))
+        inner = text[text.index("(") + 1:text.rindex(")")]
+        return tuple(float(v) for v in inner.split(",")[:3])
+    return tuple(float(v) for v in colour[:3])
+
+
+def lab(colour) -> np.ndarray:
+    """CIE L*a*b* (D65) of an sRGB colour (see :func:`_rgb` for the forms accepted)."""
+    return _lab_of_rgb(np.asarray(_rgb(colour)))
+
+
+def _lab_of_rgb(rgb: np.ndarray) -> np.ndarray:
+    """CIE L*a*b* (D65) of sRGB values (..., 3) in 0-255."""
+    c = np.asarray(rgb, dtype=float) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124564, 0.3575761, 0.1804375],
+                             [0.2126729, 0.7151522, 0.0721750],
+                             [0.0193339, 0.1191920, 0.9503041]]).T
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
+                     200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def _ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 ΔE00 of L*a*b* arrays (..., 3), broadcast (Sharma, Wu and Dalal, Color Res
+    Appl 2005;30:21-30, equations 1-16)."""
+    l1, a1, b1 = np.moveaxis(np.asarray(lab1, dtype=float), -1, 0)
+    l2, a2, b2 = np.moveaxis(np.asarray(lab2, dtype=float), -1, 0)
+    c_bar = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(c_bar**7 / (c_bar**7 + 25.0**7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
+    h1p = np.where(c1p > 0, np.degrees(np.arctan2(b1, a1p)) % 360, 0.0)
+    h2p = np.where(c2p > 0, np.degrees(np.arctan2(b2, a2p)) % 360, 0.0)
+    chroma = c1p * c2p > 0
+    dhp = h2p - h1p
+    dhp = np.where(dhp > 180, dhp - 360, np.where(dhp < -180, dhp + 360, dhp))
+    dhp = np.where(chroma, dhp, 0.0)
+    dh_big = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dhp / 2))
+    l_bar, cp_bar = (l1 + l2) / 2, (c1p + c2p) / 2
+    far = np.abs(h1p - h2p) > 180
+    h_bar = np.where(far, (h1p + h2p + np.where(h1p + h2p < 360, 360, -360)) / 2,
+                     (h1p + h2p) / 2)
+    h_bar = np.where(chroma, h_bar, h1p + h2p)
+    t = (1 - 0.17 * np.cos(np.radians(h_bar - 30)) + 0.24 * np.cos(np.radians(2 * h_bar))
+         + 0.32 * np.cos(np.radians(3 * h_bar + 6)) - 0.20 * np.cos(np.radians(4 * h_bar - 63)))
+    d_theta = 30 * np.exp(-(((h_bar - 275) / 25) ** 2))
+    r_c = 2 * np.sqrt(cp_bar**7 / (cp_bar**7 + 25.0**7))
+    s_l = 1 + 0.015 * (l_bar - 50) ** 2 / np.sqrt(20 + (l_bar - 50) ** 2)
+    s_c = 1 + 0.045 * cp_bar
+    s_h = 1 + 0.015 * cp_bar * t
+    r_t = -np.sin(np.radians(2 * d_theta)) * r_c
+    dl, dc, dh = (l2 - l1) / s_l, (c2p - c1p) / s_c, dh_big / s_h
+    return np.sqrt(dl**2 + dc**2 + dh**2 + r_t * dc * dh)
+
+
+def delta_e(a, b) -> float:
+    """CIEDE2000 colour difference ΔE00 of two colours (:func:`_ciede2000`); about 2 is just
+    noticeable, 20 clearly different."""
+    return float(_ciede2000(lab(a), lab(b)))
+
+
+#: Fallback candidates when no palette colour is far enough: an sRGB lattice (6 levels).
+_LATTICE = np.array([(r, g, b) for r in range(0, 256, 51) for g in range(0, 256, 51)
+                     for b in range(0, 256, 51)], dtype=float)
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(round(v)):02x}" for v in _rgb(rgb))
+
+
+def distinct_colours(structures: Sequence[tuple[str, object]], *, reserved: Sequence = (),
+                     min_delta_e: float = MIN_DELTA_E,
+                     lightness: tuple[float, float] = STRUCTURE_LIGHTNESS) -> dict[str, str]:
+    """A colour per structure, distinguishable from the others and from ``reserved`` colours.
+
+    Parameters
+    ----------
+    structures : sequence of (name, colour or None)
+        In priority order; the colour is the RTSTRUCT's ROIDisplayColor (r, g, b) when known.
+    reserved : sequence of colours
+        Colours nothing may come near (the isodose lines of a dose view).
+    min_delta_e : float
+        CIEDE2000 ΔE (:func:`delta_e`) kept between any two returned colours and to each
+        reserved colour.
+    lightness : (low, high)
+        CIE L* range of a returned colour (a pale yellow disappears on white, a dark blue on
+        black).
+
+    Returns
+    -------
+    dict of str to str
+        ``"#rrggbb"`` per name. A structure keeps its own colour when it is within the
+        lightness range and ``min_delta_e`` away from every colour given before it; otherwise
+        it gets the first colour of :data:`_PALETTE` (then of an sRGB lattice) that is; when
+        none is (very many structures), the farthest candidate.
+    """
+    palette = np.array([_rgb(c) for c in _PALETTE])
+    candidates = np.concatenate([palette, _LATTICE])
+    cand_lab = _lab_of_rgb(candidates)
+    readable = (cand_lab[:, 0] >= lightness[0]) & (cand_lab[:, 0] <= lightness[1])
+    taken = [lab(c) for c in reserved]
+    out: dict[str, str] = {}
+
+    def distances(values: np.ndarray) -> np.ndarray:
+        if not taken:
+            return np.full(len(values), np.inf)
+        return _ciede2000(values[:, None, :], np.array(taken)[None, :, :]).min(axis=1)
+
+    for name, own in structures:
+        if name in out:
+            continue
+        if own is not None:
+            value = lab(own)
+            if (lightness[0] <= value[0] <= lightness[1]
+                    and distances(value[None])[0] >= min_delta_e):
+                out[name] = _hex(own)
+                taken.append(value)
+                continue
+        d = np.where(readable, distances(cand_lab), -1.0)
+        good = np.flatnonzero(d >= min_delta_e)
+        # the first palette colour far enough, else the farthest candidate of all
+        k = int(good[0]) if len(good) else int(np.argmax(d))
+        out[name] = _hex(candidates[k])
+        taken.append(cand_lab[k])
+    return out
+
+
 def structure_colour(name: str, rgb: tuple[int, int, int] | None = None, index: int = 0) -> str:
-    """The RTSTRUCT colour when there is one, else a fixed palette colour."""
+    """The RTSTRUCT colour when there is one, else a fixed palette colour (no clash check:
+    figures with several structures use :func:`distinct_colours`)."""
     if rgb is not None:
         return f"rgb({int(rgb[0])},{int(rgb[1])},{int(rgb[2])})"
     return _PALETTE[index % len(_PALETTE)]
@@ -278,29 +429,79 @@ def _dose_axis_label(kind: str, model: str) -> str:
     return f"{kind} (Gy, {model})" if model else f"{kind} (Gy)"
 
 
-def constraint_points(rows: Sequence, dvhs: Mapping[str, object]) -> list[dict]:
-    """Constraint limits as points in (dose Gy, volume %) for the structures in ``dvhs``.
+def _fraction_words(row) -> str:
+    """The limit's fraction number, and its conversion when it was converted."""
+    if row.converted_from_fractions:
+        ab = f", LQ, α/β = {row.alpha_beta_gy:g} Gy" if row.alpha_beta_gy else ""
+        return (f"limit of {row.converted_from_fractions} fx converted to "
+                f"{row.constraint_fractions or '?'} fx{ab}")
+    if row.constraint_fractions:
+        return f"limit for {row.constraint_fractions} fx"
+    return "the source gives no fraction number"
+
+
+def _kind_words(row) -> str:
+    if row.kind == "physical":
+        return "physical"
+    ab = f", α/β = {row.alpha_beta_gy:g} Gy" if row.alpha_beta_gy else ""
+    return f"{row.kind}, {row.model or 'LQ'}{ab}"
+
+
+def constraint_points(rows: Sequence, dvhs: Mapping[str, object], *,
+                      display: Mapping[str, object] | None = None) -> list[dict]:
+    """Constraint limits of one regimen as points in (dose Gy, volume %) on its DVHs.
 
     A dose metric ``D<v>[Gy]`` with limit L is the point (L, v as % of the structure);
     ``V<d>Gy[%|cc]`` with limit L is (d, L as %); Mean/Max limits sit on the curve at L.
-    Rows whose metric is in % of prescription, or whose structure has no DVH, are skipped.
+    Physical rows are placed as they are; EQD2 rows through their own LQ map (their α/β at
+    the regimen's fraction number) back to physical dose. With ``display`` (structure ->
+    :class:`~rtplan_assist.radiobiology.DoseTransform`, physical → the shown EQD2 axis of
+    that structure's curve, same fraction number) the dose is then mapped onto that axis:
+    exact for one plan, since the EQD2 DVH is the physical one with its dose axis mapped.
+    Rows whose metric is in % of prescription, target rows, rows of a structure without a
+    DVH (or, with ``display``, without a transform) are skipped.
+
+    Returns
+    -------
+    list of dict
+        ``structure``, ``regimen``, ``dose_gy`` (shown axis), ``volume_pct``, ``status``,
+        ``text`` (hover: metric, limit, unit, kind/model/α/β, source, fraction number, the
+        regimen and status) and ``rows``.
     """
+    from rtplan_assist.radiobiology import Model, eqd2_transform
+    from rtplan_assist.regimens import parse_regimen
+
     points = []
     for row in rows:
         if row.role != "oar" or row.limit is None or not math.isfinite(row.limit or math.nan):
             continue
+        if row.kind not in ("physical", "EQD2"):
+            continue
         dvh = dvhs.get(row.structure)
         if dvh is None or dvh.dvh_volume_cc <= 0:
             continue
+        transform = None
+        if display is not None:
+            transform = display.get(row.structure)
+            if transform is None:
+                continue
         try:
             m = parse_metric(row.metric)
-        except Exception:  # noqa: BLE001, S112 - a metric the plot cannot place is not drawn
+            fractions = parse_regimen(row.regimen).fractions
+            own = (None if row.kind == "physical" else
+                   eqd2_transform(fractions, Model("LQ", float(row.alpha_beta_gy))))
+        except Exception:  # noqa: BLE001, S112 - a row the plot cannot place is not drawn
             continue
+
+        def shown(dose_in_row_kind: float) -> float:
+            physical = dose_in_row_kind if own is None else float(own.inverse(dose_in_row_kind))
+            return physical if transform is None else float(transform(physical))
+
         total = dvh.dvh_volume_cc
         if m.returns_dose:
             if m.out_unit != "Gy":
                 continue
-            dose = float(row.limit)
+            dose = shown(float(row.limit))
             if m.kind in ("Mean", "Max", "Min"):
                 vol_pct = 100.0 * dvh.volume_at(dose) / total
             elif m.kind == "D":
@@ -310,42 +511,103 @@ def constraint_points(rows: Sequence, dvhs: Mapping[str, object]) -> list[dict]:
         else:
             if m.query_unit not in ("Gy", "cGy"):
                 continue
-            dose = m.value / (100.0 if m.query_unit == "cGy" else 1.0)
+            dose = shown(m.value / (100.0 if m.query_unit == "cGy" else 1.0))
             limit = float(row.limit)
             vol_pct = limit if m.out_unit == "%" else 100.0 * limit / total
             if m.kind == "CV":
                 vol_pct = 100.0 - vol_pct
+        where = ""
+        if transform is not None:
+            where = f"; drawn at {dose:.2f} Gy on this curve's axis ({transform.label})"
+        elif own is not None:
+            where = f"; drawn at {dose:.2f} Gy physical in {fractions} fx"
+        text = (f"{row.structure} {row.metric} {row.comparator} {row.limit:.4g} {row.unit} "
+                f"({_kind_words(row)}); {row.source}; {_fraction_words(row)}; at "
+                f"{row.regimen}: {row.status}{where}")
         points.append({
-            "structure": row.structure, "dose_gy": dose, "volume_pct": min(vol_pct, 100.0),
-            "text": f"{row.structure} {row.metric} {row.comparator} {row.limit:g} "
-                    f"({row.kind}, {row.source})",
-            "status": row.status,
+            "structure": row.structure, "regimen": row.regimen, "dose_gy": dose,
+            "volume_pct": min(max(vol_pct, 0.0), 100.0), "text": text, "status": row.status,
+            "rows": [row],
         })
     return points
 
 
-def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: str = "",
-               rows: Sequence = (), colours: Mapping[str, str] | None = None,
-               title: str = "") -> go.Figure:
-    """Cumulative DVHs in % volume.
+def constraint_markers(curves: Sequence[tuple[str, str, object]], rows: Sequence,
+                       transforms: Mapping[tuple[str, str], object] | None = None
+                       ) -> list[dict]:
+    """The numbered constraint markers of every regimen drawn in ``curves``.
 
     Parameters
     ----------
     curves : sequence of (structure name, regimen label, DVH)
-        One dash style per regimen, one colour per structure.
+    rows : ResultRow sequence
+        Rows of any of the regimens (``row.regimen`` says which).
+    transforms : mapping (structure, regimen label) -> DoseTransform, optional
+        For an EQD2 axis: physical → EQD2 of each curve (see :func:`constraint_points`).
+
+    Returns
+    -------
+    list of dict
+        :func:`constraint_points`'s dicts, points at the same place merged, also across
+        regimens (``texts`` lists each row's text, ``regimen`` is the first one's, the worst
+        status kept), numbered from 1 (``number``) in the
+        order regimen, then dose.
+    """
+    from .views import worst_status
+
+    regimens = list(dict.fromkeys(label for _, label, _ in curves))
+    merged: list[dict] = []
+    places: dict[tuple, dict] = {}
+    for regimen in regimens:
+        dvhs = {name: dvh for name, label, dvh in curves if label == regimen}
+        display = None
+        if transforms is not None:
+            display = {name: t for (name, label), t in transforms.items() if label == regimen}
+        points = constraint_points([r for r in rows if r.regimen == regimen], dvhs,
+                                   display=display)
+        for p in sorted(points, key=lambda p: (p["dose_gy"], p["structure"])):
+            key = (p["structure"], round(p["dose_gy"], 2), round(p["volume_pct"], 2))
+            if key in places:
+                q = places[key]
+                q["texts"].append(p["text"])
+                q["rows"] += p["rows"]
+                q["status"] = worst_status([q["status"], p["status"]])
+                continue
+            places[key] = dict(p, texts=[p["text"]])
+            merged.append(places[key])
+    for number, p in enumerate(merged, start=1):
+        p["number"] = number
+    return merged
+
+
+def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: str = "",
+               rows: Sequence = (), transforms: Mapping[tuple[str, str], object] | None = None,
+               colours: Mapping[str, str] | None = None, title: str = "") -> go.Figure:
+    """Cumulative DVHs in % volume with the constraint limits of every drawn regimen.
+
+    Parameters
+    ----------
+    curves : sequence of (structure name, regimen label, DVH)
+        One colour per structure (:func:`distinct_colours` of the names when ``colours`` does
+        not give one), one line style per regimen. The legend lists each structure once
+        (clicking it hides all its curves) and each regimen's line style once.
     kind : {"physical", "EQD2"}
     model : str
         Model and α/β text for the axis when ``kind`` is EQD2 (per-structure α/β is in the
-        trace names).
+        hover text of each curve).
     rows : ResultRow sequence
-        Constraint rows of the first regimen drawn as points on the curves.
+        Constraint rows of the drawn regimens, shown as numbered markers
+        (:func:`constraint_markers`): the structure's colour, the status's colour as the
+        outline, one symbol per regimen; the hover gives the metric, limit, unit, model,
+        source and fraction number.
+    transforms : mapping (structure, regimen) -> DoseTransform, optional
+        Needed for ``kind="EQD2"`` to place the limits (:func:`constraint_points`).
     """
     fig = go.Figure()
-    colours = dict(colours or {})
-    regimens = list(dict.fromkeys(label for _, label, _ in curves))
     names = list(dict.fromkeys(name for name, _, _ in curves))
-    for i, name in enumerate(names):
-        colours.setdefault(name, _PALETTE[i % len(_PALETTE)])
+    colours = {**distinct_colours([(n, None) for n in names]), **dict(colours or {})}
+    regimens = list(dict.fromkeys(label for _, label, _ in curves))
+    listed: set[str] = set()
     for name, regimen, dvh in curves:
         if dvh.dvh_volume_cc <= 0:
             continue
@@ -353,25 +615,43 @@ def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: s
         suffix = f", {dvh.model}" if dvh.model and kind != "physical" else ""
         fig.add_trace(go.Scatter(
             x=dvh.dose_gy, y=vol_pct, mode="lines",
-            name=plotly_text(f"{name} — {regimen}{suffix}"),
-            line={"color": colours[name], "dash": _DASHES[regimens.index(regimen) % len(_DASHES)],
-                      "width": 2},
-            hovertemplate=(plotly_text(f"{name} {regimen}")
+            name=plotly_text(name), legendgroup=plotly_text(name),
+            showlegend=name not in listed,
+            line={"color": colours[name], "width": 2.5,
+                  "dash": _DASHES[regimens.index(regimen) % len(_DASHES)]},
+            hovertemplate=(plotly_text(f"{name} — {regimen}{suffix}")
                            + "<br>%{x:.2f} Gy: %{y:.1f} %<extra></extra>"),
         ))
-    pts = constraint_points(rows, {n: d for n, _, d in curves})
-    if pts:
+        listed.add(name)
+    if len(regimens) > 1:
+        for i, regimen in enumerate(regimens):
+            fig.add_trace(go.Scatter(
+                x=[None], y=[None], mode="lines", name=plotly_text(f"{regimen} (line style)"),
+                line={"color": "#495057", "width": 2, "dash": _DASHES[i % len(_DASHES)]},
+                legendgroup="regimen-styles", hoverinfo="skip",
+            ))
+    markers = constraint_markers(curves, rows, transforms)
+    for i, regimen in enumerate(regimens):
+        pts = [p for p in markers if p["regimen"] == regimen]
+        if not pts:
+            continue
         fig.add_trace(go.Scatter(
-            x=[p["dose_gy"] for p in pts], y=[p["volume_pct"] for p in pts], mode="markers",
-            name="constraint limits", text=[plotly_text(p["text"]) for p in pts],
+            x=[p["dose_gy"] for p in pts], y=[p["volume_pct"] for p in pts],
+            mode="markers+text", name=plotly_text(f"limits at {regimen}"),
+            legendgroup="limits", text=[str(p["number"]) for p in pts],
+            textposition="top right", textfont={"size": 11, "color": "#212529"},
+            hovertext=[f"[{p['number']}] " + "<br>".join(plotly_text(t) for t in p["texts"])
+                       for p in pts],
             hoverinfo="text",
-            marker={"symbol": "x", "size": 11, "line": {"width": 1},
-                        "color": [_marker_colour(p["status"]) for p in pts]},
+            marker={"symbol": _REGIMEN_SYMBOLS[i % len(_REGIMEN_SYMBOLS)], "size": 10,
+                    "color": [colours.get(p["structure"], "#000") for p in pts],
+                    "line": {"width": 2, "color": [_marker_colour(p["status"]) for p in pts]}},
         ))
     fig.update_xaxes(title_text=_dose_axis_label(kind, model), rangemode="tozero")
-    fig.update_yaxes(title_text="Volume (% of structure)", range=[0, 102])
-    fig.update_layout(title={"text": plotly_text(title), "x": 0.01}, height=560,
-                      margin={"l": 60, "r": 10, "t": 50, "b": 50}, legend={"font": {"size": 10}},
-                      template="plotly_white",
-                      hovermode="closest")
+    fig.update_yaxes(title_text="Volume (% of structure)", range=[0, 104])
+    fig.update_layout(title={"text": plotly_text(title), "x": 0.01}, height=600,
+                      margin={"l": 60, "r": 10, "t": 50, "b": 50},
+                      legend={"font": {"size": 13}, "tracegroupgap": 4,
+                              "title": {"text": "Structures (colour), regimens (line style)"}},
+                      template="plotly_white", hovermode="closest")
     return fig

@@ -63,3 +63,54 @@ def test_composite_page_sorts_by_headroom_and_flags_a_choice_off_the_recommendat
     assert f"{target} is chosen (recommended: {recommended})" in banner
     assert dash_duo.get_logs() == []
     assert math.isfinite(margins[0])
+
+
+def _figure_traces(dash_duo, graph_id: str) -> list[dict]:
+    return dash_duo.driver.execute_script(
+        f"return document.querySelector('#{graph_id} .js-plotly-plot').data"
+        ".map(t => ({name: t.name, x: t.x, y: t.y, hovertext: t.hovertext}));")
+
+
+def _esophagus_marker(traces, regimen: str):
+    """(dose, volume, hover line) of the oesophagus D0.03cc marker of ``regimen`` (a marker
+    at the same place as another regimen's lists both rows)."""
+    for trace in traces:
+        if not trace["name"].startswith("limits at "):
+            continue
+        for x, y, text in zip(trace["x"], trace["y"], trace["hovertext"]):
+            for line in text.split("<br>"):
+                if "Esophagus D0.03cc[Gy] &lt;=" in line and f"at {regimen}:" in line:
+                    return x, y, line
+    raise AssertionError(f"no oesophagus D0.03cc marker at {regimen}")
+
+
+def test_dvh_limits_of_every_regimen_on_both_axes(dash_duo, app_cache):
+    _start(dash_duo, app_cache)
+    dash_duo.wait_for_element("#lesion-list", timeout=PREPARE_TIMEOUT_S)
+    dash_duo.find_element("#link-L2").click()
+    dash_duo.wait_for_element("#comparison-table", timeout=60)
+    dash_duo.find_element("#tab-dvh").click()
+    dash_duo.wait_for_element("#dvh-marker-table", timeout=60)
+    physical = _figure_traces(dash_duo, "dvh-graph")
+    regimens = [t["name"][:-len(" (line style)")] for t in physical
+                if t["name"].endswith(" (line style)")]
+    # the recommended (chosen) and the planned regimen of L2, each with its limits
+    assert len(regimens) == 2
+    assert [t["name"] for t in physical if t["name"].startswith("limits at ")] == [
+        f"limits at {r}" for r in regimens]
+    dash_duo.find_element("#dvh-kind input[value='EQD2']").click()
+    dash_duo.wait_for_contains_text("#dvh-graph", "EQD2", timeout=30)
+    eqd2 = _figure_traces(dash_duo, "dvh-graph")
+    assert [t["name"] for t in eqd2 if t["name"].startswith("limits at ")] == [
+        f"limits at {r}" for r in regimens]
+    for regimen in regimens:
+        n = int(regimen.split("/")[1])
+        limit_gy, volume, text = _esophagus_marker(physical, regimen)
+        x, y, text_eqd2 = _esophagus_marker(eqd2, regimen)
+        # LQ: EQD2 = D (D/n + α/β) / (2 + α/β), oesophagus α/β 3 Gy (its tables' value)
+        assert x == pytest.approx(limit_gy * (limit_gy / n + 3.0) / 5.0, rel=1e-6)
+        assert y == pytest.approx(volume)
+        assert "fx" in text_eqd2 and ("safron" in text_eqd2 or "tg101" in text_eqd2)
+    legend = [t["name"] for t in eqd2 if not t["name"].startswith("limits at ")]
+    assert legend.count("Esophagus") == 2 and len(set(legend)) < len(legend)
+    assert dash_duo.get_logs() == []

@@ -258,7 +258,10 @@ def test_dvh_figure_traces_and_axis_units():
     fig = dvh_figure([("Esophagus", "50 Gy/5", _dvh()), ("Esophagus", "45 Gy/15", _dvh())],
                      kind="physical", rows=rows)
     names = [t.name for t in fig.data]
-    assert names == ["Esophagus — 50 Gy/5", "Esophagus — 45 Gy/15", "constraint limits"]
+    # one legend entry per structure, one per regimen's line style, markers per regimen
+    assert names == ["Esophagus", "Esophagus", "50 Gy/5 (line style)", "45 Gy/15 (line style)",
+                     "limits at 50 Gy/5"]
+    assert [t.showlegend for t in fig.data[:2]] == [True, False]
     assert fig.layout.xaxis.title.text == "Dose (Gy, physical)"
     assert fig.layout.yaxis.title.text == "Volume (% of structure)"
     pts = constraint_points(rows, {"Esophagus": _dvh()})

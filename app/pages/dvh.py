@@ -25,6 +25,12 @@ def layout(lesion_id: str = "L1", **_query):
         ], className="mb-2"),
         dcc.Loading(dcc.Graph(id="dvh-graph", config={"displaylogo": False}), type="dot",
                     delay_show=300),
-        html.Div("Crosses: constraint limits of the first selected regimen, coloured by status "
-                 "(hover for metric, limit and source).", className="small text-muted"),
+        html.Div("Markers: the constraint limits of every selected regimen, on either dose "
+                 "axis (one symbol per regimen; fill: the structure's colour; outline: the "
+                 "status). The number of a marker is its row in the table below; hover for "
+                 "the metric, limit, model and α/β, source and fraction number. On the EQD2 "
+                 "axis a limit is mapped with the curve's own LQ conversion (its α/β, the "
+                 "regimen's fraction number).", className="small text-muted"),
+        html.Details([html.Summary("Table of the constraint markers"),
+                      html.Div(id="dvh-markers")], open=False, className="mt-2"),
     ])
