@@ -21,9 +21,12 @@ The words avoid "instead of": an MDT reads the regimen after it as the plan.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
+
+import yaml
 
 from ..regimens import Regimen, control_target, parse_regimen
 from .objective import target_check
@@ -44,6 +47,8 @@ SOURCE_NAMES: dict[str, str] = {
     "uk_sabr_2019": "UK SABR 2019",
     "nccn_nsclc": "NCCN NSCLC",
     "cosinr": "COSINR",
+    "ro2016_renal_sbrt_10fx": "Yamamoto 2016 (10 fx SBRT)",
+    "ro2013_rtog_plexus": "RTOG plexus limits (Radiat Oncol 2013)",
 }
 
 #: TG-263 organ names in words (lower case: they stand inside a sentence). Others are shown
@@ -97,10 +102,24 @@ def source_key(source: str) -> str:
 
 
 def source_name(source: str) -> str:
-    """The source of a row in words: ``SAFRON II``, ``TG-101``, ``HyTEC``...; a key that is
-    not a shipped source is returned as written."""
+    """The source of a row in words: ``SAFRON II``, ``TG-101``, ``HyTEC``...
+    (:data:`SOURCE_NAMES`, else the ``short_name`` of its entry in the shipped
+    ``constraints/sources.yaml``); any other key is returned as written."""
     key = source_key(source)
-    return SOURCE_NAMES.get(key, key)
+    return SOURCE_NAMES.get(key) or _short_names().get(key) or key
+
+
+@functools.lru_cache(maxsize=1)
+def _short_names() -> dict[str, str]:
+    """``short_name`` fields of the shipped sources.yaml (read once; empty when unreadable)."""
+    try:
+        from ..constraints import shipped_folder
+
+        data = yaml.safe_load((shipped_folder() / "sources.yaml").read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - names in words are a convenience; the key is shown
+        return {}
+    return {k: str(v["short_name"]) for k, v in (data or {}).items()
+            if isinstance(v, dict) and v.get("short_name")}
 
 
 def organ_words(organ: str, structure: str = "") -> str:
