@@ -415,11 +415,16 @@ def recommended_reason(result, lesion_id: str) -> Reason:
     else:
         rank = ("the first option in the ranking that keeps every mandatory limit, its own "
                 "and the composite with the other lesions as recommended")
+    if len(pool) <= 1:  # nothing to choose from (e.g. a batch without a regimen file)
+        worst = max(failing, key=excess) if failing else None
+        rank = ("the only regimen evaluated" + (f"; it fails {row_sentence(worst)}" if worst
+                                                else "; it keeps every mandatory limit"))
     parts = [rank, _target_words(regimen, site)]
     partly = _partly_judged_words(rows, regimen.fractions)
     if partly:
         parts.append(partly)
-    text = f"{regimen.label} is recommended: " + "; ".join(parts)
+    verb = "is shown" if len(pool) <= 1 else "is recommended"
+    text = f"{regimen.label} {verb}: " + "; ".join(parts)
     return Reason(lesion_id, "recommended", text, rec.reasons.get(lesion_id, ""), None)
 
 
@@ -500,10 +505,21 @@ def all_reasons(result) -> list[Reason]:
 BASES = ("recommended", "planned", "chosen")
 
 
+def planned_only(result) -> bool:
+    """True when every lesion was evaluated at its planned regimen only (a batch without a
+    regimen file): its "recommendation" chose from nothing."""
+    return all({r.regimen for r in result.rows if r.lesion_id == lesion.lesion_id}
+               <= {lesion.planned.label} for lesion in result.lesions)
+
+
 def shown_basis(result) -> str:
     """Which regimens a result shows (its ``choice``): ``recommended`` (the recommendation's
     choice, also when it equals the plan), ``planned`` (every lesion's planned regimen, not
-    the recommendation) or ``chosen`` (any other choice: a user's)."""
+    the recommendation, or only the planned regimens were evaluated) or ``chosen`` (any
+    other choice: a user's)."""
+    if planned_only(result) and result.choice == {
+            lesion.lesion_id: lesion.planned for lesion in result.lesions}:
+        return "planned"
     if result.choice == result.recommendation.choice:
         return "recommended"
     if result.choice == {lesion.lesion_id: lesion.planned for lesion in result.lesions}:
@@ -518,6 +534,9 @@ def basis_line(result) -> str:
     basis = shown_basis(result)
     rec = result.recommendation.choice
     planned = {lesion.lesion_id: lesion.planned for lesion in result.lesions}
+    if planned_only(result):
+        return ("Shown: the planned regimens (only the planned regimens were evaluated: no "
+                "recommendation among other regimens)")
 
     def differing(ref: dict, other: dict) -> list[str]:
         return [f"{lid} {other[lid].label}" for lid in ref
