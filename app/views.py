@@ -12,19 +12,18 @@ from collections.abc import Iterable, Mapping, Sequence
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from rtplan_assist.escape import markdown_html
 from rtplan_assist.metrics import parse_metric
-from rtplan_assist.status import PRIORITY_RANK, status_style
+from rtplan_assist.status import status_style
 
 
 __all__ = [
     "STATUS_ORDER",
-    "comparison_table",
-    "comparison_table_html",
     "composite_table",
     "fmt_number",
     "kind_text",
     "limit_text",
+    "metric_family",
+    "robustness_marker",
     "status_badge",
     "verdict_alert",
     "worst_first",
@@ -110,44 +109,6 @@ def _converted_note(row) -> str:
     return ""
 
 
-def _badge_html(status: str, *, small: bool = False) -> str:
-    """:func:`status_badge` as HTML text (for tables rendered as one component)."""
-    style = status_style(status)
-    colour, text = style.colour, style.badge
-    fg = "#212529" if status == "goal missed" else "white"
-    return (f'<span class="badge status-badge{" badge-sm" if small else ""}" '
-            f'style="background-color:{_e(colour)};color:{fg}" title="{_e(status)}" '
-            f'data-status="{_e(status)}">{_e(text)}</span>')
-
-
-def _e(value) -> str:
-    """Text for the comparison table's raw HTML inside ``dcc.Markdown``: HTML-escaped, and
-    Markdown characters and line breaks as character references, so that an ROI name with a
-    blank line cannot end the HTML block and become Markdown (links, images)."""
-    return markdown_html(value)
-
-
-def _cell_html(row) -> str:
-    value = f'<span class="fw-semibold">{_e(fmt_number(row.value, row.unit))}</span>'
-    if row.role == "oar" or row.limit is not None:
-        value += " " + _badge_html(row.status, small=True)
-    parts = [f"<div>{value}</div>", f'<div class="cell-kind">{_e(kind_text(row))}</div>']
-    if metric_family(row.metric) != row.metric:
-        parts.append(f'<div class="cell-kind">{_e(row.metric)}</div>')
-    limit = limit_text(row)
-    if limit:
-        parts.append(f'<div class="cell-limit">{_e(limit)}</div>')
-    conv = _converted_note(row)
-    if conv:
-        parts.append(f'<div class="cell-converted">{_e(conv)}</div>')
-    if row.status == "not evaluable" and row.reason:
-        parts.append(f'<div class="cell-reason">{_e(row.reason)}</div>')
-    marker = robustness_marker(row)
-    if marker:
-        parts.append(f'<div class="cell-fragile">{_e(marker)}</div>')
-    return f'<td class="status-{_e(row.status.replace(" ", "-"))}">{"".join(parts)}</td>'
-
-
 def robustness_marker(row) -> str:
     """Visible text for a verdict that flips within the α/β range or the borderline band
     (issue 13, ``ResultRow.robustness``); empty for robust rows."""
@@ -168,108 +129,6 @@ def metric_family(metric: str) -> str:
     if m.kind in ("V", "CV"):
         return f"{m.kind}(dose)[{m.out_unit}]"
     return metric
-
-
-def _row_key(row) -> tuple:
-    return (row.role, row.structure or row.organ, metric_family(row.metric),
-            row.kind if row.role == "target" else "")
-
-
-def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | None,
-                     recommended: str | None, binding: str | None = None) -> html.Div:
-    """Regimens as columns; target rows, then one row per OAR constraint.
-
-    The table is one HTML text in one ``dcc.Markdown`` (every value escaped): as Dash
-    components (some 2,000 for 11 regimens × 60 rows) the browser took about 10 s to draw each
-    regimen change.
-
-    Parameters
-    ----------
-    rows_by_regimen : mapping regimen label -> ResultRow list (``lesion_rows``)
-    chosen, recommended : regimen labels
-    binding : str
-        The binding constraint of the recommended regimen (text from the recommendation).
-    """
-    return html.Div([
-        html.Div(_recommendation_caption(recommended, binding), className="mb-2",
-                 id="recommendation-caption"),
-        dcc.Markdown(comparison_table_html(rows_by_regimen, chosen=chosen,
-                                           recommended=recommended),
-                     dangerously_allow_html=True, className="comparison-table-box"),
-        _absent_note(rows_by_regimen),
-    ])
-
-
-def _recommendation_caption(recommended: str | None, binding: str | None) -> list:
-    if not (recommended and binding):
-        return []
-    return [html.Span(["Recommended ", html.B(recommended), "; binding constraint: ",
-                       html.B(binding)])]
-
-
-def _absent_note(rows_by_regimen: Mapping[str, Sequence]):
-    absent = sorted({r.organ for rows in rows_by_regimen.values() for r in rows
-                     if r.role == "oar" and not r.structure})
-    if not absent:
-        return None
-    return html.P([html.B("Constrained organs absent from the case (rows not evaluable): "),
-                   ", ".join(absent)], className="small")
-
-
-def comparison_table_html(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | None,
-                          recommended: str | None) -> str:
-    """The comparison table as HTML (``<table id="comparison-table">``), on one line.
-
-    Header cells carry ``data-regimen`` and the classes ``col-chosen``/``col-recommended``;
-    body cells ``status-<status>``. Organs the case lacks are left out (listed under the
-    table) and, as in the engine's verdict, do not decide a regimen's status.
-    """
-    labels = list(rows_by_regimen)
-    order: dict[tuple, object] = {}
-    cells: dict[tuple, dict[str, object]] = {}
-    for label, rows in rows_by_regimen.items():
-        for row in rows:
-            if row.role == "oar" and not row.structure:
-                continue
-            key = _row_key(row)
-            order.setdefault(key, row)
-            cells.setdefault(key, {})[label] = row
-
-    def sort_key(item):
-        row = item[1]
-        prio = PRIORITY_RANK.get(getattr(row, "priority", ""), 9)
-        return (0 if row.role == "target" else 1, not row.structure, prio, row.organ,
-                row.structure, row.metric)
-
-    head = ['<th class="col-metric">Structure · metric</th>']
-    for label in labels:
-        tags = ""
-        if label == recommended:
-            tags += ' <span class="badge bg-primary ms-1">recommended</span>'
-        if label == chosen:
-            tags += ' <span class="badge bg-dark ms-1">chosen</span>'
-        worst = worst_status(
-            r.status for r in rows_by_regimen[label] if r.role == "oar" and r.structure
-        )
-        classes = "col-regimen" + (" col-recommended" if label == recommended else "") + (
-            " col-chosen" if label == chosen else "")
-        head.append(f'<th class="{classes}" data-regimen="{_e(label)}"><div>{_e(label)}{tags}'
-                    f"</div>{_badge_html(worst, small=True)}</th>")
-    body = []
-    for key, row in sorted(order.items(), key=sort_key):
-        what = ("target" if row.role == "target" else (row.organ or "OAR")) + (
-            f" · {row.source}" if getattr(row, "source", "") else "")
-        name = f"{row.structure or row.organ} · {metric_family(row.metric)}"
-        first = f'<div class="fw-semibold">{_e(name)}</div><div class="cell-source">{_e(what)}</div>'
-        tds = [f"<td>{first}</td>"]
-        for label in labels:
-            r = cells[key].get(label)
-            tds.append(_cell_html(r) if r is not None else '<td class="text-muted">—</td>')
-        body.append(f"<tr>{''.join(tds)}</tr>")
-    return ('<div class="table-responsive"><table id="comparison-table" class="table '
-            'table-sm table-bordered table-hover comparison-table">'
-            f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-            "</div>")
 
 
 def composite_table(rows: Sequence, contributors: Mapping[str, list[str]] | None = None,

@@ -1,7 +1,8 @@
 """Server time of a regimen change in the app on the demo patient (budget: <= 300 ms).
 
-Calls what the lesion-screen callback calls (``regimen_change``: the lesion's comparison rows
-and the composite rows of the new choice) plus the composite screen's evaluation, on a
+Calls what the lesion-screen callbacks call (``regimen_change``: the lesion's comparison rows,
+its column verdicts and the mandatory composite rows; ``composite_change``: every composite row
+of the new choice and the contributors) plus the composite screen's evaluation, on a
 prepared demo patient, for every regimen of one lesion (each a new composite). Prints timings.
 
     .venv/bin/python benches/bench_app.py [--lesion L2] [--cache-dir DIR]
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()
 
-    from rtplan_assist.app.callbacks.lesion import regimen_change
+    from rtplan_assist.app.callbacks.lesion import composite_change, regimen_change
     from rtplan_assist.app.services import AppServices
 
     state = AppServices(None, cache_dir=args.cache_dir)
@@ -36,6 +37,7 @@ def main() -> None:
     t_unpickle = time.perf_counter() - t0
     t0 = time.perf_counter()
     regimen_change(loaded, {}, args.lesion)  # the recommended choice: as after loading
+    composite_change(loaded, {})
     t_first = time.perf_counter() - t0
 
     change_ms, evaluate_ms = [], []
@@ -43,6 +45,7 @@ def main() -> None:
         prefs = {"choice": {args.lesion: regimen.label}}
         t0 = time.perf_counter()
         regimen_change(loaded, prefs, args.lesion)
+        composite_change(loaded, prefs)
         change_ms.append(1000 * (time.perf_counter() - t0))
         t0 = time.perf_counter()
         loaded.result(prefs)

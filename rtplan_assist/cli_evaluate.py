@@ -326,13 +326,10 @@ def _cmd_evaluate(args) -> int:
             raise EvaluationError("--choose needs one L1=50/5 per lesion")
         choose[lesion] = regimens[0]
     result = evaluator.evaluate(choose or None)
-    scrub = None
     if args.deidentify:
         from .deidentify import Identifiers, deidentify_result
 
-        ids = Identifiers.of_case(evaluator.case, args.path, getattr(args, "prior", None))
-        result = deidentify_result(result, ids)
-        scrub = ids.scrub
+        result = deidentify_result(result, Identifiers.of_case(evaluator.case, args.path))
     if args.quality:
         from .quality import render_with_quality
 
@@ -352,7 +349,7 @@ def _cmd_evaluate(args) -> int:
         from .prior import combined_verdict, render_with_prior
 
         text = render_with_prior(text, args.format, result, prior,
-                                 drop_not_evaluable=args.drop_not_evaluable, scrub=scrub)
+                                 drop_not_evaluable=args.drop_not_evaluable)
         verdict = combined_verdict(verdict, prior.verdict())
     if args.out:
         atomic_write_text(args.out, text)

@@ -28,8 +28,8 @@ from rtplan_assist.app.upload import (
     safe_relative_path,
     save_upload,
 )
+from rtplan_assist.app.lesion_view import ColumnVerdict, comparison_table
 from rtplan_assist.app.views import (
-    comparison_table,
     kind_text,
     status_badge,
     worst_first,
@@ -194,37 +194,88 @@ def test_kind_text_shows_model_and_alpha_beta():
         "EQD2 (LQ, α/β = 2 Gy)"
 
 
+def _visible(html_text: str) -> str:
+    """The text a reader sees in the table's HTML: no tags, attributes (tooltips) or closed
+    "details" disclosures; white space collapsed."""
+    shown = re.sub(r"<details.*?</details>", " ", html_text)
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", shown)))
+
+
 def test_comparison_table_columns_units_status_and_conversion():
     rows = {
         "50 Gy/5": [Row("PTV_2", "Rx[Gy]", 100.0, "info", role="target", kind="BED",
-                        alpha_beta_gy=10.0, limit=100.0, comparator=">=", unit="Gy"),
+                        alpha_beta_gy=10.0, limit=100.0, comparator=">=", unit="Gy",
+                        priority="report"),
                     Row("Esophagus", "D0.03cc[Gy]", 34.52, "fail", limit=32.89,
                         converted_from_fractions=4)],
         "45 Gy/15": [Row("PTV_2", "Rx[Gy]", 58.5, "info", role="target", kind="BED",
-                         alpha_beta_gy=10.0, limit=100.0, comparator=">=", regimen="45 Gy/15"),
+                         alpha_beta_gy=10.0, limit=100.0, comparator=">=", regimen="45 Gy/15",
+                         priority="report"),
                      Row("Esophagus", "D0.03cc[Gy]", 31.0, "pass", regimen="45 Gy/15",
                          limit=40.0)],
     }
-    div = comparison_table(rows, chosen="45 Gy/15", recommended="45 Gy/15",
-                           binding="Esophagus D0.03cc[Gy] at 50 Gy/5")
+    verdicts = {"50 Gy/5": ColumnVerdict("fail", "pass"),
+                "45 Gy/15": ColumnVerdict("pass", "fail")}
+    div = comparison_table(rows, chosen="45 Gy/15", recommended="45 Gy/15", planned="50 Gy/5",
+                           verdicts=verdicts)
     table = div.children[1].children  # one HTML text (one component: fast to draw)
-    text = _text(div) + html_lib.unescape(re.sub(r"<[^>]+>", " ", table))
-    assert "34.52 Gy" in text and "FAIL" in text and "PASS" in text
-    assert "≤ 32.89 Gy" in text
-    assert "† limit converted from 4 fx (LQ, α/β = 3 Gy)" in text
-    assert "BED (LQ, α/β = 10 Gy)" in text
-    assert "binding constraint" in text and "recommended" in text and "chosen" in text
+    text = _visible(table)
+    legend = _text(div.children[2])
+    assert "34.52" in text and "FAIL" in text and "PASS" in text
+    # % of limit: 34.52 / 32.89 = 104.96 % (fails), 31 / 40 = 77.5 % -> "78 %"
+    assert "105 % of ≤ 32.89" in text and "78 % of ≤ 40" in text
+    # the conversion is said once on the row (LQ, the organ's α/β) and as "†4" in the cell,
+    # no longer as a sentence in every cell; the legend says what † means
+    assert "†LQ α/β 3 Gy" in text and "†4" in text and "converted from 4 fx" not in text
+    assert "converted from the table's n-fraction row by LQ" in legend
+    assert text.count("physical") == 1  # the unit line of the Esophagus row, not every cell
+    # the source and the conversion stay behind "details" and in the cell's tooltip
+    assert "tg101_2010" in table and 'title="Esophagus D0.03cc[Gy] (physical)' in table
+    # targets: BED10 58.5 Gy is below the 100 Gy control target (amber), 100 Gy reaches it
+    assert "below target" in text and "target met" in text and 'class="target-below"' in table
     assert re.findall(r'<th class="col-regimen[^"]*" data-regimen="([^"]+)"', table) == [
         "50 Gy/5", "45 Gy/15"]
-    assert 'class="col-regimen col-recommended col-chosen" data-regimen="45 Gy/15"' in table
+    assert 'class="col-regimen col-recommended col-chosen col-rejected" data-regimen="45 Gy/15"' \
+        in table
+    assert 'class="col-regimen col-planned col-rejected" data-regimen="50 Gy/5"' in table
     first_row = table.split("<tbody>")[1].split("</tr>")[0]
     assert "PTV_2" in first_row  # target rows first
+
+
+def test_no_composite_rejected_column_reads_a_bare_pass():
+    """Issue 14: a column whose own OARs pass but whose composite fails shows both verdicts,
+    each named ("own PASS", "with others FAIL"); no PASS in a header stands alone."""
+    rows = {"50 Gy/10": [Row("Esophagus", "D0.03cc[Gy]", 20.0, "pass", regimen="50 Gy/10")]}
+    table = comparison_table(rows, chosen=None, recommended=None,
+                             verdicts={"50 Gy/10": ColumnVerdict("pass", "fail")}).children[1]
+    head = _visible(table.children.split("<tbody>")[0])
+    assert "own PASS" in head and "with others FAIL" in head
+    assert re.sub(r"own PASS", "", head).count("PASS") == 0
+    assert 'data-composite-status="fail"' in table.children
+
+
+def test_one_row_per_organ_by_default_every_constraint_on_request():
+    """Compact view: an organ's row shows its worst mandatory row in each column (the failing
+    one, else the closest to its limit); "show all" gives one row per constraint."""
+    rows = {"50 Gy/5": [Row("Esophagus", "D0.03cc[Gy]", 20.0, "pass", limit=40.0),  # 50 %
+                        Row("Esophagus", "D5cc[Gy]", 18.0, "pass", limit=20.0),     # 90 %
+                        Row("Esophagus", "Mean[Gy]", 9.0, "fail", limit=34.0,
+                            priority="report")]}                                    # advisory
+    compact = comparison_table(rows, chosen="50 Gy/5", recommended=None).children[1].children
+    assert compact.count("<tr") == 2  # header + one organ row
+    assert "Esophagus · D5cc[Gy]" in _visible(compact) and "90 % of ≤ 20" in _visible(compact)
+    full = comparison_table(rows, chosen="50 Gy/5", recommended=None,
+                            show_all=True).children[1].children
+    assert full.count("<tr") == 4
+    # an advisory row never reads PASS/FAIL: it is met or not met and does not decide
+    assert "adv. not met" in _visible(full)
 
 
 def test_fragile_verdicts_carry_a_visible_marker():
     """Issue 13: a verdict that flips within the organ's α/β range or the borderline band is
     marked in the regimen table and the composite table as text, not only in a tooltip."""
-    from rtplan_assist.app.views import comparison_table_html, composite_table
+    from rtplan_assist.app.lesion_view import comparison_table_html
+    from rtplan_assist.app.views import composite_table
 
     fragile = Row("Spinal Cord", "Max[Gy]", 40.0, "fail", limit=38.89, robustness="fragile",
                   robustness_note="flips: α/β 1.45 Gy; converted limit 38.89-41.36 Gy")

@@ -20,7 +20,7 @@ from test_dicom_synthetic import square, write_struct
 
 from rtplan_assist.app import create_app
 from rtplan_assist.app.figures import dvh_figure
-from rtplan_assist.app.views import comparison_table
+from rtplan_assist.app.lesion_view import comparison_table
 from rtplan_assist.errors import UploadError
 
 ESCAPE_NAME = "PTV\n\n![x](http://evil.example/x.png) [click](http://evil.example)"

@@ -15,7 +15,6 @@ module             callbacks
 ``dose``           dose_options, dose_slider, render_dose
 ``composite``      render_composite, export_csv, export_pdf
 ``decisions``      record_decision, render_history (the MDT page's decision panel)
-``prior``          prior_options, render_prior (the prior-course page, rtplan_assist.prior)
 =================  =========================================================================
 """
 
@@ -23,12 +22,12 @@ from __future__ import annotations
 
 import functools
 
-from . import composite, decisions, dose, dvh, lesion, overview, patient, plans, prior
+from . import composite, decisions, dose, dvh, lesion, overview, patient, plans
 
 __all__ = ["PAGES", "register_callbacks"]
 
 #: the callback modules, in the order they are registered
-PAGES = (patient, plans, overview, lesion, dvh, dose, composite, decisions, prior)
+PAGES = (patient, plans, overview, lesion, dvh, dose, composite, decisions)
 
 
 class _Scrubbing:

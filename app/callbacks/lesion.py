@@ -1,15 +1,24 @@
-"""Callbacks of the lesion comparison page: one lesion's regimens, the choice, added regimens."""
+"""Callbacks of the lesion page: the decision summary, the regimen columns (own and composite
+verdicts), the choice, added regimens (add, remove) and the reset to the recommendation."""
 
 from __future__ import annotations
 
 import math
 
-from dash import Input, Output, State, ctx, dcc, html, no_update
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from rtplan_assist.errors import RtplanAssistError
 
+from ..lesion_view import (
+    ColumnVerdict,
+    binding_row,
+    comparison_table,
+    lesion_summary,
+    percent_of_limit,
+)
 from ..services import LoadedPatient
-from ..views import comparison_table, composite_table, status_badge, worst_first
+from ..views import composite_table
 from ._shared import (
     composite_status,
     contributing_lesions,
@@ -18,7 +27,8 @@ from ._shared import (
     prefs,
 )
 
-__all__ = ["composite_summary", "custom_regimen", "lesion_rows_by_regimen", "regimen_change", "register"]
+__all__ = ["column_verdicts", "composite_change", "composite_summary", "custom_regimen",
+           "lesion_rows_by_regimen", "regimen_change", "register"]
 
 
 def lesion_rows_by_regimen(loaded: LoadedPatient, lesion_id: str) -> dict[str, list]:
@@ -27,34 +37,68 @@ def lesion_rows_by_regimen(loaded: LoadedPatient, lesion_id: str) -> dict[str, l
     return {r.label: ev.lesion_rows(lesion_id, r) for r in ev.regimens_for(lesion_id)}
 
 
-def regimen_change(loaded: LoadedPatient, prefs: dict, lesion_id: str):
-    """The server work of a regimen change: the comparison rows and the composite rows.
+def column_verdicts(evaluator, choice: dict, lesion_id: str) -> dict[str, ColumnVerdict]:
+    """Regimen label -> the column's two verdicts: the lesion's own mandatory OAR rows at that
+    regimen, and the mandatory composite rows with that regimen for the lesion (and the other
+    lesions of its plan) and the other lesions as chosen (engine rule:
+    :func:`rtplan_assist.evaluation.rows_verdict`)."""
+    unit = next((u for u in evaluator.plan_units() if lesion_id in u), [lesion_id])
+    out = {}
+    for regimen in evaluator.regimens_for(lesion_id):
+        own = composite_status(evaluator.lesion_rows(lesion_id, regimen))
+        trial = dict(choice, **{lid: regimen for lid in unit})
+        rows = evaluator.composite_rows(trial, mandatory_only=True)
+        out[regimen.label] = ColumnVerdict(own, composite_status(rows), binding_row(rows))
+    return out
 
-    Returns ``(choice, rows_by_regimen, composite_rows, contributors)``; this is what
+
+def regimen_change(loaded: LoadedPatient, prefs: dict, lesion_id: str):
+    """The server work of a regimen change for the summary and the table: the comparison
+    rows, the column verdicts and the mandatory composite rows of the choice (the composite
+    section's rows and contributors come after, :func:`composite_change`).
+
+    Returns ``(choice, rows_by_regimen, mandatory_composite_rows, verdicts)``; this is what
     ``benches/bench_app.py`` times.
     """
     with loaded.lock:
         choice = loaded.choice(prefs)
         rows = lesion_rows_by_regimen(loaded, lesion_id)
-        composite = loaded.evaluator.composite_rows(choice)
-        contributors = contributing_lesions(loaded, choice)
-    return choice, rows, composite, contributors
+        verdicts = column_verdicts(loaded.evaluator, choice, lesion_id)
+        composite = loaded.evaluator.composite_rows(choice, mandatory_only=True)
+    return choice, rows, composite, verdicts
+
+
+def composite_change(loaded: LoadedPatient, prefs: dict):
+    """Every composite row of the session's choice and each organ's contributing lesions."""
+    with loaded.lock:
+        choice = loaded.choice(prefs)
+        return loaded.evaluator.composite_rows(choice), contributing_lesions(loaded, choice)
 
 
 def composite_summary(rows, contributors: dict, *, lesion_oars: set[str] | None = None,
-                      limit: int = 6) -> html.Div:
-    """Verdict badge and the worst composite rows of the OARs that matter to one lesion."""
-    status = composite_status(rows)
-    shown = worst_first(r for r in rows if r.structure and (lesion_oars is None or
-                                                             r.structure in lesion_oars))
+                      limit: int = 4) -> html.Div:
+    """The mandatory composite rows of the OARs that matter to one lesion, closest to (or past)
+    their limit first; how many optimal/advisory composite rows are not met (they do not decide
+    the verdict) and a link to all rows."""
+    def mine(r):
+        return r.structure and (lesion_oars is None or r.structure in lesion_oars)
+
+    mandatory = [r for r in rows if mine(r) and r.priority == "mandatory"]
+    mandatory.sort(key=lambda r: (r.status != "fail", -(percent_of_limit(r) if not math.isnan(
+        percent_of_limit(r)) else -1.0)))
+    others_over = [r for r in rows if mine(r) and r.priority != "mandatory"
+                   and r.status == "fail"]
+    note = [f"The {min(limit, len(mandatory))} of {len(mandatory)} mandatory composite limits "
+            "of this lesion's OARs closest to their limit (EQD2, LQ, each organ's α/β; sum of "
+            "all lesions as chosen)."]
+    if others_over:
+        note.append(f" {len(others_over)} optimal/advisory composite limit(s) not met (they "
+                    "do not decide the verdict).")
+    note += [" All rows: ", dcc.Link("Composite / MDT", href="/composite"), "."]
     return html.Div([
-        html.H5(["Composite of all lesions with these choices: ",
-                 html.Span(status_badge(status), id="composite-status")], className="mt-3"),
-        composite_table(shown[:limit], contributors, compact=True),
-        html.Div([(f"The {min(limit, len(shown))} worst of {len(shown)} composite rows for this "
-                  "lesion's OARs (EQD2, LQ, each organ's α/β). All rows: "),
-                  dcc.Link("Composite / MDT", href="/composite"), "."],
-                 className="small text-muted"),
+        html.H6("Composite of all lesions as chosen", className="mt-2 mb-1"),
+        composite_table(mandatory[:limit], contributors, compact=True),
+        html.Div(note, className="small text-muted"),
     ], className="mb-3")
 
 
@@ -81,47 +125,113 @@ def custom_regimen(n, dose):
     return Regimen(int(n_value), dose_value)
 
 
+def _added_list(labels: list[str]):
+    """The regimens this session added to the lesion, each with a remove button."""
+    if not labels:
+        return None
+    return html.Div([html.Span("Added: ", className="small text-muted")] + [
+        html.Span([label, dbc.Button("×", id={"type": "remove-regimen", "label": label},
+                                     n_clicks=0, color="link", size="sm",
+                                     className="p-0 ms-1 remove-regimen",
+                                     title=f"remove {label}")],
+                  className="badge bg-light text-dark border me-1 added-regimen",
+                  **{"data-regimen": label})
+        for label in labels])
+
+
+def _reasons(rec, lesion_id: str, recommended: str) -> list[tuple[str, str]]:
+    # TODO(issue 14): the plain-language sentences of rtplan_assist.evaluation.reasons once
+    # it is on main; until then the engine's text stays behind "details".
+    details = "; ".join(x for x in (rec.binding.get(lesion_id), rec.reasons.get(lesion_id)) if x)
+    return [(f"Why {recommended} is recommended:", details)] if details else []
+
+
 def register(app, services) -> None:
     @app.callback(
         Output("lesion-title", "children"), Output("lesion-choice", "options"),
         Output("lesion-choice", "value"), Output("lesion-table", "children"),
-        Output("lesion-composite", "children"),
-        Input("loaded", "data"), Input("choices", "data"),
+        Output("lesion-summary", "children"),
+        Output("added-regimens", "children"), Output("reset-regimen", "disabled"),
+        Output("lesion-recommended", "data"), Output("lesion-rendered", "data"),
+        Input("loaded", "data"), Input("choices", "data"), Input("lesion-show-all", "value"),
         State("page-lesion", "data"), State("session-id", "data"),
     )
-    def render_lesion(loaded_data, choices, lesion_id, session):
+    def render_lesion(loaded_data, choices, show_all, lesion_id, session):
         if not loaded_data:
-            return no_update, no_update, no_update, no_update, no_update
+            return (no_update,) * 9
         try:
             loaded = loaded_patient(services, loaded_data, session)
-            choice, rows, composite, contributors = regimen_change(
-                loaded, prefs(choices, loaded.entry.key), lesion_id)
+            patient_prefs = prefs(choices, loaded.entry.key)
+            choice, rows, composite, verdicts = regimen_change(loaded, patient_prefs,
+                                                               lesion_id)
+            rec = loaded.recommendation_for(patient_prefs)
         except RtplanAssistError as exc:
-            return no_update, [], None, error_alert(exc), None
+            return (no_update, [], None, error_alert(exc), None, None, True, None, None)
         ev = loaded.evaluator
         lesion = next(les for les in ev.lesions if les.lesion_id == lesion_id)
-        rec = loaded.recommendation_for(prefs(choices, loaded.entry.key))
-        recommended = rec.choice[lesion_id].label
-        options = [{"label": f"{r.label} (BED10 {r.bed10_gy():.1f} Gy)"
-                    + (" — recommended" if r.label == recommended else ""), "value": r.label}
-                   for r in ev.regimens_for(lesion_id)]
+        recommended = rec.choice[lesion_id]
+        chosen = choice[lesion_id]
+        planned = lesion.planned
+        options = []
+        for r in ev.regimens_for(lesion_id):
+            tags = [t for t, on in (("recommended", r == recommended), ("planned", r == planned))
+                    if on]
+            options.append({"label": f"{r.label} (BED10 {r.bed10_gy():.1f} Gy)"
+                            + (" — " + ", ".join(tags) if tags else ""), "value": r.label})
         title = (f"Lesion {lesion_id}: {lesion.label} · {lesion.site} · target "
-                 f"{lesion.target.name} · planned {lesion.planned.label}")
-        table = comparison_table(rows, chosen=choice[lesion_id].label, recommended=recommended,
-                                 binding=rec.binding.get(lesion_id))
+                 f"{lesion.target.name}")
+        table = comparison_table(rows, chosen=chosen.label, recommended=recommended.label,
+                                 planned=planned.label, verdicts=verdicts,
+                                 show_all=bool(show_all))
+        own_rows = rows[chosen.label]
+        summary = lesion_summary(
+            chosen=chosen.label, recommended=recommended.label, planned=planned.label,
+            chosen_bed=chosen.bed10_gy(), recommended_bed=recommended.bed10_gy(),
+            planned_bed=planned.bed10_gy(), own=composite_status(own_rows),
+            composite=composite_status(composite),
+            binding=binding_row(own_rows + composite),
+            reasons=_reasons(rec, lesion_id, recommended.label))
+        added = list(((patient_prefs.get("added") or {}).get(lesion_id)) or [])
+        explicit = lesion_id in (patient_prefs.get("choice") or {})
+        return (title, options, chosen.label, table, summary, _added_list(added), not explicit,
+                recommended.label, {lid: r.label for lid, r in sorted(choice.items())})
+
+    @app.callback(
+        Output("lesion-composite", "children"),
+        Input("lesion-rendered", "data"),
+        State("loaded", "data"), State("choices", "data"), State("page-lesion", "data"),
+        State("session-id", "data"),
+        prevent_initial_call=True,
+    )
+    def render_lesion_composite(rendered, loaded_data, choices, lesion_id, session):
+        """The composite section after the summary and the table (its non-mandatory organs
+        and contributors can take a second for a new choice)."""
+        if not rendered or not loaded_data:
+            return no_update
+        try:
+            loaded = loaded_patient(services, loaded_data, session)
+            patient_prefs = prefs(choices, loaded.entry.key)
+            composite, contributors = composite_change(loaded, patient_prefs)
+            with loaded.lock:
+                rows = lesion_rows_by_regimen(loaded, lesion_id)
+        except RtplanAssistError as exc:
+            return error_alert(exc)
         oars = {r.structure for rs in rows.values() for r in rs if r.role == "oar"
                 and r.structure and not math.isnan(r.value) and r.value > 0}
-        return (title, options, choice[lesion_id].label, table,
-                composite_summary(composite, contributors, lesion_oars=oars))
+        return composite_summary(composite, contributors, lesion_oars=oars)
 
     @app.callback(
         Output("choices", "data"), Output("add-error", "children"),
         Input("lesion-choice", "value"), Input("add-regimen", "n_clicks"),
+        Input("reset-regimen", "n_clicks"),
+        Input({"type": "remove-regimen", "label": ALL}, "n_clicks"),
         State("add-n", "value"), State("add-d", "value"), State("choices", "data"),
         State("page-lesion", "data"), State("loaded", "data"),
+        State("lesion-recommended", "data"),
         prevent_initial_call=True,
     )
-    def change_choice(value, _clicks, n, dose, choices, lesion_id, loaded_data):
+    def change_choice(value, _clicks, _reset, _removes, n, dose, choices, lesion_id,
+                      loaded_data, recommended):
         from rtplan_assist.regimens import check_custom_regimen
 
         if not loaded_data:
@@ -129,27 +239,46 @@ def register(app, services) -> None:
         key = loaded_data["key"]
         choices = dict(choices or {})
         patient_prefs = prefs(choices, key)
+        chosen = dict(patient_prefs.get("choice") or {})
+        added = dict(patient_prefs.get("added") or {})
         warned = ""
-        if ctx.triggered_id == "add-regimen":
+        trigger = ctx.triggered_id
+        if trigger == "add-regimen":
             try:
                 regimen = custom_regimen(n, dose)
                 warned = "; ".join(check_custom_regimen(regimen))
             except RtplanAssistError as exc:
                 return no_update, f"Not added: {exc}"
-            added = dict(patient_prefs.get("added") or {})
             labels = list(added.get(lesion_id) or [])
             if regimen.label not in labels:
                 labels.append(regimen.label)
             added[lesion_id] = labels
-            patient_prefs["added"] = added
-            chosen = dict(patient_prefs.get("choice") or {})
             chosen[lesion_id] = regimen.label
-            patient_prefs["choice"] = chosen
-        else:
-            if not value or (patient_prefs.get("choice") or {}).get(lesion_id) == value:
+        elif trigger == "reset-regimen":
+            if lesion_id not in chosen:
                 return no_update, no_update
-            chosen = dict(patient_prefs.get("choice") or {})
-            chosen[lesion_id] = value
-            patient_prefs["choice"] = chosen
+            chosen.pop(lesion_id)
+        elif isinstance(trigger, dict) and trigger.get("type") == "remove-regimen":
+            if not ctx.triggered[0].get("value"):
+                return no_update, no_update  # a button just drawn, not clicked
+            label = trigger["label"]
+            labels = [x for x in (added.get(lesion_id) or []) if x != label]
+            if labels:
+                added[lesion_id] = labels
+            else:
+                added.pop(lesion_id, None)
+            if chosen.get(lesion_id) == label:
+                chosen.pop(lesion_id)  # back to the recommendation
+        else:
+            if not value or chosen.get(lesion_id) == value:
+                return no_update, no_update
+            if value == recommended and lesion_id not in chosen:
+                return no_update, no_update  # the page showing the recommendation
+            if value == recommended:
+                chosen.pop(lesion_id)
+            else:
+                chosen[lesion_id] = value
+        patient_prefs["choice"] = chosen
+        patient_prefs["added"] = added
         choices[key] = patient_prefs
         return choices, (f"Added with a warning: {warned}" if warned else "")

@@ -31,8 +31,8 @@ class LoadedPatient:
 
     The session's regimen choices live in the browser (``prefs``, this patient's entry of the
     ``choices`` store: ``{"choice": {lesion_id: label}, "added": {lesion_id: [label, ...]}}``);
-    every method takes them and (re-)adds the added regimens to :attr:`evaluator`, so an
-    evicted and reopened copy knows them again. The evaluation is not thread-safe: call under
+    every method takes them and (re-)adds the added regimens to :attr:`evaluator` (and takes
+    off those the user removed), so an evicted and reopened copy knows them again. The evaluation is not thread-safe: call under
     :attr:`lock`.
     """
 
@@ -45,6 +45,12 @@ class LoadedPatient:
     @property
     def case(self):
         return self.evaluator.case
+
+    def __post_init__(self):
+        # the regimen lists before any user addition (the session copy is made unchanged
+        # from the prepared evaluator), so a removed addition leaves exactly these
+        self._base_regimens = {les.lesion_id: set(self.evaluator.regimens_for(les.lesion_id))
+                               for les in self.evaluator.lesions}
 
     def _add(self, lesion_id: str, label: str):
         from rtplan_assist.regimens import parse_regimen
@@ -61,10 +67,17 @@ class LoadedPatient:
         ids = {les.lesion_id for les in self.evaluator.lesions}
         added = (prefs or {}).get("added") or {}
         with self.lock:
+            wanted = {lid: set(regs) for lid, regs in self._base_regimens.items()}
             for lid, labels in sorted(added.items()):
                 if lid in ids:
                     for label in labels:
-                        self._add(lid, label)
+                        wanted[lid].add(self._add(lid, label))
+            # an addition the user removed (prefs no longer list it) leaves the lists
+            chosen = (prefs or {}).get("choice") or {}
+            for lid in ids:
+                for regimen in self.evaluator.regimens_for(lid):
+                    if regimen not in wanted[lid] and regimen.label != chosen.get(lid):
+                        self.evaluator.remove_regimen(lid, regimen)
             return self.evaluator.recommend()
 
     def choice(self, prefs: dict | None, recommendation=None) -> dict:

@@ -281,6 +281,13 @@ class Evaluation(CompositeMixin, SearchMixin):
         if regimen not in self._regimens[lesion_id]:
             self._regimens[lesion_id] = sorted(self._regimens[lesion_id] + [regimen])
 
+    def remove_regimen(self, lesion_id: str, regimen: Regimen) -> None:
+        """Take a regimen off a lesion's list (no-op when absent); the planned regimen stays.
+        Cached results are kept: they are per (lesion, regimen) and valid if it comes back."""
+        lesion = self._lesion(lesion_id)
+        if regimen != lesion.planned and regimen in self._regimens[lesion_id]:
+            self._regimens[lesion_id] = [r for r in self._regimens[lesion_id] if r != regimen]
+
     def _lesion(self, lesion_id: str) -> Lesion:
         try:
             return self._by_id[lesion_id]

@@ -1,0 +1,134 @@
+"""Browser test of the lesion page (issue 14) on the demo patient in headless Chromium: added
+regimens can be removed and the choice reset to the recommendation; the sticky summary follows
+a choice within one second; no regimen column the composite rejects reads a bare PASS.
+
+Expected verdicts come from the engine's rule (:func:`rtplan_assist.evaluation.rows_verdict` of
+the lesion's rows at a regimen, and of the mandatory composite rows of a choice), evaluated on
+the prepared evaluator the app serves, never from the page. Shares the prepared demo with the
+other browser tests (conftest's ``app_cache``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_app_browser import PREPARE_TIMEOUT_S, _start
+
+pytestmark = pytest.mark.browser
+
+
+def _engine(app):
+    """A copy of the prepared evaluator the app serves and its recommendation."""
+    state = app.rtplan_state
+    template = state.prepared.template(state.entry(state.default_key(), None))
+    return template.evaluator.copy(), template.recommendation
+
+
+def _columns(dash_duo) -> dict[str, object]:
+    return {th.get_attribute("data-regimen"): th
+            for th in dash_duo.find_elements("#comparison-table th.col-regimen")}
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if predicate():
+                return
+        except Exception:  # noqa: BLE001, S110 - the page is redrawing: try again
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _add(dash_duo, fractions: str, dose: str) -> None:
+    for field, value in (("#add-n", fractions), ("#add-d", dose)):
+        element = dash_duo.find_element(field)
+        element.clear()
+        element.send_keys(value)
+    dash_duo.find_element("#add-regimen").click()
+
+
+def test_lesion_page_custom_regimens_summary_and_column_verdicts(dash_duo, app_cache):
+    from rtplan_assist.evaluation import rows_verdict
+    from rtplan_assist.regimens import parse_regimen
+
+    app = _start(dash_duo, app_cache)
+    dash_duo.wait_for_element("#lesion-list", timeout=PREPARE_TIMEOUT_S)
+    evaluator, recommendation = _engine(app)
+    recommended = recommendation.choice["L2"].label
+    dash_duo.find_element("#link-L2").click()
+    dash_duo.wait_for_element("#comparison-table", timeout=60)
+    dash_duo.wait_for_contains_text("#summary-regimens", f"Chosen {recommended}", timeout=30)
+    assert dash_duo.find_element("#reset-regimen").get_attribute("disabled")
+
+    # (c) an added regimen is chosen, can be removed, and the choice reset. 60 Gy/3 scales the
+    # planned dose above 54 Gy/3 at the same 3 fx limits: it fails L2's own mandatory rows
+    # (engine), so the recommendation over the lists with it stays the same.
+    added = "60 Gy/3"
+    assert rows_verdict(evaluator.lesion_rows("L2", parse_regimen(added))) == "fail"
+    _add(dash_duo, "3", "60")
+    dash_duo.wait_for_element(f"th.col-chosen[data-regimen='{added}']", timeout=60)
+    dash_duo.wait_for_contains_text("#summary-regimens", f"Chosen {added}", timeout=10)
+    assert _columns(dash_duo)[added].get_attribute("data-own-status") == "fail"
+    dash_duo.find_element(f".added-regimen[data-regimen='{added}'] button").click()
+    _wait(lambda: added not in _columns(dash_duo), 30, f"the {added} column to go")
+    dash_duo.wait_for_contains_text("#summary-regimens", f"Chosen {recommended}", timeout=10)
+    assert dash_duo.find_element("th.col-chosen").get_attribute("data-regimen") == recommended
+    assert not dash_duo.find_elements(".added-regimen")
+
+    _add(dash_duo, "3", "60")
+    dash_duo.wait_for_element(f"th.col-chosen[data-regimen='{added}']", timeout=60)
+    dash_duo.find_element("#reset-regimen").click()
+    dash_duo.wait_for_element(f"th.col-chosen[data-regimen='{recommended}']", timeout=30)
+    dash_duo.wait_for_contains_text("#summary-regimens", f"Chosen {recommended}", timeout=10)
+    assert added in _columns(dash_duo)  # reset keeps the added regimen, only the choice goes
+    _wait(lambda: dash_duo.find_element("#reset-regimen").get_attribute("disabled"), 10,
+          "the reset button to be disabled")
+
+    # (b) the summary follows a choice within one second (click to text)
+    chosen = "34 Gy/1"
+    dash_duo.find_element("#lesion-choice").click()
+    dash_duo.wait_for_element("input.dash-dropdown-search", timeout=10).send_keys(chosen)
+    option = dash_duo.wait_for_element(f"label[role=option]:has(input[value='{chosen}'])",
+                                       timeout=10)
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", option)
+    t0 = time.perf_counter()
+    option.click()
+    dash_duo.wait_for_contains_text("#summary-regimens", f"Chosen {chosen}", timeout=10)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0, f"summary took {elapsed:.2f} s"
+    own = rows_verdict(evaluator.lesion_rows("L2", parse_regimen(chosen)))
+    assert dash_duo.find_element("#summary-own-status [data-status]").get_attribute(
+        "data-status") == own
+
+    # (a) on L1, with L2 at 34 Gy/1: each column's composite verdict is the engine's for that
+    # regimen with the other lesions as chosen, and a column the composite rejects never
+    # reads a bare PASS (its own-OAR PASS is named "own PASS", next to "with others FAIL")
+    choice = dict(recommendation.choice, L2=parse_regimen(chosen))
+    dash_duo.driver.get(dash_duo.server_url + "/lesion/L1")
+    dash_duo.wait_for_element("#comparison-table", timeout=60)
+    dash_duo.wait_for_contains_text("#summary-regimens", f"Chosen {choice['L1'].label}",
+                                    timeout=30)
+    expected = {}
+    for regimen in evaluator.regimens_for("L1"):
+        expected[regimen.label] = (
+            rows_verdict(evaluator.lesion_rows("L1", regimen)),
+            rows_verdict(evaluator.composite_rows(dict(choice, L1=regimen),
+                                                  mandatory_only=True)))
+    assert ("pass", "fail") in expected.values()  # the case this test is about exists
+    columns = _columns(dash_duo)
+    assert set(columns) == set(expected)
+    for label, th in columns.items():
+        own, composite = expected[label]
+        assert th.get_attribute("data-own-status") == own, label
+        assert th.get_attribute("data-composite-status") == composite, label
+        if composite == "fail":
+            text = th.text
+            assert "with others FAIL" in text, (label, text)
+            assert "PASS" not in text.replace("own PASS", ""), (label, text)
+    composite_now = rows_verdict(evaluator.composite_rows(choice, mandatory_only=True))
+    assert dash_duo.find_element("#composite-status [data-status]").get_attribute(
+        "data-status") == composite_now
+    assert dash_duo.get_logs() == []
