@@ -394,7 +394,7 @@ def dose_slice_figure(
     for i, (level, label) in enumerate(isodose_levels):
         if not (np.nanmax(img) >= level):
             continue
-        colour = _ISODOSE_COLOURS[i % len(_ISODOSE_COLOURS)]
+        colour = ISODOSE_COLOURS[i % len(ISODOSE_COLOURS)]
         fig.add_trace(go.Contour(
             z=img, x=hx, y=vy, showscale=False, name=label, showlegend=True,
             contours={"start": level, "end": level, "size": 1.0, "coloring": "none"},

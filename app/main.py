@@ -63,6 +63,7 @@ def root_layout(services: AppServices) -> html.Div:
                                         id="nav-composite")),
                 dbc.NavItem(dbc.NavLink("Composite dose", href="/dose/composite",
                                         id="nav-composite-dose")),
+                dbc.NavItem(dbc.NavLink("Prior course", href="/prior", id="nav-prior")),
             ], navbar=True, className="me-auto"),
             html.Div(picker, className="me-2 picker-box"),
             upload,

@@ -100,6 +100,9 @@ def register(subparsers) -> None:
     p.add_argument("--db", metavar="URL",
                    help="decision database whose record of the shown choice the report cites "
                    "(default RTPLAN_ASSIST_DB or the user's file; read only, never created)")
+    from .cli_evaluate import add_prior_options
+
+    add_prior_options(p)  # a prior-course section (rtplan_assist.prior)
     p.set_defaults(handler=_report)
 
     p = subparsers.add_parser(
@@ -301,15 +304,21 @@ def _report(args) -> int:
         raise RtplanAssistError(f"--out {args.out}: the report is .pdf or .html")
     from .records.store import cli_attribution
 
+    from .cli_evaluate import load_prior, prior_result
+    from .prior import combined_verdict
+
     _, evaluator, result = _evaluate(args)
+    prior = prior_result(args, evaluator, result.choice, load_prior(args, evaluator))
     attribution = cli_attribution(
         result.patient_id, {lid: r.label for lid, r in result.choice.items()},
         "PDF" if suffix == ".pdf" else "HTML report", db=args.db)
     write_report(result, evaluator, args.out, fmt="pdf" if suffix == ".pdf" else "html",
-                 deidentify=args.deidentify, quality=args.quality, attribution=attribution)
+                 deidentify=args.deidentify, quality=args.quality, attribution=attribution,
+                 prior=prior)
     from .evaluation.reasons import basis_line
 
-    verdict = result.verdict()
+    verdict = result.verdict() if prior is None else combined_verdict(result.verdict(),
+                                                                       prior.verdict())
     print(basis_line(result), file=sys.stderr)
     print(f"{args.out}  (verdict {verdict})")
     # the exit code of `evaluate`: 0 pass, 1 fail, 2 not evaluable (the report is written)

@@ -326,10 +326,13 @@ def _cmd_evaluate(args) -> int:
             raise EvaluationError("--choose needs one L1=50/5 per lesion")
         choose[lesion] = regimens[0]
     result = evaluator.evaluate(choose or None)
+    scrub = None
     if args.deidentify:
         from .deidentify import Identifiers, deidentify_result
 
-        result = deidentify_result(result, Identifiers.of_case(evaluator.case, args.path))
+        ids = Identifiers.of_case(evaluator.case, args.path, getattr(args, "prior", None))
+        result = deidentify_result(result, ids)
+        scrub = ids.scrub
     if args.quality:
         from .quality import render_with_quality
 
@@ -349,7 +352,7 @@ def _cmd_evaluate(args) -> int:
         from .prior import combined_verdict, render_with_prior
 
         text = render_with_prior(text, args.format, result, prior,
-                                 drop_not_evaluable=args.drop_not_evaluable)
+                                 drop_not_evaluable=args.drop_not_evaluable, scrub=scrub)
         verdict = combined_verdict(verdict, prior.verdict())
     if args.out:
         atomic_write_text(args.out, text)

@@ -752,7 +752,7 @@ def prior_text(result: PriorResult) -> str:
 def prior_html(result: PriorResult) -> str:
     from html import escape as E
 
-    from .status import STATUS_COLOURS
+    from .status import status_style
 
     summary = "".join(f"<li>{E(x)}</li>" for x in prior_summary_lines(result))
     head = "".join(f"<th>{E(c)} Max / D0.035cc / Mean</th>" for c in COURSES)
@@ -768,13 +768,13 @@ def prior_html(result: PriorResult) -> str:
         if r.lesion_id == "prior" or (r.lesion_id == "cumulative"
                                       and r.priority != "mandatory"):
             continue
-        colour = STATUS_COLOURS.get(r.status, "#ffffff")
+        colour = status_style(r.status).background
         limit = "" if r.limit is None else f"{r.comparator} {r.limit:g} {r.unit}"
         kind = f"{r.kind}, α/β {r.alpha_beta_gy:g} Gy" if r.alpha_beta_gy else r.kind
         rule_rows.append(
             f"<tr><td>{E(r.structure or r.organ)}</td><td>{E(r.metric)}</td>"
             f"<td class=num>{E(_fmt(r.value))} {E(r.unit)}</td><td>{E(kind)}</td>"
-            f"<td>{E(limit)}</td><td style=\"background:{colour}\">{E(r.status)}</td>"
+            f"<td>{E(limit)}</td><td style=\"background:{colour}\">{E(status_style(r.status).text)}</td>"
             f"<td class=small>{E(r.source)}</td></tr>")
     notes = "".join(f"<li>{E(n)}</li>" for n in result.notes)
     return (
@@ -795,15 +795,27 @@ def prior_html(result: PriorResult) -> str:
 
 
 def render_with_prior(text: str, fmt: str, result, prior: PriorResult,
-                      drop_not_evaluable: bool = False) -> str:
+                      drop_not_evaluable: bool = False, scrub=None) -> str:
     """Add the prior-course section to an ``evaluate`` output already rendered in ``fmt``
     (JSON key ``prior_course``; CSV rows with lesion_id ``prior``, ``cumulative`` and
-    ``re-irradiation``; a section of the text and of the HTML)."""
+    ``re-irradiation``; a section of the text and of the HTML). ``scrub``
+    (:meth:`rtplan_assist.deidentify.Identifiers.scrub`) de-identifies the section; the prior
+    folder is then withheld."""
     import json
 
+    if scrub is not None:
+        from .deidentify import WITHHELD, scrub_tree
+
+        prior = replace(prior, rows=[replace(r, reason=scrub(r.reason),
+                                             structure=scrub(r.structure))
+                                     for r in prior.rows])
     if fmt == "json":
         payload = json.loads(text)
-        payload["prior_course"] = prior_to_dict(prior)
+        section = prior_to_dict(prior)
+        if scrub is not None:
+            section = scrub_tree(section, scrub, keys=False)
+            section["folder"] = WITHHELD
+        payload["prior_course"] = section
         payload["verdict_with_prior"] = combined_verdict(result.verdict(), prior.verdict())
         return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
@@ -814,8 +826,9 @@ def render_with_prior(text: str, fmt: str, result, prior: PriorResult,
         body = extra.split("\n", 1)[1] if "\n" in extra else ""
         return text + body
     if fmt == "html":
-        return text.replace("</body>", prior_html(prior) + "</body>", 1)
-    return text + prior_text(prior)
+        section = prior_html(prior)
+        return text.replace("</body>", (scrub or str)(section) + "</body>", 1)
+    return text + (scrub or str)(prior_text(prior))
 
 
 def combined_verdict(*verdicts: str) -> str:

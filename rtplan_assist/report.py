@@ -608,6 +608,7 @@ $composite_table $composite_missing
 <h2>Per-lesion constraints at the shown regimen (physical dose), then every composite row</h2>
 $lesion_tables
 <div class="lesion-block"><h3>Composite (EQD2, each organ's α/β)</h3>$composite_detail</div>
+$prior
 $quality
 <h2>Model and α/β</h2>
 <p>$model_statement</p>
@@ -623,7 +624,7 @@ $recommendation
 def render_report_html(result, evaluator, *, deidentify: bool = False,
                        created: _dt.datetime | None = None,
                        attribution: list[str] | tuple[str, ...] = (),
-                       quality: bool = False) -> str:
+                       quality: bool = False, prior=None) -> str:
     """The MDT report as one self-contained HTML page (no external URLs, no scripts).
 
     Parameters
@@ -647,6 +648,9 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
     quality : bool
         Add the per-lesion plan quality indices (:func:`rtplan_assist.quality.quality_html`;
         report-only, about 1 s per lesion once per evaluator).
+    prior : PriorResult, optional
+        Add the prior-course section (:func:`rtplan_assist.prior.prior_html`) and its verdict
+        to the header.
     """
     from .dicom import load_ct_pixels
     from .evaluation.reasons import basis_line, composite_reason
@@ -731,11 +735,17 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
                     "objective)</h2><ul>"
                     + "".join(f"<li>{_E(t)}</li>" for t in rec.explanation) + "</ul>")
     warnings = result.warnings or ["none"]
+    verdict_text = STATUS_TEXT.get(verdict, verdict)
+    if prior is not None:  # the composite's verdict, then the one with the prior course
+        from .prior import combined_verdict
+
+        verdict = combined_verdict(verdict, prior.verdict())
+        verdict_text += f"; with the prior course: {STATUS_TEXT.get(verdict, verdict)}"
     verdict_colour = STATUS_COLOURS.get(verdict, "#ffffff")
     fields = {
         "patient_id": _E(pid), "patient_name": _E(name),
         "provenance": provenance, "provenance_full": provenance_full,
-        "verdict": _E(STATUS_TEXT.get(verdict, verdict)), "verdict_colour": verdict_colour,
+        "verdict": _E(verdict_text), "verdict_colour": verdict_colour,
         "disclaimer": _E(DISCLAIMER),
         "lesion_table": _lesion_table(result),
         "basis": _E(basis_line(result)),
@@ -747,6 +757,7 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
         "isodoses": "".join(isodoses), "isodose_legend": legend,
         "lesion_tables": _lesion_constraint_tables(result),
         "quality": quality_html(evaluator, result) if quality else "",
+        "prior": _prior_section(prior, case, result, deidentify),
         "model_statement": model_statement,
         "caveats": "".join(f"<li>{_E(c)}</li>" for c in caveats),
         "recommendation": rec_html,
@@ -758,6 +769,18 @@ def render_report_html(result, evaluator, *, deidentify: bool = False,
     return _TEMPLATE.substitute(fields)
 
 
+def _prior_section(prior, case, result, deidentify: bool) -> str:
+    """The prior-course section (:mod:`rtplan_assist.prior`), scrubbed when de-identified."""
+    if prior is None:
+        return ""
+    from .prior import prior_html
+
+    section = prior_html(prior)
+    if deidentify:
+        section = Identifiers.of_case(case, case.folder, prior.prior.folder).scrub(section)
+    return section
+
+
 def _css_string(text: str) -> str:
     """Text for a CSS ``content: "..."`` string inside the HTML style element: quotes,
     backslashes, ``<`` and every control character (``\\r``, ``\\f`` and ``\\n`` end a CSS
@@ -767,10 +790,10 @@ def _css_string(text: str) -> str:
 
 def render_report_pdf(result, evaluator, path: str | os.PathLike, *,
                       deidentify: bool = False, attribution: list[str] | tuple[str, ...] = (),
-                      quality: bool = False) -> Path:
+                      quality: bool = False, prior=None) -> Path:
     """Render the report HTML to PDF with WeasyPrint (no browser) and write it atomically."""
     text = render_report_html(result, evaluator, deidentify=deidentify, attribution=attribution,
-                              quality=quality)
+                              quality=quality, prior=prior)
     atomic_write_bytes(path, html_to_pdf(text))
     return Path(path)
 
@@ -792,7 +815,7 @@ def html_to_pdf(text: str) -> bytes:
 
 def write_report(result, evaluator, path: str | os.PathLike, *, fmt: str | None = None,
                  deidentify: bool = False, quality: bool = False,
-                 attribution: list[str] | tuple[str, ...] = ()) -> Path:
+                 attribution: list[str] | tuple[str, ...] = (), prior=None) -> Path:
     """Write the report as HTML or PDF (``fmt`` or the suffix of ``path``), atomically;
     ``quality`` adds the plan quality indices, ``attribution`` the lines that say which
     decision record the shown choice matches and who exported it."""
@@ -804,7 +827,8 @@ def write_report(result, evaluator, path: str | os.PathLike, *, fmt: str | None 
         raise RtplanAssistError(f"report format {fmt!r}: use .pdf or .html")
     if fmt == "html":
         atomic_write_text(path, render_report_html(result, evaluator, deidentify=deidentify,
-                                                   quality=quality, attribution=attribution))
+                                                   quality=quality, attribution=attribution,
+                                                   prior=prior))
         return path
     return render_report_pdf(result, evaluator, path, deidentify=deidentify, quality=quality,
-                             attribution=attribution)
+                             attribution=attribution, prior=prior)

@@ -216,3 +216,65 @@ def test_prior_outputs_json_csv_text(demo_evaluation, prior_folders):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert {"prior", "cumulative", "re-irradiation"} <= {r["lesion_id"] for r in rows}
     assert "PRIOR COURSE" in render_with_prior("", "text", result, prior)
+
+
+def test_cumulative_eqd2_exported_as_rtdose_reads_back(uniform_case, tmp_path):
+    from rtplan_assist.dicom.rtdose import read_dose
+    from rtplan_assist.export import write_eqd2_rtdose
+    from rtplan_assist.prior import cumulative_eqd2_grid
+
+    evaluation, choice, prior = uniform_case
+    grid, eqd2 = cumulative_eqd2_grid(evaluation, choice, prior, 2.0)
+    out = tmp_path / "RD.cumulative.dcm"
+    write_eqd2_rtdose(evaluation.case, grid, eqd2, out, model_note="EQD2 prior+current a/b=2",
+                      referenced_plans=[evaluation.lesions[0].plan.sop_instance_uid])
+    back = read_dose(out)
+    # 37.5 + 150 = 187.5 Gy EQD2 (α/β 2) in every voxel, to the uint32 quantisation
+    assert back.dose_type == "EFFECTIVE"
+    assert np.allclose(back.dose_gy, 187.5, atol=1e-4)
+
+
+def test_prior_html_sections(demo_evaluation, prior_folders):
+    from rtplan_assist.app.callbacks.prior import prior_page
+    from rtplan_assist.prior import prior_html
+
+    evaluation, result = demo_evaluation
+    same_dir, _, _ = prior_folders
+    prior = evaluate_prior(evaluation, result.choice, load_prior_course(same_dir, evaluation.case),
+                           interval_days=100.0, organs=["SpinalCord"])
+    page = prior_html(prior)
+    assert "Nieder 2006" in page and "HyTEC" in page and "α/β" in page
+    # 100 days < 5 months (HyTEC) and < 6 months (Nieder): both interval rows fail
+    intervals = [r for r in prior.rows if r.metric == "interval[days]"]
+    assert len(intervals) == 2 and {r.status for r in intervals} == {"fail"}
+    assert prior.verdict() == "fail"
+    ids = {getattr(c, "id", None) for c in prior_page(prior)}
+    assert {"prior-verdict", "prior-table", "prior-rules"} <= ids
+
+
+def test_demo_prior_course_end_to_end_in_the_cli(demo_evaluation, prior_folders, tmp_path):
+    import json
+
+    from rtplan_assist.cli import main
+    from rtplan_assist.dicom.rtdose import read_dose
+
+    evaluation, _ = demo_evaluation
+    _, shifted_dir, _ = prior_folders
+    regimens = tmp_path / "regimens.csv"
+    regimens.write_text("lesion,total_dose_gy,fractions\n*,30,5\n", encoding="utf-8")
+    out, dose = tmp_path / "e.json", tmp_path / "RD.cum.dcm"
+    code = main(["evaluate", evaluation.case.folder, "--prior", str(shifted_dir),
+                 "--regimens", str(regimens), "--format", "json", "--out", str(out),
+                 "--recovery", "nieder2006", "--prior-export", str(dose), "--deidentify"])
+    payload = json.loads(out.read_text(encoding="utf-8"))
+    section = payload["prior_course"]
+    assert "REG.prior.dcm" in section["registration"]
+    assert section["reirradiation_type"] == "type 1 re-irradiation"
+    assert section["interval_days"] == 371.0  # 2024-01-05 -> 2025-01-10
+    cord = next(o for o in section["organs"] if o["organ"] == "SpinalCord")
+    assert cord["recovery"] == 0.5  # nieder2006 at 12.2 months
+    assert section["folder"] == "(withheld)" and "RTPA-DEMO-0000" not in out.read_text()
+    # the exit code follows the verdict with the prior course
+    assert code == {"pass": 0, "fail": 1}.get(payload["verdict_with_prior"], 2)
+    back = read_dose(dose)
+    assert back.dose_type == "EFFECTIVE" and float(back.dose_gy.max()) > 37.5

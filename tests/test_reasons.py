@@ -175,3 +175,20 @@ def test_words_of_numbers_and_sources():
              organ="Lungs-GTV", structure="Lungs-GTV")
     assert percent_of_limit(cv) == 80.0
     assert "limit at least 1000 cc" in row_sentence(cv)
+
+
+def test_planned_only_evaluation_says_so():
+    # a batch without a regimen file evaluates the planned regimen only: nothing was chosen
+    rows = [row("L1", "60 Gy/8", value=31.0, status="fail")]
+    rec = Recommendation(choice={"L1": R("60/8")}, binding={}, deescalated=[],
+                         composite_status="pass", explanation=[], feasible={"L1": []})
+    res = result([lesion("L1", "lung", "60/8")], rows, [], rec)
+    from rtplan_assist.evaluation.reasons import basis_line, shown_basis
+
+    assert shown_basis(res) == "planned"
+    assert basis_line(res).startswith("Shown: the planned regimens (only the planned regimens "
+                                      "were evaluated")
+    text = recommended_reason(res, "L1").text
+    assert text.startswith("60 Gy/8 is shown: the only regimen evaluated; it fails oesophagus "
+                           "D0.03cc (physical) is 31 Gy, limit 30 Gy (SAFRON II, 3 fx)")
+    assert "recommended" not in text

@@ -15,6 +15,7 @@ module             callbacks
 ``dose``           dose_options, dose_slider, render_dose
 ``composite``      render_composite, export_csv, export_pdf
 ``decisions``      record_decision, render_history (the MDT page's decision panel)
+``prior``          prior_options, render_prior (the prior-course page, rtplan_assist.prior)
 =================  =========================================================================
 """
 
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import functools
 
-from . import composite, decisions, dose, dvh, lesion, overview, patient, plans
+from . import composite, decisions, dose, dvh, lesion, overview, patient, plans, prior
 
 __all__ = ["PAGES", "register_callbacks"]
 
 #: the callback modules, in the order they are registered
-PAGES = (patient, plans, overview, lesion, dvh, dose, composite, decisions)
+PAGES = (patient, plans, overview, lesion, dvh, dose, composite, decisions, prior)
 
 
 class _Scrubbing:

@@ -60,8 +60,8 @@ Modules
 
 from .lesions import find_lesions
 from .output import (
-    result_rows_tidy,
     CSV_FLAG_COLUMNS,
+    result_rows_tidy,
     result_to_csv,
     result_to_dict,
     result_to_html,
@@ -85,6 +85,7 @@ from .session import CaseEvaluator, Evaluation
 __all__ = [
     "ABLATIVE_SOURCE",
     "CONTRIBUTION_FRACTION",
+    "CSV_FLAG_COLUMNS",
     "PRIORITY_RANK",
     "SITES",
     "TIDY_COLUMNS",
@@ -97,7 +98,6 @@ __all__ = [
     "ResultRow",
     "find_lesions",
     "result_rows_tidy",
-    "CSV_FLAG_COLUMNS",
     "result_to_csv",
     "result_to_dict",
     "result_to_html",

@@ -18,7 +18,17 @@ import numpy as np
 from .. import __version__
 from ..regimens import ABLATIVE_BED10_GY, Regimen
 from ..status import STATUS_STYLE, status_style
-from .reasons import all_reasons, basis_line, composite_reason, lesion_reasons, shown_basis
+from .reasons import (
+    all_reasons,
+    basis_line,
+    composite_reason,
+    lesion_reasons,
+    limit_words,
+    percent_of_limit,
+    quantity_words,
+    row_details,
+    shown_basis,
+)
 from .records import (
     NEGATION,
     TIDY_COLUMNS,
@@ -323,6 +333,70 @@ def result_to_text(result: EvaluationResult) -> str:
 
 
 
+def _disclosure(summary: str, body: str) -> str:
+    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+
+
+def organ_summary(rows: list[ResultRow]) -> list[tuple[str, str, ResultRow | None, int]]:
+    """One entry per organ of ``rows`` (one lesion at one regimen, or the composite):
+    ``(organ name, worst status of its deciding rows, the deciding row closest to or furthest
+    past its limit (None without a value), number of rows)``. Deciding rows: the mandatory
+    ones when the organ has any, else every row (then the status is advisory). Sorted: fail,
+    not evaluable, goal missed, pass; then by % of limit, highest first."""
+    order = {"fail": 0, "not evaluable": 1, "goal missed": 2, "pass": 3, "info": 4}
+    groups: dict[str, list[ResultRow]] = {}
+    for r in rows:
+        if r.role == "target":
+            continue
+        groups.setdefault(r.structure or r.organ, []).append(r)
+    out = []
+    for name, items in groups.items():
+        mandatory = [r for r in items if r.priority == "mandatory"]
+        deciding = mandatory or items
+        status = min((r.status for r in deciding), key=lambda st: order.get(st, 5))
+        if not mandatory:  # advisory rows only: they never decide the verdict
+            judged = [r.status for r in items if r.status in ("fail", "goal missed", "pass")]
+            status = "advisory " + (min(judged, key=lambda st: order.get(st, 5)) if judged
+                                    else "not evaluable")
+            if any("no cited limit" in r.reason for r in items):
+                status += " (no cited limit)"
+        valued = [r for r in deciding if not math.isnan(percent_of_limit(r))]
+        closest = max(valued, key=percent_of_limit) if valued else None
+        out.append((name, status, closest, len(items)))
+    out.sort(key=lambda t: (order.get(t[1], 5 if not t[1].startswith("advisory") else 6),
+                            -(percent_of_limit(t[2]) if t[2] is not None else -1.0)))
+    return out
+
+
+def _organ_table(rows: list[ResultRow]) -> str:
+    e = html.escape
+    body = []
+    absent = sorted({r.organ for r in rows if not r.structure and r.role != "target"}
+                    - {r.organ for r in rows if r.structure})
+    for name, status, row, n in organ_summary([r for r in rows if r.structure
+                                               or r.role == "target"
+                                               or r.organ not in absent]):
+        colour = status_style(status.replace("advisory ", "")).background \
+            if not status.startswith("advisory") else "#f1f3f5"
+        if row is None:
+            body.append(f"<tr style='background:{colour}'><td>{e(name)}</td><td>{e(status)}"
+                        f"</td><td colspan=6>no value ({n} row(s))</td></tr>")
+            continue
+        kind = quantity_words(row)
+        body.append(
+            f"<tr style='background:{colour}'><td>{e(name)}</td><td>{e(status)}</td>"
+            f"<td>{e(row.metric)} ({e(kind)})</td><td>{_fmt(row.value)} {e(row.unit)}</td>"
+            f"<td>{e(row.comparator)} {_fmt(row.limit)} {e(row.unit)}</td>"
+            f"<td>{percent_of_limit(row):.0f} %</td><td>{e(limit_words(row))}"
+            f"{_disclosure('details', f'<small>{e(row_details(row))}</small>')}</td>"
+            f"<td>{n}</td></tr>")
+    return ("<table><thead><tr><th>organ</th><th>status</th><th>closest metric</th>"
+            "<th>value</th><th>limit</th><th>% of limit</th><th>source</th><th>rows</th>"
+            "</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+            + (f"<p><small>Not evaluable, no structure in the case: {e(', '.join(absent))}"
+               "</small></p>" if absent else ""))
+
+
 def _reason_li(reason) -> str:
     """A plain-language reason as a list item, its sources behind a "details" disclosure."""
     e = html.escape
@@ -421,8 +495,24 @@ def result_to_html(result: EvaluationResult) -> str:
             f"<td>{_fmt(s['gtv_bed'], 1)}</td><td>{e(fails or 'pass')}</td></tr>"
         )
     parts.append("</tbody></table>")
-    parts.append("<h2>Composite (EQD2)</h2>" + table(result.composite_rows))
-    parts.append("<h2>All lesion rows</h2>" + table(result.rows))
+    # issue 14: one row per organ by default (its worst mandatory status and the row closest
+    # to its limit); every row behind a collapsed disclosure (the page was 180,000 px tall)
+    parts.append(
+        f"<h2>Composite (EQD2), one row per organ</h2><p>{e(composite_reason(result).text)}</p>"
+        + _organ_table(result.composite_rows)
+        + _disclosure(f"every composite row ({len(result.composite_rows)})",
+                      table(result.composite_rows)))
+    shown = result.chosen_rows()
+    for lesion in result.lesions:
+        lid = lesion.lesion_id
+        mine = [r for r in shown if r.lesion_id == lid]
+        parts.append(
+            f"<h2>{e(lid)} {e(lesion.label)} at {e(result.choice[lid].label)} (shown), one "
+            "row per organ</h2>" + _organ_table(mine)
+            + _disclosure(f"every row of {lid} at {result.choice[lid].label} ({len(mine)})",
+                          table(mine)))
+    parts.append("<h2>Every lesion row, every regimen</h2>"
+                 + _disclosure(f"{len(result.rows)} rows", table(result.rows)))
     parts.append(
         "<h2>Warnings</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in result.warnings) + "</ul>"
     )

@@ -21,9 +21,12 @@ The words avoid "instead of": an MDT reads the regimen after it as the plan.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
+
+import yaml
 
 from ..regimens import Regimen, control_target, parse_regimen
 from .objective import target_check
@@ -44,6 +47,8 @@ SOURCE_NAMES: dict[str, str] = {
     "uk_sabr_2019": "UK SABR 2019",
     "nccn_nsclc": "NCCN NSCLC",
     "cosinr": "COSINR",
+    "ro2016_renal_sbrt_10fx": "Yamamoto 2016 (10 fx SBRT)",
+    "ro2013_rtog_plexus": "RTOG plexus limits (Radiat Oncol 2013)",
 }
 
 #: TG-263 organ names in words (lower case: they stand inside a sentence). Others are shown
@@ -97,10 +102,24 @@ def source_key(source: str) -> str:
 
 
 def source_name(source: str) -> str:
-    """The source of a row in words: ``SAFRON II``, ``TG-101``, ``HyTEC``...; a key that is
-    not a shipped source is returned as written."""
+    """The source of a row in words: ``SAFRON II``, ``TG-101``, ``HyTEC``...
+    (:data:`SOURCE_NAMES`, else the ``short_name`` of its entry in the shipped
+    ``constraints/sources.yaml``); any other key is returned as written."""
     key = source_key(source)
-    return SOURCE_NAMES.get(key, key)
+    return SOURCE_NAMES.get(key) or _short_names().get(key) or key
+
+
+@functools.lru_cache(maxsize=1)
+def _short_names() -> dict[str, str]:
+    """``short_name`` fields of the shipped sources.yaml (read once; empty when unreadable)."""
+    try:
+        from ..constraints import shipped_folder
+
+        data = yaml.safe_load((shipped_folder() / "sources.yaml").read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - names in words are a convenience; the key is shown
+        return {}
+    return {k: str(v["short_name"]) for k, v in (data or {}).items()
+            if isinstance(v, dict) and v.get("short_name")}
 
 
 def organ_words(organ: str, structure: str = "") -> str:
@@ -396,11 +415,16 @@ def recommended_reason(result, lesion_id: str) -> Reason:
     else:
         rank = ("the first option in the ranking that keeps every mandatory limit, its own "
                 "and the composite with the other lesions as recommended")
+    if len(pool) <= 1:  # nothing to choose from (e.g. a batch without a regimen file)
+        worst = max(failing, key=excess) if failing else None
+        rank = ("the only regimen evaluated" + (f"; it fails {row_sentence(worst)}" if worst
+                                                else "; it keeps every mandatory limit"))
     parts = [rank, _target_words(regimen, site)]
     partly = _partly_judged_words(rows, regimen.fractions)
     if partly:
         parts.append(partly)
-    text = f"{regimen.label} is recommended: " + "; ".join(parts)
+    verb = "is shown" if len(pool) <= 1 else "is recommended"
+    text = f"{regimen.label} {verb}: " + "; ".join(parts)
     return Reason(lesion_id, "recommended", text, rec.reasons.get(lesion_id, ""), None)
 
 
@@ -481,10 +505,21 @@ def all_reasons(result) -> list[Reason]:
 BASES = ("recommended", "planned", "chosen")
 
 
+def planned_only(result) -> bool:
+    """True when every lesion was evaluated at its planned regimen only (a batch without a
+    regimen file): its "recommendation" chose from nothing."""
+    return all({r.regimen for r in result.rows if r.lesion_id == lesion.lesion_id}
+               <= {lesion.planned.label} for lesion in result.lesions)
+
+
 def shown_basis(result) -> str:
     """Which regimens a result shows (its ``choice``): ``recommended`` (the recommendation's
     choice, also when it equals the plan), ``planned`` (every lesion's planned regimen, not
-    the recommendation) or ``chosen`` (any other choice: a user's)."""
+    the recommendation, or only the planned regimens were evaluated) or ``chosen`` (any
+    other choice: a user's)."""
+    if planned_only(result) and result.choice == {
+            lesion.lesion_id: lesion.planned for lesion in result.lesions}:
+        return "planned"
     if result.choice == result.recommendation.choice:
         return "recommended"
     if result.choice == {lesion.lesion_id: lesion.planned for lesion in result.lesions}:
@@ -499,6 +534,9 @@ def basis_line(result) -> str:
     basis = shown_basis(result)
     rec = result.recommendation.choice
     planned = {lesion.lesion_id: lesion.planned for lesion in result.lesions}
+    if planned_only(result):
+        return ("Shown: the planned regimens (only the planned regimens were evaluated: no "
+                "recommendation among other regimens)")
 
     def differing(ref: dict, other: dict) -> list[str]:
         return [f"{lid} {other[lid].label}" for lid in ref
