@@ -78,3 +78,51 @@ def test_non_finite_refused():
     contour[CONTOUR_DATA] = raw
     with pytest.raises(DicomInputError, match="NaN or infinite"):
         _contour_values(contour, "RS.dcm", "ROI")
+
+
+# ContourGeometricType (CS) and NumberOfContourPoints (IS) read from their raw bytes
+# (rtstruct._geometric_type, rtstruct._n_points) give what pydicom's conversion gives
+# (ds_str / ds_int over pydicom's value), and anything else goes through pydicom.
+GEOMETRIC_TYPE = (0x3006, 0x0042)
+N_POINTS = (0x3006, 0x0046)
+
+
+def _raw_contour(geometric: bytes, n_points: bytes) -> Dataset:
+    contour = Dataset()
+    for tag, vr, value in ((GEOMETRIC_TYPE, "CS", geometric), (N_POINTS, "IS", n_points)):
+        contour[tag] = pydicom.dataelem.RawDataElement(pydicom.tag.Tag(tag), vr, len(value),
+                                                       value, 0, False, True)
+    return contour
+
+
+@pytest.mark.parametrize("geometric, n_points", [
+    (b"CLOSED_PLANAR ", b"4 "), (b"POINT ", b"1 "), (b"OPEN_PLANAR", b"0012"),
+    (b" closed_planar", b" 7"), (b"CLOSED_PLANAR\x00", b"4.0 "), (b"CLOSED_PLANAR", b"+4"),
+    (b"", b""), (b"A\\B", b"4"),
+])
+def test_type_and_point_count_as_pydicom(geometric, n_points):
+    from rtplan_assist.dicom._common import ds_int, ds_str
+    from rtplan_assist.dicom.rtstruct import _geometric_type, _n_points
+
+    ours = _raw_contour(geometric, n_points)
+    ref = _raw_contour(geometric, n_points)
+    assert _geometric_type(ours) == ds_str(ref, "ContourGeometricType").upper()
+    assert _n_points(ours, "RS.dcm") == ds_int(ref, "NumberOfContourPoints", path="RS.dcm")
+
+
+def test_point_count_not_a_number_is_refused_by_name():
+    from rtplan_assist.dicom.rtstruct import _n_points
+
+    with pytest.raises(DicomInputError, match="NumberOfContourPoints"):
+        _n_points(_raw_contour(b"CLOSED_PLANAR", b"four"), "RS.dcm")
+
+
+def test_demo_contours_take_the_raw_path():
+    from rtplan_assist.dicom.rtstruct import GEOMETRIC_TYPE_TAG, N_POINTS_TAG, _raw_ascii
+
+    ds = pydicom.dcmread(str(demo_case_folder() / "RS.dcm"), force=True)
+    contours = [c for item in ds.ROIContourSequence for c in item.get("ContourSequence", [])]
+    assert contours
+    for c in contours:
+        assert _raw_ascii(c, GEOMETRIC_TYPE_TAG) == "CLOSED_PLANAR"
+        assert _raw_ascii(c, N_POINTS_TAG).isdigit()

@@ -36,6 +36,8 @@ MAX_CONTOUR_POINTS = 100_000
 MAX_STRUCTURE_SET_POINTS = 10_000_000
 
 CONTOUR_DATA_TAG = 0x30060050
+GEOMETRIC_TYPE_TAG = 0x30060042  # ContourGeometricType (CS)
+N_POINTS_TAG = 0x30060046  # NumberOfContourPoints (IS)
 
 #: Most *folds* one contour may have: how many times, on average, a line along x (or y)
 #: through the contour crosses it, halved (Σ|Δy| / 2·(y extent), and the same along x). A
@@ -134,12 +136,44 @@ def _contour_values(contour: Dataset, path, roi_name: str) -> np.ndarray | None:
     return as_floats(contour.get("ContourData", None), "ContourData", path)
 
 
+def _raw_ascii(ds: Dataset, tag: int) -> str | None:
+    """A one-valued text element read from its raw bytes, stripped of spaces, when it is
+    plain printable ASCII; ``None`` otherwise (absent, already converted, several values,
+    NUL or non-ASCII bytes): the caller then asks pydicom, whose checks and errors apply.
+
+    Each contour has a ContourGeometricType and a NumberOfContourPoints: pydicom's
+    conversion of these two took half of the structure set's reading time (the demo's
+    1,244 contours), for values that are a word and a number."""
+    elem = ds.get_item(tag, keep_deferred=True)  # never converts nor reads a deferred value
+    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
+        return None
+    raw = elem.value
+    if not raw.isascii() or b"\\" in raw:
+        return None
+    text = raw.decode("ascii").strip(" ")
+    return text if text and text.isprintable() else None
+
+
+def _geometric_type(contour: Dataset) -> str:
+    """ContourGeometricType, upper case ('' when absent); :func:`ds_str` when not plain."""
+    text = _raw_ascii(contour, GEOMETRIC_TYPE_TAG)
+    return (text if text is not None else ds_str(contour, "ContourGeometricType")).upper()
+
+
+def _n_points(contour: Dataset, path) -> int | None:
+    """NumberOfContourPoints; :func:`ds_int` (its checks and errors) when not plain digits."""
+    text = _raw_ascii(contour, N_POINTS_TAG)
+    if text is not None and text.isdigit():
+        return int(text)
+    return ds_int(contour, "NumberOfContourPoints", path=path)
+
+
 def _contour_points(contour: Dataset, path, roi_name: str) -> np.ndarray:
     values = _contour_values(contour, path, roi_name)
     if values is None:
         return np.zeros((0, 3))
     check_coordinates(values, f"ROI {roi_name!r} ContourData", path)
-    n_points = ds_int(contour, "NumberOfContourPoints", path=path)
+    n_points = _n_points(contour, path)
     if values.size % 3 or (n_points is not None and values.size != 3 * n_points):
         raise DicomInputError(
             f"ROI {roi_name!r}: ContourData has {values.size} values for NumberOfContourPoints "
@@ -256,7 +290,7 @@ def _read_structures(
         if item is not None and "ContourSequence" in item:
             contour_seq = ds_items(item, "ContourSequence", path=path)
         for contour in contour_seq or []:
-            kind = ds_str(contour, "ContourGeometricType").upper()
+            kind = _geometric_type(contour)
             if kind != "CLOSED_PLANAR":
                 skipped[kind or "no ContourGeometricType"] += 1
                 continue
