@@ -598,7 +598,7 @@ $lesion_table
 <h2>Composite OARs: sum of voxel EQD2 over all lesions (per OAR: worst mandatory status and the
  limit it is closest to)</h2>
 <p class="composite-reason">$composite_reason</p>
-$composite_table $composite_missing
+$composite_table
 <div class="page-break"></div>
 <h2>Axial images through each PTV centre and dose-volume histograms (shown regimens)</h2>
 <div class="isodoses">$isodoses</div>
@@ -607,7 +607,8 @@ $composite_table $composite_missing
 <div class="page-break"></div>
 <h2>Per-lesion constraints at the shown regimen (physical dose), then every composite row</h2>
 $lesion_tables
-<div class="lesion-block"><h3>Composite (EQD2, each organ's α/β)</h3>$composite_detail</div>
+<div class="lesion-block"><h3>Composite (EQD2, each organ's α/β)</h3>$composite_detail
+$composite_missing</div>
 $prior
 $quality
 <h2>Model and α/β</h2>

@@ -62,6 +62,11 @@ def test_page_one_alone_carries_the_decision(report_pdf, demo_evaluation):
     assert result.recommendation.binding  # the demo de-escalates: "is rejected" is shown
     assert first.count("is rejected") == len(result.recommendation.binding)
     assert "instead of" not in first
+    # page 1 holds it all: page 2 starts with the figures, nothing of page 1 spilled over
+    second = _words(subprocess.run(["pdftotext", "-f", "2", "-l", "2", str(report_pdf), "-"],
+                                   check=True, capture_output=True, text=True,
+                                   timeout=120).stdout)
+    assert second.startswith("Axial images through each PTV centre"), second[:200]
 
 
 @needs_poppler
