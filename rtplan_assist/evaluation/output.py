@@ -305,15 +305,18 @@ def result_to_text(result: EvaluationResult) -> str:
         "",
         "* recommended/chosen, p planned",
         "",
-        "Composite (sum of voxel EQD2, each lesion its own n):",
+        ("Composite (sum of voxel EQD2, each lesion its own n; mandatory rows decide the "
+         "verdict, advisory rows are listed when over their limit):"),
     ]
     for r in result.composite_rows:
         if not r.structure or r.priority not in ("mandatory",) and r.status not in ("fail",):
             continue
         ab = f"α/β {r.alpha_beta_gy:g}" if r.alpha_beta_gy is not None else "physical sum"
         pri = "" if r.priority == "mandatory" else f" ({r.priority})"
+        # an advisory row over its limit never reads as a bare "fail" beside a PASS verdict
+        status = r.status if r.priority == "mandatory" else "advisory over"
         lines.append(
-            f"  {r.status:13} {r.structure:14} {r.metric:16} {_fmt(r.value):>8} {r.comparator:2} "
+            f"  {status:13} {r.structure:14} {r.metric:16} {_fmt(r.value):>8} {r.comparator:2} "
             f"{_fmt(r.limit):>8} {r.unit}  {ab}  [{r.source}, n={r.converted_from_fractions}]{pri}"
         )
     rec = result.recommendation
