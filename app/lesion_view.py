@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from dash import dcc, html
 
 from rtplan_assist.escape import markdown_html
+from rtplan_assist.evaluation.reasons import percent_of_limit, row_sentence
 from rtplan_assist.status import status_style
 
 from .views import fmt_number, kind_text, metric_family, robustness_marker, status_badge
@@ -27,8 +28,7 @@ __all__ = [
     "comparison_table",
     "comparison_table_html",
     "lesion_summary",
-    "percent_of_limit",
-    "row_words",
+    "reason_lines",
 ]
 
 #: How a cell's row is picked for the one-row-per-organ view: decisive rows first.
@@ -65,19 +65,6 @@ def _nan(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def percent_of_limit(row) -> float:
-    """The row's value as a percentage of its limit: ``100 value / limit`` for an upper limit,
-    ``100 limit / value`` for a lower one (both read "above 100 % fails"); NaN without a value
-    or a limit."""
-    if _nan(getattr(row, "limit", None)) or _nan(row.value) or not row.limit:
-        return math.nan
-    if row.comparator in ("<", "<="):
-        return 100.0 * row.value / row.limit
-    if row.comparator in (">", ">="):
-        return 100.0 * row.limit / row.value if row.value else math.inf
-    return math.nan
-
-
 def _pct_text(row) -> str:
     pct = percent_of_limit(row)
     return "" if math.isnan(pct) else f"{pct:.0f} %"
@@ -85,23 +72,6 @@ def _pct_text(row) -> str:
 
 def _comp(comparator: str) -> str:
     return {"<=": "≤", ">=": "≥", "<": "<", ">": ">"}.get(comparator, comparator or "")
-
-
-def row_words(row) -> str:
-    """One row for the summary: ``Esophagus D0.03cc[Gy] (physical) 33.13 Gy, limit ≤ 30.00 Gy
-    at 4 fx (safron2_2016), 110 % of the limit``; composite rows say EQD2 with the model and
-    α/β. The plain-language sentence of the recommendation is the reasons module's."""
-    what = f"{row.structure or row.organ} {row.metric} ({kind_text(row)})"
-    if _nan(row.value) or _nan(row.limit):
-        return f"{what}: not evaluable" + (f" ({row.reason})" if row.reason else "")
-    fx = ""
-    if row.converted_from_fractions:
-        fx = f", converted from {row.converted_from_fractions} fx"
-    elif row.constraint_fractions:
-        fx = f" at {row.constraint_fractions} fx"
-    source = (row.source or "").split(",")[0]
-    return (f"{what} {fmt_number(row.value, row.unit)}, limit {_comp(row.comparator)} "
-            f"{fmt_number(row.limit, row.unit)}{fx} ({source}), {_pct_text(row)} of the limit")
 
 
 def _decisive(row) -> bool:
@@ -480,13 +450,13 @@ def comparison_table(rows_by_regimen: Mapping[str, Sequence], *, chosen: str | N
 # ------------------------------------------------------------------------------ summary
 def lesion_summary(*, chosen: str, recommended: str, planned: str, chosen_bed: float,
                    recommended_bed: float, planned_bed: float, own: str, composite: str,
-                   binding, reasons: Sequence[tuple[str, str]] = ()) -> list:
+                   binding) -> list:
     """The sticky summary's verdict lines: chosen / recommended / planned with their BED10,
     the two verdicts of the chosen regimen and the binding constraint in words.
 
     ``binding`` is the decisive row closest to (or past) its limit for the chosen regimen, own
-    or composite (:func:`binding_row`); ``reasons`` is ``[(sentence, details)]`` from the
-    reasons of the evaluation.
+    or composite (:func:`binding_row`), said by :func:`~rtplan_assist.evaluation.reasons.
+    row_sentence`.
     """
     def reg(label, bed, css):
         return html.Span([html.B(label, className=css), f" (BED10 {bed:.1f} Gy)"
@@ -512,12 +482,25 @@ def lesion_summary(*, chosen: str, recommended: str, planned: str, chosen_bed: f
         head = ("Exceeded: " if binding.status == "fail" else
                 "Cannot be judged: " if binding.status == "not evaluable" else
                 "Closest limit: ")
-        where = "composite, " if binding.lesion_id == "composite" else ""
+        where = ("with the other lesions as chosen, composite " if binding.lesion_id ==
+                 "composite" else "")
+        pct = percent_of_limit(binding)
+        tail = "" if math.isnan(pct) else f", {pct:.0f} % of the limit"
         lines.append(html.Div([html.Span(head, className="fw-semibold"), where,
-                               row_words(binding)], id="summary-binding"))
-    for sentence, details in reasons:
-        lines.append(html.Div([sentence] + ([html.Details(
-            [html.Summary("details"), html.Div(details, className="cell-source")],
-            className="d-inline-block ms-2 summary-details")] if details else []),
-            className="summary-reason"))
+                               row_sentence(binding), tail], id="summary-binding"))
     return lines
+
+
+def reason_lines(reasons: Sequence[tuple[str, str]]) -> list:
+    """The lesion's plain-language reasons, ``[(sentence, details)]`` (the reasons module's),
+    each with its source key, CSV line and the engine's text behind a "details" disclosure.
+    They are about the recommendation (every lesion as recommended), which the heading says,
+    so that a choice whose composite fails never reads as contradicted by them."""
+    if not reasons:
+        return []
+    head = html.Div("Why the recommendation (every lesion as recommended):",
+                    className="cell-source")
+    return [head] + [html.Div([sentence, " "] + ([html.Details(
+        [html.Summary("details"), html.Div(details, className="cell-source")],
+        className="d-inline-block summary-details")] if details else []),
+        className="summary-reason") for sentence, details in reasons]

@@ -62,6 +62,9 @@ def test_lesion_page_custom_regimens_summary_and_column_verdicts(dash_duo, app_c
     dash_duo.wait_for_element("#comparison-table", timeout=60)
     dash_duo.wait_for_contains_text("#summary-regimens", f"Chosen {recommended}", timeout=30)
     assert dash_duo.find_element("#reset-regimen").get_attribute("disabled")
+    # the plain-language reason of the recommendation (rtplan_assist.evaluation.reasons)
+    dash_duo.wait_for_contains_text("#lesion-reasons", f"{recommended} is recommended",
+                                    timeout=10)
 
     # (c) an added regimen is chosen, can be removed, and the choice reset. 60 Gy/3 scales the
     # planned dose above 54 Gy/3 at the same 3 fx limits: it fails L2's own mandatory rows

@@ -10,12 +10,15 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from rtplan_assist.errors import RtplanAssistError
 
+from rtplan_assist.evaluation import EvaluationResult
+from rtplan_assist.evaluation.reasons import lesion_reasons, percent_of_limit
+
 from ..lesion_view import (
     ColumnVerdict,
     binding_row,
     comparison_table,
     lesion_summary,
-    percent_of_limit,
+    reason_lines,
 )
 from ..services import LoadedPatient
 from ..views import composite_table
@@ -28,7 +31,7 @@ from ._shared import (
 )
 
 __all__ = ["column_verdicts", "composite_change", "composite_summary", "custom_regimen",
-           "lesion_rows_by_regimen", "regimen_change", "register"]
+           "lesion_rows_by_regimen", "page_reasons", "regimen_change", "register"]
 
 
 def lesion_rows_by_regimen(loaded: LoadedPatient, lesion_id: str) -> dict[str, list]:
@@ -139,18 +142,27 @@ def _added_list(labels: list[str]):
         for label in labels])
 
 
-def _reasons(rec, lesion_id: str, recommended: str) -> list[tuple[str, str]]:
-    # TODO(issue 14): the plain-language sentences of rtplan_assist.evaluation.reasons once
-    # it is on main; until then the engine's text stays behind "details".
-    details = "; ".join(x for x in (rec.binding.get(lesion_id), rec.reasons.get(lesion_id)) if x)
-    return [(f"Why {recommended} is recommended:", details)] if details else []
+def page_reasons(evaluator, rec, choice: dict, lesion_id: str, rows_by_regimen: dict,
+                 composite_rows: list) -> list[tuple[str, str]]:
+    """``[(sentence, details)]`` of the lesion: :func:`~rtplan_assist.evaluation.reasons.
+    lesion_reasons` (recommended, the rejected better option, the choice if it differs) over
+    an :class:`EvaluationResult` holding what they read (this lesion's rows at every regimen,
+    the mandatory composite rows of the choice), without the robustness work of a full
+    :meth:`~rtplan_assist.evaluation.session.Evaluation.result`."""
+    result = EvaluationResult(
+        patient_id=evaluator.case.patient_id, folder=str(evaluator.case.folder),
+        lesions=list(evaluator.lesions),
+        rows=[r for rows in rows_by_regimen.values() for r in rows],
+        composite_rows=list(composite_rows), recommendation=rec, choice=dict(choice),
+        warnings=[], caveats=[], provenance={})
+    return [(reason.text, reason.details) for reason in lesion_reasons(result, lesion_id)]
 
 
 def register(app, services) -> None:
     @app.callback(
         Output("lesion-title", "children"), Output("lesion-choice", "options"),
         Output("lesion-choice", "value"), Output("lesion-table", "children"),
-        Output("lesion-summary", "children"),
+        Output("lesion-summary", "children"), Output("lesion-reasons", "children"),
         Output("added-regimens", "children"), Output("reset-regimen", "disabled"),
         Output("lesion-recommended", "data"), Output("lesion-rendered", "data"),
         Input("loaded", "data"), Input("choices", "data"), Input("lesion-show-all", "value"),
@@ -158,7 +170,7 @@ def register(app, services) -> None:
     )
     def render_lesion(loaded_data, choices, show_all, lesion_id, session):
         if not loaded_data:
-            return (no_update,) * 9
+            return (no_update,) * 10
         try:
             loaded = loaded_patient(services, loaded_data, session)
             patient_prefs = prefs(choices, loaded.entry.key)
@@ -166,7 +178,8 @@ def register(app, services) -> None:
                                                                lesion_id)
             rec = loaded.recommendation_for(patient_prefs)
         except RtplanAssistError as exc:
-            return (no_update, [], None, error_alert(exc), None, None, True, None, None)
+            return (no_update, [], None, error_alert(exc), None, None, None, True, None,
+                    None)
         ev = loaded.evaluator
         lesion = next(les for les in ev.lesions if les.lesion_id == lesion_id)
         recommended = rec.choice[lesion_id]
@@ -189,12 +202,13 @@ def register(app, services) -> None:
             chosen_bed=chosen.bed10_gy(), recommended_bed=recommended.bed10_gy(),
             planned_bed=planned.bed10_gy(), own=composite_status(own_rows),
             composite=composite_status(composite),
-            binding=binding_row(own_rows + composite),
-            reasons=_reasons(rec, lesion_id, recommended.label))
+            binding=binding_row(own_rows + composite))
+        reasons = reason_lines(page_reasons(ev, rec, choice, lesion_id, rows, composite))
         added = list(((patient_prefs.get("added") or {}).get(lesion_id)) or [])
         explicit = lesion_id in (patient_prefs.get("choice") or {})
-        return (title, options, chosen.label, table, summary, _added_list(added), not explicit,
-                recommended.label, {lid: r.label for lid, r in sorted(choice.items())})
+        return (title, options, chosen.label, table, summary, reasons, _added_list(added),
+                not explicit, recommended.label,
+                {lid: r.label for lid, r in sorted(choice.items())})
 
     @app.callback(
         Output("lesion-composite", "children"),

@@ -42,6 +42,7 @@ def layout(lesion_id: str = "L1", **_query):
             html.Div(id="add-error", className="small text-danger"),
             html.Div(id="lesion-summary", className="lesion-summary-lines"),
         ], className="lesion-summary", id="lesion-summary-box"),
+        html.Div(id="lesion-reasons", className="lesion-summary-lines"),
         dbc.Switch(id="lesion-show-all", label="Show all constraints (one row per constraint)",
                    value=False, className="my-1 small"),
         dcc.Loading(html.Div(id="lesion-table"), type="dot", delay_show=300),
