@@ -1029,26 +1029,12 @@ def _write_rtplan(ctx: _Context, lesion: DemoLesion, ptv_roi_number: int, rtstru
     return sop_uid
 
 
-def _write_rtdose(ctx: _Context, lesion: DemoLesion, geometry: _LesionGeometry, plan_uid: str,
-                  folder: Path, *, extra: tuple[_LesionGeometry, ...] = ()) -> str:
-    """Write RD.<id>.dcm (uint16, 2.5 mm grid over the External); return its SOPInstanceUID.
-    ``extra``: further targets of the same plan, whose dose (same prescription, delivered in
-    the same session) adds to this one."""
-    dose = _dose_gy(geometry, lesion.dose_gy)
-    for other in extra:
-        dose = dose + _dose_gy(other, lesion.dose_gy)
-    # 6 significant digits so that the written DoseGridScaling is exactly the one applied
+def _set_dose_grid(ds: Dataset, dose: np.ndarray, plan_uid: str, comment: str) -> None:
+    """The RT Dose and image-pixel modules of a demo RTDOSE: ``dose`` (Gy, (nz, ny, nx) on
+    the demo dose grid) as uint16 with a DoseGridScaling of 6 significant digits (so that the
+    written scaling is exactly the one applied), physical, PLAN, referencing ``plan_uid``."""
     scaling = float(f"{float(dose.max()) / 65000.0:.6g}")
     pixels = np.clip(np.rint(dose / scaling), 0, 65535).astype("<u2")
-
-    sop_uid = ctx.uid("rtdose", lesion.lesion_id)
-    ds = _new_dataset(ctx, RTDoseStorage, sop_uid, "RTDOSE", ctx.uid("rtdose series",
-                      lesion.lesion_id), 20 + int(lesion.lesion_id[1:]), f"Dose {lesion.label}")
-    ds.SeriesDate = _PLAN_DATE
-    ds.SeriesTime = _PLAN_TIME
-    ds.ContentDate = _PLAN_DATE
-    ds.ContentTime = _PLAN_TIME
-    ds.InstanceNumber = 1
     nz, ny, nx = _DOSE_SHAPE
     ds.ImagePositionPatient = list(_DOSE_ORIGIN_MM)
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -1068,7 +1054,7 @@ def _write_rtdose(ctx: _Context, lesion: DemoLesion, geometry: _LesionGeometry, 
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"
     ds.DoseSummationType = "PLAN"
-    ds.DoseComment = f"Analytic SBRT-like dose for {lesion.ptv}, {lesion.dose_gy:g} Gy"
+    ds.DoseComment = comment
     ds.DoseGridScaling = scaling
     plan_ref = Dataset()
     plan_ref.ReferencedSOPClassUID = RTPlanStorage
@@ -1076,6 +1062,26 @@ def _write_rtdose(ctx: _Context, lesion: DemoLesion, geometry: _LesionGeometry, 
     ds.ReferencedRTPlanSequence = Sequence([plan_ref])
     ds.PixelData = pixels.tobytes()
     ds["PixelData"].VR = "OW"
+
+
+def _write_rtdose(ctx: _Context, lesion: DemoLesion, geometry: _LesionGeometry, plan_uid: str,
+                  folder: Path, *, extra: tuple[_LesionGeometry, ...] = ()) -> str:
+    """Write RD.<id>.dcm (uint16, 2.5 mm grid over the External); return its SOPInstanceUID.
+    ``extra``: further targets of the same plan, whose dose (same prescription, delivered in
+    the same session) adds to this one."""
+    dose = _dose_gy(geometry, lesion.dose_gy)
+    for other in extra:
+        dose = dose + _dose_gy(other, lesion.dose_gy)
+    sop_uid = ctx.uid("rtdose", lesion.lesion_id)
+    ds = _new_dataset(ctx, RTDoseStorage, sop_uid, "RTDOSE", ctx.uid("rtdose series",
+                      lesion.lesion_id), 20 + int(lesion.lesion_id[1:]), f"Dose {lesion.label}")
+    ds.SeriesDate = _PLAN_DATE
+    ds.SeriesTime = _PLAN_TIME
+    ds.ContentDate = _PLAN_DATE
+    ds.ContentTime = _PLAN_TIME
+    ds.InstanceNumber = 1
+    _set_dose_grid(ds, dose, plan_uid,
+                   f"Analytic SBRT-like dose for {lesion.ptv}, {lesion.dose_gy:g} Gy")
     _save(ds, folder / f"RD.{lesion.lesion_id}.dcm")
     return sop_uid
 
@@ -1252,36 +1258,8 @@ def write_prior_course(folder: str | os.PathLike, *, seed: int = 0,
     x, y, z = _dose_grid_mm()  # the grid, in the prior frame's coordinates
     dose = prior_dose_gy(x[None, None, :] - shift[0], y[None, :, None] - shift[1],
                          z[:, None, None] - shift[2])
-    scaling = float(f"{float(dose.max()) / 65000.0:.6g}")
-    pixels = np.clip(np.rint(dose / scaling), 0, 65535).astype("<u2")
     ds = new(RTDoseStorage, "prior rtdose", "RTDOSE", 41, "Dose prior 30Gy/10")
-    nz, ny, nx = _DOSE_SHAPE
-    ds.ImagePositionPatient = list(_DOSE_ORIGIN_MM)
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.SliceThickness = _DOSE_MM
-    ds.PixelSpacing = [_DOSE_MM, _DOSE_MM]
-    ds.NumberOfFrames = nz
-    ds.FrameIncrementPointer = Tag(0x3004, 0x000C)
-    ds.GridFrameOffsetVector = [round(_DOSE_MM * k, 2) for k in range(nz)]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ny
-    ds.Columns = nx
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.DoseUnits = "GY"
-    ds.DoseType = "PHYSICAL"
-    ds.DoseSummationType = "PLAN"
-    ds.DoseComment = "Synthetic prior course, 30 Gy/10"
-    ds.DoseGridScaling = scaling
-    plan_ref = Dataset()
-    plan_ref.ReferencedSOPClassUID = RTPlanStorage
-    plan_ref.ReferencedSOPInstanceUID = plan.SOPInstanceUID
-    ds.ReferencedRTPlanSequence = Sequence([plan_ref])
-    ds.PixelData = pixels.tobytes()
-    ds["PixelData"].VR = "OW"
+    _set_dose_grid(ds, dose, plan.SOPInstanceUID, "Synthetic prior course, 30 Gy/10")
     _save(ds, folder / "RD.prior.dcm")
 
     if registered:

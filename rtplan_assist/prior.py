@@ -402,6 +402,8 @@ class OrganCourses:
     recovery_note: str
     metrics: dict[str, dict[str, float]]  # course -> metric -> value
     outside_note: str = ""
+    #: course -> DVH (EQD2, the organ's α/β) for the curves
+    dvhs: dict = field(default_factory=dict, repr=False)
 
 
 COURSES = ("prior", "current", "cumulative", "cumulative adjusted")
@@ -538,7 +540,8 @@ def evaluate_prior(
                             "prior dose grid: no prior dose is counted there (unknown, not 0 Gy)")
             notes.append(outside_note)
         found.append(OrganCourses(organ, structure.name, ab, r, r_note,
-                                   {c: _metrics(d) for c, d in dvhs.items()}, outside_note))
+                                   {c: _metrics(d) for c, d in dvhs.items()}, outside_note,
+                                   dvhs))
         for lim in limits.get(organ, []):
             if lim.alpha_beta_gy is None:
                 continue  # physical-dose limits (low-dose bath) are not summed across courses

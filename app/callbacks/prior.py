@@ -75,6 +75,34 @@ def prior_page(result) -> list:
 
 
 def register(app, services) -> None:
+    from ..services.lru import OnceLRU
+
+    results = OnceLRU(8)  # this process's last prior-course evaluations (table, then curves)
+
+    def evaluate(session, loaded, choices, folder_index, recovery, interval, fractions):
+        """The :class:`~rtplan_assist.prior.PriorResult` for the page's inputs (cached)."""
+        from rtplan_assist.prior import evaluate_prior, load_prior_course
+
+        found = prior_folders(loaded.case.folder)
+        if folder_index is None or not found:
+            return None
+        folder = found[int(folder_index)]
+        with loaded.lock:
+            choice = loaded.choice(prefs(choices, loaded.entry.key))
+        key = (session, loaded.entry.key, str(folder), recovery, interval, fractions,
+               tuple(sorted((k, v.label) for k, v in choice.items())))
+
+        def make():
+            with loaded.lock:
+                prior = load_prior_course(folder, loaded.case,
+                                          fractions=int(fractions) if fractions else None)
+                return evaluate_prior(
+                    loaded.evaluator, choice, prior,
+                    interval_days=float(interval) if interval not in (None, "") else None,
+                    recovery=recovery or "none")
+
+        return results.get(key, make)
+
     @app.callback(
         Output("prior-folder", "options"), Output("prior-folder", "value"),
         Input("loaded", "data"), State("session-id", "data"),
@@ -89,7 +117,8 @@ def register(app, services) -> None:
         return options, (options[0]["value"] if options else None)
 
     @app.callback(
-        Output("prior-content", "children"),
+        Output("prior-content", "children"), Output("prior-organ", "options"),
+        Output("prior-organ", "value"),
         Input("prior-run", "n_clicks"),
         State("prior-folder", "value"), State("prior-recovery", "value"),
         State("prior-interval", "value"), State("prior-fractions", "value"),
@@ -98,26 +127,48 @@ def register(app, services) -> None:
     )
     def render_prior(_clicks, folder_index, recovery, interval, fractions, loaded_data,
                      choices, session):
-        from rtplan_assist.prior import evaluate_prior, load_prior_course
-
         if not loaded_data:
-            return no_update
+            return no_update, no_update, no_update
         loaded = loaded_patient(services, loaded_data, session)
-        found = prior_folders(loaded.case.folder)
-        if folder_index is None or not found:
+        try:
+            result = evaluate(session, loaded, choices, folder_index, recovery, interval,
+                              fractions)
+        except (RtplanAssistError, IndexError, ValueError) as exc:
+            return error_alert(exc), [], None
+        if result is None:
             return dbc.Alert(f"No prior-course folder next to the patient folder (a folder "
                              f"named {Path(loaded.case.folder).name}-prior holding the earlier "
-                             "course's RTDOSE and RTPLAN).", color="secondary")
+                             "course's RTDOSE and RTPLAN).", color="secondary"), [], None
+        options = [{"label": o.structure, "value": o.organ} for o in result.organs]
+        first = next((o.organ for o in result.organs if o.organ == "SpinalCord"),
+                     options[0]["value"] if options else None)
+        return prior_page(result), options, first
+
+    @app.callback(
+        Output("prior-dvh", "figure"),
+        Input("prior-organ", "value"),
+        State("prior-folder", "value"), State("prior-recovery", "value"),
+        State("prior-interval", "value"), State("prior-fractions", "value"),
+        State("loaded", "data"), State("choices", "data"), State("session-id", "data"),
+        prevent_initial_call=True,
+    )
+    def render_prior_dvh(organ, folder_index, recovery, interval, fractions, loaded_data,
+                         choices, session):
+        from ..figures import dvh_figure
+
+        if not loaded_data or not organ:
+            return no_update
+        loaded = loaded_patient(services, loaded_data, session)
         try:
-            folder = found[int(folder_index)]
-            with loaded.lock:
-                choice = loaded.choice(prefs(choices, loaded.entry.key))
-                prior = load_prior_course(folder, loaded.case,
-                                          fractions=int(fractions) if fractions else None)
-                result = evaluate_prior(
-                    loaded.evaluator, choice, prior,
-                    interval_days=float(interval) if interval not in (None, "") else None,
-                    recovery=recovery or "none")
-        except (RtplanAssistError, IndexError, ValueError) as exc:
-            return error_alert(exc)
-        return prior_page(result)
+            result = evaluate(session, loaded, choices, folder_index, recovery, interval,
+                              fractions)
+        except (RtplanAssistError, IndexError, ValueError):
+            return no_update
+        item = next((o for o in (result.organs if result else []) if o.organ == organ), None)
+        if item is None:
+            return no_update
+        # one colour per course, one structure
+        curves = [(course, item.structure, dvh) for course, dvh in item.dvhs.items()]
+        return dvh_figure(curves, kind="EQD2", model=f"LQ, α/β = {item.alpha_beta_gy:g} Gy",
+                          title=f"{item.structure}: EQD2 per course (prior, current, cumulative,"
+                          f" cumulative with {item.recovery:.0%} recovery of the prior term)")

@@ -34,4 +34,9 @@ def layout(**_query):
         dbc.Button("Evaluate the prior course", id="prior-run", color="primary", n_clicks=0,
                    className="mb-3"),
         dcc.Loading(html.Div(id="prior-content"), type="dot", delay_show=300),
+        html.H5("EQD2 DVHs per course"),
+        dbc.Row([dbc.Col([dbc.Label("Structure"),
+                          dcc.Dropdown(id="prior-organ", clearable=False)], md=4)]),
+        dcc.Loading(dcc.Graph(id="prior-dvh", config={"displaylogo": False}), type="dot",
+                    delay_show=300),
     ])
