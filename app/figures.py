@@ -29,7 +29,10 @@ __all__ = [
     "distinct_colours",
     "dose_slice_figure",
     "dvh_figure",
+    "orientation_labels",
+    "patient_position",
     "plane_axis",
+    "plane_reversed",
     "structure_outline",
 ]
 
@@ -47,7 +50,7 @@ _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 _REGIMEN_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "star", "hexagon")
 #: Isodose lines, highest level first: colours no structure may come near (ΔE00), drawn
 #: dashed (structures are solid), so that an isodose never reads as a contour.
-ISODOSE_COLOURS = ("#ffffff", "#ff00ff", "#ff9e1b", "#00e5a0", "#7fdbff", "#c6a0ff", "#d4e157")
+ISODOSE_COLOURS = ("#ff00ff", "#ff9e1b", "#00c8a0", "#2f9bff", "#b388ff", "#c0ca33", "#8d6e63")
 #: Smallest CIEDE2000 difference kept between two structures, or a structure and an isodose
 #: line, of one figure: the pairs the MDT could not tell apart (Lungs/LUNGS-ITV's 15, Heart/
 #: GreatVes 19, GTV/GreatVes 8-10, cord/50 % isodose 12) are below it.
@@ -332,6 +335,69 @@ def _slab_union_outline(rows: list[tuple[float, list[tuple]]], half: float
     return xs, ys
 
 
+# -- orientation --------------------------------------------------------------------------
+#: Patient direction letters of the DICOM patient axes (LPS): the + end, then the - end.
+_AXIS_LETTERS = {"x": ("L", "R"), "y": ("P", "A"), "z": ("S", "I")}
+HFS_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def _orientation_signs(orientation) -> tuple[int, int]:
+    """(sx, sy): the signs of the row (x) and column (y) direction cosines of an axial
+    ImageOrientationPatient (``rtplan_assist.dicom`` accepts only those)."""
+    values = [float(v) for v in (orientation if orientation is not None else HFS_ORIENTATION)]
+    return (1 if values[0] >= 0 else -1), (1 if values[4] >= 0 else -1)
+
+
+def plane_reversed(plane: str, orientation=None) -> tuple[bool, bool]:
+    """Whether the horizontal and the vertical display axes of ``plane`` run against their
+    patient coordinate, so that the image appears as acquired.
+
+    Axial: columns left to right along the row direction cosine (x), rows top to bottom along
+    the column direction cosine (y) of ImageOrientationPatient. Coronal: x as axial, superior
+    up. Sagittal: y left to right along the column cosine, superior up.
+    """
+    sx, sy = _orientation_signs(orientation)
+    if plane == "axial":
+        return sx < 0, sy > 0
+    if plane == "coronal":
+        return sx < 0, False
+    if plane == "sagittal":
+        return sy < 0, False
+    raise ValueError(f"unknown plane {plane!r}; use one of {PLANES}")
+
+
+def orientation_labels(plane: str, orientation=None) -> dict[str, str]:
+    """Patient direction letters at the edges of a displayed plane.
+
+    Parameters
+    ----------
+    plane : {"axial", "coronal", "sagittal"}
+    orientation : sequence of 6 floats, optional
+        ImageOrientationPatient of the image series (default HFS, ``1\\0\\0\\0\\1\\0``).
+
+    Returns
+    -------
+    dict
+        ``left``, ``right``, ``top``, ``bottom``: ``R``/``L`` (patient right/left), ``A``/``P``
+        (anterior/posterior), ``S``/``I`` (superior/inferior). E.g. axial HFS: R, L, A, P;
+        axial feet-first supine: L, R, A, P; axial head-first prone: L, R, P, A.
+    """
+    _, _, h, v = plane_axis(plane)
+    h_rev, v_rev = plane_reversed(plane, orientation)
+    plus_h, minus_h = _AXIS_LETTERS[h]
+    plus_v, minus_v = _AXIS_LETTERS[v]
+    right, left = (minus_h, plus_h) if h_rev else (plus_h, minus_h)
+    top, bottom = (minus_v, plus_v) if v_rev else (plus_v, minus_v)
+    return {"left": left, "right": right, "top": top, "bottom": bottom}
+
+
+def patient_position(orientation) -> str:
+    """``HFS``, ``FFS``, ``HFP`` or ``FFP`` of an axial ImageOrientationPatient."""
+    from rtplan_assist.dicom._common import AXIAL_ORIENTATIONS
+
+    return AXIAL_ORIENTATIONS[_orientation_signs(orientation)]
+
+
 # -- dose view ----------------------------------------------------------------------------
 def dose_slice_figure(
     *,
@@ -347,6 +413,8 @@ def dose_slice_figure(
     ct_hu: np.ndarray | None = None,
     structures: Sequence = (),
     title: str = "",
+    orientation: Sequence[float] | None = None,
+    points: Sequence[tuple[float, float, float, str]] = (),
 ) -> go.Figure:
     """One slice: CT in grey, dose colour wash above a threshold, isodose lines, outlines.
 
@@ -369,6 +437,14 @@ def dose_slice_figure(
         the top colour (the hover still gives their value).
     ct_grid, ct_hu : Grid and (nz, ny, nx) HU array, optional
     structures : sequence of (Structure, colour)
+        Drawn as solid outlines (isodoses are dashed).
+    orientation : sequence of 6 floats, optional
+        ImageOrientationPatient of the images: the slice is shown as acquired
+        (:func:`plane_reversed`) with the patient direction letters at its edges
+        (:func:`orientation_labels`); default HFS.
+    points : sequence of (x, y, z mm, label)
+        Points marked on the slice when within half a dose-grid step of it (e.g. an OAR's
+        maximum).
     """
     _axis, fixed, h, v = plane_axis(plane)
     fig = go.Figure()
@@ -398,7 +474,8 @@ def dose_slice_figure(
         fig.add_trace(go.Contour(
             z=img, x=hx, y=vy, showscale=False, name=label, showlegend=True,
             contours={"start": level, "end": level, "size": 1.0, "coloring": "none"},
-            line={"color": colour, "width": 2}, hoverinfo="skip", legendgroup="isodose",
+            line={"color": colour, "width": 2, "dash": "dash"}, hoverinfo="skip",
+            legendgroup="isodose",
         ))
     for structure, colour in structures:
         xs, ys = structure_outline(structure, plane, position_mm)
@@ -409,15 +486,44 @@ def dose_slice_figure(
             line={"color": colour, "width": 1.5},
             hoverinfo="name",
         ))
-    fig.update_xaxes(title_text=f"{h} (mm)", constrain="domain", showgrid=False, zeroline=False)
+    step = float(np.max(dose_grid.spacing))
+    index = {"x": 0, "y": 1, "z": 2}
+    for x_mm, y_mm, z_mm, label in points:
+        p = (x_mm, y_mm, z_mm)
+        if abs(p[index[fixed]] - pos) > step / 2 + 1e-6:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p[index[h]]], y=[p[index[v]]], mode="markers", name=plotly_text(label),
+            marker={"symbol": "cross-thin-open", "size": 18, "line": {"width": 3,
+                                                                    "color": "#ffffff"}},
+            hovertext=[plotly_text(label)], hoverinfo="text",
+        ))
+    h_rev, v_rev = plane_reversed(plane, orientation)
+    fig.update_xaxes(title_text=f"{h} (mm)", constrain="domain", showgrid=False, zeroline=False,
+                     autorange="reversed" if h_rev else True)
     fig.update_yaxes(title_text=f"{v} (mm)", scaleanchor="x", scaleratio=1, showgrid=False,
                      zeroline=False, constrain="domain",
-                     autorange="reversed" if plane == "axial" else True)
+                     autorange="reversed" if v_rev else True)
+    letters = orientation_labels(plane, orientation)
+    for edge, (x, y, xanchor, yanchor) in {
+        "left": (0.005, 0.5, "left", "middle"), "right": (0.995, 0.5, "right", "middle"),
+        "top": (0.5, 0.995, "center", "top"), "bottom": (0.5, 0.005, "center", "bottom"),
+    }.items():
+        fig.add_annotation(
+            text=f"<b>{letters[edge]}</b>", x=x, y=y, xref="x domain", yref="y domain",
+            xanchor=xanchor, yanchor=yanchor, showarrow=False,
+            font={"size": 18, "color": "#ffeb3b"}, bgcolor="rgba(0,0,0,0.6)",
+            name=f"orientation-{edge}",
+        )
+    position = patient_position(orientation)
+    caption.append(f"orientation {position} (ImageOrientationPatient)" if orientation
+                   is not None else "orientation HFS assumed (no ImageOrientationPatient)")
     fig.update_layout(
         title={"text": f"{plotly_text(title)}<br><sub>{plotly_text(plane)}: "
                        f"{plotly_text(', '.join(caption))}</sub>", "x": 0.01},
-        margin={"l": 50, "r": 10, "t": 60, "b": 40}, height=680, plot_bgcolor="black",
-        legend={"x": 1.12, "y": 1.0, "font": {"size": 11}}, uirevision=plane,
+        margin={"l": 50, "r": 10, "t": 60, "b": 40}, height=860, plot_bgcolor="black",
+        legend={"x": 1.1, "y": 1.0, "font": {"size": 12}},
+        uirevision=f"{plane}-{position}",
     )
     return fig
 

@@ -114,3 +114,85 @@ def test_ciede2000_of_published_pairs(monkeypatch):
     monkeypatch.setattr(figures, "lab", lambda key: np.array(pairs[key]))
     assert figures.delta_e("p1", "q1") == pytest.approx(2.0425, abs=1e-4)
     assert figures.delta_e("p7", "q7") == pytest.approx(2.3669, abs=1e-4)
+
+
+# -- dose view: orientation and colours -------------------------------------------------------
+@pytest.mark.parametrize("iop, axial, sagittal", [
+    # DICOM PS3.3 C.7.6.2.1.1: row/column direction cosines in LPS; a letter names the
+    # patient direction the image edge points to (ImageOrientationPatient of each position)
+    ((1, 0, 0, 0, 1, 0), ("R", "L", "A", "P"), ("A", "P", "S", "I")),     # HFS
+    ((-1, 0, 0, 0, 1, 0), ("L", "R", "A", "P"), ("A", "P", "S", "I")),    # FFS
+    ((-1, 0, 0, 0, -1, 0), ("L", "R", "P", "A"), ("P", "A", "S", "I")),   # HFP
+    ((1, 0, 0, 0, -1, 0), ("R", "L", "P", "A"), ("P", "A", "S", "I")),    # FFP
+])
+def test_orientation_letters_follow_image_orientation_patient(iop, axial, sagittal):
+    from rtplan_assist.app.figures import orientation_labels
+
+    for plane, expected in (("axial", axial), ("sagittal", sagittal)):
+        got = orientation_labels(plane, iop)
+        assert (got["left"], got["right"], got["top"], got["bottom"]) == expected
+    coronal = orientation_labels("coronal", iop)
+    assert (coronal["left"], coronal["right"]) == axial[:2] and coronal["top"] == "S"
+
+
+def _prone_ct_slice(path):
+    """One synthetic CT slice header, head-first prone (IOP -1\\0\\0\\0\\-1\\0)."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.ImageOrientationPatient = [-1, 0, 0, 0, -1, 0]
+    ds.ImagePositionPatient = [20.0, 20.0, 0.0]
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_prone_series_is_shown_as_acquired_with_its_letters(tmp_path):
+    from types import SimpleNamespace
+
+    from rtplan_assist.app.callbacks.dose import image_orientation
+    from rtplan_assist.app.figures import dose_slice_figure
+    from rtplan_assist.model import Grid
+
+    ct = SimpleNamespace(paths=[str(_prone_ct_slice(tmp_path / "CT1.dcm"))])
+    iop = image_orientation(SimpleNamespace(ct=ct, doses=[]))
+    assert iop == (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+    grid = Grid.uniform((-20.0, -20.0, 0.0), (2.0, 2.0, 2.0), (3, 21, 21))
+    dose = np.zeros(grid.shape, np.float32)
+    fig = dose_slice_figure(plane="axial", position_mm=2.0, dose_grid=grid, dose=dose,
+                            dose_label="Dose (Gy, physical)", wash_threshold=5.0,
+                            isodose_levels=[], orientation=iop)
+    letters = {a.name: a.text for a in fig.layout.annotations}
+    assert letters == {"orientation-left": "<b>L</b>", "orientation-right": "<b>R</b>",
+                       "orientation-top": "<b>P</b>", "orientation-bottom": "<b>A</b>"}
+    # as acquired: x runs right to left (patient left on the image's left), y bottom to top
+    assert fig.layout.xaxis.autorange == "reversed" and fig.layout.yaxis.autorange is True
+    assert "HFP" in fig.layout.title.text
+
+
+def test_isodoses_are_dashed_and_structures_keep_clear_of_their_colours():
+    from rtplan_assist.app.figures import dose_slice_figure
+    from rtplan_assist.model import Grid
+    from test_app_unit import _square
+
+    grid = Grid.uniform((-20.0, -20.0, 0.0), (2.0, 2.0, 2.0), (3, 21, 21))
+    dose = np.zeros(grid.shape, np.float32)
+    dose[:, 8:13, 8:13] = 50.0
+    levels = [(50.0, "100%"), (40.0, "80%")]
+    colours = distinct_colours([("Box", (255, 0, 255))], reserved=ISODOSE_COLOURS[:2])
+    assert delta_e(colours["Box"], ISODOSE_COLOURS[0]) >= 20.0  # magenta box recoloured
+    fig = dose_slice_figure(plane="axial", position_mm=2.0, dose_grid=grid, dose=dose,
+                            dose_label="Dose (Gy, physical)", wash_threshold=5.0,
+                            isodose_levels=levels,
+                            structures=[(_square([2.0]), colours["Box"])])
+    lines = {t.name: t.line for t in fig.data if t.name in ("100%", "80%", "Box")}
+    assert lines["100%"].dash == "dash" and lines["Box"].dash is None
+    assert lines["100%"].color == ISODOSE_COLOURS[0] and lines["Box"].color != lines["100%"].color

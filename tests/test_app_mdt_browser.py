@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 from test_app_browser import PREPARE_TIMEOUT_S, _choose, _start
 
@@ -113,4 +114,40 @@ def test_dvh_limits_of_every_regimen_on_both_axes(dash_duo, app_cache):
         assert "fx" in text_eqd2 and ("safron" in text_eqd2 or "tg101" in text_eqd2)
     legend = [t["name"] for t in eqd2 if not t["name"].startswith("limits at ")]
     assert legend.count("Esophagus") == 2 and len(set(legend)) < len(legend)
+    assert dash_duo.get_logs() == []
+
+
+def test_composite_dose_view_goes_to_an_oar_maximum(dash_duo, app_cache, demo_evaluation):
+    from rtplan_assist.structures import occupancy
+
+    evaluation, result = demo_evaluation
+    # expected, from the composite EQD2 array itself: the hottest voxel (α/β 3 Gy, the
+    # recommended regimens, the app's default) among the voxels at least half inside the
+    # oesophagus, and the CT slice nearest to it
+    structure = next(s for s in evaluation.oar_structures.values() if s.name == "Esophagus")
+    grid, eqd2 = evaluation.composite_eqd2(result.recommendation.choice, 3.0)
+    inside = occupancy(structure, grid).full() >= 0.5
+    k, _j, _i = np.unravel_index(np.argmax(np.where(inside, eqd2, -np.inf)), eqd2.shape)
+    hottest = float(eqd2[k, _j, _i])
+    ct_z = np.asarray(evaluation.case.ct.grid.z_mm)
+    expected_z = float(ct_z[np.argmin(np.abs(ct_z - float(np.asarray(grid.z_mm)[k])))])
+
+    _start(dash_duo, app_cache)
+    dash_duo.wait_for_element("#lesion-list", timeout=PREPARE_TIMEOUT_S)
+    dash_duo.find_element("#nav-composite-dose").click()
+    dash_duo.wait_for_contains_text("#dose-graph", "Composite EQD2", timeout=60)
+    assert f"CT z = {expected_z:.1f} mm" not in dash_duo.find_element("#dose-graph").text
+    dash_duo.find_element("#dose-goto").click()
+    dash_duo.wait_for_element("input.dash-dropdown-search", timeout=10).send_keys("Esophagus")
+    dash_duo.wait_for_element("label[role=option]:has(input[value='oar:Esophagus'])",
+                              timeout=10).click()
+    dash_duo.wait_for_contains_text("#dose-goto-message", "Esophagus: maximum", timeout=30)
+    assert f"maximum {hottest:.2f} Gy EQD2 (LQ, α/β = 3 Gy)" in dash_duo.find_element(
+        "#dose-goto-message").text
+    dash_duo.wait_for_contains_text("#dose-graph", f"CT z = {expected_z:.1f} mm", timeout=30)
+    # orientation letters of the demo's HFS images on the axial slice
+    letters = dash_duo.driver.execute_script(
+        "return document.querySelector('#dose-graph .js-plotly-plot').layout.annotations"
+        ".map(a => a.text);")
+    assert letters == ["<b>R</b>", "<b>L</b>", "<b>A</b>", "<b>P</b>"]
     assert dash_duo.get_logs() == []

@@ -13,6 +13,7 @@ def layout(lesion_id: str = "composite", **_query):
     composite = lesion_id == "composite"
     return html.Div([
         dcc.Store(id="page-dose", data=lesion_id),
+        dcc.Store(id="dose-goto-point", data=None),
         None if composite else lesion_tabs(lesion_id, "dose"),
         html.H3("Composite EQD2 of all lesions" if composite else f"Dose — lesion {lesion_id}",
                 className="page-title"),
@@ -21,13 +22,21 @@ def layout(lesion_id: str = "composite", **_query):
                      dbc.RadioItems(id="dose-plane", inline=True, value="axial",
                                     options=[{"label": p, "value": p}
                                              for p in ("axial", "coronal", "sagittal")])],
-                    md=4),
+                    md=3),
             dbc.Col([dbc.Label("Regimen" if not composite else "α/β of the EQD2 grid"),
-                     dcc.Dropdown(id="dose-regimen", clearable=False)], md=4),
+                     dcc.Dropdown(id="dose-regimen", clearable=False)], md=3),
+            dbc.Col([dbc.Label("Go to", html_for="dose-goto"),
+                     dcc.Dropdown(id="dose-goto", placeholder="a lesion or an OAR's maximum",
+                                  clearable=True)], md=4),
         ], className="mb-2"),
+        html.Div(id="dose-goto-message", className="small text-muted"),
         dbc.Label("Slice position (mm)", html_for="dose-slider"),
         dcc.Slider(id="dose-slider", min=0, max=1, step=1, value=0, updatemode="mouseup",
                    tooltip={"placement": "bottom", "always_visible": False}),
         dcc.Loading(dcc.Graph(id="dose-graph", config={"displaylogo": False}), type="dot",
                     delay_show=300),
+        html.Div("Isodose lines dashed, structure outlines solid; no structure shares an "
+                 "isodose colour. Letters at the edges: patient right/left (R/L), anterior/"
+                 "posterior (A/P), superior/inferior (S/I), from the images' "
+                 "ImageOrientationPatient.", className="small text-muted"),
     ])
