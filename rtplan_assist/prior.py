@@ -554,7 +554,8 @@ def evaluate_prior(
                 reason=(f"{r_note}; " + base.reason
                         + "; a single-course tolerance applied to the cumulative dose, not a "
                         "validated cumulative limit"
-                        + ("; superseded for the cord by the re-irradiation rules below"
+                        + ("; superseded for the cord by the HyTEC and Nieder re-irradiation "
+                           "rows (lesion_id re-irradiation)"
                            if cord_superseded else "")
                         + (f"; {outside_note}" if outside_note else ""))))
             prow = composite_row(pid, organ, structure, lim, dvhs["prior"], prior_label, "", "")
@@ -685,13 +686,23 @@ def prior_summary_lines(result: PriorResult) -> list[str]:
     policy = result.recovery_policy
     policy_text = policy if isinstance(policy, str) else ", ".join(
         f"{k}={v:g}" for k, v in policy.items())
+    nieder = [r for r in result.rows
+              if r.lesion_id == "re-irradiation" and r.source == NIEDER_SOURCE]
+    if nieder:
+        met = all(r.status == "pass" for r in nieder)
+        unmet = ", ".join(r.metric for r in nieder if r.status != "pass")
+        nieder_line = [f"Nieder 2006 low-risk conditions (cumulative BED ≤ 135.5 Gy2, each "
+                       f"course ≤ 98 Gy2, interval ≥ 6 months): "
+                       + ("all met" if met else f"not met ({unmet})")]
+    else:
+        nieder_line = []
     return [
         f"Prior course: {Path(p.dose.path).name}, {rx} in {p.fractions} fractions "
         f"({p.fractions_source}); {p.registration}",
         f"Interval: {interval}, from {result.interval_source}",
         f"Recovery: {policy_text} (applied to the prior term only)",
         f"ESTRO-EORTC: {result.reirradiation_type}; {result.type_detail}",
-    ]
+    ] + nieder_line
 
 
 def prior_to_dict(result: PriorResult) -> dict:

@@ -250,6 +250,11 @@ def test_prior_html_sections(demo_evaluation, prior_folders):
     assert prior.verdict() == "fail"
     ids = {getattr(c, "id", None) for c in prior_page(prior)}
     assert {"prior-verdict", "prior-table", "prior-rules"} <= ids
+    assert "not met (interval[days])" in page  # the Nieder summary line
+    from rtplan_assist.report import _prior_section
+
+    section = _prior_section(prior, evaluation.case, result, True)  # the MDT report's
+    assert "Prior course (re-irradiation)" in section and "RTPA-DEMO-0000" not in section
 
 
 def test_demo_prior_course_end_to_end_in_the_cli(demo_evaluation, prior_folders, tmp_path):
