@@ -250,7 +250,9 @@ def test_prior_html_sections(demo_evaluation, prior_folders):
     assert prior.verdict() == "fail"
     ids = {getattr(c, "id", None) for c in prior_page(prior)}
     assert {"prior-verdict", "prior-table", "prior-rules"} <= ids
-    assert "not met (interval[days])" in page  # the Nieder summary line
+    # the Nieder summary line names the interval among the unmet conditions
+    line = next(x for x in page.split("<li>") if x.startswith("Nieder 2006 low-risk"))
+    assert "not met (" in line and "interval[days]" in line
     from rtplan_assist.report import _prior_section
 
     section = _prior_section(prior, evaluation.case, result, True)  # the MDT report's
