@@ -33,6 +33,8 @@ __all__ = [
 
 #: How a cell's row is picked for the one-row-per-organ view: decisive rows first.
 _DECISIVE = ("mandatory",)
+#: A row's priority in the page's words (``report`` rows are advisory: they never decide).
+_PRIORITY_WORDS = {"mandatory": "mandatory", "optimal": "optimal", "report": "advisory"}
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def _status_badge_html(status: str, prefix: str = "") -> str:
 def _nondecisive_badge(row) -> str:
     """Optimal and advisory rows do not decide the verdict: their badge says met / not met
     and the priority, never PASS/FAIL."""
-    word = {"optimal": "optimal", "report": "advisory"}.get(row.priority, row.priority or "info")
+    word = _PRIORITY_WORDS.get(row.priority, row.priority or "info")
     if row.status == "fail":
         return _badge(f"{word[:3]}. not met", "#fd7e14", dark=True, status=row.status,
                       title=f"{word} limit not met (does not decide the verdict)")
@@ -143,7 +145,8 @@ def _cell_title(row) -> str:
     parts = [f"{row.structure or row.organ} {row.metric} ({kind_text(row)})"]
     if not _nan(row.limit):
         parts.append(f"limit {_comp(row.comparator)} {fmt_number(row.limit, row.unit)} "
-                     f"at {row.constraint_fractions} fx, {row.priority}")
+                     f"at {row.constraint_fractions} fx, "
+                     f"{_PRIORITY_WORDS.get(row.priority, row.priority)}")
     if row.converted_from_fractions:
         parts.append(f"converted from {row.converted_from_fractions} fx (LQ, α/β = "
                      f"{row.alpha_beta_gy:g} Gy)")
@@ -240,7 +243,8 @@ def _details_html(label: str, rows: Sequence) -> str:
         value = fmt_number(r.value, r.unit)
         items.append(f"<li>{_e(r.metric or r.organ)} = {_e(value)} ({_e(kind_text(r))}), "
                      f"{_e(limit)} at {_e(r.constraint_fractions or '?')} fx, "
-                     f"{_e(r.priority or 'info')}; {_e(r.source)}{_e(conv)}"
+                     f"{_e(_PRIORITY_WORDS.get(r.priority, r.priority or 'info'))}; "
+                     f"{_e(r.source)}{_e(conv)}"
                      + (f"; {_e(r.reason)}" if r.reason else "") + "</li>")
     return (f'<details class="row-details"><summary>details</summary><div class="cell-source">'
             f"Every limit of this organ at {_e(label)}:</div><ul>{''.join(items)}</ul>"
