@@ -1,7 +1,7 @@
 """Prepare a patient for the app in a fresh interpreter: ``python -m rtplan_assist.app.prepare``.
 
 ``python -m rtplan_assist.app.prepare FOLDER OUT.pkl [--target PLAN=ROI[,ROI...]]...
-[--prescription PLAN=D/n]...`` loads the case, evaluates every regimen
+[--prescription PLAN=D/n]... [--map STRUCTURE=TG263]...`` loads the case, evaluates every regimen
 of every lesion and the recommendation, and pickles the evaluator to ``OUT.pkl`` (written to a
 temporary name and renamed). Progress goes to stdout as ``PROGRESS <i> <n> <text>`` lines; a
 refusal is one ``ERROR <message>`` line and exit code 2, preceded, when the case gives no
@@ -32,11 +32,15 @@ PICKLE_VERSION = 1
 _TRANSIENT_CACHES = ("_common_dose",)
 
 
-def build_evaluator(folder: str | Path, progress=None, targets=None, prescriptions=None):
+def build_evaluator(folder: str | Path, progress=None, targets=None, prescriptions=None,
+                    overrides=None):
     """Load ``folder`` and evaluate every regimen of every lesion and the recommendation.
 
     ``progress(i, n, text)`` is called between steps. ``targets``/``prescriptions``: plan →
-    target ROI names / Regimen given by the user (as ``evaluate --target/--prescription``).
+    target ROI names / Regimen given by the user (as ``evaluate --target/--prescription``);
+    ``overrides``: structure name → TG-263 name given by the user (as ``evaluate --map``; they
+    win over the patient's mapping file, found as ``evaluate`` finds it:
+    :func:`rtplan_assist.names.folder_map_file`).
     Returns ``(CaseEvaluator, Recommendation)``; the recommendation is kept because
     recomputing it is the slow part.
 
@@ -61,7 +65,8 @@ def build_evaluator(folder: str | Path, progress=None, targets=None, prescriptio
     report(0, 1, f"finding the lesions of patient {patient_key(case.patient_id)}")
     try:
         evaluator = evaluate_folder(case, targets=targets or None,
-                                    prescriptions=prescriptions or None)
+                                    prescriptions=prescriptions or None,
+                                    overrides=overrides or None)
     except EvaluationError as exc:
         exc.plan_form = plan_form(case, targets, prescriptions)
         raise
@@ -130,15 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from rtplan_assist.evaluation.lesions import parse_prescriptions, parse_targets
+    from rtplan_assist.names import parse_map_argument
 
     args = sys.argv[1:] if argv is None else argv
-    options = {"--target": [], "--prescription": []}
+    options = {"--target": [], "--prescription": [], "--map": []}
     while len(args) > 2 and args[-2] in options:
         options[args[-2]].insert(0, args[-1])
         args = args[:-2]
     if len(args) != 2:
         print("usage: python -m rtplan_assist.app.prepare FOLDER OUT.pkl "
-              "[--target PLAN=ROI[,ROI...]]... [--prescription PLAN=D/n]...", file=sys.stderr)
+              "[--target PLAN=ROI[,ROI...]]... [--prescription PLAN=D/n]... "
+              "[--map STRUCTURE=TG263]...", file=sys.stderr)
         return 2
 
     def progress(i, n, text):
@@ -147,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         evaluator, recommendation = build_evaluator(
             args[0], progress, parse_targets(options["--target"]),
-            parse_prescriptions(options["--prescription"]))
+            parse_prescriptions(options["--prescription"]),
+            dict(parse_map_argument(item) for item in options["--map"]))
         write_pickle(evaluator, recommendation, args[1])
     except RtplanAssistError as exc:
         if getattr(exc, "plan_form", None):

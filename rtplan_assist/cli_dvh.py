@@ -176,7 +176,7 @@ def select_structure(case: Case, requested: str) -> str:
         from .names import folder_mapping, match_structures
 
         tables = load_tables()
-        folder_map, _ = folder_mapping(case.folder)
+        folder_map, _ = folder_mapping(case)
         found = match_structures(names, [], tables, folder_map or None)
         same = [n for n in names if n in found.matched and normalise_name(found.matched[n]) == key]
         for amb in found.ambiguous:  # several ROIs the tool could map to this organ

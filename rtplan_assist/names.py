@@ -30,6 +30,8 @@ __all__ = [
     "Ambiguity",
     "NameMatch",
     "check_mapping_file",
+    "folder_map_file",
+    "folder_mapping",
     "load_mapping_file",
     "match_structures",
     "normalise_name",
@@ -120,18 +122,49 @@ def parse_map_argument(text: str) -> tuple[str, str]:
 
 
 FOLDER_MAP_FILE = "rtplan-assist-map.csv"
-"""A ``structure,tg263`` mapping kept in a patient folder; applied to that patient and
-reported (explicit ``--map`` overrides win)."""
+"""A ``structure,tg263`` mapping kept with a patient's files; applied to that patient and
+reported (explicit ``--map`` overrides win). Where it is looked for: :func:`folder_map_file`."""
 
 
-def folder_mapping(folder: str | Path | None, *,
-                   lines: dict[str, int] | None = None) -> tuple[dict[str, str], str | None]:
-    """The mapping file in a patient folder, if any: (mapping, file path or None); ``lines``
-    as in :func:`load_mapping_file`."""
+def folder_map_file(where) -> Path | None:
+    """The patient's mapping file (:data:`FOLDER_MAP_FILE`), or None: the one rule of the CLI,
+    the batch and the app (folders and uploads).
+
+    ``where`` is a case (:class:`~rtplan_assist.model.Case`) or a folder. For a case with a
+    structure set: the file in the structure set's folder, else in the nearest folder above it
+    up to and including the folder the case was loaded from (``case.folder``), so that
+    ``evaluate OUT`` finds the file ``demo --out OUT`` writes in ``OUT/RTPA-DEMO-0000/`` as
+    ``evaluate OUT/RTPA-DEMO-0000`` does, and an uploaded zip of either finds it too. For a
+    folder, or a case without a structure set: the file in that folder.
+    """
+    folder = getattr(where, "folder", where)
     if not folder:
-        return {}, None
-    path = Path(folder) / FOLDER_MAP_FILE
-    if not path.is_file():
+        return None
+    root = Path(folder)
+    places = []
+    near = getattr(where, "structure_set_path", None)
+    if near:
+        here = Path(near).parent
+        while here == root or root in here.parents:
+            places.append(here)
+            if here == root:
+                break
+            here = here.parent
+    if root not in places:
+        places.append(root)
+    for place in places:
+        path = place / FOLDER_MAP_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def folder_mapping(where, *,
+                   lines: dict[str, int] | None = None) -> tuple[dict[str, str], str | None]:
+    """The patient's mapping file, if any (:func:`folder_map_file`; ``where``: a case or a
+    folder): (mapping, file path or None); ``lines`` as in :func:`load_mapping_file`."""
+    path = folder_map_file(where)
+    if path is None:
         return {}, None
     return load_mapping_file(path, lines=lines), str(path)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from rtplan_assist.deidentify import folder_key
 from rtplan_assist.errors import DicomInputError
 
-__all__ = ["PatientCatalogue", "PatientEntry"]
+__all__ = ["PatientCatalogue", "PatientEntry", "user_mapping"]
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,24 @@ class PatientEntry:
     folder: Path
     owner_session: str | None = None  # uploads belong to the session that uploaded them
     upload_dir: Path | None = None  # the per-upload temporary folder, removed with the session
-    #: targets and prescriptions given by the user in the app's plan form, as ``evaluate``'s
-    #: options: ``(("--target", "RP.L4.dcm=PTV_4"), ("--prescription", "RP.L1.dcm=54/3"))``
+    #: targets, prescriptions and structure mappings given by the user in the app (plan form,
+    #: overview's mapping form), as ``evaluate``'s options: ``(("--target", "RP.L4.dcm=PTV_4"),
+    #: ("--prescription", "RP.L1.dcm=54/3"), ("--map", "Coeur=Heart"))``; never written into
+    #: the patient's files; part of the prepared-cache key
     plan_options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def user_mapping(self) -> dict[str, str]:
+        """Structure name → TG-263 name given by the user (the ``--map`` options)."""
+        return user_mapping(self.plan_options)
+
+
+def user_mapping(options) -> dict[str, str]:
+    """Structure name → TG-263 name of the ``("--map", "NAME=TG263")`` entries of ``options``
+    (as ``evaluate --map``: :func:`rtplan_assist.names.parse_map_argument`)."""
+    from rtplan_assist.names import parse_map_argument
+
+    return dict(parse_map_argument(value) for option, value in options or () if option == "--map")
 
 
 class PatientCatalogue:

@@ -278,14 +278,13 @@ def mapping_file_plan_options(path) -> tuple[dict[str, list[str]], dict[str, Reg
     return targets, prescriptions
 
 
-def folder_plan_options(folder) -> tuple[dict[str, list[str]], dict[str, Regimen]]:
-    """The plan options of the mapping file kept in a patient folder (if any)."""
-    from ..names import FOLDER_MAP_FILE
+def folder_plan_options(where) -> tuple[dict[str, list[str]], dict[str, Regimen]]:
+    """The plan options of the patient's mapping file, if any (``where``: a case or a folder;
+    :func:`rtplan_assist.names.folder_map_file`)."""
+    from ..names import folder_map_file
 
-    if not folder:
-        return {}, {}
-    path = Path(folder) / FOLDER_MAP_FILE
-    return mapping_file_plan_options(path) if path.is_file() else ({}, {})
+    path = folder_map_file(where)
+    return mapping_file_plan_options(path) if path is not None else ({}, {})
 
 
 def plan_keys(plan: Plan) -> set[str]:

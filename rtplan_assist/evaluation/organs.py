@@ -48,7 +48,7 @@ def map_organs(
     """
     organs = tables.organs()
     lines: dict[str, int] = {}
-    folder_map, map_file = folder_mapping(case.folder, lines=lines)
+    folder_map, map_file = folder_mapping(case, lines=lines)
     if folder_map:
         # an entry the case cannot use is refused as file:line (not as '--map ...')
         unused = {k: v for k, v in folder_map.items() if k not in (overrides or {})}

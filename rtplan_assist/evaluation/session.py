@@ -116,7 +116,7 @@ class Evaluation(CompositeMixin, SearchMixin):
         reasons: list[str] = []
         # the patient folder's mapping file may carry --target/--prescription rows; the
         # options given explicitly win
-        folder_targets, folder_rx = folder_plan_options(case.folder)
+        folder_targets, folder_rx = folder_plan_options(case)
         targets = {**folder_targets, **(targets or {})}
         prescriptions = {**folder_rx, **(prescriptions or {})}
         self.lesions: list[Lesion] = find_lesions(

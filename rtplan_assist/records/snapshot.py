@@ -49,7 +49,7 @@ def case_files(case) -> list[Path]:
     if case.structure_set_path:
         paths.append(case.structure_set_path)
     paths += [p.path for p in case.plans] + [d.path for d in case.doses]
-    map_file = folder_mapping(case.folder)[1]
+    map_file = folder_mapping(case)[1]
     if map_file:
         paths.append(map_file)
     return [Path(p) for p in dict.fromkeys(str(p) for p in paths)]

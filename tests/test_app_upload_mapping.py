@@ -1,0 +1,190 @@
+"""Uploads and structure mapping (issue 14): an uploaded patient honours its mapping file as
+``evaluate`` does, the overview shows the mapping in force, the user can map a structure the
+case does not evaluate, and a bad mapping file is a message naming the file and line.
+
+The reference is the command line / library on the same folder (same engine: these tests check
+that the app passes the mapping through, not the engine's numbers)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rtplan_assist.names import FOLDER_MAP_FILE
+
+PREPARE_TIMEOUT_S = 600  # the demo's joint recommendation; a new engine means a new preparation
+L1_FILES = ("RS.dcm", "RP.L1.dcm", "RD.L1.dcm")  # one lesion, no CT: prepared in seconds
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _upload(dash_duo, path: Path) -> None:
+    """Pick ``path`` in the upload's file input (emptied first: Selenium adds to its files)."""
+    field = dash_duo.find_element("#upload input[type=file]")
+    dash_duo.driver.execute_script("arguments[0].value = '';", field)
+    field.send_keys(str(path))
+
+
+def _start_on_demo(dash_duo, app_cache):
+    """The app on the demo patient (prepared once per run in ``app_cache``), loaded."""
+    from rtplan_assist.app import create_app
+
+    app = create_app(None, cache_dir=app_cache)
+    dash_duo.start_server(app)
+    dash_duo.wait_for_element("#lesion-list", timeout=PREPARE_TIMEOUT_S)
+    return app
+
+
+def _click(dash_duo, element) -> None:
+    """Scroll ``element`` to the middle at once (the stylesheet scrolls smoothly), click it."""
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element)
+    element.click()
+
+
+def _mapping_row(dash_duo, structure: str) -> str:
+    for row in dash_duo.find_elements("#mapping-table tbody tr"):
+        if row.find_element("css selector", "td").text == structure:
+            return row.text
+    raise AssertionError(f"no row for {structure} in the mapping table")
+
+
+# -- the discovery rule, shared by the CLI and the app --------------------------------------------
+def test_mapping_file_is_found_beside_the_structure_set_from_the_folder_given(tmp_path):
+    """`evaluate OUT` finds the file `demo --out OUT` writes in OUT/<patient>/ as `evaluate
+    OUT/<patient>` does (before: only OUT/rtplan-assist-map.csv, so the two differed); a file
+    above the folder given is never used."""
+    from rtplan_assist.demo import demo_case_folder
+    from rtplan_assist.dicom import load_case
+    from rtplan_assist.names import folder_map_file, folder_mapping
+
+    patient = tmp_path / "OUT" / "PATIENT"
+    (patient / "RT").mkdir(parents=True)
+    for name in L1_FILES:
+        (patient / "RT" / name).write_bytes((demo_case_folder() / name).read_bytes())
+    (tmp_path / FOLDER_MAP_FILE).write_text("structure,tg263\nHeart,Heart\n")  # above OUT
+    assert folder_map_file(load_case(tmp_path / "OUT")) is None
+    (patient / FOLDER_MAP_FILE).write_text("structure,tg263\nLUNGS-ITV's,Lungs-GTV\n")
+    for given in (tmp_path / "OUT", patient, patient / "RT"):
+        found = folder_map_file(load_case(given))
+        assert found == (patient / FOLDER_MAP_FILE if given != patient / "RT" else None)
+    nearer = patient / "RT" / FOLDER_MAP_FILE  # the nearest to the structure set wins
+    nearer.write_text("structure,tg263\nLUNGS-ITV's,Lungs\n")
+    assert folder_mapping(load_case(tmp_path / "OUT"))[0] == {"LUNGS-ITV's": "Lungs"}
+    assert folder_map_file(tmp_path / "OUT") is None  # a folder: the file in that folder only
+
+
+def test_user_mapping_is_part_of_the_prepared_cache_key(tmp_path):
+    from rtplan_assist.app.callbacks.overview import mapping_options
+    from rtplan_assist.app.services.patients import PatientEntry
+    from rtplan_assist.app.services.prepared import PreparedCache
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "RS.dcm").write_bytes(b"x")
+    cache = PreparedCache(tmp_path / "cache")
+    current = [["--prescription", "RP.dcm=54/3"], ["--map", "A=Heart"]]
+    ids = [{"type": "map-organ", "structure": "B"}, {"type": "map-organ", "structure": "C"}]
+    options = mapping_options(current, ["Lungs-GTV", None], ids)
+    assert options == [["--prescription", "RP.dcm=54/3"], ["--map", "B=Lungs-GTV"]]
+    entries = [PatientEntry("p0", "p", folder, plan_options=tuple(map(tuple, o)))
+               for o in ([], [["--map", "B=Lungs-GTV"]], [["--map", "B=Lungs"]], options)]
+    assert len({cache.pickle_path(e) for e in entries}) == 4
+    assert entries[3].user_mapping == {"B": "Lungs-GTV"}
+
+
+# -- the browser ------------------------------------------------------------------------------
+@pytest.mark.browser
+def test_uploaded_demo_zip_recommends_as_evaluate_on_the_folder(dash_duo, app_cache, tmp_path,
+                                                                demo_evaluation):
+    """The demo folder zipped as `demo --out OUT` writes it (OUT/RTPA-DEMO-0000/...), uploaded:
+    its rtplan-assist-map.csv is in force and the recommended regimens are those of the library
+    on the folder (`evaluate --demo`, which applies the file: checked below)."""
+    from rtplan_assist.demo import demo_case_folder
+
+    evaluation, result = demo_evaluation
+    assert any(w.startswith(f"structure mapping from {FOLDER_MAP_FILE}")
+               for w in evaluation.warnings)
+    assert evaluation.name_match.matched["LUNGS-ITV's"] == "Lungs-GTV"
+    expected = [result.recommendation.choice[les.lesion_id].label for les in evaluation.lesions]
+
+    folder = demo_case_folder()
+    archive = _zip(tmp_path / "demo.zip", {f"RTPA-DEMO-0000/{p.name}": p.read_bytes()
+                                           for p in sorted(folder.iterdir()) if p.is_file()})
+    _start_on_demo(dash_duo, app_cache)
+    _upload(dash_duo, archive)
+    dash_duo.wait_for_contains_text("#overview-content", "Upload: demo.zip",
+                                    timeout=PREPARE_TIMEOUT_S)
+    row = _mapping_row(dash_duo, "LUNGS-ITV's")
+    assert "Lungs-GTV" in row and f"{FOLDER_MAP_FILE}, line 2" in row and "yes" in row
+    assert FOLDER_MAP_FILE in dash_duo.find_element("#map-file-status").text
+    assert "Lungs-GTV" not in dash_duo.find_element("#absent-organs").text
+    rows = dash_duo.find_elements("#lesion-list tbody tr")
+    assert [r.find_element("css selector", "td").text for r in rows] == [
+        les.lesion_id for les in evaluation.lesions]
+    recommended = [r.find_elements("css selector", "td")[6].text for r in rows]
+    assert recommended == expected
+    assert dash_duo.get_logs() == []
+
+
+@pytest.mark.browser
+def test_bad_mapping_file_is_a_message_and_a_user_mapping_makes_an_absent_organ_evaluated(
+        dash_duo, app_cache, tmp_path):
+    """A mapping file naming an unknown organ: the page says which file and line (the CLI's
+    message), no traceback. Then the same patient without a mapping file: Lungs-GTV is absent
+    (LUNGS-ITV's reads as the alias Lungs-ITV, which no table constrains); the user maps
+    LUNGS-ITV's to Lungs-GTV in the overview, the patient is prepared again with it, and
+    Lungs-GTV is evaluated, said to be the user's mapping; nothing is written into the upload;
+    the mapping downloads as a mapping file."""
+    from dash.testing.wait import until
+
+    from rtplan_assist.demo import demo_case_folder
+
+    folder = demo_case_folder()
+    files = {f"P/{name}": (folder / name).read_bytes() for name in L1_FILES}
+    bad = _zip(tmp_path / "bad.zip", {**files, f"P/{FOLDER_MAP_FILE}":
+                                      b"structure,tg263\nHeart,Heart\nLUNGS-ITV's,Lung-GTV\n"})
+    plain = _zip(tmp_path / "plain.zip", files)
+    app = _start_on_demo(dash_duo, app_cache)
+
+    _upload(dash_duo, bad)
+    dash_duo.wait_for_contains_text(
+        "#load-error", f"{FOLDER_MAP_FILE}:3: 'Lung-GTV' is not a known TG-263 name",
+        timeout=120)
+    assert "Traceback" not in dash_duo.find_element("#load-error").text
+
+    _upload(dash_duo, plain)
+    dash_duo.wait_for_contains_text("#overview-content", "Upload: plain.zip", timeout=120)
+    assert "Lungs-GTV" in dash_duo.find_element("#absent-organs").text
+    assert "no constraint table constrains Lungs-ITV" in _mapping_row(dash_duo, "LUNGS-ITV's")
+    _click(dash_duo, dash_duo.find_element("#map-form-panel summary"))
+    for row in dash_duo.find_elements("#map-form tbody tr"):
+        if row.find_element("css selector", "td").text == "LUNGS-ITV's":
+            _click(dash_duo, row.find_element("css selector", "td:nth-child(3) [id]"))
+    dash_duo.wait_for_element("input.dash-dropdown-search", timeout=10).send_keys("Lungs-GTV")
+    _click(dash_duo, dash_duo.wait_for_element(
+        "label[role=option]:has(input[value='Lungs-GTV'])", timeout=10))
+    _click(dash_duo, dash_duo.find_element("#map-submit"))
+
+    dash_duo.wait_for_contains_text("#user-mapping", "LUNGS-ITV's → Lungs-GTV", timeout=120)
+    assert "given by you" in dash_duo.find_element("#user-mapping").text.lower()
+    row = _mapping_row(dash_duo, "LUNGS-ITV's")
+    assert "Lungs-GTV" in row and "given by you" in row and row.endswith("yes")
+    assert "Lungs-GTV" not in dash_duo.find_element("#absent-organs").text
+
+    state = app.rtplan_state
+    [upload_dir] = list(state.upload_root.glob("upload-*"))
+    assert not list(upload_dir.rglob(FOLDER_MAP_FILE))  # inputs read-only
+    _click(dash_duo, dash_duo.find_element("#map-download-button"))
+    saved = Path(dash_duo.download_path) / FOLDER_MAP_FILE
+    until(saved.is_file, timeout=10)
+    assert saved.read_text() == "structure,tg263\nLUNGS-ITV's,Lungs-GTV\n"
+
+    assert dash_duo.get_logs() == []
