@@ -100,6 +100,25 @@ def test_user_mapping_is_part_of_the_prepared_cache_key(tmp_path):
     assert entries[3].user_mapping == {"B": "Lungs-GTV"}
 
 
+def test_a_refused_upload_is_said_in_the_uploader_s_terms(tmp_path):
+    """A loading error about an upload names its files as uploaded, not the server's folder."""
+    from types import SimpleNamespace
+
+    from rtplan_assist.app.callbacks.patient import _in_upload_terms
+    from rtplan_assist.app.services.patients import PatientEntry
+    from rtplan_assist.errors import DicomInputError
+
+    root = tmp_path / "uploads" / "upload-x1y2"
+    entry = PatientEntry("u-x1y2", "Upload: a.zip", root, "s1", root)
+    services = SimpleNamespace(uploads=SimpleNamespace(
+        find=lambda session, key: entry if (session, key) == ("s1", "u-x1y2") else None))
+    exc = DicomInputError(f"2 structure sets found ({root}/a/RS.dcm, {root}/b/RS.dcm)",
+                          path=root)
+    text = str(_in_upload_terms(exc, {"key": "u-x1y2"}, services, "s1"))
+    assert str(tmp_path) not in text and "a/RS.dcm, b/RS.dcm" in text and "the upload" in text
+    assert _in_upload_terms(exc, {"key": "u-x1y2"}, services, "s2") is exc  # not its upload
+
+
 # -- the browser ------------------------------------------------------------------------------
 @pytest.mark.browser
 def test_uploaded_demo_zip_recommends_as_evaluate_on_the_folder(dash_duo, app_cache, tmp_path,

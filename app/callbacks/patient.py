@@ -98,5 +98,17 @@ def register(app, services) -> None:
         except PlanOptionsNeeded as exc:
             return None, services.scrub(plan_form(exc, options))
         except RtplanAssistError as exc:
-            return None, services.scrub(error_alert(exc))
+            return None, services.scrub(error_alert(_in_upload_terms(exc, patient, services,
+                                                                     session)))
         return {"key": patient["key"], "plan_options": options}, None
+
+
+def _in_upload_terms(exc: Exception, patient: dict, services, session) -> Exception | str:
+    """The message of a refused upload with the server's upload folder said as "the upload"
+    (``/tmp/.../upload-x1y2/P/RS.dcm`` → ``P/RS.dcm``): the uploader knows their own files, not
+    the server's folders."""
+    up = services.uploads.find(session, patient.get("key"))
+    if up is None or up.upload_dir is None:
+        return exc
+    text, root = str(exc), str(up.upload_dir)
+    return text.replace(root + "/", "").replace(root, "the upload") if root in text else exc
