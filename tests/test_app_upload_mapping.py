@@ -119,6 +119,24 @@ def test_a_refused_upload_is_said_in_the_uploader_s_terms(tmp_path):
     assert _in_upload_terms(exc, {"key": "u-x1y2"}, services, "s2") is exc  # not its upload
 
 
+def test_a_mapping_file_the_rule_does_not_use_is_named_in_the_overview(tmp_path):
+    """An upload's mapping file beside another folder than the structure set's is not applied
+    (as `evaluate` would not apply it) and the overview says so, naming it."""
+    from types import SimpleNamespace
+
+    from rtplan_assist.app.callbacks.overview import _unused_map_files
+
+    used = tmp_path / "P" / FOLDER_MAP_FILE
+    other = tmp_path / "notes" / FOLDER_MAP_FILE
+    for path in (used, other):
+        path.parent.mkdir()
+        path.write_text("structure,tg263\n")
+    loaded = SimpleNamespace(entry=SimpleNamespace(upload_dir=tmp_path))
+    assert _unused_map_files(loaded, used) == [f"notes/{FOLDER_MAP_FILE}"]
+    assert _unused_map_files(loaded, None) == [f"P/{FOLDER_MAP_FILE}", f"notes/{FOLDER_MAP_FILE}"]
+    assert _unused_map_files(SimpleNamespace(entry=SimpleNamespace(upload_dir=None)), None) == []
+
+
 # -- the browser ------------------------------------------------------------------------------
 @pytest.mark.browser
 def test_uploaded_demo_zip_recommends_as_evaluate_on_the_folder(dash_duo, app_cache, tmp_path,
