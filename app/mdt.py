@@ -15,7 +15,12 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from rtplan_assist.evaluation.objective import relative_margin
-from rtplan_assist.evaluation.reasons import percent_of_limit
+from rtplan_assist.evaluation.reasons import (
+    limit_words,
+    metric_words,
+    percent_of_limit,
+    row_details,
+)
 
 from .views import fmt_number, kind_text, limit_text, status_badge
 
@@ -45,18 +50,16 @@ def headroom_text(row) -> tuple[str, str]:
 
 
 def _source_cell(row) -> list:
-    """Source and fraction number of the limit: ``tg101_2010, ... 5 fx`` and the conversion."""
-    n = row.converted_from_fractions or row.constraint_fractions
-    ab = f"LQ, α/β = {row.alpha_beta_gy:g} Gy" if row.alpha_beta_gy else "LQ"
-    if n and row.kind == "EQD2" and row.converted_from_fractions:
-        fx = f"limit of {n} fx, converted to EQD2 ({ab})"
-    elif n:
-        fx = f"limit of {n} fx"
-    elif row.kind == "EQD2":
-        fx = f"published as an EQD2 limit ({ab}); no fraction number"
-    else:
-        fx = "fraction number not given by the source"
-    return [html.Div(row.source or "no source"), html.Div(fx, className="cell-converted")]
+    """Where the limit comes from in words (:func:`~rtplan_assist.evaluation.reasons.limit_words`:
+    source name, fraction number, conversion), the source key and CSV line behind
+    "details"."""
+    words = limit_words(row)
+    if not (row.converted_from_fractions or row.constraint_fractions):
+        ab = f", LQ, α/β = {row.alpha_beta_gy:g} Gy" if row.alpha_beta_gy else ""
+        words += (f" (published as an EQD2 limit{ab}; no fraction number)"
+                  if row.kind == "EQD2" else " (the source gives no fraction number)")
+    return [html.Div(words),
+            html.Details([html.Summary("details"), row_details(row)], className="cell-reason")]
 
 
 def headroom_table(rows: Sequence, contributors: Mapping[str, list[str]] | None = None, *,
@@ -69,7 +72,8 @@ def headroom_table(rows: Sequence, contributors: Mapping[str, list[str]] | None 
     """
     contributors = contributors or {}
     titles = ["Structure", "Metric", "Composite value", "Limit", "Headroom", "Status",
-              "Contributing lesions", "Source of the limit"]
+              "Contributing lesions (each one's Dmax, EQD2 at the organ's α/β)",
+              "Source of the limit"]
     body = []
     for row in sorted(rows, key=headroom_key):
         pct, margin = headroom_text(row)
@@ -83,7 +87,8 @@ def headroom_table(rows: Sequence, contributors: Mapping[str, list[str]] | None 
         contrib = contributors.get(row.structure) or []
         body.append(html.Tr([
             html.Td(row.structure),
-            html.Td(row.metric),
+            html.Td([html.Div(metric_words(row.metric)),
+                     html.Div(row.metric, className="cell-kind")]),
             html.Td([html.Div(fmt_number(row.value, row.unit), className="fw-semibold"),
                      html.Div(kind_text(row), className="cell-kind")]),
             html.Td(limit_text(row)),

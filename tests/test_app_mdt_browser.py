@@ -17,6 +17,13 @@ pytestmark = pytest.mark.browser
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
+def _go(dash_duo, path: str) -> None:
+    """Open a page of the app without reloading it (the session's stores stay)."""
+    dash_duo.driver.execute_script(
+        f"window.history.pushState({{}}, '', '{path}');"
+        "window.dispatchEvent(new PopStateEvent('popstate'));")
+
+
 def _number(text: str) -> float:
     return float(_NUMBER.search(text).group())
 
@@ -40,8 +47,10 @@ def test_composite_page_sorts_by_headroom_and_flags_a_choice_off_the_recommendat
         shown_pct = _number(cells[4].text)  # "96 % of limit"
         assert shown_pct == pytest.approx(100 * (value / limit if upper else limit / value),
                                           abs=1.0)
-        # the limit's source carries its fraction number (or says it is a published EQD2)
+        # the limit's source carries its fraction number (or says it is a published EQD2),
+        # its key and CSV line behind "details"
         assert "fx" in cells[7].text or "published as an EQD2 limit" in cells[7].text
+        assert cells[7].find_elements("css selector", "details")
     assert len(margins) >= 3 and margins == sorted(margins)
     banner = dash_duo.find_element("#verdict").find_element("xpath", "..").text
     assert "combination" not in banner and "visited" not in banner  # no algorithm statistics
@@ -88,9 +97,7 @@ def _esophagus_marker(traces, regimen: str):
 def test_dvh_limits_of_every_regimen_on_both_axes(dash_duo, app_cache):
     _start(dash_duo, app_cache)
     dash_duo.wait_for_element("#lesion-list", timeout=PREPARE_TIMEOUT_S)
-    dash_duo.find_element("#link-L2").click()
-    dash_duo.wait_for_element("#comparison-table", timeout=60)
-    dash_duo.find_element("#tab-dvh").click()
+    _go(dash_duo, "/dvh/L2")
     dash_duo.wait_for_element("#dvh-marker-table", timeout=60)
     physical = _figure_traces(dash_duo, "dvh-graph")
     regimens = [t["name"][:-len(" (line style)")] for t in physical
