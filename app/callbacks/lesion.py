@@ -158,7 +158,31 @@ def page_reasons(evaluator, rec, choice: dict, lesion_id: str, rows_by_regimen: 
     return [(reason.text, reason.details) for reason in lesion_reasons(result, lesion_id)]
 
 
+#: After each drawing of the table: scroll it sideways so that the chosen column is in view
+#: (a lesion with many regimens is wider than the screen; the first column stays, sticky).
+SCROLL_TO_CHOSEN_JS = """
+function(children) {
+    var tries = 0;
+    function scroll() {
+        var th = document.querySelector('#comparison-table th.col-chosen');
+        var box = th && th.closest('.table-responsive');
+        if (!box) { if (++tries < 30) { setTimeout(scroll, 100); } return; }
+        if (box.scrollWidth <= box.clientWidth) { return; }
+        var first = document.querySelector('#comparison-table th.col-metric');
+        var fixed = first ? first.offsetWidth : 0;
+        var room = box.clientWidth - fixed - th.offsetWidth;
+        box.scrollLeft = Math.max(0, th.offsetLeft - fixed - room / 2);
+    }
+    setTimeout(scroll, 50);
+    return window.dash_clientside.no_update;
+}
+"""
+
+
 def register(app, services) -> None:
+    app.clientside_callback(SCROLL_TO_CHOSEN_JS, Output("lesion-table-scrolled", "data"),
+                            Input("lesion-table", "children"))
+
     @app.callback(
         Output("lesion-title", "children"), Output("lesion-choice", "options"),
         Output("lesion-choice", "value"), Output("lesion-table", "children"),

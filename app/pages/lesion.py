@@ -14,6 +14,7 @@ def layout(lesion_id: str = "L1", **_query):
         dcc.Store(id="page-lesion", data=lesion_id),
         dcc.Store(id="lesion-recommended"),
         dcc.Store(id="lesion-rendered"),
+        dcc.Store(id="lesion-table-scrolled"),
         lesion_tabs(lesion_id, "comparison"),
         html.Div([
             html.H3(id="lesion-title", children=f"Lesion {lesion_id}", className="page-title"),
