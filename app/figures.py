@@ -463,9 +463,10 @@ def dose_slice_figure(
     fig.add_trace(go.Heatmap(
         z=wash, x=hx, y=vy, colorscale="Jet", zmin=wash_threshold,
         zmax=max(wash_max if wash_max is not None else top, wash_threshold + 1e-6),
-        opacity=0.4, name=dose_label, colorbar={"title": {"text": dose_label, "side": "right"}, "x": 1.0,
-                                                     "thickness": 14},
-        hovertemplate=f"{h} %{{x:.1f}} mm, {v} %{{y:.1f}} mm<br>%{{z:.2f}} Gy<extra></extra>",
+        opacity=0.4, name=dose_label,
+        colorbar={"title": {"text": dose_label, "side": "right"}, "x": 1.0, "thickness": 14},
+        hovertemplate=(f"{h} %{{x:.1f}} mm, {v} %{{y:.1f}} mm<br>%{{z:.2f}} Gy: "
+                       f"{plotly_text(dose_label)}<extra></extra>"),
     ))
     for i, (level, label) in enumerate(isodose_levels):
         if not (np.nanmax(img) >= level):
