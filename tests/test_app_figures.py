@@ -196,3 +196,42 @@ def test_isodoses_are_dashed_and_structures_keep_clear_of_their_colours():
     lines = {t.name: t.line for t in fig.data if t.name in ("100%", "80%", "Box")}
     assert lines["100%"].dash == "dash" and lines["Box"].dash is None
     assert lines["100%"].color == ISODOSE_COLOURS[0] and lines["Box"].color != lines["100%"].color
+
+
+def test_a_feet_first_copy_of_the_demo_loads_to_the_same_volume_and_shows_its_letters(
+        leakcheck_patient, tmp_path):
+    """A synthetic feet-first-supine variant of the demo: every CT slice rewritten with
+    ImageOrientationPatient -1\\0\\0\\0\\1\\0, its first column moved to the other side (same
+    voxel centres) and its pixel rows mirrored. The loader puts it on the same ascending
+    grid with the same HU; the dose view shows it as acquired: patient left on the image's
+    left."""
+    import shutil
+
+    import pydicom
+
+    from rtplan_assist.app.callbacks.dose import image_orientation
+    from rtplan_assist.app.figures import dose_slice_figure
+    from rtplan_assist.dicom import load_case, load_ct_pixels
+
+    folder = tmp_path / "ffs"
+    shutil.copytree(leakcheck_patient, folder)
+    for path in folder.glob("CT*.dcm"):
+        ds = pydicom.dcmread(path)
+        cols, dx = int(ds.Columns), float(ds.PixelSpacing[1])
+        x0, y0, z0 = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [x0 + (cols - 1) * dx, y0, z0]
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
+        ds.save_as(path)
+    original, ffs = load_case(leakcheck_patient), load_case(folder)
+    assert np.allclose(ffs.ct.grid.origin, original.ct.grid.origin)
+    assert np.array_equal(load_ct_pixels(ffs.ct), load_ct_pixels(original.ct))
+    iop = image_orientation(ffs)
+    assert iop == (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0) and image_orientation(original)[0] == 1.0
+    dose = original.doses[0]
+    fig = dose_slice_figure(plane="axial", position_mm=0.0, dose_grid=dose.grid,
+                            dose=dose.dose_gy, dose_label="Dose (Gy, physical)",
+                            wash_threshold=1.0, isodose_levels=[], orientation=iop)
+    letters = [a.text for a in fig.layout.annotations]
+    assert letters == ["<b>L</b>", "<b>R</b>", "<b>A</b>", "<b>P</b>"]
+    assert fig.layout.xaxis.autorange == "reversed" and "FFS" in fig.layout.title.text
