@@ -27,6 +27,7 @@ __all__ = [
     "constraint_points",
     "delta_e",
     "distinct_colours",
+    "view_colours",
     "dose_slice_figure",
     "dvh_figure",
     "orientation_labels",
@@ -193,6 +194,29 @@ def distinct_colours(structures: Sequence[tuple[str, object]], *, reserved: Sequ
         k = int(good[0]) if len(good) else int(np.argmax(d))
         out[name] = _hex(candidates[k])
         taken.append(cand_lab[k])
+    return out
+
+
+#: Isodose colours every view keeps clear of (the lesion views draw 4 levels, the composite 5),
+#: so that a structure has the same colour in the DVH and in every dose view.
+RESERVED_ISODOSES = 5
+
+
+def view_colours(oars: Sequence[tuple[str, object]], targets: Sequence[tuple[str, object]]
+                 ) -> dict[str, str]:
+    """Structure colours of a DVH or dose view (:func:`distinct_colours`): the case's OARs
+    first, against the first :data:`RESERVED_ISODOSES` isodose colours, so that an OAR's
+    colour depends only on the case (the same in every view); then the view's targets,
+    against those and the OARs' colours.
+
+    Parameters
+    ----------
+    oars, targets : sequence of (name, RTSTRUCT colour or None)
+    """
+    reserved = list(ISODOSE_COLOURS[:RESERVED_ISODOSES])
+    out = distinct_colours(oars, reserved=reserved)
+    out.update(distinct_colours([t for t in targets if t[0] not in out],
+                                reserved=reserved + list(out.values())))
     return out
 
 
@@ -755,7 +779,7 @@ def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: s
                     "line": {"width": 2, "color": [_marker_colour(p["status"]) for p in pts]}},
         ))
     fig.update_xaxes(title_text=_dose_axis_label(kind, model), rangemode="tozero")
-    fig.update_yaxes(title_text="Volume (% of structure)", range=[0, 104])
+    fig.update_yaxes(title_text="Volume (% of structure)", range=[-3, 104])
     fig.update_layout(title={"text": plotly_text(title), "x": 0.01}, height=600,
                       margin={"l": 60, "r": 10, "t": 50, "b": 50},
                       legend={"font": {"size": 13}, "tracegroupgap": 4,

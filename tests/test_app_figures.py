@@ -235,3 +235,14 @@ def test_a_feet_first_copy_of_the_demo_loads_to_the_same_volume_and_shows_its_le
     letters = [a.text for a in fig.layout.annotations]
     assert letters == ["<b>L</b>", "<b>R</b>", "<b>A</b>", "<b>P</b>"]
     assert fig.layout.xaxis.autorange == "reversed" and "FFS" in fig.layout.title.text
+
+
+def test_an_oar_keeps_its_colour_in_every_view():
+    from rtplan_assist.app.figures import RESERVED_ISODOSES, view_colours
+
+    oars = [(n, DEMO_COLOURS[n]) for n in ("LUNGS-ITV's", "Heart", "Esophagus", "GreatVes")]
+    lesion = view_colours(oars, [("PTV_2", (64, 0, 255)), ("GTV_2", (255, 64, 0))])
+    composite = view_colours(oars, [("PTV_1", (0, 0, 255)), ("PTV_2", (64, 0, 255))])
+    assert all(lesion[n] == composite[n] for n, _ in oars)
+    for name, iso in itertools.product(lesion, ISODOSE_COLOURS[:RESERVED_ISODOSES]):
+        assert delta_e(lesion[name], iso) >= 20.0, (name, iso)

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 from dash import Input, Output, State, no_update
 
-from ..figures import ISODOSE_COLOURS, distinct_colours, dose_slice_figure
+from ..figures import dose_slice_figure, view_colours
 from ._shared import lesion_regimens, loaded_patient, prefs
 
 __all__ = ["COMPOSITE_ALPHA_BETAS", "MAX_VOXEL_OCCUPANCY", "image_orientation",
@@ -77,7 +77,7 @@ def _shown_dose(loaded, lesion_id: str, regimen_value: str, choice: dict) -> dic
         ab = float(regimen_value)
         grid, dose = loaded.composite_eqd2(choice, ab)
         top = float(dose.max())
-        levels = [lv for lv in (150, 100, 80, 60, 40, 20, 10) if lv <= top]
+        levels = [lv for lv in (100, 80, 60, 40, 20) if lv <= top]
         return {
             "grid": grid, "dose": dose, "unit": f"Gy EQD2 (LQ, α/β = {ab:g} Gy)",
             "isodoses": [(lv, f"{lv:g} Gy EQD2") for lv in levels],
@@ -213,8 +213,8 @@ def register(app, services) -> None:
         drawn = shown["targets"] + oars
         own = {s.name: s.color for s in loaded.case.structures}
         levels = shown["isodoses"]
-        colours = distinct_colours([(s.name, own.get(s.name)) for s in drawn],
-                                   reserved=ISODOSE_COLOURS[:len(levels)])
+        colours = view_colours([(s.name, own.get(s.name)) for s in ev.oar_structures.values()],
+                               [(s.name, own.get(s.name)) for s in shown["targets"]])
         points = [(point["x"], point["y"], point["z"], point["label"])] if point else []
         return dose_slice_figure(
             plane=plane, position_mm=float(position), dose_grid=shown["grid"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, html, no_update
 
-from ..figures import constraint_markers, distinct_colours, dvh_figure
+from ..figures import constraint_markers, dvh_figure, view_colours
 from ..views import status_badge
 from ._shared import lesion_regimens, loaded_patient
 
@@ -82,7 +82,9 @@ def register(app, services) -> None:
                             transforms[(name, label)] = eqd2_transform(regimen.fractions,
                                                                        Model("LQ", ab))
         own = {s.name: s.color for s in loaded.case.structures}
-        colours = distinct_colours([(name, own.get(name)) for name in keep if name])
+        # the OARs' colours are those of the dose views (figures.view_colours)
+        colours = view_colours([(s.name, own.get(s.name)) for s in ev.oar_structures.values()],
+                               [(name, own.get(name)) for name in keep[:2] if name])
         model = "LQ, α/β per structure (targets 10 Gy)" if kind == "EQD2" else ""
         figure = dvh_figure(
             curves, kind=kind, model=model, rows=rows, transforms=transforms, colours=colours,
