@@ -94,7 +94,7 @@ def headroom_table(rows: Sequence, contributors: Mapping[str, list[str]] | None 
             html.Td(limit_text(row)),
             html.Td([html.Div(pct, className="fw-semibold"),
                      html.Div(margin, className="cell-kind")],
-                    className="cell-headroom", **{"data-margin": _margin_attr(row)}),
+                    className="cell-headroom"),
             html.Td(status),
             html.Td(", ".join(contrib) if contrib else "—", className="small"),
             html.Td(_source_cell(row), className="cell-source"),
@@ -115,12 +115,6 @@ def reason_block(reasons: Sequence) -> list:
                                      className="cell-reason"))
         out.append(html.Div(item, className="mb-1"))
     return out
-
-
-def _margin_attr(row) -> str:
-    """The relative margin as text for the page's tests (``nan`` when not evaluable)."""
-    margin = relative_margin(row)
-    return "nan" if math.isnan(margin) else f"{margin:.6g}"
 
 
 def choice_table(lesions: Sequence, chosen: Mapping, recommended: Mapping, planned: Mapping,

@@ -246,3 +246,20 @@ def test_an_oar_keeps_its_colour_in_every_view():
     assert all(lesion[n] == composite[n] for n, _ in oars)
     for name, iso in itertools.product(lesion, ISODOSE_COLOURS[:RESERVED_ISODOSES]):
         assert delta_e(lesion[name], iso) >= 20.0, (name, iso)
+
+
+# -- composite / MDT page ----------------------------------------------------------------------
+def test_headroom_of_upper_and_lower_limits_and_the_tightest_first():
+    from rtplan_assist.app.mdt import headroom_key, headroom_text
+
+    upper = Row("Esophagus", "D0.03cc[Gy]", 30.0, "pass", limit=32.0)     # 30/32 = 93.75 %
+    over = Row("Heart", "D0.03cc[Gy]", 40.0, "fail", limit=32.0)          # 8 Gy over
+    lower = Row("Lungs", "CV12.5Gy[cc]", 1500.0, "pass", limit=1000.0, comparator=">=",
+                unit="cc")                                                 # 1000/1500 = 67 %
+    missing = Row("Cord", "Max[Gy]", float("nan"), "not evaluable", limit=20.0)
+    assert headroom_text(upper) == ("94 % of limit", "margin 2.00 Gy")
+    assert headroom_text(over) == ("125 % of limit", "over by 8.00 Gy")
+    assert headroom_text(lower) == ("67 % of limit", "margin 500.00 cc")
+    assert headroom_text(missing) == ("n/e", "")
+    ordered = sorted([lower, missing, upper, over], key=headroom_key)
+    assert [r.structure for r in ordered] == ["Heart", "Esophagus", "Lungs", "Cord"]
