@@ -706,6 +706,7 @@ def run_batch(
     task: Callable[[dict], dict] = evaluate_patient,
     quality: bool = False,
     end_caps: str = "half",
+    drop_not_evaluable: bool = False,
 ) -> BatchSummary:
     """Evaluate every patient folder under ``root`` and write the batch outputs to ``out_dir``.
 
@@ -732,6 +733,9 @@ def run_batch(
         (:class:`~rtplan_assist.errors.RtplanAssistError`) when ``out_dir`` holds a batch of
         the other kind.
     task : the per-patient function (picklable; default :func:`evaluate_patient`).
+    drop_not_evaluable : bool
+        metrics.csv leaves out evaluated rows of status ``not evaluable`` (as ``evaluate
+        --drop-not-evaluable``; error rows, verdicts, summary and records keep everything).
 
     Returns
     -------
@@ -819,7 +823,8 @@ def run_batch(
         close(interrupted)
 
     ordered = [records[f.relative_to(root).as_posix() if f != root else "."] for f in folders]
-    _write_aggregates(out_dir, root, ordered, summary.executor, deidentify=deidentify)
+    _write_aggregates(out_dir, root, ordered, summary.executor, deidentify=deidentify,
+                      drop_not_evaluable=drop_not_evaluable)
     summary.records = [dict(r["summary"], reused=r.get("reused", False),
                             seconds=r.get("seconds", "")) for r in ordered]
     summary.n_errors = sum(r["summary"]["status"] == "error" for r in ordered)
@@ -862,10 +867,11 @@ def _flagged_rows(record: dict):
 
 
 def _write_aggregates(out_dir: Path, root: Path, records: list[dict], executor: str, *,
-                      deidentify: bool = False) -> None:
+                      deidentify: bool = False, drop_not_evaluable: bool = False) -> None:
     columns = (*tidy_columns(), *FLAG_COLUMNS)
-    atomic_write_text(out_dir / "metrics.csv",
-                      _csv_text(columns, (row for r in records for row in _flagged_rows(r))))
+    atomic_write_text(out_dir / "metrics.csv", _csv_text(columns, (
+        row for r in records for row in _flagged_rows(r)
+        if not (drop_not_evaluable and row.get("status") == "not evaluable"))))
     atomic_write_text(out_dir / "summary.csv", _csv_text(SUMMARY_COLUMNS, (
         dict(r["summary"], reused="yes" if r.get("reused") else "no",
              seconds=r.get("seconds", "")) for r in records)))

@@ -76,6 +76,9 @@ def register(subparsers) -> None:
                    "quality), results.json and the reports (report-only; about 1 s a lesion)")
     p.add_argument("--end-caps", choices=("half", "none"), default="half",
                    help=END_CAPS_HELP)
+    p.add_argument("--drop-not-evaluable", action="store_true",
+                   help="metrics.csv leaves out rows of status 'not evaluable' (verdicts, "
+                   "summary.csv, results.json and the exit code still count them)")
     p.set_defaults(handler=_batch)
 
     p = subparsers.add_parser(
@@ -240,7 +243,7 @@ def _batch(args) -> int:
             args.root, args.out, tables=args.tables, regimens_file=args.regimens,
             workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
             report_format=fmt, deidentify=args.deidentify, quality=args.quality,
-            end_caps=args.end_caps,
+            end_caps=args.end_caps, drop_not_evaluable=args.drop_not_evaluable,
         )
     except RtplanAssistError as exc:
         if not args.deidentify:
@@ -302,10 +305,9 @@ def _report(args) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".pdf", ".html", ".htm"):
         raise RtplanAssistError(f"--out {args.out}: the report is .pdf or .html")
-    from .records.store import cli_attribution
-
     from .cli_evaluate import load_prior, prior_result
     from .prior import combined_verdict
+    from .records.store import cli_attribution
 
     _, evaluator, result = _evaluate(args)
     prior = prior_result(args, evaluator, result.choice, load_prior(args, evaluator))

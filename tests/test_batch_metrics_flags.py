@@ -45,3 +45,21 @@ def test_metrics_csv_flags_and_rounding(tmp_path):
     ]
     assert [r["value"] for r in table] == ["149.6", "0.0123457", "3.0", "", ""]
     assert "149.60000000000002" not in text
+
+
+def test_metrics_csv_can_drop_not_evaluable_rows(tmp_path):
+    rows = [
+        {"folder": "a", "lesion_id": "L1", "regimen": "54 Gy/3", "status": "pass"},
+        {"folder": "a", "lesion_id": "L1", "regimen": "54 Gy/3", "status": "not evaluable"},
+    ]
+    error = _record("b", [{"folder": "b", "status": "error", "reason": "no RTSTRUCT"}],
+                    status="error")
+    result = {"lesions": [{"lesion_id": "L1", "planned": "54 Gy/3"}],
+              "recommendation": {"choice": {"L1": "54 Gy/3"}}, "choice": {"L1": "54 Gy/3"}}
+    records = [_record("a", rows, result), error]
+    _write_aggregates(tmp_path, tmp_path, records, "serial", drop_not_evaluable=True)
+    table = list(csv.DictReader(io.StringIO((tmp_path / "metrics.csv").read_text())))
+    assert [r["status"] for r in table] == ["pass", "error"]  # error rows always kept
+    _write_aggregates(tmp_path, tmp_path, records, "serial")
+    table = list(csv.DictReader(io.StringIO((tmp_path / "metrics.csv").read_text())))
+    assert [r["status"] for r in table] == ["pass", "not evaluable", "error"]
