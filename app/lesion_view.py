@@ -28,6 +28,8 @@ __all__ = [
     "comparison_table",
     "comparison_table_html",
     "lesion_summary",
+    "quality_placeholder",
+    "quality_section",
     "reason_lines",
 ]
 
@@ -508,3 +510,108 @@ def reason_lines(reasons: Sequence[tuple[str, str]]) -> list:
         [html.Summary("details"), html.Div(details, className="cell-source")],
         className="d-inline-block summary-details")] if details else []),
         className="summary-reason") for sentence, details in reasons]
+
+
+# ------------------------------------------------------------------------------ plan quality
+QUALITY_TITLE = "Plan quality (planned dose, report-only)"
+#: The indices shown, in order; the volumes behind them follow in the same table.
+QUALITY_SHOWN = ("CI_Paddick", "CI_RTOG", "GI", "R50%", "D2cm[Gy]", "D2cm[%]", "HI", "TV[cc]",
+                 "TV_PIV[cc]", "PIV[cc]", "V50%[cc]")
+
+
+def quality_placeholder() -> html.Div:
+    """What the quality section holds until its indices arrive (they are computed when the
+    section is first opened: about 1 s a lesion)."""
+    return html.Div([
+        html.Span(className="spinner-border spinner-border-sm me-2", role="status"),
+        "computing… the plan quality indices of every lesion (about 1 s a lesion; lesions "
+        "sharing a dose are computed together)",
+    ], className="small text-muted", id="lesion-quality-computing")
+
+
+def _quality_value(value: float, unit: str) -> str:
+    if _nan(value):
+        return "not evaluable"
+    return f"{value:.3f}" + ("" if unit == "ratio" else f" {unit}")
+
+
+def quality_section(quality, *, planned: str, site: str) -> html.Div:
+    """One lesion's plan quality indices (:class:`rtplan_assist.quality.LesionQuality`) on the
+    planned dose at the planned regimen ``planned``: every index with its value, unit and
+    definition (also the label's tooltip); the RTOG 0813/0915 Table 1 grade of R100%, R50% and
+    D2cm with the interpolated bounds and the source, or why the lesion is not graded; whether
+    the lesion shares its dose and whether its 50 % isodose bridges to another lesion; the
+    notes. Report-only: no status badge, nothing here touches a verdict."""
+    from rtplan_assist.quality import (
+        INDEX_DEFINITIONS,
+        QUALITY_NOTE,
+        RTOG_SITES,
+        RTOG_SOURCE,
+        _grades_to_show,
+    )
+
+    labels = {key: (label, unit, text) for key, label, unit, text in INDEX_DEFINITIONS}
+    rows = []
+    for key in QUALITY_SHOWN:
+        label, unit, definition = labels[key]
+        value = quality.values.get(key, math.nan)
+        rows.append(html.Tr([
+            html.Td(html.Span(label, title=definition, className="quality-label")),
+            html.Td(_quality_value(value, unit), className="num",
+                    **{"data-index": key, "data-value": "" if _nan(value) else repr(value)}),
+            html.Td("ratio (dimensionless)" if unit == "ratio" else unit,
+                    className="cell-kind"),
+            html.Td(definition, className="cell-source"),
+        ], **{"data-index": key}))
+    table = html.Table([
+        html.Thead(html.Tr([html.Th(x) for x in ("Index", "Value", "Unit", "Definition")])),
+        html.Tbody(rows),
+    ], className="table table-sm quality-table mb-1 w-auto", id="quality-table")
+
+    graded = [g for g in quality.grades if g.level != "not graded"]
+    grade_lines = []
+    for g in _grades_to_show(quality.grades):
+        if g.level == "not graded":
+            grade_lines.append(html.Li([
+                html.B(f"{g.label}: not graded"), f" against {RTOG_SOURCE}: {g.reason}."],
+                **{"data-level": "not graded"}))
+            continue
+        unit = " % of Rx" if g.index == "D2cm[%]" else ""
+        grade_lines.append(html.Li([
+            html.B(f"{g.label} {_quality_value(g.value, unit.strip() or 'ratio')}: {g.level}"),
+            html.Span(f" (per protocol < {g.none_below:.3g}{unit}, minor deviation < "
+                      f"{g.minor_below:.3g}{unit}, else major; bounds interpolated at TV "
+                      f"{quality.values.get('TV[cc]', math.nan):.3g} cc)", className="cell-kind"),
+        ], **{"data-level": g.level, "data-index": g.index}))
+    trial = RTOG_SITES.get(site)
+    grade_head = (f"RTOG deviation grade ({RTOG_SOURCE}, {trial}; planned {planned}):"
+                  if graded and trial else f"RTOG deviation grade ({RTOG_SOURCE}):")
+
+    shares = quality.shares_dose_with
+    bridged = quality.bridged_with
+    dose_line = (
+        f"Shares its dose with {', '.join(shares)}: the prescription and 50 % isodose volumes "
+        "outside the targets are split by nearest target (PIV and V50% are this lesion's part)."
+        if shares else "Its own dose: no other lesion shares it (PIV and V50% are not split).")
+    bridge_line = (
+        f"Bridging: yes, with {', '.join(bridged)} (one 50 % isodose island holds this target "
+        "and theirs)." if bridged else
+        "Bridging: no (the 50 % isodose island holding this target holds no other target"
+        + ("" if shares else "; not applicable without a shared dose") + ").")
+    notes = [html.Li(n) for n in quality.notes]
+    return html.Div([
+        html.Div([html.B(f"{quality.lesion_id}, target {quality.target}: "),
+                  f"planned physical dose at the planned prescription {planned} "
+                  f"(Rx {quality.prescription_gy:g} Gy). A regimen scales this dose by D/D0: "
+                  "the ratios and D2cm in % of Rx are the same at every regimen, D2cm in Gy "
+                  "scales with D."], className="small mb-1"),
+        table,
+        html.Div([html.B(grade_head), html.Ul(grade_lines, className="mb-1")],
+                 className="small", id="quality-grades"),
+        html.Div(dose_line, className="small", id="quality-shared"),
+        html.Div(bridge_line, className="small", id="quality-bridging",
+                 **{"data-bridged": ",".join(bridged)}),
+        html.Div([html.B("Notes: "), html.Ul(notes, className="mb-0")] if notes else [],
+                 className="small", id="quality-notes"),
+        html.Div(QUALITY_NOTE, className="table-legend mt-1"),
+    ], id="quality-section-body")

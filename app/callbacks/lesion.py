@@ -18,6 +18,7 @@ from ..lesion_view import (
     binding_row,
     comparison_table,
     lesion_summary,
+    quality_section,
     reason_lines,
 )
 from ..services import LoadedPatient
@@ -257,6 +258,30 @@ def register(app, services) -> None:
         oars = {r.structure for rs in rows.values() for r in rs if r.role == "oar"
                 and r.structure and not math.isnan(r.value) and r.value > 0}
         return composite_summary(composite, contributors, lesion_oars=oars)
+
+    @app.callback(
+        Output("lesion-quality", "children"),
+        Input("lesion-quality-section", "active_item"), Input("loaded", "data"),
+        State("page-lesion", "data"), State("session-id", "data"),
+    )
+    def render_lesion_quality(active, loaded_data, lesion_id, session):
+        """The plan quality section, computed when it is opened (the placeholder says
+        "computing…" meanwhile), in whichever server process answers: it needs only the
+        session's prepared patient (:meth:`LoadedPatient.quality`, once per patient and
+        process). Report-only: it reads no choice and touches no verdict."""
+        if active != "quality" or not loaded_data:
+            return no_update
+        try:
+            loaded = loaded_patient(services, loaded_data, session)
+            qualities = {q.lesion_id: q for q in loaded.quality()}
+            lesion = next((les for les in loaded.evaluator.lesions
+                           if les.lesion_id == lesion_id), None)
+        except RtplanAssistError as exc:
+            return error_alert(exc)
+        if lesion is None or lesion_id not in qualities:
+            return dbc.Alert(f"No lesion {lesion_id} in this patient.", color="warning")
+        return quality_section(qualities[lesion_id], planned=lesion.planned.label,
+                               site=lesion.site)
 
     @app.callback(
         Output("choices", "data"), Output("add-error", "children"),

@@ -3,6 +3,7 @@
 import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+from rtplan_assist.app.lesion_view import QUALITY_TITLE, quality_placeholder
 from rtplan_assist.app.pages._nav import lesion_tabs
 
 dash.register_page(__name__, path_template="/lesion/<lesion_id>", name="Lesion comparison",
@@ -48,4 +49,9 @@ def layout(lesion_id: str = "L1", **_query):
                    value=False, className="my-1 small"),
         dcc.Loading(html.Div(id="lesion-table"), type="dot", delay_show=300),
         dcc.Loading(html.Div(id="lesion-composite"), type="dot", delay_show=300),
+        # collapsed by default; its indices are computed when it is first opened
+        dbc.Accordion([dbc.AccordionItem(html.Div(quality_placeholder(), id="lesion-quality"),
+                                         title=QUALITY_TITLE, item_id="quality")],
+                      id="lesion-quality-section", start_collapsed=True, active_item=None,
+                      className="mb-3 quality-section"),
     ])

@@ -115,6 +115,15 @@ class LoadedPatient:
         return self.shared.dose_grid(
             key, lambda: self.evaluator.composite_eqd2(choice, alpha_beta_gy))
 
+    def quality(self) -> list:
+        """Plan quality indices of every lesion (:func:`rtplan_assist.quality.lesion_quality`:
+        planned dose, planned prescription), computed once per patient in this process for
+        every session. Takes no lock: it reads only the lesions' planned doses and targets,
+        which no session changes (a session's regimen changes are not blocked meanwhile)."""
+        from rtplan_assist.quality import lesion_quality
+
+        return self.shared.quality(lambda: lesion_quality(self.evaluator))
+
     def scaled_dose(self, lesion, regimen) -> np.ndarray:
         """The physical dose (Gy, float32, [z, y, x]) of ``lesion`` scaled from its planned
         regimen to ``regimen`` (D/D0), computed once per (lesion, regimen) for every session."""

@@ -1,5 +1,5 @@
-"""What every session of one patient shares next to the evaluator: the CT and the dose grids
-the dose view drew last."""
+"""What every session of one patient shares next to the evaluator: the CT, the dose grids
+the dose view drew last and the plan quality indices."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ class PatientShared:
         self._ct_lock = threading.Lock()
         self._ct_hu: np.ndarray | None = None
         self._grids = OnceLRU(max_grids)
+        self._quality = OnceLRU(1)
+
+    def quality(self, compute: Callable[[], object]):
+        """The plan quality indices of the patient's lesions (planned doses: the same for
+        every session), ``compute()`` once per process (about 1 s a lesion)."""
+        return self._quality.get("quality", compute)
 
     def ct_hu(self, case) -> np.ndarray | None:
         """CT of ``case`` in HU (float32, [z, y, x]), read on first use; None without CT."""
