@@ -18,19 +18,7 @@ import json
 import math
 
 import pytest
-
-
-def _text(component) -> str:
-    """Every string inside a Dash component tree."""
-    if component is None:
-        return ""
-    if isinstance(component, str | int | float):
-        return str(component)
-    if isinstance(component, list | tuple):
-        return " ".join(_text(c) for c in component)
-    parts = [_text(getattr(component, "children", None))]
-    title = getattr(component, "title", None)
-    return " ".join(parts + ([str(title)] if title else []))
+from test_app_unit import _text
 
 
 def _find(component, predicate) -> list:
