@@ -39,3 +39,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m rtplan_assist.precompile
   echo "$want" > "$stamp"
 fi
+# Byte-compile the package: where PYTHONDONTWRITEBYTECODE is set (containers, some CI and
+# this project's shared machine) Python never writes .pyc files itself, and every command
+# then recompiles ~50 modules from source (0.05-0.07 s of each `dvh`/`evaluate` process).
+.venv/bin/python -m compileall -q rtplan_assist kernels app constraints >/dev/null
