@@ -87,25 +87,28 @@ GEOMETRIC_TYPE = (0x3006, 0x0042)
 N_POINTS = (0x3006, 0x0046)
 
 
-def _raw_contour(geometric: bytes, n_points: bytes) -> Dataset:
+def _raw_contour(geometric: bytes, n_points: bytes, vrs=("CS", "IS")) -> Dataset:
     contour = Dataset()
-    for tag, vr, value in ((GEOMETRIC_TYPE, "CS", geometric), (N_POINTS, "IS", n_points)):
+    for tag, vr, value in ((GEOMETRIC_TYPE, vrs[0], geometric), (N_POINTS, vrs[1], n_points)):
         contour[tag] = pydicom.dataelem.RawDataElement(pydicom.tag.Tag(tag), vr, len(value),
                                                        value, 0, False, True)
     return contour
 
 
-@pytest.mark.parametrize("geometric, n_points", [
-    (b"CLOSED_PLANAR ", b"4 "), (b"POINT ", b"1 "), (b"OPEN_PLANAR", b"0012"),
-    (b" closed_planar", b" 7"), (b"CLOSED_PLANAR\x00", b"4.0 "), (b"CLOSED_PLANAR", b"+4"),
-    (b"", b""), (b"A\\B", b"4"),
+@pytest.mark.parametrize("geometric, n_points, vrs", [
+    (b"CLOSED_PLANAR ", b"4 ", ("CS", "IS")), (b"POINT ", b"1 ", ("CS", "IS")),
+    (b"OPEN_PLANAR", b"0012", ("CS", "IS")), (b" closed_planar", b" 7", ("CS", "IS")),
+    (b"CLOSED_PLANAR\x00", b"4.0 ", ("CS", "IS")), (b"CLOSED_PLANAR", b"+4", ("CS", "IS")),
+    (b"", b"", ("CS", "IS")), (b"A\\B", b"4", ("CS", "IS")),
+    (b"CLOSED_PLANAR", b"12", ("CS", "US")),  # a wrong VR: pydicom reads 12849 (binary)
+    (b"CLOSED_PLANAR ", b"4 ", (None, None)),  # implicit VR: the dictionary's
 ])
-def test_type_and_point_count_as_pydicom(geometric, n_points):
+def test_type_and_point_count_as_pydicom(geometric, n_points, vrs):
     from rtplan_assist.dicom._common import ds_int, ds_str
     from rtplan_assist.dicom.rtstruct import _geometric_type, _n_points
 
-    ours = _raw_contour(geometric, n_points)
-    ref = _raw_contour(geometric, n_points)
+    ours = _raw_contour(geometric, n_points, vrs)
+    ref = _raw_contour(geometric, n_points, vrs)
     assert _geometric_type(ours) == ds_str(ref, "ContourGeometricType").upper()
     assert _n_points(ours, "RS.dcm") == ds_int(ref, "NumberOfContourPoints", path="RS.dcm")
 
@@ -124,5 +127,5 @@ def test_demo_contours_take_the_raw_path():
     contours = [c for item in ds.ROIContourSequence for c in item.get("ContourSequence", [])]
     assert contours
     for c in contours:
-        assert _raw_ascii(c, GEOMETRIC_TYPE_TAG) == "CLOSED_PLANAR"
-        assert _raw_ascii(c, N_POINTS_TAG).isdigit()
+        assert _raw_ascii(c, GEOMETRIC_TYPE_TAG, "CS") == "CLOSED_PLANAR"
+        assert _raw_ascii(c, N_POINTS_TAG, "IS").isdigit()

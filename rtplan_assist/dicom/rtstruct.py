@@ -136,16 +136,19 @@ def _contour_values(contour: Dataset, path, roi_name: str) -> np.ndarray | None:
     return as_floats(contour.get("ContourData", None), "ContourData", path)
 
 
-def _raw_ascii(ds: Dataset, tag: int) -> str | None:
+def _raw_ascii(ds: Dataset, tag: int, vr: str) -> str | None:
     """A one-valued text element read from its raw bytes, stripped of spaces, when it is
-    plain printable ASCII; ``None`` otherwise (absent, already converted, several values,
-    NUL or non-ASCII bytes): the caller then asks pydicom, whose checks and errors apply.
+    plain printable ASCII of its dictionary VR ``vr`` (or of no stated VR: implicit VR);
+    ``None`` otherwise (absent, already converted, another VR, several values, NUL or
+    non-ASCII bytes): the caller then asks pydicom, whose checks and errors apply.
 
     Each contour has a ContourGeometricType and a NumberOfContourPoints: pydicom's
     conversion of these two took half of the structure set's reading time (the demo's
     1,244 contours), for values that are a word and a number."""
     elem = ds.get_item(tag, keep_deferred=True)  # never converts nor reads a deferred value
     if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
+        return None
+    if elem.VR not in (None, vr):  # e.g. a binary US in a damaged file: pydicom decides
         return None
     raw = elem.value
     if not raw.isascii() or b"\\" in raw:
@@ -156,13 +159,13 @@ def _raw_ascii(ds: Dataset, tag: int) -> str | None:
 
 def _geometric_type(contour: Dataset) -> str:
     """ContourGeometricType, upper case ('' when absent); :func:`ds_str` when not plain."""
-    text = _raw_ascii(contour, GEOMETRIC_TYPE_TAG)
+    text = _raw_ascii(contour, GEOMETRIC_TYPE_TAG, "CS")
     return (text if text is not None else ds_str(contour, "ContourGeometricType")).upper()
 
 
 def _n_points(contour: Dataset, path) -> int | None:
     """NumberOfContourPoints; :func:`ds_int` (its checks and errors) when not plain digits."""
-    text = _raw_ascii(contour, N_POINTS_TAG)
+    text = _raw_ascii(contour, N_POINTS_TAG, "IS")
     if text is not None and text.isdigit():
         return int(text)
     return ds_int(contour, "NumberOfContourPoints", path=path)
