@@ -431,8 +431,10 @@ class PriorResult:
     def verdict(self) -> str:
         from .evaluation.records import rows_verdict
 
+        # no counted row (no cord, no organ with a cumulative limit): nothing was judged,
+        # which is never a pass
         rows = self.counted_rows()
-        return rows_verdict(rows) if rows else "pass"
+        return rows_verdict(rows) if rows else "not evaluable"
 
 
 def _metrics(dvh) -> dict[str, float]:

@@ -285,3 +285,16 @@ def test_demo_prior_course_end_to_end_in_the_cli(demo_evaluation, prior_folders,
     assert code == {"pass": 0, "fail": 1}.get(payload["verdict_with_prior"], 2)
     back = read_dose(dose)
     assert back.dose_type == "EFFECTIVE" and float(back.dose_gy.max()) > 37.5
+
+
+def test_a_prior_course_with_nothing_judged_is_not_a_pass(demo_evaluation, prior_folders):
+    # organs without a cumulative limit or re-irradiation rule (here only the heart's and
+    # liver's advisory rows, if any): no mandatory row counts, so the prior-course verdict is
+    # "not evaluable", never "pass" (the project's rule: nothing evaluated is never a pass)
+    from dataclasses import replace
+
+    evaluation, result = demo_evaluation
+    prior = load_prior_course(prior_folders[0], evaluation.case)
+    judged = evaluate_prior(evaluation, result.choice, prior, organs=["Heart", "Liver"])
+    nothing = replace(judged, rows=[r for r in judged.rows if r.priority != "mandatory"])
+    assert nothing.verdict() == "not evaluable"
