@@ -313,7 +313,7 @@ def parse_prescriptions(items: list[str]):
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluation import result_to_csv, result_to_dict, result_to_html, result_to_text
+    from .evaluation import result_to_csv, result_to_html, result_to_json, result_to_text
     from .outputs import atomic_write_text
 
     if args.drop_not_evaluable and args.format != "csv":
@@ -339,7 +339,7 @@ def _cmd_evaluate(args) -> int:
         text = render_with_quality(evaluator, result, args.format,
                                    drop_not_evaluable=args.drop_not_evaluable)
     elif args.format == "json":
-        text = json.dumps(result_to_dict(result), indent=2, ensure_ascii=False) + "\n"
+        text = result_to_json(result)
     elif args.format == "csv":
         text = result_to_csv(result, drop_not_evaluable=args.drop_not_evaluable)
     elif args.format == "html":

@@ -65,6 +65,7 @@ from .output import (
     result_to_csv,
     result_to_dict,
     result_to_html,
+    result_to_json,
     result_to_text,
 )
 from .records import (
@@ -101,6 +102,7 @@ __all__ = [
     "result_to_csv",
     "result_to_dict",
     "result_to_html",
+    "result_to_json",
     "result_to_text",
     "rows_verdict",
 ]
