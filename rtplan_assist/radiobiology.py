@@ -405,7 +405,19 @@ def _check_model(model: Model) -> None:
         )
 
 
+_SCALAR_TYPES = (float, int, np.float64)
+
+
 def _as_nonnegative(values, what: str) -> tuple[np.ndarray, bool]:
+    if type(values) in _SCALAR_TYPES:  # a plain number: the same checks without array calls
+        value = np.float64(values)  # (thousands per evaluation; float64 arithmetic either way)
+        if value != value:
+            raise RadiobiologyError(f"{what} contains NaN")
+        if value in (math.inf, -math.inf):
+            raise RadiobiologyError(f"{what} contains an infinite value")
+        if value < 0:
+            raise RadiobiologyError(f"{what} must be >= 0 Gy, got {value:g}")
+        return value, True
     array = np.asarray(values, dtype=np.float64)
     if np.isnan(array).any():
         raise RadiobiologyError(f"{what} contains NaN")

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 
 from ..radiobiology import Model, dose_for_eqd2, eqd2
 from .objective import BORDERLINE_FRACTION, BORDERLINE_SOURCE, relative_margin
 from .records import ResultRow, compare
 
 
+@lru_cache(maxsize=1 << 16, typed=True)
 def converted_limit(limit0: float, n0: int, n: int, alpha_beta_gy: float) -> float:
     """A dose limit tabulated for ``n0`` fractions, converted to ``n`` fractions at equal EQD2
-    (LQ, ``alpha_beta_gy``)."""
+    (LQ, ``alpha_beta_gy``). Memoised (a pure function of its four numbers): the rows of
+    every lesion x regimen ask the same few conversions thousands of times."""
     model = Model("LQ", float(alpha_beta_gy))
     return float(dose_for_eqd2(eqd2(limit0, n0, model), n, model))
 

@@ -242,6 +242,8 @@ def oar_rows(
     label = regimen.label
     n = regimen.fractions
     rows = []
+    scaled: DVH | None = None
+    mapped: dict[tuple, DVH] = {}
     for c in constraints:
         base = {
             "organ": organ,
@@ -279,13 +281,20 @@ def oar_rows(
                 )
             )
             continue
-        dvh = dvhs[structure.name].scaled(factor)
+        # the organ's DVH at this regimen, and under each (kind, α/β) its rows use: computed
+        # once for all of its constraints (the same DVH objects as one per constraint)
+        if scaled is None:
+            scaled = dvhs[structure.name].scaled(factor)
+        dvh = scaled
         if c.dose_kind != "physical":
-            model = Model("LQ", c.alpha_beta)
-            transform = (
-                eqd2_transform(n, model) if c.dose_kind == "EQD2" else bed_transform(n, model)
-            )
-            dvh = dvh.mapped(transform, c.dose_kind, model.describe())
+            dvh = mapped.get((c.dose_kind, c.alpha_beta))
+            if dvh is None:
+                model = Model("LQ", c.alpha_beta)
+                transform = (
+                    eqd2_transform(n, model) if c.dose_kind == "EQD2" else bed_transform(n, model)
+                )
+                dvh = scaled.mapped(transform, c.dose_kind, model.describe())
+                mapped[(c.dose_kind, c.alpha_beta)] = dvh
         value, reason = evaluate_constraint(dvh, c, regimen.total_dose_gy)
         status = row_status(value, c.comparator, c.limit, c.goal)
         if math.isnan(value) and reason.startswith("PASS:"):
