@@ -256,7 +256,9 @@ def _cmd_dvh(args) -> int:
             + (f" ({why})" if why else "")
         )
     if args.format == "json":
-        _emit(json.dumps(doc, indent=1) + "\n", args.out)
+        from .jsontext import json_text  # json.dumps(doc, indent=1), at C-encoder speed
+
+        _emit(json_text(doc, indent=1, ensure_ascii=True) + "\n", args.out)
     else:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

@@ -1,5 +1,5 @@
-"""``evaluation.output.json_text`` is ``json.dumps(value, indent=2, ensure_ascii=False)``
-character for character: the expected texts come from the standard library's own encoder
+"""``jsontext.json_text`` is ``json.dumps(value, indent=..., ensure_ascii=...)`` character
+for character: the expected texts come from the standard library's own encoder
 (an independent implementation: its pure-Python indented encoder)."""
 
 import json
@@ -9,7 +9,8 @@ from enum import IntEnum
 import numpy as np
 import pytest
 
-from rtplan_assist.evaluation.output import json_text, result_to_dict, result_to_json
+from rtplan_assist.evaluation.output import result_to_dict, result_to_json
+from rtplan_assist.jsontext import json_text
 
 
 class _Level(IntEnum):
@@ -39,6 +40,14 @@ CASES = [
 @pytest.mark.parametrize("value", CASES)
 def test_json_text_is_json_dumps_indent_2(value):
     assert json_text(value) == json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("indent", [0, 1, 4])
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_json_text_other_indents_and_ascii(indent, ensure_ascii):
+    for value in CASES:
+        expected = json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+        assert json_text(value, indent=indent, ensure_ascii=ensure_ascii) == expected
 
 
 def test_json_text_refuses_what_json_refuses():

@@ -9,15 +9,14 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
-from json.encoder import encode_basestring as _json_str
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
+from ..jsontext import json_text
 from ..regimens import ABLATIVE_BED10_GY, Regimen
 from ..status import STATUS_STYLE, status_style
 from .reasons import (
@@ -150,105 +149,6 @@ def result_to_dict(result: EvaluationResult) -> dict:
             "provenance": result.provenance,
         }
     )
-
-
-_INFINITY = float("inf")
-
-
-def _json_float(value: float) -> str:
-    """``json``'s float text (``allow_nan``): ``repr``, ``NaN``, ``Infinity``, ``-Infinity``."""
-    if value != value:
-        return "NaN"
-    if value == _INFINITY:
-        return "Infinity"
-    if value == -_INFINITY:
-        return "-Infinity"
-    return float.__repr__(value)
-
-
-def _json_scalar(value) -> str | None:
-    """JSON text of a scalar in ``json.encoder``'s order of tests, or None for a container."""
-    if isinstance(value, str):
-        return _json_str(value)
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        return _json_float(value)
-    if isinstance(value, (list, tuple, dict)):
-        return None
-    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
-
-
-def _json_key(key) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, float):
-        return _json_float(key)
-    if key is True:
-        return "true"
-    if key is False:
-        return "false"
-    if key is None:
-        return "null"
-    if isinstance(key, int):
-        return int.__repr__(key)
-    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
-
-
-_FLAT = frozenset({str, int, float, bool, type(None)})
-_FLAT_ENCODERS: dict[int, json.JSONEncoder] = {}
-
-
-def _flat_encoder(level: int) -> json.JSONEncoder:
-    """json's C encoder (it runs only without ``indent``) with the item separator of an
-    indented container's items at ``level`` + 1: a flat container then comes out as the
-    indented text but for its opening and closing lines."""
-    encoder = _FLAT_ENCODERS.get(level)
-    if encoder is None:
-        encoder = json.JSONEncoder(ensure_ascii=False, separators=("," + "\n" + "  " * (level + 1), ": "))
-        _FLAT_ENCODERS[level] = encoder
-    return encoder
-
-
-def _json_value(value, level: int) -> str:
-    """JSON text of ``value`` at nesting ``level`` (see :func:`json_text`)."""
-    text = _json_scalar(value)
-    if text is not None:
-        return text
-    if not value:
-        return "{}" if isinstance(value, dict) else "[]"
-    inner = "\n" + "  " * (level + 1)
-    close = "\n" + "  " * level
-    if isinstance(value, dict):
-        if _FLAT.issuperset(map(type, value.values())):  # every row: one C call
-            flat = _flat_encoder(level).encode(value)
-            return "{" + inner + flat[1:-1] + close + "}"
-        parts = [
-            _json_str(_json_key(key)) + ": " + _json_value(item, level + 1)
-            for key, item in value.items()
-        ]
-        return "{" + inner + ("," + inner).join(parts) + close + "}"
-    if _FLAT.issuperset(map(type, value)):
-        flat = _flat_encoder(level).encode(list(value))
-        return "[" + inner + flat[1:-1] + close + "]"
-    return "[" + inner + ("," + inner).join([_json_value(item, level + 1) for item in value]) + close + "]"
-
-
-def json_text(value) -> str:
-    """``json.dumps(value, indent=2, ensure_ascii=False)``, character for character, in a
-    fraction of its time: with ``indent`` the standard library falls back to its pure-Python
-    generator encoder (0.12-0.15 s for the demo's 7 MB); here every container whose items
-    are all plain scalars (the rows) goes through json's C encoder with the indented item
-    separator, and only the nesting above them is Python. Same texts for strings (the C
-    ``encode_basestring``), floats (``repr``, ``NaN``/``Infinity``), ints and keys; a value
-    json cannot encode raises TypeError as json does."""
-    return _json_value(value, 0)
 
 
 def result_to_json(result: EvaluationResult) -> str:
