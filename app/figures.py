@@ -713,7 +713,8 @@ def constraint_markers(curves: Sequence[tuple[str, str, object]], rows: Sequence
 
 def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: str = "",
                rows: Sequence = (), transforms: Mapping[tuple[str, str], object] | None = None,
-               colours: Mapping[str, str] | None = None, title: str = "") -> go.Figure:
+               colours: Mapping[str, str] | None = None, title: str = "",
+               legend_title: str = "Structures (colour), regimens (line style)") -> go.Figure:
     """Cumulative DVHs in % volume with the constraint limits of every drawn regimen.
 
     Parameters
@@ -783,6 +784,6 @@ def dvh_figure(curves: Sequence[tuple[str, str, object]], *, kind: str, model: s
     fig.update_layout(title={"text": plotly_text(title), "x": 0.01}, height=600,
                       margin={"l": 60, "r": 10, "t": 50, "b": 50},
                       legend={"font": {"size": 13}, "tracegroupgap": 4,
-                              "title": {"text": "Structures (colour), regimens (line style)"}},
+                              "title": {"text": plotly_text(legend_title)}},
                       template="plotly_white", hovermode="closest")
     return fig

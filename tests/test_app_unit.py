@@ -589,3 +589,35 @@ def test_composite_rows_are_listed_worst_first():
     assert [(r.status, r.structure) for r in worst_first(rows)] == [
         ("fail", "Bowel"), ("fail", "SpinalCord"), ("goal missed", "Esophagus"),
         ("not evaluable", "Liver"), ("info", "Aorta"), ("pass", "Heart")]
+
+
+def test_app_csv_export_can_drop_the_not_evaluable_rows(app_cache):
+    """The composite page's CSV (the one writer, evaluation.result_to_csv) keeps every row by
+    default; with the page's checkbox it leaves out exactly the rows whose status is 'not
+    evaluable' (issue 14), as evaluate --drop-not-evaluable does."""
+    import csv
+    import io
+
+    from app_http import callback_payload, post_callback, serve
+    from rtplan_assist.app import create_app
+
+    app = create_app(None, cache_dir=app_cache)
+    services = app.rtplan_state
+    key = services.entries[0].key
+    services.prepare(services.entries[0])
+
+    def export(drop):
+        status, answer, _ = post_callback(url, callback_payload(app, "download-csv.data", {
+            "export-csv.n_clicks": 1, "export-csv-drop.value": drop, "loaded.data": {"key": key},
+            "choices.data": {}, "session-id.data": "csv-drop"}, "export-csv.n_clicks"))
+        assert status == 200, answer
+        text = answer["response"]["download-csv"]["data"]["content"]
+        return list(csv.DictReader(io.StringIO(text)))
+
+    with serve(app) as (url, _log):
+        full, dropped = export(None), export(True)
+    not_evaluable = [r for r in full if r["status"] == "not evaluable"]
+    assert not_evaluable  # the demo has organs without structures and without cited limits
+    assert all(r["status"] != "not evaluable" for r in dropped)
+    assert len(dropped) == len(full) - len(not_evaluable)
+    services.close()

@@ -107,16 +107,18 @@ def register(app, services) -> None:
         return composite_page(result, choice, contributors)
 
     @app.callback(Output("download-csv", "data"), Input("export-csv", "n_clicks"),
+                  State("export-csv-drop", "value"),
                   State("loaded", "data"), State("choices", "data"), State("session-id", "data"),
                   prevent_initial_call=True)
-    def export_csv(_n, loaded_data, choices, session):
+    def export_csv(_n, drop_not_evaluable, loaded_data, choices, session):
         if not loaded_data:
             return no_update
         loaded = loaded_patient(services, loaded_data, session)
         result, _ = loaded.result(prefs(choices, loaded.entry.key))
         log_export("CSV", result.patient_id)
         name = safe_filename(result.patient_id, "_evaluation.csv")
-        return dcc.send_string(result_to_csv(result), filename=name)
+        return dcc.send_string(
+            result_to_csv(result, drop_not_evaluable=bool(drop_not_evaluable)), filename=name)
 
     @app.callback(Output("download-pdf", "data"), Output("export-message", "children"),
                   Input("export-pdf", "n_clicks"),

@@ -170,5 +170,6 @@ def register(app, services) -> None:
         # one colour per course, one structure
         curves = [(course, item.structure, dvh) for course, dvh in item.dvhs.items()]
         return dvh_figure(curves, kind="EQD2", model=f"LQ, α/β = {item.alpha_beta_gy:g} Gy",
+                          legend_title="Structure (colour), courses (line style)",
                           title=f"{item.structure}: EQD2 per course (prior, current, cumulative,"
                           f" cumulative with {item.recovery:.0%} recovery of the prior term)")

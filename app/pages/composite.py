@@ -16,6 +16,9 @@ def layout(**_query):
             dbc.Button("Download tidy CSV", id="export-csv", color="primary", className="me-2",
                        n_clicks=0),
             dbc.Button("Download PDF report", id="export-pdf", color="secondary", n_clicks=0),
+            dbc.Checkbox(id="export-csv-drop", value=False, className="d-inline-block ms-3",
+                         label="CSV without the not-evaluable rows (missing structures, no "
+                               "cited limit; the verdict still counts them)"),
             dcc.Download(id="download-csv"),
             dcc.Download(id="download-pdf"),
             html.Div(id="export-message", className="small mt-1"),
