@@ -1163,6 +1163,10 @@ def composite_limits(organ: str, constraint_set: ConstraintSet) -> list[Composit
             reason = (f"{src.source_id} {src.metric} {src.comparator} {src.limit:g} {src.unit} in "
                       f"{src.fractions} fx, re-expressed in EQD2 at α/β {applied.alpha_beta:g} Gy: "
                       f"a single-course tolerance, not a validated cumulative limit")
+            if getattr(applied.parsed_metric, "kind", "") == "Mean":
+                reason += ("; a mean-dose limit re-expressed as if the organ received it "
+                           "uniformly (APPROXIMATE, conservative: EQD2 of a mean is not the "
+                           "mean of the voxel EQD2, which the composite computes)")
             if src.extrapolated:
                 reason += (f"; {EXTRAPOLATED} ({src.regime}; the EQD2 sum is in the "
                            "conventional regime): advisory only, no cited cumulative limit "

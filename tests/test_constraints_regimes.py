@@ -223,9 +223,13 @@ def test_composite_limits_fixed_per_organ(tables):
     # MLD <= 20 Gy in 30 fx at α/β 3: EQD2 = 20 (20/30 + 3)/5 = 14.667 Gy (Radiat Oncol 2018 T2)
     mld = lungs[("Mean[Gy]", "EQD2")]
     assert mld.priority == "mandatory" and mld.row.limit == pytest.approx(20 * (20 / 30 + 3) / 5)
+    # a mean converted as if uniform is approximate and conservative (constraints-radiobiology
+    # §6.5 "mean dose cannot be converted"; clinical audit (c) 5): the row says so
+    assert "APPROXIMATE, conservative" in mld.reason
     # V20 <= 37 %: threshold 20 Gy in 30 fx -> EQD2 14.667, rounded down: V14.66Gy[%] <= 37
     v20 = lungs[("V14.66Gy[%]", "EQD2")]
     assert v20.priority == "mandatory" and v20.row.limit == 37
+    assert "APPROXIMATE" not in v20.reason  # a volume threshold converts exactly (§6.5)
     # V5: physical sum, never converted; the most conservative of SAFRON 66 %, PMC3885113
     # 65 %, Radiat Oncol 2018 60 % -> 60 %
     v5 = lungs[("V5Gy[%]", "physical")]
