@@ -256,9 +256,9 @@ def _cmd_dvh(args) -> int:
             + (f" ({why})" if why else "")
         )
     if args.format == "json":
-        from .jsontext import json_text  # json.dumps(doc, indent=1), at C-encoder speed
+        from .jsontext import json_pieces  # json.dumps(doc, indent=1), at C-encoder speed
 
-        _emit(json_text(doc, indent=1, ensure_ascii=True) + "\n", args.out)
+        _emit("".join(json_pieces(doc, indent=1, ensure_ascii=True, end="\n")), args.out)
     else:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

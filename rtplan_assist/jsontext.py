@@ -78,30 +78,41 @@ def _flat_encoder(indent: int, ensure_ascii: bool, level: int) -> json.JSONEncod
     return encoder
 
 
-def _json_value(value, indent: int, ensure_ascii: bool, level: int) -> str:
-    """JSON text of ``value`` at nesting ``level`` (see :func:`json_text`)."""
+def _json_into(value, indent: int, ensure_ascii: bool, level: int, out: list) -> None:
+    """Append the JSON text of ``value`` at nesting ``level`` to ``out`` (see
+    :func:`json_text`): pieces, so that the only large string is the final join."""
     text = _json_scalar(value, ensure_ascii)
     if text is not None:
-        return text
+        out.append(text)
+        return
     if not value:
-        return "{}" if isinstance(value, dict) else "[]"
+        out.append("{}" if isinstance(value, dict) else "[]")
+        return
     inner = "\n" + " " * (indent * (level + 1))
     close = "\n" + " " * (indent * level)
     if isinstance(value, dict):
         if _FLAT.issuperset(map(type, value.values())):  # every row: one C call
             flat = _flat_encoder(indent, ensure_ascii, level).encode(value)
-            return "{" + inner + flat[1:-1] + close + "}"
+            out.append("{" + inner + flat[1:-1] + close + "}")
+            return
         encode = _json_str_ascii if ensure_ascii else _json_str
-        parts = [
-            encode(_json_key(key)) + ": " + _json_value(item, indent, ensure_ascii, level + 1)
-            for key, item in value.items()
-        ]
-        return "{" + inner + ("," + inner).join(parts) + close + "}"
+        first = True
+        for key, item in value.items():
+            out.append(("{" if first else ",") + inner + encode(_json_key(key)) + ": ")
+            first = False
+            _json_into(item, indent, ensure_ascii, level + 1, out)
+        out.append(close + "}")
+        return
     if _FLAT.issuperset(map(type, value)):
         flat = _flat_encoder(indent, ensure_ascii, level).encode(list(value))
-        return "[" + inner + flat[1:-1] + close + "]"
-    items = [_json_value(item, indent, ensure_ascii, level + 1) for item in value]
-    return "[" + inner + ("," + inner).join(items) + close + "]"
+        out.append("[" + inner + flat[1:-1] + close + "]")
+        return
+    first = True
+    for item in value:
+        out.append(("[" if first else ",") + inner)
+        first = False
+        _json_into(item, indent, ensure_ascii, level + 1, out)
+    out.append(close + "]")
 
 
 def json_text(value, indent: int = 2, ensure_ascii: bool = False) -> str:
@@ -110,6 +121,14 @@ def json_text(value, indent: int = 2, ensure_ascii: bool = False) -> str:
     ``encode_basestring_ascii``), floats (``repr``, ``NaN``/``Infinity``), ints, booleans,
     None and keys; a value json cannot encode raises TypeError as json does; dict order kept
     (no ``sort_keys``). A non-integer or negative ``indent`` goes to ``json.dumps``."""
+    return "".join(json_pieces(value, indent, ensure_ascii))
+
+
+def json_pieces(value, indent: int = 2, ensure_ascii: bool = False, end: str = "") -> list[str]:
+    """The pieces of :func:`json_text` (then ``end``), to join or write one by one."""
     if type(indent) is not int or indent < 0:
-        return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
-    return _json_value(value, indent, bool(ensure_ascii), 0)
+        return [json.dumps(value, indent=indent, ensure_ascii=ensure_ascii), end]
+    out: list[str] = []
+    _json_into(value, indent, bool(ensure_ascii), 0, out)
+    out.append(end)
+    return out

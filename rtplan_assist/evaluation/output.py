@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..jsontext import json_text
+from ..jsontext import json_pieces
 from ..regimens import ABLATIVE_BED10_GY, Regimen
 from ..status import STATUS_STYLE, status_style
 from .reasons import (
@@ -154,7 +154,7 @@ def result_to_dict(result: EvaluationResult) -> dict:
 def result_to_json(result: EvaluationResult) -> str:
     """The ``evaluate --format json`` text: :func:`result_to_dict`, indented by 2, UTF-8
     characters kept, a final newline."""
-    return json_text(result_to_dict(result)) + "\n"
+    return "".join(json_pieces(result_to_dict(result), end="\n"))  # one 7 MB string, not 3
 
 
 def _parse_label(label: str) -> Regimen:

@@ -20,12 +20,28 @@ not); a tabulated limit at the regimen's own fraction number does not depend on 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import replace as _replace
 from functools import lru_cache
 
 from ..radiobiology import Model, dose_for_eqd2, eqd2
 from .objective import BORDERLINE_FRACTION, BORDERLINE_SOURCE, relative_margin
 from .records import ResultRow, compare
+
+
+def replace(row: ResultRow, **changes) -> ResultRow:
+    """``dataclasses.replace`` of a :class:`ResultRow` (a frozen record of plain fields, no
+    ``__post_init__``) with its two robustness fields, without re-running ``__init__`` field
+    by field: an equal row, a third of the time (it runs for every row of a session)."""
+    if type(row) is not ResultRow or not changes.keys() <= _ROBUSTNESS_FIELDS:
+        return _replace(row, **changes)
+    new = object.__new__(ResultRow)
+    state = new.__dict__
+    state.update(row.__dict__)
+    state.update(changes)
+    return new
+
+
+_ROBUSTNESS_FIELDS = frozenset({"robustness", "robustness_note"})
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
