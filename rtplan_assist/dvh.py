@@ -214,8 +214,15 @@ class DVH:
         """The DVH of the same plan with every dose multiplied by ``factor`` (> 0)."""
         if not factor > 0:
             raise ValueError("scale factor must be positive")
-        with np.errstate(over="ignore"):  # an overflow makes metrics not evaluable
+        # the axis ascends: when both ends scale to finite values no element can overflow,
+        # and np.errstate (~20 us a call, ~1,000 calls in an evaluation) is not needed
+        f = float(factor)
+        lo, hi = (float(self.dose_gy[0]), float(self.dose_gy[-1])) if len(self.dose_gy) else (0, 0)
+        if math.isfinite(lo * f) and math.isfinite(hi * f):
             axis = self.dose_gy * factor
+        else:
+            with np.errstate(over="ignore"):  # an overflow makes metrics not evaluable
+                axis = self.dose_gy * factor
         return replace(
             self,
             dose_gy=axis,
