@@ -680,6 +680,13 @@ def _fmt(value: float, digits: int = 2) -> str:
         f"{value:.{digits}f}")
 
 
+#: what the prior-course verdict is about (said wherever the prior course is shown)
+PRIOR_SCOPE_NOTE = (
+    "This verdict is of the shown regimens; the per-lesion recommendation does not take the "
+    "prior course into account: if the cumulative rows fail, choose other regimens (evaluate "
+    "--choose, or the composite page) and check again")
+
+
 def prior_summary_lines(result: PriorResult) -> list[str]:
     p = result.prior
     interval = ("unknown" if result.interval_days is None
@@ -704,7 +711,7 @@ def prior_summary_lines(result: PriorResult) -> list[str]:
         f"Interval: {interval}, from {result.interval_source}",
         f"Recovery: {policy_text} (applied to the prior term only)",
         f"ESTRO-EORTC: {result.reirradiation_type}; {result.type_detail}",
-    ] + nieder_line
+    ] + nieder_line + [PRIOR_SCOPE_NOTE]
 
 
 def prior_to_dict(result: PriorResult) -> dict:
