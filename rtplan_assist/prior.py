@@ -734,6 +734,7 @@ def prior_to_dict(result: PriorResult) -> dict:
         "reirradiation_type_detail": result.type_detail,
         "overlap_cc": result.overlap_cc,
         "verdict": result.verdict(),
+        "verdict_scope": PRIOR_SCOPE_NOTE,
         "organs": [
             {"organ": o.organ, "structure": o.structure, "alpha_beta_gy": o.alpha_beta_gy,
              "model": "LQ", "kind": "EQD2", "unit": "Gy", "recovery": o.recovery,

@@ -304,10 +304,12 @@ def test_the_prior_summary_says_the_recommendation_ignores_the_prior_course(
         demo_evaluation, prior_folders):
     # not done (issue 17): the recommendation search does not use the cumulative rows; every
     # output that shows the prior course says its verdict is of the shown regimens
-    from rtplan_assist.prior import PRIOR_SCOPE_NOTE, prior_summary_lines, prior_text
+    from rtplan_assist.prior import (PRIOR_SCOPE_NOTE, prior_summary_lines, prior_text,
+                                     prior_to_dict)
 
     evaluation, result = demo_evaluation
     prior = load_prior_course(prior_folders[0], evaluation.case)
     judged = evaluate_prior(evaluation, result.choice, prior, organs=["SpinalCord"])
     assert prior_summary_lines(judged)[-1] == PRIOR_SCOPE_NOTE
     assert "does not take the prior course into account" in prior_text(judged)
+    assert prior_to_dict(judged)["verdict_scope"] == PRIOR_SCOPE_NOTE
