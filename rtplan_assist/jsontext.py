@@ -46,18 +46,11 @@ def _json_scalar(value, ensure_ascii: bool = False) -> str | None:
 
 
 def _json_key(key) -> str:
+    """A dict key as json writes it: str as is; int, float, bool and None as their JSON text."""
     if isinstance(key, str):
         return key
-    if isinstance(key, float):
-        return _json_float(key)
-    if key is True:
-        return "true"
-    if key is False:
-        return "false"
-    if key is None:
-        return "null"
-    if isinstance(key, int):
-        return int.__repr__(key)
+    if isinstance(key, (int, float)) or key is None:  # bool is an int
+        return _json_scalar(key)
     raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
 
 
