@@ -4,7 +4,9 @@ a choice within one second; no regimen column the composite rejects reads a bare
 
 Expected verdicts come from the engine's rule (:func:`rtplan_assist.evaluation.rows_verdict` of
 the lesion's rows at a regimen, and of the mandatory composite rows of a choice), evaluated on
-the prepared evaluator the app serves, never from the page. Shares the prepared demo with the
+the prepared evaluator the app serves, never from the page. The regimen header row stays in view
+below the sticky summary when the organ rows are scrolled (1600×1000, every constraint shown).
+Shares the prepared demo with the
 other browser tests (conftest's ``app_cache``).
 """
 
@@ -134,4 +136,66 @@ def test_lesion_page_custom_regimens_summary_and_column_verdicts(dash_duo, app_c
     composite_now = rows_verdict(evaluator.composite_rows(choice, mandatory_only=True))
     assert dash_duo.find_element("#composite-status [data-status]").get_attribute(
         "data-status") == composite_now
+
+    # (d) the regimen header row stays in view below the summary (a second page: one server)
+    _check_header_stays_below_the_summary(dash_duo)
     assert dash_duo.get_logs() == []
+
+
+def _viewport(dash_duo, width: int, height: int) -> None:
+    """Resize the window so that the page's viewport is ``width`` × ``height`` CSS px."""
+    driver = dash_duo.driver
+    driver.set_window_size(width, height)
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
+    _wait(lambda: driver.execute_script("return [window.innerWidth, window.innerHeight]")
+          == [width, height], 5, f"a {width}x{height} viewport")
+
+
+#: where the chosen column's header is, what is drawn at its middle, where the summary ends
+_HEADER_PLACE_JS = """
+var th = document.querySelector('#comparison-table th.col-chosen');
+var first = document.querySelector('#comparison-table th.col-metric');
+var r = th.getBoundingClientRect(), f = first.getBoundingClientRect();
+var hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
+return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, first_left: f.left,
+        first_top: f.top, hit: th.contains(hit), scroll: window.scrollY,
+        summary: document.getElementById('lesion-summary-box').getBoundingClientRect().bottom,
+        width: window.innerWidth, height: window.innerHeight};
+"""
+
+
+def _check_header_stays_below_the_summary(dash_duo) -> None:
+    """L5 (16 regimens: the table also scrolls sideways to the chosen column, structure column
+    fixed) at 1600×1000 with every constraint shown: scrolled 1,500 px down, the chosen
+    column's header is inside the viewport, just below the sticky summary and not covered
+    (the element drawn at its middle is that header), and the structure header is still at the
+    table's left edge."""
+    _viewport(dash_duo, 1600, 1000)
+    dash_duo.driver.get(dash_duo.server_url + "/lesion/L5")
+    dash_duo.wait_for_element("#comparison-table th.col-chosen", timeout=60)
+    dash_duo.find_element("#lesion-show-all").click()
+    dash_duo.wait_for_element("#comparison-table.show-all th.col-chosen", timeout=30)
+    # the page is long enough for the check to mean something
+    assert dash_duo.driver.execute_script(
+        "return document.documentElement.scrollHeight") > 1500 + 2 * 1000
+    dash_duo.driver.execute_script("window.scrollTo({top: 1500, behavior: 'instant'})")
+
+    def placed():
+        at = dash_duo.driver.execute_script(_HEADER_PLACE_JS)
+        return (at["scroll"] == 1500 and at["hit"] and at["summary"] - 1 <= at["top"]
+                <= at["summary"] + 1 and at["bottom"] <= at["height"]
+                and 0 <= at["left"] and at["right"] <= at["width"]
+                and abs(at["first_top"] - at["top"]) <= 1), at
+
+    _wait(lambda: placed()[0], 5, "the chosen column's header below the summary")
+    ok, at = placed()
+    assert ok, at
+    # the structure column stays at the left edge of the sideways-scrolled table
+    box = dash_duo.driver.execute_script(
+        "return document.querySelector('#comparison-table').closest('.table-responsive')"
+        ".getBoundingClientRect().left")
+    assert abs(at["first_left"] - box) <= 1, (at, box)
+    assert dash_duo.driver.execute_script(
+        "return document.querySelector('#comparison-table').closest('.table-responsive')"
+        ".scrollLeft") > 0  # L5 is wider than the screen: scrolled to its chosen column
