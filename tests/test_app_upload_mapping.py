@@ -49,8 +49,10 @@ def _click(dash_duo, element) -> None:
     element.click()
 
 
-def _mapping_row(dash_duo, structure: str) -> str:
-    for row in dash_duo.find_elements("#mapping-table tbody tr"):
+def _mapping_row(dash_duo, structure: str, table: str = "#mapping-table") -> str:
+    """The text of ``structure``'s row in the mapping table (the rows that need a look; the
+    others are in ``#mapping-table-rest``, behind the "Show all N structures" disclosure)."""
+    for row in dash_duo.find_elements(f"{table} tbody tr"):
         if row.find_element("css selector", "td").text == structure:
             return row.text
     raise AssertionError(f"no row for {structure} in the mapping table")
@@ -137,6 +139,63 @@ def test_a_mapping_file_the_rule_does_not_use_is_named_in_the_overview(tmp_path)
     assert _unused_map_files(SimpleNamespace(entry=SimpleNamespace(upload_dir=None)), None) == []
 
 
+def _by_id(component, wanted: str):
+    """The Dash component with id ``wanted`` in a component tree, or None."""
+    if getattr(component, "id", None) == wanted:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found = _by_id(child, wanted)
+            if found is not None:
+                return found
+    return None
+
+
+def _table_structures(table) -> list[str]:
+    return [row.children[0].children for row in table.children[1].children]
+
+
+def test_overview_lists_the_structures_to_look_at_and_the_others_behind_a_disclosure():
+    """On the demo (28 structures, its mapping file in force) the mapping table shows the rows
+    that need a look: the mapping file's (LUNGS-ITV's), the structures whose organ no table
+    constrains (External, Lungs, kidneys); the structures evaluated by their built-in names and
+    the targets are behind "Show all 28 structures". Each structure is in exactly one table."""
+    from dash import html
+
+    from rtplan_assist.app.callbacks.overview import mapping_rows, mapping_section
+    from rtplan_assist.app.services import LoadedPatient, PatientEntry
+    from rtplan_assist.demo import demo_case_folder
+    from rtplan_assist.names import folder_mapping
+    from rtplan_assist.workflow import evaluate_folder
+
+    evaluation = evaluate_folder(demo=True)
+    loaded = LoadedPatient(PatientEntry("demo", "Demo", demo_case_folder()), evaluation)
+    section = html.Div(mapping_section(loaded))
+    shown = _table_structures(_by_id(section, "mapping-table"))
+    disclosure = _by_id(section, "mapping-all")
+    assert isinstance(disclosure, html.Details) and not getattr(disclosure, "open", False)
+    hidden = _table_structures(_by_id(disclosure, "mapping-table-rest"))
+    names = [s.name for s in evaluation.case.structures]
+    assert len(names) == 28 and sorted(shown + hidden) == sorted(names)
+    assert disclosure.children[0].children.startswith("Show all 28 structures")
+    # what each row is, from the engine's name matching and the tables (not from the page)
+    constrained = set(evaluation.tables.organs())
+    from_file = folder_mapping(evaluation.case)[0]
+    targets = {les.target.name for les in evaluation.lesions} | {
+        les.gtv.name for les in evaluation.lesions if les.gtv}
+    for name in names:
+        organ = evaluation.name_match.matched.get(name)
+        evaluated = organ in constrained and evaluation.oar_structures[organ].name == name
+        quiet = name in targets or (evaluated and name not in from_file)
+        assert (name in hidden) == quiet, name
+    assert "LUNGS-ITV's" in shown  # from the mapping file: shown although evaluated
+    assert {"External", "Kidney_L", "Kidney_R"} <= set(shown)  # not evaluated
+    assert {"Heart", "Esophagus", "PTV_1", "GTV_5"} <= set(hidden)
+    rows = {r.structure: r for r in mapping_rows(loaded)}
+    assert rows["LUNGS-ITV's"].origin == "file" and rows["Heart"].origin == "builtin"
+
+
 # -- the browser ------------------------------------------------------------------------------
 @pytest.mark.browser
 def test_uploaded_demo_zip_recommends_as_evaluate_on_the_folder(dash_duo, app_cache, tmp_path,
@@ -162,6 +221,13 @@ def test_uploaded_demo_zip_recommends_as_evaluate_on_the_folder(dash_duo, app_ca
     row = _mapping_row(dash_duo, "LUNGS-ITV's")
     assert "Lungs-GTV" in row and f"{FOLDER_MAP_FILE}, line 2" in row and "yes" in row
     assert FOLDER_MAP_FILE in dash_duo.find_element("#map-file-status").text
+    # a structure evaluated by its built-in name is behind "Show all 28 structures"
+    with pytest.raises(AssertionError, match="no row for Heart"):
+        _mapping_row(dash_duo, "Heart")
+    assert not dash_duo.find_element("#mapping-table-rest").is_displayed()
+    _click(dash_duo, dash_duo.find_element("#mapping-all summary"))
+    row = _mapping_row(dash_duo, "Heart", table="#mapping-table-rest")
+    assert "built-in names" in row and row.endswith("yes")
     assert "Lungs-GTV" not in dash_duo.find_element("#absent-organs").text
     rows = dash_duo.find_elements("#lesion-list tbody tr")
     assert [r.find_element("css selector", "td").text for r in rows] == [

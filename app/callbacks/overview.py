@@ -18,7 +18,7 @@ from ..views import fmt_number
 from ._shared import error_alert, loaded_patient, prefs
 
 __all__ = ["MappingRow", "mapping_csv", "mapping_options", "mapping_rows",
-           "mapping_section", "overview_children", "register"]
+           "mapping_section", "needs_attention", "overview_children", "register"]
 
 #: how the built-in names matched (:attr:`rtplan_assist.names.NameMatch.rule`), in words
 RULE_WORDS = {
@@ -252,15 +252,48 @@ def mapping_section(loaded: LoadedPatient) -> list:
         intro.append(html.P([
             html.B("Mapping given by you in this app (not written into the patient's files): "),
             "; ".join(f"{k} → {v}" for k, v in user.items())], id="user-mapping"))
-    table = dbc.Table([
+    # the rows that need a look first; the others (evaluated by a built-in name, targets)
+    # behind a disclosure, so that a case's 20-30 structures do not make the page long
+    attention = [r for r in rows if needs_attention(r)]
+    rest = [r for r in rows if not needs_attention(r)]
+    if attention:
+        shown = [html.P(f"{len(attention)} of {len(rows)} structure{'s' if len(rows) != 1 else ''}"
+                        " to look at (unmatched, ambiguous, not evaluated, given by you or by "
+                        "the mapping file):", className="small mb-1", id="mapping-attention"),
+                 _mapping_table(attention, "mapping-table")]
+    else:
+        shown = [html.P(f"Nothing to look at: each of the {len(rows)} structures is evaluated by "
+                        "its built-in name or is a lesion's target or GTV.",
+                        className="small mb-1", id="mapping-attention")]
+    if rest:
+        kinds = [words for origin, words in (
+            ("builtin", "evaluated by its built-in name"), ("target", "a lesion's target or GTV"))
+            if any(r.origin == origin for r in rest)]
+        shown.append(html.Details([
+            html.Summary(f"Show all {len(rows)} structures ({len(rest)} more, each "
+                         f"{' or '.join(kinds)})"),
+            _mapping_table(rest, "mapping-table-rest"),
+        ], id="mapping-all", className="mb-2"))
+    return [html.H5("Structure names and organs"), *intro, *shown, *_mapping_form(loaded, rows)]
+
+
+def needs_attention(row: MappingRow) -> bool:
+    """Whether the overview lists ``row`` before the disclosure: unmatched, ambiguous, not
+    evaluated, given by the user or by the mapping file; not a structure evaluated by its
+    built-in name, nor a lesion's target or GTV."""
+    return (row.origin in ("user", "file", "unmatched", "ambiguous", "overridden")
+            or (not row.evaluated and row.origin != "target"))
+
+
+def _mapping_table(rows: list[MappingRow], table_id: str):
+    return dbc.Table([
         html.Thead(html.Tr([html.Th(t) for t in (
             "Structure in the case", "TG-263 name", "Mapping from", "Evaluated")])),
         html.Tbody([html.Tr([
             html.Td(r.structure), html.Td(r.organ or "—"), html.Td(r.source),
             html.Td("yes" if r.evaluated else ("—" if r.origin == "target" else f"no: {r.note}")),
         ], className=f"map-{r.origin}") for r in rows]),
-    ], size="sm", bordered=True, id="mapping-table")
-    return [html.H5("Structure names and organs"), *intro, table, *_mapping_form(loaded, rows)]
+    ], size="sm", bordered=True, id=table_id, className="mb-1")
 
 
 def _mapping_form(loaded: LoadedPatient, rows: list[MappingRow]) -> list:
