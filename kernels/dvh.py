@@ -160,6 +160,20 @@ def _dose_uv(dose, k0, k1, wz, u, v, nx, ny):
 
 
 @njit(cache=True, nogil=True)
+def _corner_range(dose, k0, k1, j0, j1, i0, i1):
+    """(lowest, highest) of the eight corner values of the dose cell (k0|k1, j0|j1, i0|i1):
+    they bound the trilinear dose anywhere in the cell."""
+    c_hi = -np.inf
+    c_lo = np.inf
+    for k in (k0, k1):
+        for j in (j0, j1):
+            for i in (i0, i1):
+                c_hi = max(c_hi, dose[k, j, i])
+                c_lo = min(c_lo, dose[k, j, i])
+    return c_lo, c_hi
+
+
+@njit(cache=True, nogil=True)
 def _cannot_improve(c_lo, c_hi, d_min, d_max):
     """True when a piece whose dose lies between corner values ``c_lo`` and ``c_hi`` can
     change neither ``d_min`` nor ``d_max``. Interpolation may round a few ulps past its
@@ -189,13 +203,7 @@ def _extreme_piece(dose, k0, k1, wz, kind, u0, v0, u1, v1, nx, ny, hist, inv_del
     if kind == EXT_EDGE:
         i0, i1, _ = _locate(0.5 * (u0 + u1), nx)
         j0, j1, _ = _locate(0.5 * (v0 + v1), ny)
-        c_hi = -np.inf
-        c_lo = np.inf
-        for k in (k0, k1):
-            for j in (j0, j1):
-                for i in (i0, i1):
-                    c_hi = max(c_hi, dose[k, j, i])
-                    c_lo = min(c_lo, dose[k, j, i])
+        c_lo, c_hi = _corner_range(dose, k0, k1, j0, j1, i0, i1)
         if _cannot_improve(c_lo, c_hi, d_min, d_max):
             return np.inf, -np.inf
     d0 = _dose_uv(dose, k0, k1, wz, u0, v0, nx, ny)
@@ -802,13 +810,7 @@ def _refine_chord(acc, dose, node, xa, xb, area, y_lo, y_hi, z0, t_z, k0, j0, r_
             # the piece's dose cell: its corner values bound the trilinear dose in it
             ic0 = min(max(i_next - 1, 0), nx - 1)
             ic1 = min(ic0 + 1, nx - 1)
-            c_hi = -np.inf
-            c_lo = np.inf
-            for k in (kc0, kc1):
-                for j in (jc0, jc1):
-                    for i in (ic0, ic1):
-                        c_hi = max(c_hi, dose[k, j, i])
-                        c_lo = min(c_lo, dose[k, j, i])
+            c_lo, c_hi = _corner_range(dose, kc0, kc1, jc0, jc1, ic0, ic1)
             hot = c_hi > t_hi or c_lo < t_lo
         if hot:
             if d0 <= d1:
