@@ -466,12 +466,12 @@ def _ab(row) -> str:
 
 
 def _margin(row) -> float:
-    """value / limit for an upper limit (> 1 fails), limit / value for a lower limit."""
-    if row.limit in (None, 0) or row.value is None or math.isnan(row.value):
-        return -1.0
-    if row.comparator in ("<=", "<"):
-        return row.value / row.limit
-    return row.limit / row.value if row.value else math.inf
+    """The row's fraction of its limit (:func:`~rtplan_assist.evaluation.reasons.percent_of_limit`
+    / 100: > 1 fails); -1 without a value or a limit, so such a row is never the closest."""
+    from .evaluation.reasons import percent_of_limit
+
+    pct = percent_of_limit(row)
+    return -1.0 if math.isnan(pct) else pct / 100.0
 
 
 def _composite_summary(result) -> tuple[str, list[str]]:
