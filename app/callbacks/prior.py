@@ -74,6 +74,14 @@ def prior_page(result) -> list:
     ]
 
 
+#: what both prior-course callbacks read: the page's inputs, the patient, choices and session
+_PAGE_STATE = (
+    State("prior-folder", "value"), State("prior-recovery", "value"),
+    State("prior-interval", "value"), State("prior-fractions", "value"),
+    State("loaded", "data"), State("choices", "data"), State("session-id", "data"),
+)
+
+
 def register(app, services) -> None:
     from ..services.lru import OnceLRU
 
@@ -120,9 +128,7 @@ def register(app, services) -> None:
         Output("prior-content", "children"), Output("prior-organ", "options"),
         Output("prior-organ", "value"),
         Input("prior-run", "n_clicks"),
-        State("prior-folder", "value"), State("prior-recovery", "value"),
-        State("prior-interval", "value"), State("prior-fractions", "value"),
-        State("loaded", "data"), State("choices", "data"), State("session-id", "data"),
+        *_PAGE_STATE,
         prevent_initial_call=True,
     )
     def render_prior(_clicks, folder_index, recovery, interval, fractions, loaded_data,
@@ -147,9 +153,7 @@ def register(app, services) -> None:
     @app.callback(
         Output("prior-dvh", "figure"),
         Input("prior-organ", "value"),
-        State("prior-folder", "value"), State("prior-recovery", "value"),
-        State("prior-interval", "value"), State("prior-fractions", "value"),
-        State("loaded", "data"), State("choices", "data"), State("session-id", "data"),
+        *_PAGE_STATE,
         prevent_initial_call=True,
     )
     def render_prior_dvh(organ, folder_index, recovery, interval, fractions, loaded_data,
