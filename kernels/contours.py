@@ -15,10 +15,10 @@ use the half-open rule and an active-edge table swept upwards in ``y``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ._jit import kernel
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _plane_edges(vx, vy, poly_start, q_lo, q_hi):
     """Non-horizontal edges of polygons ``q_lo..q_hi-1`` as (x_at_ylo, ylo, x_at_yhi, yhi),
     sorted by ``ylo`` for an active-edge sweep."""
@@ -48,7 +48,7 @@ def _plane_edges(vx, vy, poly_start, q_lo, q_hi):
     return e[order]
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _update_active(edges, active, n_active, next_edge, y):
     """Active-edge table step for a sweep line at ``y`` (ascending between calls).
 
@@ -67,7 +67,7 @@ def _update_active(edges, active, n_active, next_edge, y):
     return k, next_edge
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _active_crossings(edges, active, n_active, y, buf):
     """Sorted crossings of the line ``y`` with the active edges; returns their number."""
     n = 0
@@ -83,7 +83,7 @@ def _active_crossings(edges, active, n_active, y, buf):
     return n
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _band_edges(vy, v_lo, v_hi, extra):
     """Sorted unique band edges: every vertex ``y`` of the plane plus ``extra`` inside range."""
     ymin = np.inf
@@ -110,7 +110,7 @@ def _band_edges(vy, v_lo, v_hi, extra):
     return out[:k]
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _z_pieces(z_lo, z_hi, breaks):
     """Split the slab ``[z_lo, z_hi]`` at every value of ``breaks`` strictly inside it."""
     out = np.empty(breaks.shape[0] + 2)

@@ -56,7 +56,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from ._jit import kernel
 
 from .contours import _active_crossings, _band_edges, _plane_edges, _update_active, _z_pieces
 
@@ -68,7 +68,7 @@ STAT_MAX = 4
 N_STATS = 5
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _locate(u, n):
     """Index of the lower node and the weight of the upper for fractional index ``u``."""
     if n == 1:
@@ -81,7 +81,7 @@ def _locate(u, n):
     return i0, i0 + 1, u - i0
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _locate_z(z, gz):
     n = gz.shape[0]
     if n == 1 or z <= gz[0]:
@@ -93,7 +93,7 @@ def _locate_z(z, gz):
     return k0, k1, (z - gz[k0]) / (gz[k1] - gz[k0])
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _node(dose, k0, k1, wz, j0, j1, wy, i):
     """Dose at grid column ``i`` interpolated bilinearly in (y, z)."""
     a = (1.0 - wy) * dose[k0, j0, i] + wy * dose[k0, j1, i]
@@ -101,7 +101,7 @@ def _node(dose, k0, k1, wz, j0, j1, wy, i):
     return (1.0 - wz) * a + wz * b
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _dose_at_x(dose, k0, k1, wz, j0, j1, wy, x, gx0, gdx, nx):
     i0, i1, t = _locate((x - gx0) / gdx, nx)
     return (1.0 - t) * _node(dose, k0, k1, wz, j0, j1, wy, i0) + t * _node(
@@ -109,7 +109,7 @@ def _dose_at_x(dose, k0, k1, wz, j0, j1, wy, x, gx0, gdx, nx):
     )
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _span_edges(y0, y1, extra):
     """Sorted band edges: ``y0``, the values of ``extra`` strictly between, ``y1``."""
     inner = np.sort(extra)
@@ -126,7 +126,7 @@ def _span_edges(y0, y1, extra):
     return out[:n]
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _jitter(a, b):
     """A deterministic offset in [0, 1) from two coordinates (mm), via golden-ratio
     sequences (R2, Roberts 2018): neighbouring planes and rows sample different phases."""
@@ -136,7 +136,7 @@ def _jitter(a, b):
     return v - np.floor(v)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _phase(u, i):
     """Sample position in [0, 1) inside the ``i``-th sub-slab of a row: a golden-ratio
     walk from the row's phase ``u``. The prism is constant in z, so any phase keeps the
@@ -145,21 +145,21 @@ def _phase(u, i):
     return v - np.floor(v)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _row_dose(node, x, gx0, gdx, nx):
     """Dose at ``x`` on a row from its node values (linear between columns, held outside)."""
     i0, i1, t = _locate((x - gx0) / gdx, nx)
     return (1.0 - t) * node[i0] + t * node[i1]
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _dose_uv(dose, k0, k1, wz, u, v, nx, ny):
     """Trilinear dose at fractional column ``u`` and row ``v`` on level (k0, k1, wz)."""
     j0, j1, s = _locate(v, ny)
     return _replay_dose(dose, k0, k1, j0, j1, wz, s, u, nx)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _corner_range(dose, k0, k1, j0, j1, i0, i1):
     """(lowest, highest) of the eight corner values of the dose cell (k0|k1, j0|j1, i0|i1):
     they bound the trilinear dose anywhere in the cell."""
@@ -173,7 +173,7 @@ def _corner_range(dose, k0, k1, j0, j1, i0, i1):
     return c_lo, c_hi
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _cannot_improve(c_lo, c_hi, d_min, d_max):
     """True when a piece whose dose lies between corner values ``c_lo`` and ``c_hi`` can
     change neither ``d_min`` nor ``d_max``. Interpolation may round a few ulps past its
@@ -189,7 +189,7 @@ EXT_EDGE = 0  # a polygon-edge piece inside one dose cell: ends + stationary poi
 EXT_ROW = 1  # a chord along a dose row: ends + every grid node between
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _extreme_piece(dose, k0, k1, wz, kind, u0, v0, u1, v1, nx, ny, hist, inv_delta,
                    d_min, d_max):
     """(min, max) of the trilinear dose over one extreme-candidate piece (module docstring),
@@ -235,7 +235,7 @@ def _extreme_piece(dose, k0, k1, wz, kind, u0, v0, u1, v1, nx, ny, hist, inv_del
     return lo, hi
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _deposit(acc, d_lo, d_hi, w, inv_delta, n_edges):
     """Add a uniform dose distribution on [d_lo, d_hi] of volume ``w`` to the CDF arrays.
 
@@ -294,7 +294,7 @@ def _recording(n_rows: int, n_segs: int, n_ext: int, record: bool = True) -> _Re
     )
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _record_row(rec, k0, k1, j0, j1, wz, wy):
     r = rec.counts[0]
     if r < rec.rows_i.shape[0]:
@@ -308,7 +308,7 @@ def _record_row(rec, k0, k1, j0, j1, wz, wy):
     rec.counts[0] = r + 1
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _record_segment(rec, u0, u1, w):
     s = rec.counts[1]
     if s < rec.segs.shape[0]:
@@ -318,7 +318,7 @@ def _record_segment(rec, u0, u1, w):
     rec.counts[1] = s + 1
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _record_ext(rec, k0, k1, kind, wz, u0, v0, u1, v1):
     q = rec.counts[2]
     if q < rec.ext_i.shape[0]:
@@ -333,7 +333,7 @@ def _record_ext(rec, k0, k1, kind, wz, u0, v0, u1, v1):
     rec.counts[2] = q + 1
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _slab_levels(p, plane_z_lo, plane_z_hi, gz, cov):
     """z pieces of plane ``p``'s slab: split at every dose plane and the coverage limits."""
     nz = gz.shape[0]
@@ -345,7 +345,7 @@ def _slab_levels(p, plane_z_lo, plane_z_hi, gz, cov):
     return _z_pieces(plane_z_lo[p], plane_z_hi[p], zbreaks)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _plane_extremes(
     p, plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
     dose, gx0, gdx, gy0, gdy, gz, cov, stats, rec, hist, inv_delta,
@@ -544,7 +544,7 @@ def _plane_extremes(
     stats[STAT_MAX] = d_max
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _plane(
     p, plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
     dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, acc, stats, rec,
@@ -777,7 +777,7 @@ def _plane(
 R_MAX = 8  # most (y, z) dose samples per axis of a refined chord piece
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _refine_chord(acc, dose, node, xa, xb, area, y_lo, y_hi, z0, t_z, k0, j0, r_ref, t_hi,
                   t_lo, gx0, gdx, gy0, gdy, gz, inv_delta, n_edges):
     """Replace the single dose sample of every chord piece in a hot cell (module docstring)
@@ -840,7 +840,7 @@ def _refine_chord(acc, dose, node, xa, xb, area, y_lo, y_hi, z0, t_z, k0, j0, r_
     return d_int
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _dvh_accumulate(
     plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
     dose, gx0, gdx, gy0, gdy, gz, cov, h, inv_delta, n_edges, rec,
@@ -895,7 +895,7 @@ def _dvh_accumulate(
     return acc, stats
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _cdf_from_ramps(acc):
     """CDF at bin edges: ``F[k] = sum_{b<k} acc[b, 0] + acc[b, 1] (k - b)`` by running sums."""
     n = acc.shape[0]
@@ -1080,7 +1080,7 @@ def dvh_accumulate_recorded(
     return _cdf_from_ramps(acc), stats, samples, counts
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _replay_dose(values, k0, k1, j0, j1, wz, wy, u, nx):
     # the arithmetic of _plane's row_a/row_b/node and _row_dose, in the same order
     i0, i1, t = _locate(u, nx)
@@ -1091,7 +1091,7 @@ def _replay_dose(values, k0, k1, j0, j1, wz, wy, u, nx):
     return (1.0 - t) * (a0 + wz * (b0 - a0)) + t * (a1 + wz * (b1 - a1))
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _replay(rows_i, rows_f, segs, ext_i, ext_f, values, inv_delta, n_edges):
     ny = values.shape[1]
     nx = values.shape[2]
@@ -1144,7 +1144,7 @@ def _replay(rows_i, rows_f, segs, ext_i, ext_f, values, inv_delta, n_edges):
     return acc, stats
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _mark_column(mask, k0, k1, j0, j1, i):
     mask[k0, j0, i] = True
     mask[k0, j1, i] = True
@@ -1152,7 +1152,7 @@ def _mark_column(mask, k0, k1, j0, j1, i):
     mask[k1, j1, i] = True
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _mark_cell(mask, k0, k1, u, v):
     nx = mask.shape[2]
     ny = mask.shape[1]
@@ -1162,7 +1162,7 @@ def _mark_cell(mask, k0, k1, u, v):
     _mark_column(mask, k0, k1, j0, j1, i1)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _support(rows_i, segs, ext_i, ext_f, mask):
     nx = mask.shape[2]
     n_rows = rows_i.shape[0]

@@ -1,7 +1,7 @@
 """Voxel-wise BED and EQD2 of a dose grid (linear-quadratic and its linear extension).
 
 The public wrappers check dtype, contiguity and parameters and call a private
-``@njit(cache=True)`` loop. They know nothing of models, organs or errors of the domain: they
+``@kernel`` loop (Numba). They know nothing of models, organs or errors of the domain: they
 raise ``TypeError``/``ValueError``; :mod:`rtplan_assist.radiobiology` turns user input into
 valid calls and domain errors.
 
@@ -21,12 +21,12 @@ See ``shared/reference/constraints-radiobiology.md`` §6.1, §6.4 and §6.5.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from ._jit import kernel, prange
 
 __all__ = ["add_eqd2_box", "bed_voxels", "first_invalid_voxel", "voxel_runs"]
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _scaled_bed_lq(dose_gy, fractions, alpha_beta_gy, scale, out):
     # dose_gy, out: 1-D float64 views of the same length
     inv_n_ab = 1.0 / (fractions * alpha_beta_gy)
@@ -35,7 +35,7 @@ def _scaled_bed_lq(dose_gy, fractions, alpha_beta_gy, scale, out):
         out[i] = scale * total * (1.0 + total * inv_n_ab)
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _scaled_bed_lql(dose_gy, fractions, alpha_beta_gy, transition_gy, scale, out):
     # LQ up to the transition dose per fraction, its tangent line beyond it.
     bed_at_transition = transition_gy * (1.0 + transition_gy / alpha_beta_gy)
@@ -49,7 +49,7 @@ def _scaled_bed_lql(dose_gy, fractions, alpha_beta_gy, transition_gy, scale, out
         out[i] = scale * bed
 
 
-@njit(cache=True)
+@kernel()
 def _first_invalid(dose_gy):
     # index of the first NaN, infinite or negative voxel, -1 when all are valid
     for i in range(dose_gy.shape[0]):
@@ -152,7 +152,7 @@ def bed_voxels(
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _add_eqd2_box(total, dose_gy, z0, y0, x0, run_start, run_length, scale, fractions,
                   alpha_beta_gy):
     # total[k, j, i] += EQD2 of dose_gy[z0 + k, y0 + j, x0 + i] * scale over runs of flat

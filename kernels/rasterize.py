@@ -10,12 +10,12 @@ visited and stored.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ._jit import kernel
 
 from .contours import _active_crossings, _band_edges, _plane_edges, _update_active, _z_pieces
 
 
-@njit(cache=True)
+@kernel()
 def _voxel_index(u, n):
     """Voxel index of fractional position ``u`` (voxel i spans [i - 0.5, i + 0.5))."""
     i = int(np.floor(u + 0.5))
@@ -26,7 +26,7 @@ def _voxel_index(u, n):
     return i
 
 
-@njit(cache=True)
+@kernel()
 def _rasterize(
     plane_z_lo, plane_z_hi, plane_poly, poly_start, vx, vy,
     gx0, gdx, nx, gy0, gdy, ny, z_bounds, box, h,

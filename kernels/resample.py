@@ -18,7 +18,7 @@ Recipes, 3rd ed., §3.6 "Interpolation on a grid in multidimensions").
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ._jit import kernel
 
 __all__ = ["axis_weights", "resample_trilinear"]
 
@@ -62,7 +62,7 @@ def axis_weights(
     return lo, weight, inside
 
 
-@njit(cache=True)
+@kernel()
 def _resample(values, z_lo, z_w, y_lo, y_w, x_lo, x_w, out, outside):
     nz, ny, nx = out.shape
     sz, sy, sx = values.shape

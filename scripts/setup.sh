@@ -20,6 +20,10 @@ if [ "${1:-}" = "test" ]; then
   ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || need+=(libpango-1.0-0 libpangoft2-1.0-0)
   # decision-record tests start a throwaway PostgreSQL server (initdb/pg_ctl, Unix socket)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+  # the kernels' ahead-of-time build (numba.pycc) compiles a small C file
+  command -v cc >/dev/null 2>&1 || need+=(gcc)
+  [ -f "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] \
+    || need+=(python3-dev)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
@@ -29,13 +33,14 @@ if [ "${1:-}" = "test" ]; then
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
-# Compile the Numba kernels once into their on-disk cache, with progress, so that neither the
-# first `serve`, the first browser visit nor the first `dvh` waits on the JIT in silence.
+# Compile the kernels once, with progress, so that neither the first `serve`, the first
+# browser visit nor the first `dvh` waits on a compiler in silence: Numba's JIT cache and the
+# ahead-of-time build (kernels/_jit.py; numba.pycc needs a C compiler, which `test` installs).
 # Skipped while the kernels' sources (content and mtime: Numba's cache key) and Numba are
-# unchanged since the last compilation.
+# unchanged since the last compilation and the build is there.
 stamp=".venv/.kernels-compiled"
 want="$(cat kernels/*.py | sha256sum | cut -c1-16) $(stat -c %Y kernels/*.py | sha256sum | cut -c1-8) $(.venv/bin/python -c 'import numba; print(numba.__version__)')"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -f kernels/__pycache__/rtplan_assist_kernels_aot.json ]; then
   .venv/bin/python -m rtplan_assist.precompile
   echo "$want" > "$stamp"
 fi
