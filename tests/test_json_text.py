@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rtplan_assist.evaluation.output import result_to_dict, result_to_json
-from rtplan_assist.jsontext import json_text
+from rtplan_assist.jsontext import Records, json_text
 
 
 class _Level(IntEnum):
@@ -34,6 +34,13 @@ CASES = [
      "nested": [{"a": [1, [2, [3, {"b": ()}]]]}, (4, 5)]},
     {"numpy": np.float64(1.0) / 3, "np_nan": np.float64("nan"), "enum": _Level.LOW},
     [[{"x": 1}], [{"y": [1.5, "z"]}]],
+    # rows: dicts of one set of keys (one C-encoder call per column, strings once each)
+    [{"s": "a\x00b", "f": math.nan, "n": None, "i": 3, "b": True, "x": np.float64(0.1)},
+     {"s": "a\x00b", "f": 1e300, "n": "é α/β", "i": -1, "b": False, "x": np.float64("inf")},
+     {"s": "", "f": -math.inf, "n": 2.5, "i": 0, "b": None, "x": 7}],
+    {"rows": [{"k": "v", "w": 1}, {"k": "v", "w": 2}], "more": [{"a": 1}, {"a": [1]}]},
+    [{"a": 1, "b": 2}, {"b": 2, "a": 1}],  # same keys, another order: not rows
+    [{"a": _Level.LOW}, {"a": 2}],  # an int subclass: written item by item
 ]
 
 
@@ -59,6 +66,24 @@ def test_json_text_refuses_what_json_refuses():
         json_text({"a": [1, {"b": {1, 2}}]})
     with pytest.raises(TypeError):
         json_text({(1, 2): "tuple key"})
+
+
+def test_records_are_the_list_of_dicts_they_stand_for():
+    rows = [("x", math.nan, np.float64("-inf"), None, 1), ("y\n\x00", 0.5, np.float64(2.0), True, 2)]
+    keys = ("s", "f", "g", "n", "i")
+    cleaned = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in zip(keys, row)} for row in rows]
+    for indent in (0, 2, 3):
+        for ascii_only in (True, False):
+            for nonfinite_null, dicts in ((True, cleaned), (False, [dict(zip(keys, r)) for r in rows])):
+                value = {"rows": Records(keys, rows, nonfinite_null=nonfinite_null)}
+                assert json_text(value, indent=indent, ensure_ascii=ascii_only) == json.dumps(
+                    {"rows": dicts}, indent=indent, ensure_ascii=ascii_only)
+    # a value that is not a JSON scalar: the fallback's dicts (as the caller cleans them)
+    odd = Records(("a",), [(np.int64(1),), (2,)], fallback=lambda: [{"a": 1}, {"a": 2}])
+    assert json_text([odd]) == json.dumps([[{"a": 1}, {"a": 2}]], indent=2)
+    with pytest.raises(TypeError):
+        json_text(Records(("a",), [(object(),)]))
 
 
 def test_result_json_is_json_dumps_of_result_dict(demo_evaluation):
