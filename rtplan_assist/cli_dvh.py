@@ -132,6 +132,15 @@ def _round(x: float, digits: int = 6):
     return float(f"{x:.{digits}g}")
 
 
+def _round_all(values, digits: int) -> list:
+    """``[_round(x, digits) for x in values]`` at C speed (a curve has thousands of points)."""
+    plain = values.tolist() if hasattr(values, "tolist") else list(values)
+    out = list(map(float, map(f"{{:.{digits}g}}".format, plain)))
+    if (values != values).any() if hasattr(values, "tolist") else any(x != x for x in out):
+        out = [None if x != x else x for x in out]  # NaN is null, as in _round
+    return out
+
+
 def _structure_entry(dvh: DVH, metrics, prescription, step, dose_file, warnings) -> dict:
     values = {}
     for m in metrics:
@@ -151,7 +160,7 @@ def _structure_entry(dvh: DVH, metrics, prescription, step, dose_file, warnings)
         "dmean_gy": _round(dvh.dmean_gy),
         "dmax_gy": _round(dvh.dmax_gy),
         "metrics": values,
-        "dvh": {"dose_gy": [_round(x, 5) for x in axis], "volume_cc": [_round(x, 6) for x in vol]},
+        "dvh": {"dose_gy": _round_all(axis, 5), "volume_cc": _round_all(vol, 6)},
         "dvh_volume_cc": _round(dvh.dvh_volume_cc),
         "outside_cc": _round(dvh.outside_cc),
         "dose_file": dose_file,
