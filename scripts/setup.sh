@@ -9,6 +9,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# (PYTHONWARNINGS: setuptools' generic notice on editable installs is not the user's concern)
+echo "rtplan-assist: installing the Python packages into .venv (pip; a minute or two the first time, seconds afterwards) ..."
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${1:-}" = "test" ]; then
   # Browser tests drive Debian's Chromium via chromedriver; PDF checks use poppler-utils;
@@ -29,9 +31,9 @@ if [ "${1:-}" = "test" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
   fi
-  .venv/bin/python -m pip install --quiet -e ".[test,dask]"
+  PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install --quiet -e ".[test,dask]"
 else
-  .venv/bin/python -m pip install --quiet -e .
+  PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install --quiet -e .
 fi
 # Compile the kernels once, with progress, so that neither the first `serve`, the first
 # browser visit nor the first `dvh` waits on a compiler in silence: Numba's JIT cache and the
