@@ -7,14 +7,15 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from rtplan_assist.dicom import _raw
 from rtplan_assist.errors import DicomInputError, GeometryError, RtplanAssistError
+
+if TYPE_CHECKING:  # pydicom is imported where it is used: the plain files never need it
+    from pydicom.dataset import Dataset
 
 #: Largest image or dose grid the loader accepts (voxels). A stated memory bound: loading a
 #: dose grid costs about 20 bytes per voxel at its peak (stored, reordered, float64, float32),
@@ -241,6 +242,11 @@ def ds_items(ds: Dataset, keyword: str, *, path: str | Path | None = None) -> li
     value = _get(ds, keyword, path)
     if value is None or (isinstance(value, (str, bytes)) and not value):
         return []
+    if type(value) is list and all(isinstance(i, _raw.RawDataset) for i in value):
+        return list(value)  # read by the fast path (dicom/_raw.py)
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
     if not isinstance(value, Sequence) or not all(isinstance(i, Dataset) for i in value):
         raise DicomInputError(
             f"{keyword} is not a sequence of items; the file is damaged or not standard.",
@@ -402,6 +408,10 @@ def read_full(path: str | Path) -> Dataset:
     Files written without a File Meta header (read with ``force=True``) have no Transfer
     Syntax UID; it is set in memory from the encoding pydicom detected while reading.
     """
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
     kind, reason, _ = screen_file(path)
     if kind != "dicom":
         raise DicomInputError(
@@ -445,6 +455,8 @@ def pixel_frames(ds: Dataset, path: str | Path) -> np.ndarray:
     check_grid_size((frames, rows, cols), "pixel", path)
     if "PixelData" not in ds:
         raise DicomInputError("has no PixelData (7FE0,0010).", path=path)
+    if isinstance(ds, _raw.RawDataset):
+        return _raw.pixel_frames(ds, path, rows, cols, frames, samples, bits)
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID", None) if meta is not None else None
     try:

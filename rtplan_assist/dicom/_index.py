@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pydicom
-from pydicom.dataset import Dataset
-
+from rtplan_assist.dicom import _raw
 from rtplan_assist.dicom._common import display_name, ds_str, screen_file
 from rtplan_assist.dicom.rtstruct import frame_of_reference_uid as structure_set_for_uid
 from rtplan_assist.errors import DicomInputError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: Modalities the loader uses.
 RT_MODALITIES = ("RTSTRUCT", "RTPLAN", "RTDOSE")
@@ -33,7 +35,7 @@ class IndexedFile:
     study_instance_uid: str
     series_instance_uid: str
     frame_of_reference_uid: str
-    header: Dataset | None = None
+    header: Dataset | _raw.RawDataset | None = None
 
 
 @dataclass
@@ -105,7 +107,9 @@ def _has_preamble(path: Path) -> bool:
 FOLDER_MAP_NAME = "rtplan-assist-map.csv"  # rtplan_assist.names.FOLDER_MAP_FILE
 
 
-def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False) -> Index:
+def index_files(
+    paths: Iterable[Path], root: Path | None, *, light: bool = False, fast: bool = False
+) -> Index:
     """Read each file's header with ``dcmread(stop_before_pixels=True, force=True)``, after a
     bounded look at it (:func:`~rtplan_assist.dicom._common.screen_file`: first tag, and the
     inflated size of a deflate-compressed file).
@@ -113,27 +117,47 @@ def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False
     Files that do not parse to a dataset with a Modality or SOPClassUID are listed as
     ``not_dicom`` (no DICM preamble) or ``unreadable`` (DICM preamble but no usable header);
     nothing is raised here: whether a damaged file matters is decided when linking.
+
+    With ``fast``, a plain file is read by :func:`rtplan_assist.dicom._raw.read_header`
+    instead (its header is then a :class:`~rtplan_assist.dicom._raw.RawDataset`), any other
+    file as above; :class:`~rtplan_assist.dicom._raw.NotClean` raised by a value read here
+    propagates (the caller reads the case again without ``fast``).
     """
     index = Index(root=root)
     for path in paths:
         if path.name.upper() == "DICOMDIR" or path.name.lower() == FOLDER_MAP_NAME:
             continue
-        kind, reason, modality = screen_file(path)
-        if kind == "not_dicom":
-            index.not_dicom.append(path)
-            continue
-        if kind == "unreadable":
-            index.unreadable.append(UnreadableFile(path, reason, modality))
-            continue
+        ds = None
+        if fast:
+            try:
+                ds = _raw.read_header(path)
+            except _raw.NotClean:
+                ds = None
+        if ds is None:
+            kind, reason, modality = screen_file(path)
+            if kind == "not_dicom":
+                index.not_dicom.append(path)
+                continue
+            if kind == "unreadable":
+                index.unreadable.append(UnreadableFile(path, reason, modality))
+                continue
         try:
-            if light:
+            if ds is not None:
+                pass
+            elif light:
+                import pydicom
+
                 ds = pydicom.dcmread(
                     str(path), stop_before_pixels=True, force=True, specific_tags=LIGHT_TAGS
                 )
             else:
+                import pydicom
+
                 ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
             modality = ds_str(ds, "Modality").upper()
             sop_class = ds_str(ds, "SOPClassUID")
+        except _raw.NotClean:
+            raise
         except Exception as exc:  # noqa: BLE001 - damaged files raise many exception types
             if _has_preamble(path):
                 index.unreadable.append(_identify(path, f"{type(exc).__name__}: {exc}"))
@@ -164,6 +188,8 @@ def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False
                 frame_of_reference_uid=for_uid,
                 header=None if light else ds,
             )
+        except _raw.NotClean:
+            raise
         except Exception as exc:  # noqa: BLE001 - a damaged header fails on first access
             index.unreadable.append(
                 UnreadableFile(path, f"{type(exc).__name__}: {exc}", modality, None)
@@ -175,6 +201,8 @@ def index_files(paths: Iterable[Path], root: Path | None, *, light: bool = False
 
 def _identify(path: Path, reason: str) -> UnreadableFile:
     """Try to read just the first identifying elements of a damaged file."""
+    import pydicom
+
     try:
         ds = pydicom.dcmread(
             str(path), stop_before_pixels=True, force=True, specific_tags=LIGHT_TAGS[:2]

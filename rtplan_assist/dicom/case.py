@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rtplan_assist.deidentify import patient_key  # one key scheme for messages
 from rtplan_assist.dicom._common import malformed_as_input_error
+from rtplan_assist.dicom._raw import NotClean
 from rtplan_assist.dicom._index import (
     IMAGE_MODALITIES,
     RT_MODALITIES,
@@ -121,9 +122,22 @@ def load_case(
         impossible (see :func:`rtplan_assist.dicom.rtdose.read_dose`).
     GeometryError
         Oblique dose grid, non-axial contour.
+
+    Notes
+    -----
+    Plain files (see :mod:`rtplan_assist.dicom._raw`) are read without pydicom. When a file
+    or a value is outside that subset, the whole case is read again through pydicom, so the
+    result, the warnings and the errors are those of the pydicom path in every case.
     """
     root, paths = input_paths(path)
-    index = index_files(paths, root)
+    try:
+        return _load_case(root, paths, patient_id, allow_patient_mismatch, fast=True)
+    except NotClean:
+        return _load_case(root, paths, patient_id, allow_patient_mismatch, fast=False)
+
+
+def _load_case(root, paths, patient_id, allow_patient_mismatch: bool, *, fast: bool) -> Case:
+    index = index_files(paths, root, fast=fast)
     warnings: list[str] = []
     if index.not_dicom:
         warnings.append(

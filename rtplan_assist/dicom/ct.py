@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from rtplan_assist.dicom._common import (
     axial_signs,
@@ -23,6 +23,9 @@ from rtplan_assist.dicom._common import (
 )
 from rtplan_assist.errors import DicomInputError, GeometryError
 from rtplan_assist.model import CTSeries, Grid
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: In-plane position/spacing tolerance (mm) between slices of one series.
 SLICE_TOLERANCE_MM = 1e-3

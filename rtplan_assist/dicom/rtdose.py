@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from rtplan_assist.dicom._common import (
     axial_signs,
@@ -28,8 +28,12 @@ from rtplan_assist.dicom._common import (
     pixel_frames,
     read_full,
 )
+from rtplan_assist.dicom._raw import RawDataset
 from rtplan_assist.errors import DicomInputError
 from rtplan_assist.model import Dose, Grid
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: Offsets within this distance (mm) count as equal when classifying GridFrameOffsetVector.
 OFFSET_TOLERANCE_MM = 1e-3
@@ -232,8 +236,10 @@ def read_dose(
     ----------
     path : str or Path
         The RTDOSE file (opened read-only).
-    header : Dataset, optional
-        Header already read while indexing; checked against the file's SOPInstanceUID.
+    header : Dataset or RawDataset, optional
+        Header already read while indexing; checked against the file's SOPInstanceUID. A
+        :class:`~rtplan_assist.dicom._raw.RawDataset` (the loader's fast path) is used as it
+        is, its pixels read from the file where indexing found them.
     prescription_gy : float, optional
         Prescription in Gy of the linked plan; required only for ``DoseUnits = RELATIVE``.
 
@@ -250,6 +256,9 @@ def read_dose(
     GeometryError
         Oblique grid.
     """
+    if isinstance(header, RawDataset):
+        with malformed_as_input_error(path, "RTDOSE"):
+            return _read_dose(header, path, None, prescription_gy)
     ds = read_full(path)
     with malformed_as_input_error(path, "RTDOSE"):
         return _read_dose(ds, path, header, prescription_gy)

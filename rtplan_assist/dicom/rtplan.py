@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from rtplan_assist.dicom._common import (
     display_name,
@@ -16,6 +15,9 @@ from rtplan_assist.dicom._common import (
 )
 from rtplan_assist.errors import DicomInputError
 from rtplan_assist.model import Plan
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: A TargetPrescriptionDose above this (Gy, total) is not a prescription: cGy written as Gy,
 #: or a damaged value (issue 6 fuzzing: 1e300 Gy overflowed the EQD2 of the regimens).

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
 
 from rtplan_assist.dicom._common import (
     as_floats,
@@ -22,8 +21,12 @@ from rtplan_assist.dicom._common import (
     ds_str,
     malformed_as_input_error,
 )
+from rtplan_assist.dicom._raw import RawDataset
 from rtplan_assist.errors import DicomInputError, GeometryError
 from rtplan_assist.model import Structure
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: Contour points closer than this in z (mm) belong to the same plane.
 PLANE_TOLERANCE_MM = 0.01
@@ -100,8 +103,13 @@ def _contour_values(contour: Dataset, path, roi_name: str) -> np.ndarray | None:
     before anything is converted (:data:`MAX_CONTOUR_POINTS`)."""
     if CONTOUR_DATA_TAG not in contour:
         return None
-    elem = contour.get_item(CONTOUR_DATA_TAG)
-    raw = elem.value if isinstance(elem, RawDataElement) else None
+    if isinstance(contour, RawDataset):  # the fast path: the value bytes, never converted
+        raw = contour.raw(CONTOUR_DATA_TAG)
+    else:
+        from pydicom.dataelem import RawDataElement
+
+        elem = contour.get_item(CONTOUR_DATA_TAG)
+        raw = elem.value if isinstance(elem, RawDataElement) else None
     if isinstance(raw, bytes):
         n_values = raw.count(b"\\") + 1 if raw.strip(b" \x00") else 0
     else:
@@ -145,12 +153,19 @@ def _raw_ascii(ds: Dataset, tag: int, vr: str) -> str | None:
     Each contour has a ContourGeometricType and a NumberOfContourPoints: pydicom's
     conversion of these two took half of the structure set's reading time (the demo's
     1,244 contours), for values that are a word and a number."""
-    elem = ds.get_item(tag, keep_deferred=True)  # never converts nor reads a deferred value
-    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
-        return None
-    if elem.VR not in (None, vr):  # e.g. a binary US in a damaged file: pydicom decides
-        return None
-    raw = elem.value
+    if isinstance(ds, RawDataset):  # the fast path checked the VR against the dictionary's
+        raw = ds.raw(tag)
+        if raw is None:
+            return None
+    else:
+        from pydicom.dataelem import RawDataElement
+
+        elem = ds.get_item(tag, keep_deferred=True)  # never converts nor reads a deferred value
+        if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
+            return None
+        if elem.VR not in (None, vr):  # e.g. a binary US in a damaged file: pydicom decides
+            return None
+        raw = elem.value
     if not raw.isascii() or b"\\" in raw:
         return None
     text = raw.decode("ascii").strip(" ")

@@ -1,0 +1,286 @@
+"""The loader's pydicom-free fast path (rtplan_assist/dicom/_raw.py) reads exactly what
+pydicom reads.
+
+The reference is pydicom 3's own parse of the same files: the loader's pydicom path
+(``fast=False``, the code the fast path short-cuts) and pydicom's ``Dataset.get`` /
+``pixel_array``, never the fast path's own output. Files cover explicit and implicit VR little
+endian, sequences and items of defined and undefined length, odd value lengths (padded DS) and
+the real exports of the shared data folder; files outside the plain subset must be handed to
+pydicom (NotClean), which gives the errors and warnings of the damaged-file suites.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from test_dicom_synthetic import square, write_ct, write_dose, write_plan, write_struct
+
+from rtplan_assist.demo import demo_case_folder
+from rtplan_assist.dicom import _raw
+from rtplan_assist.dicom._index import index_files, input_paths
+from rtplan_assist.dicom.case import _load_case, load_case
+
+
+def _same(a, b, where="case") -> None:
+    """Recursive equality of the case model: arrays bit for bit (dtype and shape too)."""
+    if dataclasses.is_dataclass(a):
+        assert type(a) is type(b), where
+        for f in dataclasses.fields(a):
+            _same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}[{k!r}]")
+    else:
+        assert type(a) is type(b) and a == b, (where, a, b)
+
+
+def _fast_and_pydicom(path):
+    """(fast path, pydicom path) of one input; the fast path must not fall back."""
+    root, paths = input_paths(path)
+    fast = _load_case(root, paths, None, False, fast=True)  # raises NotClean if it would
+    slow = _load_case(root, paths, None, False, fast=False)
+    return fast, slow
+
+
+def _values_as_pydicom(raw: _raw.RawDataset, ref: Dataset, where: str) -> int:
+    """Every element of KEYWORDS present in ``ref`` reads the same from ``raw`` (recursing into
+    sequences); returns how many values were compared."""
+    n = 0
+    for keyword, (_, vr) in _raw.KEYWORDS.items():
+        assert (keyword in raw) == (keyword in ref), (where, keyword)
+        if keyword not in ref:
+            continue
+        ours, theirs = raw.get(keyword), ref.get(keyword)
+        if vr == "SQ":
+            assert len(ours) == len(theirs), (where, keyword)
+            for i, (a, b) in enumerate(zip(ours, theirs)):
+                n += _values_as_pydicom(a, b, f"{where}.{keyword}[{i}]")
+            continue
+        if isinstance(theirs, pydicom.multival.MultiValue):
+            assert isinstance(ours, _raw.MultiValue), (where, keyword)
+            assert [type(v)(x) for v, x in zip(theirs, ours)] == list(theirs), (where, keyword)
+            assert all(float(x) == float(v) for x, v in zip(ours, theirs))
+        elif theirs is None:
+            assert ours is None, (where, keyword)
+        elif isinstance(theirs, (int, float)):  # IS / DS / US: the number pydicom gives
+            assert type(ours) in (int, float) and ours == theirs, (where, keyword)
+            assert float(ours).hex() == float(theirs).hex(), (where, keyword)
+        else:
+            assert ours == str(theirs) and str(ours).strip() == str(theirs).strip(), (
+                where, keyword)
+        n += 1
+    return n
+
+
+# ----------------------------------------------------------------- synthetic encodings
+def _write_case(folder: Path) -> None:
+    """A small case: two ROIs (odd point counts, a closing vertex, a point ROI, an empty ROI),
+    a plan, a dose and two CT slices."""
+    pts5 = np.array([(0.0, 0.0, 1.5), (10.25, 0.0, 1.5), (12.0, 7.5, 1.5), (5.0, 11.0, 1.5),
+                     (-2.125, 6.0, 1.5)])
+    write_struct(folder / "RS.dcm", [
+        (1, "PTV", "PTV", [("CLOSED_PLANAR", square(1.5)), ("CLOSED_PLANAR", square(4.5))]),
+        (2, "Cord", "ORGAN", [("CLOSED_PLANAR", pts5), ("CLOSED_PLANAR", square(3.0, close=True)),
+                              ("POINT", np.array([[1.0, 2.0, 3.0]]))]),
+        (3, "Empty", "ORGAN", None),
+    ], sop_uid="1.2.9.7")
+    write_plan(folder / "RP.dcm", structure_set_uid="1.2.9.7", sop_uid="1.2.9.8")
+    k, i, j = np.mgrid[0:3, 0:4, 0:5]
+    write_dose(folder / "RD.dcm", (1000 * k + 10 * i + j).astype(np.uint32),
+               plan_uid="1.2.9.8", ipp=(-10.0, -20.0, 0.0), offsets=[0.0, 3.0, 6.0])
+    write_ct(folder, [0.0, 3.0, 6.0])
+
+
+def _reencode(folder: Path, *, implicit: bool, undefined: bool) -> None:
+    """Rewrite every file of ``folder`` in (implicit or explicit) VR little endian, with every
+    sequence and item of undefined length when ``undefined``."""
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+
+        def mark(dataset):
+            for elem in dataset:
+                if elem.VR == "SQ":
+                    elem.is_undefined_length = undefined
+                    for item in elem.value:
+                        item.is_undefined_length_sequence_item = undefined
+                        mark(item)
+
+        mark(ds)
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian)
+        ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("undefined", [False, True], ids=["defined", "undefined"])
+def test_synthetic_case_reads_as_pydicom_reads_it(tmp_path, implicit, undefined):
+    _write_case(tmp_path)
+    _reencode(tmp_path, implicit=implicit, undefined=undefined)
+    raw = (tmp_path / "RS.dcm").read_bytes()
+    assert (b"\xfe\xff\xdd\xe0" in raw) == undefined  # sequence delimiters written or not
+    fast, slow = _fast_and_pydicom(tmp_path)
+    _same(fast, slow)
+    assert {s.name for s in fast.structures} == {"PTV", "Cord", "Empty"}
+    assert fast.doses and fast.plans and fast.ct is not None
+    index = index_files(sorted(tmp_path.iterdir()), tmp_path, fast=True)
+    assert all(isinstance(f.header, _raw.RawDataset) for f in index.files)
+    for f in index.files:
+        ref = pydicom.dcmread(f.path, stop_before_pixels=True)
+        assert _values_as_pydicom(f.header, ref, f.path.name) > 5
+
+
+def test_demo_case_reads_as_pydicom_reads_it():
+    folder = demo_case_folder()
+    fast, slow = _fast_and_pydicom(folder)
+    _same(fast, slow)
+    pair = [folder / "RS.dcm", folder / "RD.L1.dcm"]
+    fast, slow = _fast_and_pydicom(pair)
+    _same(fast, slow)
+    for name in ("RS.dcm", "RP.L1.dcm", "RD.L1.dcm", "CT.1.dcm"):
+        raw = _raw.read_header(folder / name)
+        assert _values_as_pydicom(raw, pydicom.dcmread(folder / name), name) > 5
+
+
+@pytest.mark.parametrize("inputs", [
+    ["dicompyler-core-example"],
+    ["nelms-dvh/structures/Sphere_10_X05Z05.dcm", "nelms-dvh/dose/Linear_AntPost_2mm_Aligned.dcm"],
+    ["nelms-dvh/structures/RtCone_20_0.dcm", "nelms-dvh/dose/Linear_SupInf_3mm_Aligned.dcm"],
+])
+def test_real_exports_read_as_pydicom_reads_them(shared_data, inputs):
+    paths = [shared_data / p for p in inputs]
+    fast, slow = _fast_and_pydicom(paths if len(paths) > 1 else paths[0])
+    _same(fast, slow)
+    assert fast.structures and fast.doses
+
+
+def test_pixels_are_pydicoms_pixel_array(tmp_path):
+    folder = demo_case_folder()
+    for path in (folder / "RD.L2.dcm", folder / "CT.7.dcm"):  # uint16 dose, int16 CT
+        raw = _raw.read_header(path)
+        shape = (raw.get("Rows"), raw.get("Columns"))
+        ours = _raw.pixel_frames(raw, path, *shape, raw.get("NumberOfFrames") or 1, 1,
+                                 raw.get("BitsAllocated"))
+        ref = pydicom.dcmread(path).pixel_array
+        ref = ref[np.newaxis] if ref.ndim == 2 else ref
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape
+        np.testing.assert_array_equal(ours, ref)
+
+
+# ----------------------------------------------------------------- left to pydicom
+def _one_struct(tmp_path) -> Path:
+    return write_struct(tmp_path / "RS.dcm", [(1, "PTV", "PTV", [("CLOSED_PLANAR", square(1.0))])])
+
+
+def test_big_endian_and_deflated_go_to_pydicom(tmp_path):
+    path = _one_struct(tmp_path)
+    for syntax in (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian):
+        ds = Dataset()
+        read = pydicom.dcmread(path)
+        for elem in read:  # converted values: a new data set without an original encoding
+            ds.add(elem)
+        ds.file_meta = read.file_meta
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, enforce_file_format=True)
+        with pytest.raises(_raw.NotClean):
+            _raw.read_header(path)
+        names = [s.name for s in load_case([path]).structures]
+        assert names == ["PTV"]
+
+
+def test_no_file_meta_goes_to_pydicom(tmp_path):
+    path = tmp_path / "RS.dcm"
+    ds = pydicom.dcmread(_one_struct(tmp_path))
+    ds.file_meta = FileMetaDataset()
+    ds.save_as(path, implicit_vr=True, little_endian=True)  # no preamble, no File Meta
+    with pytest.raises(_raw.NotClean):
+        _raw.read_header(path)
+
+
+@pytest.mark.parametrize("change", ["non-ascii name", "charset", "VR", "bad DS", "nan DS",
+                                    "bad IS"])
+def test_values_pydicom_must_judge_give_the_pydicom_result(tmp_path, change):
+    path = _one_struct(tmp_path)
+    ds = pydicom.dcmread(path)
+    contour = ds.ROIContourSequence[0].ContourSequence[0]
+    with pydicom.config.disable_value_validation():
+        if change == "non-ascii name":
+            ds.SpecificCharacterSet = "ISO_IR 100"
+            ds.StructureSetROISequence[0].ROIName = "Rückenmark"
+        elif change == "charset":
+            ds.SpecificCharacterSet = "ISO_IR 13"
+        elif change == "VR":
+            ds.StructureSetROISequence[0][0x30060022].VR = "US"
+        elif change == "bad DS":
+            text = b"1\\2\\abc\\" + b"\\".join([b"0"] * 9)
+            contour[0x30060050] = pydicom.dataelem.RawDataElement(
+                pydicom.tag.Tag(0x30060050), "DS", len(text), text, 0, False, True)
+        elif change == "nan DS":
+            contour.ContourData = ["nan"] + ["0"] * 11
+        else:
+            contour.NumberOfContourPoints = "4.5"
+        ds.save_as(path, enforce_file_format=True)
+    root, paths = input_paths([path])
+    if change in ("non-ascii name", "charset", "VR", "bad IS"):  # values it does not convert
+        try:
+            _raw.read_header(path)
+        except _raw.NotClean:
+            pass
+        else:
+            with pytest.raises(_raw.NotClean):
+                _load_case(root, paths, None, False, fast=True)
+    # load_case gives what the pydicom path gives, an error included (ContourData is parsed
+    # from its bytes on both paths: bad numbers fail the same way)
+    outcomes = []
+    for run in (lambda: load_case([path]),
+                lambda: _load_case(root, paths, None, False, fast=False)):
+        try:
+            outcomes.append(run())
+        except Exception as exc:  # noqa: BLE001 - compared below
+            outcomes.append((type(exc), str(exc)))
+    _same(outcomes[0], outcomes[1])
+    if change in ("bad DS", "nan DS", "bad IS"):
+        assert isinstance(outcomes[0], tuple), "a damaged contour is an error"
+
+
+def test_truncated_file_goes_to_pydicom(tmp_path):
+    path = _one_struct(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])
+    with pytest.raises(_raw.NotClean):
+        _raw.read_header(path)
+
+
+def test_keywords_are_pydicoms_dictionary():
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    for keyword, (tag, vr) in _raw.KEYWORDS.items():
+        assert tag_for_keyword(keyword) == tag and dictionary_VR(tag) == vr, keyword
+
+
+def test_importing_the_loader_does_not_import_pydicom():
+    code = ("import sys, rtplan_assist.dicom, rtplan_assist.dicom.case; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pydicom', 'PIL'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
