@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as _dataclass_replace
 from pathlib import Path
 
 import yaml
@@ -295,6 +296,23 @@ class Constraint:
         return text + ")"
 
 
+def _replace(row, **changes):
+    """``dataclasses.replace`` of a :class:`Constraint` (a frozen record of plain fields, no
+    ``__post_init__``) without its ``__init__``'s 30 ``object.__setattr__`` calls: an equal
+    record, its fields in the same order (:func:`constraints_at` makes thousands). Other
+    records, or a name that is not a field: ``dataclasses.replace``."""
+    if type(row) is not Constraint or not changes.keys() <= _CONSTRAINT_FIELDS:
+        return _dataclass_replace(row, **changes)
+    new = object.__new__(Constraint)
+    state = new.__dict__
+    state.update(row.__dict__)
+    state.update(changes)
+    return new
+
+
+_CONSTRAINT_FIELDS = frozenset(f.name for f in fields(Constraint))
+
+
 @dataclass(frozen=True)
 class ConstraintSet:
     """All loaded rows with the data needed to use them.
@@ -451,13 +469,31 @@ def load_tg263_names(folder: str | Path | None = None) -> tuple[tuple[str, ...],
     return tuple(names), reverse
 
 
+def _parse_yaml(text: str):
+    """``(yaml.compose(text), yaml.safe_load(text) or {})``: one parse by libyaml's loader
+    when PyYAML has it (20 ms less of every start), the same nodes and data; a text it
+    refuses is parsed again by PyYAML's own loader, whose error (message and mark) is the one
+    reported."""
+    loader_class = getattr(yaml, "CSafeLoader", None)
+    if loader_class is not None:
+        loader = loader_class(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+            return root, data or {}
+        except yaml.YAMLError:
+            pass
+        finally:
+            loader.dispose()
+    return yaml.compose(text), yaml.safe_load(text) or {}
+
+
 def _load_sources(paths: list[Path]) -> dict[str, Source]:
     sources: dict[str, Source] = {}
     for path in paths:
         text = path.read_text(encoding="utf-8")
         try:
-            root = yaml.compose(text)
-            data = yaml.safe_load(text) or {}
+            root, data = _parse_yaml(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
@@ -929,7 +965,7 @@ def constraints_at(
         at_n = [c for c in group if c.fractions == fractions]
         if at_n and in_this_regime:
             out += [
-                replace(c, applicability="tabulated",
+                _replace(c, applicability="tabulated",
                         reason=f"tabulated at {fractions} fx ({c.source_id}, {c.regime})")
                 for c in at_n
             ]
@@ -945,13 +981,13 @@ def constraints_at(
                     left_out.append(str(exc))
                     continue
                 if in_this_regime:
-                    out.append(replace(
+                    out.append(_replace(
                         converted, applicability="converted within regime",
                         reason=(f"converted from {n_src} fx within the source's regime "
                                 f"{c.regime} (LQ, equal EQD2)"),
                     ))
                 else:
-                    out.append(replace(
+                    out.append(_replace(
                         converted, applicability="extrapolated", priority="report",
                         reason=(f"{EXTRAPOLATED} ({c.source_id}: {c.regime}; converted from "
                                 f"{n_src} fx to {fractions} fx, LQ): advisory only, "
@@ -999,7 +1035,7 @@ def _mark_decisive(rows: list[Constraint]) -> list[Constraint]:
         if len(idx) > 1:
             text += (f"; the most conservative of {len(idx)} applicable {metric} rows "
                      f"({c.source_id} {c.limit:g} {c.unit}) decides")
-        out[best] = replace(c, decides=True, reason=text)
+        out[best] = _replace(c, decides=True, reason=text)
     return out
 
 
@@ -1133,7 +1169,7 @@ def composite_limits(organ: str, constraint_set: ConstraintSet) -> list[Composit
         # extrapolated outside their fractionation range: advisory only
         inside = c.fractions_range[0] <= COMPOSITE_REGIME[1] and c.fractions_range[1] >= COMPOSITE_REGIME[0]
         if not inside:
-            c = replace(c, priority="report", applicability="extrapolated")
+            c = _replace(c, priority="report", applicability="extrapolated")
         groups.setdefault(_metric_family(c), []).append((c, applied, "EQD2"))
     out: list[CompositeLimit] = []
     if any(k.startswith("cumulative ") for k in groups):
@@ -1205,7 +1241,7 @@ def _to_eqd2(c: Constraint, alpha_beta: float) -> Constraint:
         scale = 0.01 if m.out_unit == "cGy" else 1.0
         limit = eqd2(c.limit * scale, n, model) / scale
         goal = eqd2(c.goal * scale, n, model) / scale if c.goal is not None else None
-        return replace(c, limit=limit, goal=goal, dose_kind="EQD2", alpha_beta=float(alpha_beta),
+        return _replace(c, limit=limit, goal=goal, dose_kind="EQD2", alpha_beta=float(alpha_beta),
                        converted_from_fractions=n,
                        conversion_note=(f"EQD2 of {c.limit:g} {c.unit} in {n} fx at α/β "
                                         f"{alpha_beta:g} Gy (LQ)"))
@@ -1213,7 +1249,7 @@ def _to_eqd2(c: Constraint, alpha_beta: float) -> Constraint:
     exact = eqd2(m.value * scale, n, model) / scale
     threshold = conservative_threshold(exact, m.kind, c.comparator, m.query_unit)
     metric = Metric(m.kind, threshold, m.query_unit, m.out_unit)
-    return replace(c, metric=str(metric), parsed_metric=metric, dose_kind="EQD2",
+    return _replace(c, metric=str(metric), parsed_metric=metric, dose_kind="EQD2",
                    alpha_beta=float(alpha_beta), converted_from_fractions=n,
                    conversion_note=(f"dose threshold {m.value:g} {m.query_unit} in {n} fx = EQD2 "
                                     f"{exact:.4f}, rounded to {threshold:g} (stricter side)"))
@@ -1291,7 +1327,7 @@ def convert_constraint(
             "fractions; give alpha_beta or add the organ to alpha_beta.csv"
         )
     if row.dose_kind != "physical":
-        return replace(
+        return _replace(
             row,
             fractions=n_to,
             converted_from_fractions=n_from,
@@ -1332,7 +1368,7 @@ def convert_constraint(
     )
     if metric.kind == "Mean":
         note += "; APPROXIMATE for a mean dose (EQD2 of a mean is not the mean EQD2)"
-    return replace(
+    return _replace(
         row,
         fractions=n_to,
         metric=str(new_metric),

@@ -148,16 +148,21 @@ def _flip(ok, low: float, high: float) -> float:
 
 def assess_rows(rows: list[ResultRow], tables, cache: dict | None = None) -> list[ResultRow]:
     """Every row assessed (:func:`assess_row`) with its organ's cited α/β range; ``cache``
-    (row → assessed row) keeps a session from assessing a row twice."""
+    keeps a session from assessing a row twice: ``id(row)`` → ``(row, assessed row)`` (the
+    session's cached rows are the same objects on every call; keyed by identity, not by the
+    rows' 23-field hash, and the row kept so that its id is not reused)."""
     cache = cache if cache is not None else {}
     out = []
+    alpha_beta = tables.alpha_beta
     for row in rows:
-        done = cache.get(row)
-        if done is None:
-            entry = tables.alpha_beta.get(row.organ) if row.organ else None
-            ab_range = entry.range_gy if entry else None
-            done = assess_row(row, ab_range, entry.range_source if entry else "")
-            cache[row] = done
+        hit = cache.get(id(row))
+        if hit is not None and hit[0] is row:
+            out.append(hit[1])
+            continue
+        entry = alpha_beta.get(row.organ) if row.organ else None
+        ab_range = entry.range_gy if entry else None
+        done = assess_row(row, ab_range, entry.range_source if entry else "")
+        cache[id(row)] = (row, done)
         out.append(done)
     return out
 

@@ -28,31 +28,56 @@ from .records import (
 def make_row(patient_id: str, lesion: Lesion | None, regimen: str, **values) -> ResultRow:
     """A :class:`ResultRow` with every field defaulted (``info``, NaN value, unit Gy) but
     ``values``; ``lesion`` None makes a composite row."""
-    base = {
-        "patient_id": patient_id,
-        "lesion_id": lesion.lesion_id if lesion else "composite",
-        "regimen": regimen,
-        "structure": "",
-        "organ": "",
-        "role": "oar",
-        "metric": "",
-        "value": math.nan,
-        "unit": "Gy",
-        "kind": "physical",
-        "model": "",
-        "alpha_beta_gy": None,
-        "comparator": "",
-        "limit": None,
-        "goal": None,
-        "status": "info",
-        "reason": "",
-        "source": "",
-        "constraint_fractions": None,
-        "converted_from_fractions": None,
-        "priority": "",
-    }
-    base.update(values)
-    return ResultRow(**base)
+    return _new_row(patient_id, lesion.lesion_id if lesion else "composite", regimen, values)
+
+
+#: Every field of a row with its default, in field order (:func:`make_row`).
+_ROW_DEFAULTS = {
+    "patient_id": "",
+    "lesion_id": "",
+    "regimen": "",
+    "structure": "",
+    "organ": "",
+    "role": "oar",
+    "metric": "",
+    "value": math.nan,
+    "unit": "Gy",
+    "kind": "physical",
+    "model": "",
+    "alpha_beta_gy": None,
+    "comparator": "",
+    "limit": None,
+    "goal": None,
+    "status": "info",
+    "reason": "",
+    "source": "",
+    "constraint_fractions": None,
+    "converted_from_fractions": None,
+    "priority": "",
+    "robustness": "",
+    "robustness_note": "",
+}
+_NEW = object.__new__
+
+
+def _new_row(patient_id: str, lesion_id: str, regimen: str, values: dict,
+             more: dict | None = None) -> ResultRow:
+    """``ResultRow(**fields)`` of the defaults, the ids, ``values`` and ``more``: the same
+    frozen record, made without the dataclass ``__init__`` (23 ``object.__setattr__`` calls;
+    6,000+ rows an evaluation). An unknown field is refused as ``__init__`` refuses it."""
+    state = _ROW_DEFAULTS.copy()
+    state["patient_id"] = patient_id
+    state["lesion_id"] = lesion_id
+    state["regimen"] = regimen
+    state.update(values)
+    if more:
+        state.update(more)
+    if len(state) != len(_ROW_DEFAULTS):
+        unknown = sorted(set(state) - set(_ROW_DEFAULTS))
+        raise TypeError(f"ResultRow got unexpected field(s) {', '.join(unknown)}")
+    row = _NEW(ResultRow)
+    row.__dict__.update(state)
+    return row
 
 
 def target_rows(
@@ -121,6 +146,7 @@ def target_rows(
         ),
     ]
     ptv_dvh = dvhs.get(ptv)
+    ptv_scaled = ptv_dvh.scaled(factor) if ptv_dvh is not None else None
     for metric in ("D95%[Gy]", "D98%[Gy]", "V100%[%]"):
         if ptv_dvh is None:
             rows.append(
@@ -135,7 +161,7 @@ def target_rows(
                 )
             )
             continue
-        mv = ptv_dvh.scaled(factor).metric(metric, prescription_gy=regimen.total_dose_gy)
+        mv = ptv_scaled.metric(metric, prescription_gy=regimen.total_dose_gy)
         reason = mv.note
         if not reason and mv.unit == "Gy":
             reason = f"{100 * mv.value / regimen.total_dose_gy:.1f} % of the prescription"
@@ -226,6 +252,7 @@ def oar_rows(
     missing: str,
     dvhs: dict[str, DVH],
     factor: float,
+    templates: list[tuple[dict, str]] | None = None,
 ) -> list[ResultRow]:
     """Every constraint row of one organ for one lesion at one regimen.
 
@@ -238,81 +265,54 @@ def oar_rows(
         says why).
     dvhs, factor
         As for :func:`target_rows`.
+    templates : list, optional
+        :func:`constraint_templates` of ``constraints`` (the session keeps them per organ and
+        fraction number; computed here when not given).
     """
     label = regimen.label
     n = regimen.fractions
+    lid = lesion.lesion_id
     rows = []
-    scaled: DVH | None = None
-    mapped: dict[tuple, DVH] = {}
-    for c in constraints:
-        base = {
-            "organ": organ,
-            "metric": c.metric,
-            "unit": c.unit,
-            "kind": c.dose_kind,
-            "model": "LQ" if (c.converted_from_fractions or c.dose_kind != "physical") else "",
-            "alpha_beta_gy": c.alpha_beta
-            if (c.converted_from_fractions or c.dose_kind != "physical")
-            else None,
-            "comparator": c.comparator,
-            "limit": c.limit,
-            "goal": c.goal,
-            "source": short_source(c),
-            "constraint_fractions": c.fractions,
-            "converted_from_fractions": c.converted_from_fractions,
-            "priority": c.priority,
-        }
-        conv = "; ".join(x for x in (
-            c.reason,
-            f"converted from n={c.converted_from_fractions}: {c.conversion_note}"
-            if c.converted_from_fractions
-            else "",
-        ) if x)
-        if structure is None or structure.name not in dvhs:
-            reason = missing
-            rows.append(
-                make_row(
-                    patient_id,
-                    lesion,
-                    label,
-                    status="not evaluable",
-                    reason="; ".join(x for x in (reason, conv) if x),
-                    **base,
-                )
-            )
-            continue
+    if templates is None:
+        templates = constraint_templates(organ, constraints)
+    if structure is None or structure.name not in dvhs:
+        for base, conv in templates:
+            rows.append(_new_row(patient_id, lid, label, base, {
+                "status": "not evaluable",
+                "reason": "; ".join(x for x in (missing, conv) if x),
+            }))
+    else:
         # the organ's DVH at this regimen, and under each (kind, α/β) its rows use: computed
         # once for all of its constraints (the same DVH objects as one per constraint)
-        if scaled is None:
-            scaled = dvhs[structure.name].scaled(factor)
-        dvh = scaled
-        if c.dose_kind != "physical":
-            dvh = mapped.get((c.dose_kind, c.alpha_beta))
-            if dvh is None:
-                model = Model("LQ", c.alpha_beta)
-                transform = (
-                    eqd2_transform(n, model) if c.dose_kind == "EQD2" else bed_transform(n, model)
-                )
-                dvh = scaled.mapped(transform, c.dose_kind, model.describe())
-                mapped[(c.dose_kind, c.alpha_beta)] = dvh
-        value, reason = evaluate_constraint(dvh, c, regimen.total_dose_gy)
-        status = row_status(value, c.comparator, c.limit, c.goal)
-        if math.isnan(value) and reason.startswith("PASS:"):
-            status, reason, value = "pass", reason[5:], math.nan
-        text = "; ".join(x for x in (reason, conv) if x)
-        text += coverage_note(dvhs[structure.name])
-        rows.append(
-            make_row(
-                patient_id,
-                lesion,
-                label,
-                structure=structure.name,
-                value=value,
-                status=status,
-                reason=text,
-                **base,
-            )
-        )
+        planned = dvhs[structure.name]
+        coverage = coverage_note(planned)
+        name = structure.name
+        total = regimen.total_dose_gy
+        scaled = planned.scaled(factor) if constraints else None
+        mapped: dict[tuple, DVH] = {}
+        for c, (base, conv) in zip(constraints, templates):
+            dvh = scaled
+            if c.dose_kind != "physical":
+                dvh = mapped.get((c.dose_kind, c.alpha_beta))
+                if dvh is None:
+                    model = Model("LQ", c.alpha_beta)
+                    transform = (
+                        eqd2_transform(n, model) if c.dose_kind == "EQD2"
+                        else bed_transform(n, model)
+                    )
+                    dvh = scaled.mapped(transform, c.dose_kind, model.describe())
+                    mapped[(c.dose_kind, c.alpha_beta)] = dvh
+            value, reason = evaluate_constraint(dvh, c, total)
+            status = row_status(value, c.comparator, c.limit, c.goal)
+            if math.isnan(value) and reason.startswith("PASS:"):
+                status, reason, value = "pass", reason[5:], math.nan
+            text = "; ".join(x for x in (reason, conv) if x)
+            rows.append(_new_row(patient_id, lid, label, base, {
+                "structure": name,
+                "value": value,
+                "status": status,
+                "reason": text + coverage,
+            }))
     if table_note:
         # issue 12: an organ with no cited limit at n fx whose advisory limits from an adjacent
         # regime (SBRT <-> moderately hypofractionated <-> conventional) this regimen exceeds
@@ -350,6 +350,39 @@ def oar_rows(
             )
         )
     return rows
+
+
+def constraint_templates(organ: str, constraints: list[Constraint]) -> list[tuple[dict, str]]:
+    """Per constraint of an organ at one fraction number: the fields of its rows that depend
+    on the constraint only (metric, unit, kind, model, α/β, comparator, limit, goal, source,
+    fraction numbers, priority), in field order, and the conversion text of its reason; the
+    same for every lesion and regimen at that fraction number (:func:`oar_rows`)."""
+    out = []
+    for c in constraints:
+        lq = bool(c.converted_from_fractions or c.dose_kind != "physical")
+        base = {
+            "organ": organ,
+            "metric": c.metric,
+            "unit": c.unit,
+            "kind": c.dose_kind,
+            "model": "LQ" if lq else "",
+            "alpha_beta_gy": c.alpha_beta if lq else None,
+            "comparator": c.comparator,
+            "limit": c.limit,
+            "goal": c.goal,
+            "source": short_source(c),
+            "constraint_fractions": c.fractions,
+            "converted_from_fractions": c.converted_from_fractions,
+            "priority": c.priority,
+        }
+        conv = "; ".join(x for x in (
+            c.reason,
+            f"converted from n={c.converted_from_fractions}: {c.conversion_note}"
+            if c.converted_from_fractions
+            else "",
+        ) if x)
+        out.append((base, conv))
+    return out
 
 
 def evaluate_constraint(

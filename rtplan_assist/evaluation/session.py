@@ -43,7 +43,7 @@ from .records import (
     rows_verdict,
 )
 from .robustness import assess_composite, assess_rows, recommendation_robustness
-from .rows import make_row, oar_rows, target_rows
+from .rows import constraint_templates, make_row, oar_rows, target_rows
 from .search import SearchMixin
 
 
@@ -412,6 +412,35 @@ class Evaluation(CompositeMixin, SearchMixin):
             self._constraints[key] = constraints_at(self.tables, organ, fractions)
         return self._constraints[key]
 
+    def _templates(self, organ: str, fractions: int) -> list[tuple[dict, str]]:
+        """:func:`.rows.constraint_templates` of the organ's rows at a fraction number,
+        cached (shared by every lesion and regimen of that fraction number)."""
+        cache = self.__dict__.setdefault("_template_cache", {})  # pickles of older releases
+        key = (organ, fractions)
+        if key not in cache:
+            cache[key] = constraint_templates(organ, self._constraints_at(organ, fractions)[0])
+        return cache[key]
+
+    def _organ_list(self) -> list[tuple[str, Structure | None, str]]:
+        """``(organ, its case structure or None, why it has none)`` for every organ the
+        tables constrain, in the tables' order; made again only when the tables or the
+        structure map change."""
+        mapped = list(self.oar_structures.items())
+        cached = self.__dict__.get("_organ_list_cache")
+        if (
+            cached is None
+            or cached[0] is not self.tables
+            or len(cached[1]) != len(mapped)
+            or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(cached[1], mapped))
+        ):
+            organs = [
+                (organ, self.oar_structures.get(organ), self._missing_reason(organ))
+                for organ in self.tables.organs()
+            ]
+            cached = (self.tables, mapped, organs)
+            self.__dict__["_organ_list_cache"] = cached
+        return cached[2]
+
     # ----------------------------------------------------------------------------- rows
     def lesion_rows(self, lesion_id: str, regimen: Regimen) -> list[ResultRow]:
         """Target rows and every OAR constraint row of one lesion at one regimen.
@@ -428,7 +457,7 @@ class Evaluation(CompositeMixin, SearchMixin):
         factor = regimen.scale_from(lesion.planned)
         patient_id = self.case.patient_id
         rows = target_rows(patient_id, lesion, regimen, dvhs, factor)
-        for organ in self.tables.organs():
+        for organ, structure, missing in self._organ_list():
             constraints, table_note = self._constraints_at(organ, regimen.fractions)
             rows += oar_rows(
                 patient_id,
@@ -437,10 +466,11 @@ class Evaluation(CompositeMixin, SearchMixin):
                 organ,
                 constraints,
                 table_note,
-                self.oar_structures.get(organ),
-                self._missing_reason(organ),
+                structure,
+                missing,
                 dvhs,
                 factor,
+                self._templates(organ, regimen.fractions),
             )
         self._rows[key] = rows
         return list(rows)
