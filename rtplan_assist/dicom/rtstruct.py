@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rtplan_assist.dicom._common import (
+    MAX_ABS_COORDINATE_MM,
     as_floats,
     check_coordinates,
     display_name,
@@ -191,14 +192,86 @@ def _contour_points(contour: Dataset, path, roi_name: str) -> np.ndarray:
     if values is None:
         return np.zeros((0, 3))
     check_coordinates(values, f"ROI {roi_name!r} ContourData", path)
-    n_points = _n_points(contour, path)
-    if values.size % 3 or (n_points is not None and values.size != 3 * n_points):
+    _check_point_count(values.size, _n_points(contour, path), roi_name, path)
+    return values.reshape(-1, 3)
+
+
+def _check_point_count(n_values: int, n_points: int | None, roi_name: str, path) -> None:
+    if n_values % 3 or (n_points is not None and n_values != 3 * n_points):
         raise DicomInputError(
-            f"ROI {roi_name!r}: ContourData has {values.size} values for NumberOfContourPoints "
+            f"ROI {roi_name!r}: ContourData has {n_values} values for NumberOfContourPoints "
             f"{n_points}; the structure set is truncated or damaged. Re-export it.",
             path=path,
         )
-    return values.reshape(-1, 3)
+
+
+def _plain_contours(items: list, path) -> dict[int, tuple]:
+    """The fast path's contours, parsed together: ``{id(contour): (kind, values, n_points,
+    closed, flat, simple)}`` for every contour of ``items`` (the ROIContourSequence items of
+    the ROIs, in order; ``None`` for an ROI without one).
+
+    All the plain ContourData of the structure set (numbers only, finite, within
+    ``MAX_ABS_COORDINATE_MM``, point counts within the limits) is parsed in one call, and the
+    checks that only pass or refuse are screened for all contours at once: ``closed`` is the
+    per-contour closing-vertex test itself; ``flat`` means the contour's z range is within
+    PLANE_TOLERANCE_MM, ``simple`` that it folds fewer than half MAX_CONTOUR_FOLDS times (both
+    with all points, so they hold for the points kept). ``values`` is ``None`` when the
+    structure set is not plain: every contour then goes through :func:`_contour_points` in
+    the loop, which raises the error where the loop meets it, as on the pydicom path.
+    """
+    out: dict[int, tuple] = {}
+    texts: list[bytes] = []
+    owners: list = []
+    counts: list[int] = []
+    n_points: list = []
+    for item in items:
+        if item is None or "ContourSequence" not in item:
+            continue
+        for contour in ds_items(item, "ContourSequence", path=path):
+            kind = _geometric_type(contour)
+            out[id(contour)] = (kind, None, None, False, False, False)
+            if kind != "CLOSED_PLANAR":
+                continue
+            raw = contour.raw(CONTOUR_DATA_TAG)
+            text = raw.strip(b" \x00") if raw is not None else b""
+            count = text.count(b"\\") + 1 if text else 0
+            if count == 0 or count % 3 or count > 3 * MAX_CONTOUR_POINTS:
+                continue  # the loop reads it one by one (and names what is wrong)
+            texts.append(text)
+            owners.append(contour)
+            counts.append(count)
+            n_points.append(_n_points(contour, path))
+    total = sum(counts)
+    if not texts or total > 3 * MAX_STRUCTURE_SET_POINTS:
+        return out
+    values = _parse_ds_bytes(b"\\".join(texts), total)
+    if values is None or not np.all(np.isfinite(values)):
+        return out
+    if float(np.max(np.abs(values))) > MAX_ABS_COORDINATE_MM:
+        return out
+    points = values.reshape(-1, 3)
+    sizes = np.asarray(counts, dtype=np.int64) // 3
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ends = starts + sizes
+    closed = (sizes > 1) & (np.abs(points[starts] - points[ends - 1]).max(axis=1) <= 1e-9)
+    z = points[:, 2]
+    flat = np.maximum.reduceat(z, starts) - np.minimum.reduceat(z, starts) <= PLANE_TOLERANCE_MM
+    folds = np.zeros(len(sizes))
+    wide = np.ones(len(sizes), dtype=bool)
+    for axis in (0, 1):
+        column = points[:, axis]
+        extent = np.maximum.reduceat(column, starts) - np.minimum.reduceat(column, starts)
+        steps = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(column)))])
+        travel = steps[ends - 1] - steps[starts] + np.abs(column[starts] - column[ends - 1])
+        has_extent = extent > 0
+        wide &= ~has_extent | (extent > 1e-6)  # below, removing a vertex could change it much
+        ratio = np.divide(travel, 2 * extent, out=np.zeros_like(travel), where=has_extent)
+        folds = np.maximum(folds, ratio)
+    simple = wide & (folds <= MAX_CONTOUR_FOLDS / 2)
+    for k, contour in enumerate(owners):
+        out[id(contour)] = ("CLOSED_PLANAR", values[3 * starts[k]:3 * ends[k]], n_points[k],
+                            bool(closed[k]), bool(flat[k]), bool(simple[k]))
+    return out
 
 
 def read_structures(
@@ -296,6 +369,11 @@ def _read_structures(
             )
         contours_by_roi[number] = item
 
+    batch = None
+    if isinstance(ds, RawDataset):
+        batch = _plain_contours(
+            [contours_by_roi.get(ds_int(roi, "ROINumber", path=path)) for roi in rois], path
+        )
     structures: list[Structure] = []
     total_points = 0
     for roi in rois:
@@ -308,11 +386,19 @@ def _read_structures(
         if item is not None and "ContourSequence" in item:
             contour_seq = ds_items(item, "ContourSequence", path=path)
         for contour in contour_seq or []:
-            kind = _geometric_type(contour)
+            plain = batch.get(id(contour)) if batch is not None else None
+            kind = plain[0] if plain is not None else _geometric_type(contour)
             if kind != "CLOSED_PLANAR":
                 skipped[kind or "no ContourGeometricType"] += 1
                 continue
-            points = _contour_points(contour, path, roi_name)
+            if plain is not None and plain[1] is not None:
+                _, points, n_points, closed, flat, simple = plain
+                _check_point_count(points.size, n_points, roi_name, path)
+                points = points.reshape(-1, 3)
+            else:
+                points = _contour_points(contour, path, roi_name)
+                closed = len(points) > 1 and float(np.abs(points[0] - points[-1]).max()) <= 1e-9
+                flat = simple = False
             total_points += len(points)
             if total_points > MAX_STRUCTURE_SET_POINTS:
                 raise DicomInputError(
@@ -320,20 +406,20 @@ def _read_structures(
                     "points; it is damaged or oversampled. Re-export it with fewer points.",
                     path=path,
                 )
-            if len(points) > 1 and float(np.abs(points[0] - points[-1]).max()) <= 1e-9:
+            if closed:
                 points = points[:-1]
             if len(points) < 3:
                 skipped["fewer than 3 points"] += 1
                 continue
             z = points[:, 2]
-            if z.max() - z.min() > PLANE_TOLERANCE_MM:
+            if not flat and z.max() - z.min() > PLANE_TOLERANCE_MM:
                 raise GeometryError(
                     f"ROI {roi_name!r}: a CLOSED_PLANAR contour spans z {z.min():g} to "
                     f"{z.max():g} mm; it is not on an axial plane. Non-axial contours cannot "
                     "be evaluated: recontour the ROI on axial slices.",
                     path=path,
                 )
-            folds = contour_folds(points[:, :2])
+            folds = 0.0 if simple else contour_folds(points[:, :2])
             if folds > MAX_CONTOUR_FOLDS:
                 raise DicomInputError(
                     f"ROI {roi_name!r}: a contour of {len(points)} points on z {z.mean():g} mm "
