@@ -301,7 +301,7 @@ def _replace(row, **changes):
     ``__post_init__``) without its ``__init__``'s 30 ``object.__setattr__`` calls: an equal
     record, its fields in the same order (:func:`constraints_at` makes thousands). Other
     records, or a name that is not a field: ``dataclasses.replace``."""
-    if type(row) is not Constraint or not changes.keys() <= _CONSTRAINT_FIELDS:
+    if type(row) is not Constraint or not _CONSTRAINT_FIELDS.issuperset(changes):
         return _dataclass_replace(row, **changes)
     new = object.__new__(Constraint)
     state = new.__dict__

@@ -97,15 +97,27 @@ class Regimen:
     @property
     def label(self) -> str:
         """``"50 Gy/5"``; non-integer doses keep up to 2 decimals (``"27.5 Gy/5"``)."""
-        return f"{_number(self.total_dose_gy)} Gy/{self.fractions}"
+        key = ("label", self.fractions, self.total_dose_gy)
+        text = _DERIVED.get(key)
+        if text is None:
+            text = _derived(key, f"{_number(self.total_dose_gy)} Gy/{self.fractions}")
+        return text
 
     def bed10_gy(self) -> float:
         """Prescription BED (Gy) at α/β = 10 Gy, LQ (:data:`TUMOUR_MODEL`)."""
-        return float(bed(self.total_dose_gy, self.fractions, TUMOUR_MODEL))
+        key = ("bed10", self.fractions, self.total_dose_gy)
+        value = _DERIVED.get(key)
+        if value is None:
+            value = _derived(key, float(bed(self.total_dose_gy, self.fractions, TUMOUR_MODEL)))
+        return value
 
     def eqd2_10_gy(self) -> float:
         """Prescription EQD2 (Gy) at α/β = 10 Gy, LQ."""
-        return float(eqd2(self.total_dose_gy, self.fractions, TUMOUR_MODEL))
+        key = ("eqd2_10", self.fractions, self.total_dose_gy)
+        value = _DERIVED.get(key)
+        if value is None:
+            value = _derived(key, float(eqd2(self.total_dose_gy, self.fractions, TUMOUR_MODEL)))
+        return value
 
     def scale_from(self, planned: Regimen) -> float:
         """Dose scale factor ``D / D0`` from the ``planned`` regimen to this one."""
@@ -113,6 +125,18 @@ class Regimen:
 
     def __str__(self) -> str:
         return self.label
+
+
+#: Label, BED10 and EQD2 of the regimens met so far, by (what, fractions, total dose): pure
+#: functions of the two numbers, asked tens of thousands of times an evaluation.
+_DERIVED: dict[tuple, object] = {}
+
+
+def _derived(key: tuple, value):
+    if len(_DERIVED) > 30_000:
+        _DERIVED.clear()
+    _DERIVED[key] = value
+    return value
 
 
 def _number(value: float) -> str:

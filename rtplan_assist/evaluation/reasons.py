@@ -251,8 +251,39 @@ _ADVISORY = re.compile(
 )
 
 
+def _rows_by_lesion(result) -> dict[str, dict[str, list[ResultRow]]]:
+    """Lesion id → regimen label → the rows of ``result.rows`` (in their order, keys in order
+    of first appearance): one pass over the rows instead of one per question asked here
+    (6,000+ rows, two dozen questions an output). The last index is kept for the same list
+    of rows (identity and length; a result's rows are never changed in place)."""
+    rows = result.rows
+    cached = _BY_LESION[0]
+    if cached is not None and cached[0] is rows and cached[1] == len(rows):
+        return cached[2]
+    index: dict[str, dict[str, list[ResultRow]]] = {}
+    for r in rows:
+        by_regimen = index.get(r.lesion_id)
+        if by_regimen is None:
+            by_regimen = index[r.lesion_id] = {}
+        found = by_regimen.get(r.regimen)
+        if found is None:
+            by_regimen[r.regimen] = [r]
+        else:
+            found.append(r)
+    _BY_LESION[0] = (rows, len(rows), index)
+    return index
+
+
+_BY_LESION: list = [None]
+
+
+def _rows_of(result, lesion_id: str, label: str) -> list[ResultRow]:
+    """``[r for r in result.rows if r.lesion_id == lesion_id and r.regimen == label]``."""
+    return list(_rows_by_lesion(result).get(lesion_id, {}).get(label, ()))
+
+
 def _regimens_of(result, lesion_id: str) -> list[Regimen]:
-    labels = dict.fromkeys(r.regimen for r in result.rows if r.lesion_id == lesion_id)
+    labels = _rows_by_lesion(result).get(lesion_id, {})
     out = []
     for label in labels:
         try:
@@ -397,7 +428,7 @@ def recommended_reason(result, lesion_id: str) -> Reason:
     regimen = rec.choice[lesion_id]
     lesion = _lesion(result, lesion_id)
     site = lesion.site if lesion is not None else "unknown"
-    rows = [r for r in result.rows if r.lesion_id == lesion_id and r.regimen == regimen.label]
+    rows = _rows_of(result, lesion_id, regimen.label)
     failing = [r for r in rows if r.priority == "mandatory" and r.status == "fail"]
     pool = _regimens_of(result, lesion_id)
     feasible = rec.feasible.get(lesion_id, [])
@@ -435,7 +466,7 @@ def chosen_reason(result, lesion_id: str) -> Reason | None:
     recommended = result.recommendation.choice.get(lesion_id)
     if chosen is None or chosen == recommended:
         return None
-    rows = [r for r in result.rows if r.lesion_id == lesion_id and r.regimen == chosen.label]
+    rows = _rows_of(result, lesion_id, chosen.label)
     fails = [r for r in rows if r.priority == "mandatory" and r.status == "fail"]
     rec_label = recommended.label if recommended is not None else "none"
     head = f"{chosen.label} is chosen (recommended: {rec_label})"
@@ -508,8 +539,9 @@ BASES = ("recommended", "planned", "chosen")
 def planned_only(result) -> bool:
     """True when every lesion was evaluated at its planned regimen only (a batch without a
     regimen file): its "recommendation" chose from nothing."""
-    return all({r.regimen for r in result.rows if r.lesion_id == lesion.lesion_id}
-               <= {lesion.planned.label} for lesion in result.lesions)
+    index = _rows_by_lesion(result)
+    return all(set(index.get(lesion.lesion_id, ())) <= {lesion.planned.label}
+               for lesion in result.lesions)
 
 
 def shown_basis(result) -> str:

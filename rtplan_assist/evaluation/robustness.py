@@ -32,7 +32,7 @@ def replace(row: ResultRow, **changes) -> ResultRow:
     """``dataclasses.replace`` of a :class:`ResultRow` (a frozen record of plain fields, no
     ``__post_init__``) with its two robustness fields, without re-running ``__init__`` field
     by field: an equal row, a third of the time (it runs for every row of a session)."""
-    if type(row) is not ResultRow or not changes.keys() <= _ROBUSTNESS_FIELDS:
+    if type(row) is not ResultRow or not _ROBUSTNESS_FIELDS.issuperset(changes):
         return _replace(row, **changes)
     new = object.__new__(ResultRow)
     state = new.__dict__
@@ -130,7 +130,10 @@ def assess_row(row: ResultRow, ab_range: tuple[float, float] | None, range_sourc
 
 
 def _band_note(row: ResultRow) -> str:
-    return f"borderline band ±{BORDERLINE_FRACTION:.0%} of the limit ({BORDERLINE_SOURCE})"
+    return _BAND_NOTE
+
+
+_BAND_NOTE = f"borderline band ±{BORDERLINE_FRACTION:.0%} of the limit ({BORDERLINE_SOURCE})"
 
 
 def _flip(ok, low: float, high: float) -> float:
