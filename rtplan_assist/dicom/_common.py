@@ -102,12 +102,10 @@ def axial_signs(iop, path: str | Path) -> tuple[int, int]:
     row, col = cosines[:3], cosines[3:]
     sx = 1 if row[0] > 0 else -1
     sy = 1 if col[1] > 0 else -1
-    expected_row = np.array([sx, 0.0, 0.0])
-    expected_col = np.array([0.0, sy, 0.0])
-    if not (
-        np.allclose(row, expected_row, atol=ORIENTATION_TOLERANCE)
-        and np.allclose(col, expected_col, atol=ORIENTATION_TOLERANCE)
-    ):
+    expected = np.array([sx, 0.0, 0.0, 0.0, sy, 0.0])
+    # np.allclose(cosines, expected, atol=ORIENTATION_TOLERANCE) (its rtol 1e-5 included),
+    # without its overhead (~30 µs, twice per CT slice); the cosines are finite (as_floats)
+    if not np.all(np.abs(cosines - expected) <= ORIENTATION_TOLERANCE + 1e-5 * np.abs(expected)):
         values = "\\".join(f"{v:g}" for v in cosines)
         raise GeometryError(
             f"ImageOrientationPatient {values} is not an axial HFS/FFS/HFP/FFP orientation "

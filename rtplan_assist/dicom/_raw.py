@@ -431,10 +431,12 @@ def _read_header(buf: bytes, stat: os.stat_result) -> RawDataset:
         span = (offset, end - offset)
         ds_end = offset
     if ds_end < len(buf):
-        # keep the header only: parsed again from a copy, so that no item holds the pixels
+        # keep the header only (a copy, the offsets unchanged); items of undefined length
+        # already hold the whole buffer: those are parsed again from the copy
         buf = bytes(view[:ds_end])
         view = memoryview(buf)
-        elems, _ = _parse_dataset(view, start, len(buf), implicit, False, False)
+        if any(entry[3] is not None for entry in elems.values()):
+            elems, _ = _parse_dataset(view, start, len(buf), implicit, False, False)
     ds = RawDataset(view, implicit, elems)
     charset = ds.get("SpecificCharacterSet", "")
     if isinstance(charset, MultiValue) or charset not in _ASCII_CHARSETS:
