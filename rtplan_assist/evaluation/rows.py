@@ -267,7 +267,9 @@ def oar_rows(
         As for :func:`target_rows`.
     templates : list, optional
         :func:`constraint_templates` of ``constraints`` (the session keeps them per organ and
-        fraction number; computed here when not given).
+        fraction number; computed here when not given). Each row is its template's fields
+        with the ids, value, status and reason set: the record ``ResultRow(**fields)`` makes,
+        without the dataclass ``__init__``.
     """
     label = regimen.label
     n = regimen.fractions
@@ -276,11 +278,17 @@ def oar_rows(
     if templates is None:
         templates = constraint_templates(organ, constraints)
     if structure is None or structure.name not in dvhs:
-        for base, conv in templates:
-            rows.append(_new_row(patient_id, lid, label, base, {
-                "status": "not evaluable",
-                "reason": "; ".join(x for x in (missing, conv) if x),
-            }))
+        for state, conv in templates:
+            row = _NEW(ResultRow)
+            row.__dict__.update(state)
+            row.__dict__.update(
+                patient_id=patient_id,
+                lesion_id=lid,
+                regimen=label,
+                status="not evaluable",
+                reason="; ".join(x for x in (missing, conv) if x),
+            )
+            rows.append(row)
     else:
         # the organ's DVH at this regimen, and under each (kind, α/β) its rows use: computed
         # once for all of its constraints (the same DVH objects as one per constraint)
@@ -290,7 +298,7 @@ def oar_rows(
         total = regimen.total_dose_gy
         scaled = planned.scaled(factor) if constraints else None
         mapped: dict[tuple, DVH] = {}
-        for c, (base, conv) in zip(constraints, templates):
+        for c, (state, conv) in zip(constraints, templates):
             dvh = scaled
             if c.dose_kind != "physical":
                 dvh = mapped.get((c.dose_kind, c.alpha_beta))
@@ -307,12 +315,18 @@ def oar_rows(
             if math.isnan(value) and reason.startswith("PASS:"):
                 status, reason, value = "pass", reason[5:], math.nan
             text = "; ".join(x for x in (reason, conv) if x)
-            rows.append(_new_row(patient_id, lid, label, base, {
-                "structure": name,
-                "value": value,
-                "status": status,
-                "reason": text + coverage,
-            }))
+            row = _NEW(ResultRow)
+            row.__dict__.update(state)
+            row.__dict__.update(
+                patient_id=patient_id,
+                lesion_id=lid,
+                regimen=label,
+                structure=name,
+                value=value,
+                status=status,
+                reason=text + coverage,
+            )
+            rows.append(row)
     if table_note:
         # issue 12: an organ with no cited limit at n fx whose advisory limits from an adjacent
         # regime (SBRT <-> moderately hypofractionated <-> conventional) this regimen exceeds
@@ -353,10 +367,11 @@ def oar_rows(
 
 
 def constraint_templates(organ: str, constraints: list[Constraint]) -> list[tuple[dict, str]]:
-    """Per constraint of an organ at one fraction number: the fields of its rows that depend
-    on the constraint only (metric, unit, kind, model, α/β, comparator, limit, goal, source,
-    fraction numbers, priority), in field order, and the conversion text of its reason; the
-    same for every lesion and regimen at that fraction number (:func:`oar_rows`)."""
+    """Per constraint of an organ at one fraction number: every field of its rows, in field
+    order, with the defaults of :func:`make_row` and the fields that depend on the constraint
+    only (metric, unit, kind, model, α/β, comparator, limit, goal, source, fraction numbers,
+    priority), and the conversion text of its reason; the same for every lesion and regimen
+    at that fraction number (:func:`oar_rows` sets the ids, the value, status and reason)."""
     out = []
     for c in constraints:
         lq = bool(c.converted_from_fractions or c.dose_kind != "physical")
@@ -375,13 +390,15 @@ def constraint_templates(organ: str, constraints: list[Constraint]) -> list[tupl
             "converted_from_fractions": c.converted_from_fractions,
             "priority": c.priority,
         }
+        state = _ROW_DEFAULTS.copy()
+        state.update(base)
         conv = "; ".join(x for x in (
             c.reason,
             f"converted from n={c.converted_from_fractions}: {c.conversion_note}"
             if c.converted_from_fractions
             else "",
         ) if x)
-        out.append((base, conv))
+        out.append((state, conv))
     return out
 
 
