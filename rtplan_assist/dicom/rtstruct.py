@@ -536,7 +536,11 @@ def _drop_repeated_contours(plane_z: np.ndarray, polygons: list[list[np.ndarray]
             continue
         seen: set[bytes] = set()
         kept = []
+        sizes = Counter(len(polygon) for polygon in plane)
         for polygon in plane:
+            if sizes[len(polygon)] < 2:  # a repeat has as many vertices: none on this plane
+                kept.append(polygon)
+                continue
             rounded = np.round(polygon, 3)
             key = rounded[np.lexsort(rounded.T[::-1])].tobytes()
             if key in seen:
