@@ -32,6 +32,7 @@ from rtplan_assist.demo import demo_case_folder
 from rtplan_assist.dicom import _raw
 from rtplan_assist.dicom._index import index_files, input_paths
 from rtplan_assist.dicom.case import _load_case, load_case
+from rtplan_assist.errors import DicomInputError
 
 
 def _same(a, b, where="case") -> None:
@@ -217,8 +218,8 @@ def test_no_file_meta_goes_to_pydicom(tmp_path):
         _raw.read_header(path)
 
 
-@pytest.mark.parametrize("change", ["non-ascii name", "charset", "VR", "bad DS", "nan DS",
-                                    "bad IS"])
+@pytest.mark.parametrize("change", ["non-ascii name", "charset", "item charset", "VR",
+                                    "bad DS", "nan DS", "bad IS"])
 def test_values_pydicom_must_judge_give_the_pydicom_result(tmp_path, change):
     path = _one_struct(tmp_path)
     ds = pydicom.dcmread(path)
@@ -229,6 +230,8 @@ def test_values_pydicom_must_judge_give_the_pydicom_result(tmp_path, change):
             ds.StructureSetROISequence[0].ROIName = "Rückenmark"
         elif change == "charset":
             ds.SpecificCharacterSet = "ISO_IR 13"
+        elif change == "item charset":
+            ds.StructureSetROISequence[0].SpecificCharacterSet = "ISO_IR 13"
         elif change == "VR":
             ds.StructureSetROISequence[0][0x30060022].VR = "US"
         elif change == "bad DS":
@@ -241,7 +244,7 @@ def test_values_pydicom_must_judge_give_the_pydicom_result(tmp_path, change):
             contour.NumberOfContourPoints = "4.5"
         ds.save_as(path, enforce_file_format=True)
     root, paths = input_paths([path])
-    if change in ("non-ascii name", "charset", "VR", "bad IS"):  # values it does not convert
+    if change in ("non-ascii name", "charset", "item charset", "VR", "bad IS"):  # not converted
         try:
             _raw.read_header(path)
         except _raw.NotClean:
@@ -284,3 +287,17 @@ def test_importing_the_loader_does_not_import_pydicom():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_sequences_nested_thousands_deep_are_a_typed_error_not_a_crash(tmp_path):
+    # a private sequence nested 3,000 deep (undefined lengths) after the RTSTRUCT's elements
+    path = _one_struct(tmp_path)
+    depth = 3000
+    open_level = (b"\x01\x40\x01\x10SQ\x00\x00\xff\xff\xff\xff"  # (4001,1001) SQ, undefined
+                  b"\xfe\xff\x00\xe0\xff\xff\xff\xff")  # item, undefined
+    close_level = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    path.write_bytes(path.read_bytes() + open_level * depth + close_level * depth)
+    with pytest.raises(_raw.NotClean):
+        _raw.read_header(path)
+    with pytest.raises(DicomInputError, match="RTSTRUCT"):
+        load_case([path])

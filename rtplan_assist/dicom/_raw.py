@@ -113,6 +113,7 @@ EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 #: of the same bytes gives the same text).
 _ASCII_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
 
+_CHARSET_TAG = 0x00080005
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
@@ -165,7 +166,11 @@ class RawDataset:
     def _elements(self) -> dict:
         if self._elems is None:
             start, end = self._bounds
-            self._elems, _ = _parse_dataset(self._buf, start, end, self._implicit, False, True)
+            try:
+                self._elems, _ = _parse_dataset(self._buf, start, end, self._implicit, False,
+                                                True)
+            except RecursionError:  # sequences nested thousands deep: pydicom's to judge
+                raise NotClean("sequences nested too deep") from None
         return self._elems
 
     def __contains__(self, key) -> bool:
@@ -282,6 +287,8 @@ def _parse_dataset(buf, pos: int, end: int, implicit: bool, undefined: bool, nes
             return elems, value
         if tag <= last or tag >> 16 in (0xFFFE, 0x0000, 0x0002) or tag >> 16 < 0x0002:
             raise NotClean("tags out of order or misplaced")
+        if nested and tag == _CHARSET_TAG:
+            raise NotClean("a character set of its own in a sequence item")
         if not nested and tag >> 16 == _PIXEL_GROUP:
             if tag != PIXEL_DATA_TAG or length == _UNDEFINED:
                 raise NotClean("float, double or encapsulated pixel data")
@@ -390,6 +397,8 @@ def read_header(path: str | Path) -> RawDataset:
                 return _read_header(buf, stat)
     except OSError as exc:
         raise NotClean(f"cannot be read ({exc})") from None
+    except RecursionError:  # sequences nested thousands deep: pydicom's to judge
+        raise NotClean("sequences nested too deep") from None
 
 
 class _NeedMore(Exception):
