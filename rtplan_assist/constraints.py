@@ -349,7 +349,19 @@ class ConstraintSet:
 
     def organs(self) -> tuple[str, ...]:
         """TG-263 organs with at least one row, sorted."""
-        return tuple(sorted({c.organ for c in self.constraints}))
+        return self._by_organ()[2]
+
+    def _by_organ(self) -> tuple:
+        """``(constraints, organ → its rows in order, sorted organs)``, made once for this
+        tuple of rows (the evaluation asks thousands of times)."""
+        cached = self.__dict__.get("_organ_index")
+        if cached is None or cached[0] is not self.constraints:
+            index: dict[str, list[Constraint]] = {}
+            for c in self.constraints:
+                index.setdefault(c.organ, []).append(c)
+            cached = (self.constraints, index, tuple(sorted(index)))
+            object.__setattr__(self, "_organ_index", cached)  # a cache, not a field
+        return cached
 
     def fractions_for(self, organ: str) -> tuple[int, ...]:
         """Fraction numbers tabulated for ``organ`` (any source), sorted."""
@@ -367,7 +379,7 @@ class ConstraintSet:
 
     def course_rows(self, organ: str) -> list[Constraint]:
         """Per-course rows of ``organ`` (the cumulative ones are in ``cumulative``)."""
-        return [c for c in self.constraints if c.organ == organ]
+        return list(self._by_organ()[1].get(organ, ()))
 
 
 # --------------------------------------------------------------------------- loading

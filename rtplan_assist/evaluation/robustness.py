@@ -158,6 +158,9 @@ def assess_rows(rows: list[ResultRow], tables, cache: dict | None = None) -> lis
     out = []
     alpha_beta = tables.alpha_beta
     for row in rows:
+        if row.limit is None or row.status in ("info", "not evaluable"):
+            out.append(row)  # nothing to assess (assess_row returns the row itself)
+            continue
         hit = cache.get(id(row))
         if hit is not None and hit[0] is row:
             out.append(hit[1])

@@ -286,7 +286,7 @@ def oar_rows(
                 lesion_id=lid,
                 regimen=label,
                 status="not evaluable",
-                reason="; ".join(x for x in (missing, conv) if x),
+                reason=_joined(missing, conv),
             )
             rows.append(row)
     else:
@@ -314,7 +314,7 @@ def oar_rows(
             status = row_status(value, c.comparator, c.limit, c.goal)
             if math.isnan(value) and reason.startswith("PASS:"):
                 status, reason, value = "pass", reason[5:], math.nan
-            text = "; ".join(x for x in (reason, conv) if x)
+            text = _joined(reason, conv)
             row = _NEW(ResultRow)
             row.__dict__.update(state)
             row.__dict__.update(
@@ -364,6 +364,13 @@ def oar_rows(
             )
         )
     return rows
+
+
+def _joined(first: str, second: str) -> str:
+    """``"; ".join(x for x in (first, second) if x)``."""
+    if first and second:
+        return first + "; " + second
+    return first or second
 
 
 def constraint_templates(organ: str, constraints: list[Constraint]) -> list[tuple[dict, str]]:
