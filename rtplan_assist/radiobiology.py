@@ -384,6 +384,8 @@ def usc_park2008_nsclc() -> Model:
 
 
 def _check_alpha_beta(alpha_beta_gy: float) -> None:
+    if type(alpha_beta_gy) is float and math.isfinite(alpha_beta_gy) and alpha_beta_gy > 0:
+        return  # the common case, without the abstract-class isinstance below
     if isinstance(alpha_beta_gy, bool) or not isinstance(alpha_beta_gy, Real):
         raise RadiobiologyError(f"α/β must be a number in Gy, got {alpha_beta_gy!r}")
     if not (math.isfinite(alpha_beta_gy) and alpha_beta_gy > 0):
@@ -391,6 +393,8 @@ def _check_alpha_beta(alpha_beta_gy: float) -> None:
 
 
 def _check_fractions(fractions: int) -> int:
+    if type(fractions) is int and fractions >= 1:
+        return fractions  # the common case, without the abstract-class isinstance below
     if isinstance(fractions, bool) or not isinstance(fractions, (Integral, Real)):
         raise RadiobiologyError(f"fractions must be an integer >= 1, got {fractions!r}")
     if not math.isfinite(fractions) or int(fractions) != fractions or fractions < 1:

@@ -91,6 +91,18 @@ def _points(structure: Structure, limit: int = 4000) -> np.ndarray:
 def min_distance_mm(a: Structure, b: Structure) -> float:
     """Smallest distance between the contour points of two structures (mm; inf when either is
     empty). Points are subsampled to 4000 per structure: enough for a 2 cm criterion."""
+    return _min_distance_mm(a, b, None)
+
+
+def _within_mm(a: Structure, b: Structure, limit_mm: float) -> bool:
+    """``min_distance_mm(a, b) <= limit_mm``, without the exact minimum when a pair of the
+    coarse subsample is already that close (the minimum is at most that pair's distance)."""
+    return _min_distance_mm(a, b, limit_mm) <= limit_mm
+
+
+def _min_distance_mm(a: Structure, b: Structure, enough_mm: float | None) -> float:
+    """:func:`min_distance_mm`; with ``enough_mm``, the coarse subsample's distance when it is
+    at most ``enough_mm`` (an upper bound of the minimum, which then is at most it too)."""
     if a.is_empty or b.is_empty:
         return math.inf
     ba, bb = a.bounds_mm(), b.bounds_mm()
@@ -105,6 +117,8 @@ def min_distance_mm(a: Structure, b: Structure) -> float:
     # brute force's over all points.
     step = max(1, max(len(pa), len(pb)) // 256)
     u = _brute_min_distance(pa[::step], pb[::step])
+    if enough_mm is not None and u <= enough_mm:
+        return u
     slack = u * (1.0 + 1e-9) + 1e-9  # rounding of the box distance only keeps more points
     pa = pa[_box_distance(pa, pb) <= slack]
     pb = pb[_box_distance(pb, pa) <= slack]
@@ -134,7 +148,7 @@ def _refine(site: str, target: Structure, case: Case, text: str, own: set[str]) 
         for s in case.structures:
             if s.name in own or s.roi_type in ("PTV", "GTV", "CTV", "ITV"):
                 continue
-            if _CENTRAL.search(s.name) and min_distance_mm(target, s) <= CENTRAL_DISTANCE_MM:
+            if _CENTRAL.search(s.name) and _within_mm(target, s, CENTRAL_DISTANCE_MM):
                 return "central lung"
     if site == "bone":
         centre = target.bounds_mm().mean(axis=1)

@@ -79,7 +79,7 @@ def assess_row(row: ResultRow, ab_range: tuple[float, float] | None, range_sourc
     notes = []
     status = compare(row.value, row.comparator, row.limit)
     flips: list[str] = []
-    limit0 = _source_limit(row)
+    limit0 = _source_limit(row) if row.converted_from_fractions is not None else None
     if row.lesion_id == "composite" and row.kind == "EQD2":
         return replace(
             row,
@@ -293,7 +293,11 @@ def recommendation_robustness(rec, rows: list[ResultRow], composite: list[Result
                          "converted volume thresholds)")
         row = rec.binding_rows.get(lid)
         if row is not None:
-            assessed = next((r for r in rows + composite if r.lesion_id == row.lesion_id
+            # the first of rows + composite with its lesion, regimen, metric, structure and
+            # source: among the rows of its lesion and regimen, then the composite rows
+            candidates = by_key.get((row.lesion_id, row.regimen), [])
+            assessed = next((r for part in (candidates, composite) for r in part
+                             if r.lesion_id == row.lesion_id
                              and r.regimen == row.regimen and r.metric == row.metric
                              and r.structure == row.structure and r.source == row.source), row)
             if getattr(assessed, "robustness", "") == "fragile":
