@@ -218,16 +218,49 @@ def test_no_file_meta_goes_to_pydicom(tmp_path):
         _raw.read_header(path)
 
 
-@pytest.mark.parametrize("change", ["non-ascii name", "charset", "item charset", "VR",
-                                    "bad DS", "nan DS", "bad IS"])
+@pytest.mark.parametrize("charset, names", [
+    ("ISO_IR 100", ("Müller^Zoë", "Rückenmark", "Œil")),  # Œ is not in ISO 8859-1: written
+    ("ISO_IR 192", ("Müller^Zoë", "Rückenmark", "Œsophage")),
+    (None, ("Müller^Zoë", "Rückenmark", "Hüfte")),  # no character set: pydicom's ISO 8859-1
+])
+def test_non_ascii_text_reads_as_pydicom_reads_it(tmp_path, charset, names):
+    patient, roi, second = names
+    if charset == "ISO_IR 100":
+        second = "Genou"
+    path = write_struct(tmp_path / "RS.dcm", [
+        (1, "A", "ORGAN", [("CLOSED_PLANAR", square(1.0))]),
+        (2, "B", "ORGAN", [("CLOSED_PLANAR", square(2.0))])])
+    ds = pydicom.dcmread(path)
+    if charset is not None:
+        ds.SpecificCharacterSet = charset
+    ds.StructureSetROISequence[0].ROIName = roi  # encoded in the character set on writing
+    ds.StructureSetROISequence[1].ROIName = second
+    ds.PatientName = patient
+    ds.StructureSetLabel = roi
+    ds.save_as(path, enforce_file_format=True)
+    assert any(b > 0x7F for b in path.read_bytes())
+    fast, slow = _fast_and_pydicom([path])  # no fallback
+    _same(fast, slow)
+    assert [s.name for s in fast.structures] == [roi, second]
+    assert fast.patient_name == patient
+    raw = _raw.read_header(path)
+    assert _values_as_pydicom(raw, pydicom.dcmread(path), "RS") > 5
+
+
+@pytest.mark.parametrize("change", ["bad utf-8", "non-ascii CS", "charset", "item charset",
+                                    "VR", "bad DS", "nan DS", "bad IS"])
 def test_values_pydicom_must_judge_give_the_pydicom_result(tmp_path, change):
     path = _one_struct(tmp_path)
     ds = pydicom.dcmread(path)
     contour = ds.ROIContourSequence[0].ContourSequence[0]
     with pydicom.config.disable_value_validation():
-        if change == "non-ascii name":
+        if change == "bad utf-8":  # pydicom warns and decodes with replacement characters
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.StructureSetROISequence[0][0x30060026] = pydicom.dataelem.RawDataElement(
+                pydicom.tag.Tag(0x30060026), "LO", 4, b"R\xfcck", 0, False, True)
+        elif change == "non-ascii CS":
             ds.SpecificCharacterSet = "ISO_IR 100"
-            ds.StructureSetROISequence[0].ROIName = "Rückenmark"
+            ds.RTROIObservationsSequence[0].RTROIInterpretedType = "ORGÄN"
         elif change == "charset":
             ds.SpecificCharacterSet = "ISO_IR 13"
         elif change == "item charset":
@@ -244,7 +277,8 @@ def test_values_pydicom_must_judge_give_the_pydicom_result(tmp_path, change):
             contour.NumberOfContourPoints = "4.5"
         ds.save_as(path, enforce_file_format=True)
     root, paths = input_paths([path])
-    if change in ("non-ascii name", "charset", "item charset", "VR", "bad IS"):  # not converted
+    if change in ("bad utf-8", "non-ascii CS", "charset", "item charset", "VR",
+                  "bad IS"):  # values the fast path does not convert
         try:
             _raw.read_header(path)
         except _raw.NotClean:

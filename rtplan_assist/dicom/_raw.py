@@ -106,12 +106,15 @@ _SHORT_VRS = frozenset(
      b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
 _TEXT_VRS = frozenset({b"CS", b"LO", b"PN", b"SH", b"UI"})
+#: Text VRs pydicom decodes with the SpecificCharacterSet (CS and UI: always ISO 646/8859-1).
+_CHARSET_VRS = frozenset({b"LO", b"PN", b"SH"})
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-#: Character sets under which printable ASCII bytes decode to themselves (pydicom's decoding
-#: of the same bytes gives the same text).
-_ASCII_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"})
+#: Character sets read here, with the Python codec pydicom decodes their LO/SH/PN text with
+#: (no character set: pydicom's default, ISO 8859-1); other ones (ISO 2022 code extensions,
+#: Japanese, Greek, ...) go to pydicom.
+_CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 
 _CHARSET_TAG = 0x00080005
 _ITEM = 0xFFFEE000
@@ -147,14 +150,25 @@ class MultiValue(list):
         raise NotClean("text of a multi-valued element")
 
 
+class _Context:
+    """What every data set of one file shares: its VR encoding and, once the top level is
+    read, the Python codec of its SpecificCharacterSet (``None``: text must be ASCII)."""
+
+    __slots__ = ("implicit", "encoding")
+
+    def __init__(self, implicit: bool) -> None:
+        self.implicit = implicit
+        self.encoding: str | None = None
+
+
 class RawDataset:
     """Elements of one data set (file or sequence item), values converted on access."""
 
-    __slots__ = ("_buf", "_implicit", "_elems", "_bounds", "path", "pixel_span", "file_stat")
+    __slots__ = ("_buf", "_ctx", "_elems", "_bounds", "path", "pixel_span", "file_stat")
 
-    def __init__(self, buf, implicit: bool, elems: dict | None, bounds=None) -> None:
+    def __init__(self, buf, ctx: _Context, elems: dict | None, bounds=None) -> None:
         self._buf = buf
-        self._implicit = implicit
+        self._ctx = ctx
         self._elems = elems
         self._bounds = bounds
         self.path: str | None = None
@@ -167,8 +181,7 @@ class RawDataset:
         if self._elems is None:
             start, end = self._bounds
             try:
-                self._elems, _ = _parse_dataset(self._buf, start, end, self._implicit, False,
-                                                True)
+                self._elems, _ = _parse_dataset(self._buf, start, end, self._ctx, False, True)
             except RecursionError:  # sequences nested thousands deep: pydicom's to judge
                 raise NotClean("sequences nested too deep") from None
         return self._elems
@@ -197,12 +210,12 @@ class RawDataset:
         _, start, end, items = entry
         if vr == b"SQ":
             if items is None:
-                items, _ = _parse_items(self._buf, start, end, self._implicit, False)
+                items, _ = _parse_items(self._buf, start, end, self._ctx, False)
                 self._elems[tag] = (entry[0], start, end, items)
             return items
         raw = bytes(self._buf[start:end])
         if vr in _TEXT_VRS:
-            return _text(raw)
+            return _text(raw, self._ctx.encoding if vr in _CHARSET_VRS else None)
         if vr == b"DS":
             return _numbers(raw, _DS_VALUE, float)
         if vr == b"IS":
@@ -227,12 +240,20 @@ def _tag(key) -> int:
         raise NotClean(f"{key} is not read by the fast path") from None
 
 
-def _text(raw: bytes) -> str:
-    """A text value as pydicom gives it: trailing spaces and NULs removed (pydicom's
-    ``rstrip('\\0 ')``); ``''`` when empty."""
-    if not raw.isascii():
-        raise NotClean("non-ASCII text")
-    text = raw.decode("ascii").rstrip("\0 ")
+def _text(raw: bytes, encoding: str | None) -> str:
+    """A text value as pydicom gives it: decoded with ``encoding`` (ASCII only when
+    ``None``), trailing spaces and NULs removed (pydicom's ``rstrip('\\0 ')``); ``''`` when
+    empty."""
+    if raw.isascii():
+        text = raw.decode("ascii")
+    elif encoding is None:
+        raise NotClean("non-ASCII text in a VR pydicom reads as ISO 8859-1")
+    else:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:  # pydicom warns and replaces: its path decides
+            raise NotClean("text not in its character set") from None
+    text = text.rstrip("\0 ")
     if not text.isprintable():
         raise NotClean("control characters in text")
     if "\\" in text:
@@ -269,7 +290,7 @@ def _element_header(buf, pos: int, implicit: bool) -> tuple[int, bytes | None, i
     raise NotClean("invalid VR")
 
 
-def _parse_dataset(buf, pos: int, end: int, implicit: bool, undefined: bool, nested: bool):
+def _parse_dataset(buf, pos: int, end: int, ctx: _Context, undefined: bool, nested: bool):
     """Elements from ``pos`` to ``end`` (defined length) or to an item delimiter (undefined):
     ``({tag: (vr, start, end, items)}, position after)``. Stops before PixelData at the top
     level (the caller records where it is)."""
@@ -280,7 +301,7 @@ def _parse_dataset(buf, pos: int, end: int, implicit: bool, undefined: bool, nes
             return elems, pos
         if pos + 8 > end:
             raise NotClean("truncated data set")
-        tag, vr, length, value = _element_header(buf, pos, implicit)
+        tag, vr, length, value = _element_header(buf, pos, ctx.implicit)
         if tag == _ITEM_DELIMITER and undefined:
             if length != 0:
                 raise NotClean("item delimiter with a length")
@@ -303,7 +324,7 @@ def _parse_dataset(buf, pos: int, end: int, implicit: bool, undefined: bool, nes
                 is_sequence = True  # implicit VR, unknown tag: pydicom reads a sequence too
             if not is_sequence:
                 raise NotClean("undefined length outside a sequence")
-            items, pos = _parse_items(buf, value, end, implicit, True)
+            items, pos = _parse_items(buf, value, end, ctx, True)
             elems[tag] = (vr, None, None, items)
         else:
             if value + length > end:
@@ -314,7 +335,7 @@ def _parse_dataset(buf, pos: int, end: int, implicit: bool, undefined: bool, nes
         last = tag
 
 
-def _parse_items(buf, pos: int, end: int, implicit: bool, undefined: bool):
+def _parse_items(buf, pos: int, end: int, ctx: _Context, undefined: bool):
     """Items of a sequence value: ``([RawDataset], position after)``. Items of defined length
     are parsed when first read; items of undefined length now (their end is not known)."""
     items: list = []
@@ -334,15 +355,15 @@ def _parse_items(buf, pos: int, end: int, implicit: bool, undefined: bool):
         if tag != _ITEM:
             raise NotClean("not an item in a sequence")
         if length == _UNDEFINED:
-            _check_item_encoding(buf, pos, end, implicit)
-            elems, pos = _parse_dataset(buf, pos, end, implicit, True, True)
-            items.append(RawDataset(buf, implicit, elems))
+            _check_item_encoding(buf, pos, end, ctx.implicit)
+            elems, pos = _parse_dataset(buf, pos, end, ctx, True, True)
+            items.append(RawDataset(buf, ctx, elems))
         else:
             if pos + length > end:
                 raise NotClean("item runs past the end of its sequence")
             if length:
-                _check_item_encoding(buf, pos, pos + length, implicit)
-            items.append(RawDataset(buf, implicit, None, (pos, pos + length)))
+                _check_item_encoding(buf, pos, pos + length, ctx.implicit)
+            items.append(RawDataset(buf, ctx, None, (pos, pos + length)))
             pos += length
 
 
@@ -422,8 +443,9 @@ def _read_header(buf: bytes, stat: os.stat_result) -> RawDataset:
     if implicit and 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B:
         raise NotClean("implicit VR syntax with explicit VR elements")  # pydicom switches
     view = memoryview(buf)
+    ctx = _Context(implicit)
     try:
-        elems, _ = _parse_dataset(view, start, len(buf), implicit, False, False)
+        elems, _ = _parse_dataset(view, start, len(buf), ctx, False, False)
     except NotClean:
         if len(buf) < size:
             raise _NeedMore from None
@@ -445,11 +467,12 @@ def _read_header(buf: bytes, stat: os.stat_result) -> RawDataset:
         buf = bytes(view[:ds_end])
         view = memoryview(buf)
         if any(entry[3] is not None for entry in elems.values()):
-            elems, _ = _parse_dataset(view, start, len(buf), implicit, False, False)
-    ds = RawDataset(view, implicit, elems)
+            elems, _ = _parse_dataset(view, start, len(buf), ctx, False, False)
+    ds = RawDataset(view, ctx, elems)
     charset = ds.get("SpecificCharacterSet", "")
-    if isinstance(charset, MultiValue) or charset not in _ASCII_CHARSETS:
+    if isinstance(charset, MultiValue) or charset not in _CODECS:
         raise NotClean("character set")
+    ctx.encoding = _CODECS[charset]
     ds.pixel_span = span
     ds.file_stat = (stat.st_size, stat.st_mtime_ns)
     if span is not None:
