@@ -18,6 +18,12 @@ import warnings
 from . import __version__
 from .errors import RtplanAssistError
 
+# NumPy's OpenBLAS starts a thread per core when NumPy is imported (0.05-0.1 s more of every
+# command on a busy 2-core machine) for matrix products this tool does not do at scale (its own
+# parallelism is the kernels' threads and the batch's workers): one BLAS thread, unless the user
+# or the environment chose otherwise. Set before anything imports NumPy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 # Modules that add sub-commands, in the order they are listed in --help.
 COMMAND_MODULES = (
     "rtplan_assist.cli_dvh",
