@@ -386,3 +386,28 @@ def test_damaged_bytes_give_the_pydicom_result(tmp_path, fuzz_scale):
                     outcomes.append((type(exc), str(exc)))
         _same(outcomes[0], outcomes[1], f"{target.name} {op} at {pos}")
         shutil.rmtree(work)
+
+
+def test_light_index_is_the_pydicom_light_index(tmp_path, shared_data, monkeypatch):
+    """Patient pickers and folder discovery (index_files(light=True): list_patients,
+    find_patient_folders, batch) read plain files without pydicom: the same index as
+    pydicom's LIGHT_TAGS read, here forced by making every file look not plain."""
+    from rtplan_assist.dicom import find_patient_folders, list_patients
+
+    _write_case(tmp_path / "p1")
+    _write_case(tmp_path / "p2")
+    (tmp_path / "p2" / "notes.txt").write_text("not DICOM")
+    (tmp_path / "p2" / "RD.dcm").write_bytes((tmp_path / "p2" / "RD.dcm").read_bytes()[:400])
+    roots = [tmp_path, demo_case_folder(), shared_data / "dicompyler-core-example",
+             shared_data / "rt-utils-mock"]
+    ours = [(index_files(input_paths(r)[1], r, light=True), list_patients(r),
+             find_patient_folders(r)) for r in roots]
+
+    def not_plain(path):
+        raise _raw.NotClean("forced")
+
+    monkeypatch.setattr(_raw, "read_header", not_plain)
+    theirs = [(index_files(input_paths(r)[1], r, light=True), list_patients(r),
+               find_patient_folders(r)) for r in roots]
+    _same(ours, theirs)
+    assert ours[0][0].files and ours[0][0].not_dicom

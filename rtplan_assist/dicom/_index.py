@@ -121,82 +121,103 @@ def index_files(
     With ``fast``, a plain file is read by :func:`rtplan_assist.dicom._raw.read_header`
     instead (its header is then a :class:`~rtplan_assist.dicom._raw.RawDataset`), any other
     file as above; :class:`~rtplan_assist.dicom._raw.NotClean` raised by a value read here
-    propagates (the caller reads the case again without ``fast``).
+    propagates (the caller reads the case again without ``fast``). ``light`` (patient
+    pickers, folder discovery: ``LIGHT_TAGS`` only, no header kept) always reads plain files
+    that way, and a file whose values are not plain through pydicom, file by file.
     """
     index = Index(root=root)
     for path in paths:
         if path.name.upper() == "DICOMDIR" or path.name.lower() == FOLDER_MAP_NAME:
             continue
-        ds = None
-        if fast:
+        if fast or light:
             try:
-                ds = _raw.read_header(path)
-            except _raw.NotClean:
-                ds = None
-        if ds is None:
-            kind, reason, modality = screen_file(path)
-            if kind == "not_dicom":
-                index.not_dicom.append(path)
-                continue
-            if kind == "unreadable":
-                index.unreadable.append(UnreadableFile(path, reason, modality))
-                continue
+                header = _raw.read_header(path)
+            except _raw.NotClean:  # the file is outside the subset: pydicom reads it
+                header = None
+            if header is not None:
+                try:
+                    _add_file(index, path, header, light)
+                    continue
+                except _raw.NotClean:  # a value is: the caller decides, or (light) pydicom
+                    if not light:
+                        raise
+        kind, reason, modality = screen_file(path)
+        if kind == "not_dicom":
+            index.not_dicom.append(path)
+            continue
+        if kind == "unreadable":
+            index.unreadable.append(UnreadableFile(path, reason, modality))
+            continue
         try:
-            if ds is not None:
-                pass
-            elif light:
-                import pydicom
+            import pydicom
 
+            if light:
                 ds = pydicom.dcmread(
                     str(path), stop_before_pixels=True, force=True, specific_tags=LIGHT_TAGS
                 )
             else:
-                import pydicom
-
                 ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
-            modality = ds_str(ds, "Modality").upper()
-            sop_class = ds_str(ds, "SOPClassUID")
-        except _raw.NotClean:
-            raise
         except Exception as exc:  # noqa: BLE001 - damaged files raise many exception types
-            if _has_preamble(path):
-                index.unreadable.append(_identify(path, f"{type(exc).__name__}: {exc}"))
-            else:
-                index.not_dicom.append(path)
+            _add_unparsed(index, path, exc)
             continue
-        if not modality and not sop_class:
-            if _has_preamble(path):
-                index.unreadable.append(
-                    UnreadableFile(path, "no Modality or SOPClassUID in the header")
-                )
-            else:
-                index.not_dicom.append(path)
-            continue
-        try:
-            if modality == "RTSTRUCT" and not light:
-                for_uid = structure_set_for_uid(ds)
-            else:
-                for_uid = ds_str(ds, "FrameOfReferenceUID")
-            entry = IndexedFile(
-                path=path,
-                modality=modality,
-                patient_id=ds_str(ds, "PatientID"),
-                patient_name=ds_str(ds, "PatientName"),
-                sop_instance_uid=ds_str(ds, "SOPInstanceUID"),
-                study_instance_uid=ds_str(ds, "StudyInstanceUID"),
-                series_instance_uid=ds_str(ds, "SeriesInstanceUID"),
-                frame_of_reference_uid=for_uid,
-                header=None if light else ds,
-            )
-        except _raw.NotClean:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a damaged header fails on first access
-            index.unreadable.append(
-                UnreadableFile(path, f"{type(exc).__name__}: {exc}", modality, None)
-            )
-            continue
-        index.files.append(entry)
+        _add_file(index, path, ds, light)
     return index
+
+
+def _add_unparsed(index: Index, path: Path, exc: Exception) -> None:
+    if _has_preamble(path):
+        index.unreadable.append(_identify(path, f"{type(exc).__name__}: {exc}"))
+    else:
+        index.not_dicom.append(path)
+
+
+def _add_file(index: Index, path: Path, ds, light: bool) -> None:
+    """File ``path``, read as ``ds``, into ``index``: indexed, unreadable or not DICOM.
+    NotClean raised by a value of a RawDataset propagates before anything is added."""
+    try:
+        modality = ds_str(ds, "Modality").upper()
+        sop_class = ds_str(ds, "SOPClassUID")
+    except _raw.NotClean:
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged files raise many exception types
+        _add_unparsed(index, path, exc)
+        return
+    if not modality and not sop_class:
+        if _has_preamble(path):
+            index.unreadable.append(
+                UnreadableFile(path, "no Modality or SOPClassUID in the header")
+            )
+        else:
+            index.not_dicom.append(path)
+        return
+
+    def text(keyword: str) -> str:  # a light read has only LIGHT_TAGS
+        return "" if light and keyword not in LIGHT_TAGS else ds_str(ds, keyword)
+
+    try:
+        if modality == "RTSTRUCT" and not light:
+            for_uid = structure_set_for_uid(ds)
+        else:
+            for_uid = ds_str(ds, "FrameOfReferenceUID")
+        entry = IndexedFile(
+            path=path,
+            modality=modality,
+            patient_id=text("PatientID"),
+            patient_name=text("PatientName"),
+            sop_instance_uid=text("SOPInstanceUID"),
+            study_instance_uid=text("StudyInstanceUID"),
+            series_instance_uid=text("SeriesInstanceUID"),
+            frame_of_reference_uid=for_uid,
+            header=None if light else ds,
+        )
+    except _raw.NotClean:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged header fails on first access
+        index.unreadable.append(
+            UnreadableFile(path, f"{type(exc).__name__}: {exc}", modality, None)
+        )
+        return
+    index.files.append(entry)
 
 
 def _identify(path: Path, reason: str) -> UnreadableFile:
