@@ -64,6 +64,19 @@ def _fast_and_pydicom(path):
     return fast, slow
 
 
+def _load_case_and_pydicom_path(inp) -> list:
+    """What load_case (fast path first) and the pydicom path give: a case or (error type,
+    message)."""
+    root, paths = input_paths(inp)
+    outcomes = []
+    for run in (lambda: load_case(inp), lambda: _load_case(root, paths, None, False, fast=False)):
+        try:
+            outcomes.append(run())
+        except Exception as exc:  # noqa: BLE001 - compared by the caller
+            outcomes.append((type(exc), str(exc)))
+    return outcomes
+
+
 def _values_as_pydicom(raw: _raw.RawDataset, ref: Dataset, where: str) -> int:
     """Every element of KEYWORDS present in ``ref`` reads the same from ``raw`` (recursing into
     sequences); returns how many values were compared."""
@@ -288,16 +301,10 @@ def test_values_pydicom_must_judge_give_the_pydicom_result(tmp_path, change):
                 _load_case(root, paths, None, False, fast=True)
     # load_case gives what the pydicom path gives, an error included (ContourData is parsed
     # from its bytes on both paths: bad numbers fail the same way)
-    outcomes = []
-    for run in (lambda: load_case([path]),
-                lambda: _load_case(root, paths, None, False, fast=False)):
-        try:
-            outcomes.append(run())
-        except Exception as exc:  # noqa: BLE001 - compared below
-            outcomes.append((type(exc), str(exc)))
-    _same(outcomes[0], outcomes[1])
+    ours, theirs = _load_case_and_pydicom_path([path])
+    _same(ours, theirs)
     if change in ("bad DS", "nan DS", "bad IS"):
-        assert isinstance(outcomes[0], tuple), "a damaged contour is an error"
+        assert isinstance(ours, tuple), "a damaged contour is an error"
 
 
 def test_truncated_file_goes_to_pydicom(tmp_path):
@@ -374,17 +381,10 @@ def test_damaged_bytes_give_the_pydicom_result(tmp_path, fuzz_scale):
         else:
             data[pos:pos + 4] = bytes(4)
         target.write_bytes(bytes(data))
-        root, paths = input_paths(work)
-        outcomes = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for run in (lambda: load_case(work),
-                        lambda: _load_case(root, paths, None, False, fast=False)):
-                try:
-                    outcomes.append(run())
-                except Exception as exc:  # noqa: BLE001 - compared below
-                    outcomes.append((type(exc), str(exc)))
-        _same(outcomes[0], outcomes[1], f"{target.name} {op} at {pos}")
+            ours, theirs = _load_case_and_pydicom_path(work)
+        _same(ours, theirs, f"{target.name} {op} at {pos}")
         shutil.rmtree(work)
 
 
