@@ -454,6 +454,28 @@ def _time_loss(model: Model, overall_time_days: float | None) -> float:
 # --------------------------------------------------------------------------- uniform dose
 
 
+def _lq_scalar(value, fractions, model, overall_time_days) -> tuple | None:
+    """``(value, n, α/β)`` as plain floats and an int when a uniform-dose formula can take the
+    scalar path: one finite, non-negative number (float, int or numpy float64), an integer
+    fraction number >= 1, an LQ model without time factor and no time. The formulas then
+    give the same IEEE double arithmetic as on numpy scalars (thousands of calls an
+    evaluation); anything else (and every error) takes the general path."""
+    kind = type(value)
+    if (
+        (kind is float or kind is int or kind is np.float64)
+        and type(fractions) is int
+        and fractions >= 1
+        and overall_time_days is None
+        and type(model) is Model
+        and model.name == "LQ"
+        and model.time_factor is None
+    ):
+        number = float(value)
+        if math.isfinite(number) and number >= 0:
+            return number, fractions, model.alpha_beta_gy
+    return None
+
+
 def _bed_no_time(total: np.ndarray, n: int, model: Model) -> np.ndarray:
     ab = model.alpha_beta_gy
     per_fraction = total / n
@@ -496,6 +518,10 @@ def bed(total_dose_gy, fractions: int, model: Model, overall_time_days: float | 
     >>> bed(50.0, 5, Model("LQ", 10.0))
     100.0
     """
+    quick = _lq_scalar(total_dose_gy, fractions, model, overall_time_days)
+    if quick is not None:
+        total, n, ab = quick
+        return total * (1.0 + (total / n) / ab)
     _check_model(model)
     n = _check_fractions(fractions)
     total, scalar = _as_nonnegative(total_dose_gy, "total_dose_gy")
@@ -541,6 +567,11 @@ def dose_for_bed(bed_gy, fractions: int, model: Model, overall_time_days: float 
     float or ndarray
         Total physical dose (Gy).
     """
+    quick = _lq_scalar(bed_gy, fractions, model, overall_time_days)
+    if quick is not None:
+        target, n, ab = quick
+        per_fraction_bed = target / n
+        return n * (2.0 * per_fraction_bed / (1.0 + math.sqrt(1.0 + 4.0 * per_fraction_bed / ab)))
     _check_model(model)
     n = _check_fractions(fractions)
     target, scalar = _as_nonnegative(bed_gy, "bed_gy")
@@ -569,6 +600,10 @@ def dose_for_eqd2(eqd2_gy, fractions: int, model: Model, overall_time_days: floa
     >>> round(dose_for_eqd2(36.0, 3, Model("LQ", 2.0)), 9)
     18.0
     """
+    quick = _lq_scalar(eqd2_gy, fractions, model, overall_time_days)
+    if quick is not None:
+        target, n, ab = quick
+        return dose_for_bed(target * (1.0 + 2.0 / ab), n, model)
     _check_model(model)
     target, scalar = _as_nonnegative(eqd2_gy, "eqd2_gy")
     value = dose_for_bed(
