@@ -411,3 +411,25 @@ def test_light_index_is_the_pydicom_light_index(tmp_path, shared_data, monkeypat
                find_patient_folders(r)) for r in roots]
     _same(ours, theirs)
     assert ours[0][0].files and ours[0][0].not_dicom
+
+
+def test_ct_pixels_are_the_pydicom_path_ones(tmp_path, monkeypatch):
+    """load_ct_pixels reads plain slices without pydicom: the same HU as pydicom's
+    pixel_array path (forced here by making every file look not plain)."""
+    from rtplan_assist.dicom import load_ct_pixels
+
+    write_ct(tmp_path / "hfs", [0.0, 3.0, 6.0])
+    write_ct(tmp_path / "ffp", [0.0, 2.5], iop=[1, 0, 0, 0, -1, 0], slope=1.0)
+    series = [load_case(demo_case_folder()).ct]
+    for folder in ("hfs", "ffp"):
+        write_struct(tmp_path / folder / "RS.dcm",
+                     [(1, "PTV", "PTV", [("CLOSED_PLANAR", square(0.0))])])
+        series.append(load_case(tmp_path / folder).ct)
+    ours = [load_ct_pixels(ct) for ct in series]
+
+    def not_plain(path):
+        raise _raw.NotClean("forced")
+
+    monkeypatch.setattr(_raw, "read_header", not_plain)
+    for ct, hu in zip(series, ours):
+        _same(hu, load_ct_pixels(ct))

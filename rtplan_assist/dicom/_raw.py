@@ -90,6 +90,8 @@ KEYWORDS: dict[str, tuple[int, str]] = {
     "PixelRepresentation": (0x00280103, "US"),
     "SamplesPerPixel": (0x00280002, "US"),
     "PhotometricInterpretation": (0x00280004, "CS"),
+    "RescaleIntercept": (0x00281052, "DS"),
+    "RescaleSlope": (0x00281053, "DS"),
 }
 
 PIXEL_DATA_TAG = 0x7FE00010

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rtplan_assist.dicom import _raw
 from rtplan_assist.dicom._common import (
     axial_signs,
     check_coordinates,
@@ -161,6 +162,13 @@ def load_ct_pixels(ct: CTSeries) -> np.ndarray:
     check_grid_size((nz, ny, nx), "CT series", ct.paths[0] if ct.paths else None)
     hu = np.empty((nz, ny, nx), dtype=np.float32)
     for k, path in enumerate(ct.paths):
+        try:  # a plain slice without pydicom (dicom/_raw.py): the same values
+            ds = _raw.read_header(path)
+            with malformed_as_input_error(path, "CT slice"):
+                hu[k] = _slice_hu(ds, path, ct.grid.z_mm[k], ny, nx)
+            continue
+        except _raw.NotClean:
+            pass
         ds = read_full(path)
         with malformed_as_input_error(path, "CT slice"):
             hu[k] = _slice_hu(ds, path, ct.grid.z_mm[k], ny, nx)
