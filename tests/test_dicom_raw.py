@@ -433,3 +433,19 @@ def test_ct_pixels_are_the_pydicom_path_ones(tmp_path, monkeypatch):
     monkeypatch.setattr(_raw, "read_header", not_plain)
     for ct, hu in zip(series, ours):
         _same(hu, load_ct_pixels(ct))
+
+
+def test_dvh_and_evaluate_of_the_demo_do_not_import_pydicom(tmp_path):
+    folder = demo_case_folder()
+    code = (
+        "import sys\n"
+        "from rtplan_assist.cli import main\n"
+        f"assert main(['dvh', {str(folder / 'RS.dcm')!r}, {str(folder / 'RD.L1.dcm')!r},"
+        f" '--out', {str(tmp_path / 'dvh.json')!r}]) == 0\n"
+        f"assert main(['evaluate', {str(folder)!r}, '--format', 'json',"
+        f" '--out', {str(tmp_path / 'eval.json')!r}]) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydicom', 'PIL')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
