@@ -233,5 +233,17 @@ def _polygon_volume_cc(structure: Structure, fallback_spacing_mm: float | None,
     order = np.argsort(z, kind="stable")
     z_lo, z_hi = slab_limits(z[order], nominal_spacing(structure, fallback_spacing_mm),
                              end_caps)
-    areas = np.array([plane_area_even_odd(structure.polygons[p]) for p in order])
+    areas = _plane_areas(structure)[order]
     return float(np.sum(areas * (z_hi - z_lo))) / 1000.0
+
+
+def _plane_areas(structure: Structure) -> np.ndarray:
+    """Even-odd area (mm²) of each plane, in the structure's plane order; cached on the
+    structure: the volume's costly part, the same whatever the fallback spacing and end caps
+    (an evaluation asks the volume of an organ under two fallbacks, which the one-entry
+    volume cache above does not keep together)."""
+    cached = structure.__dict__.get("_plane_areas")
+    if cached is None or len(cached) != len(structure.polygons):
+        cached = np.array([plane_area_even_odd(plane) for plane in structure.polygons])
+        structure.__dict__["_plane_areas"] = cached
+    return cached
