@@ -296,18 +296,27 @@ class Constraint:
         return text + ")"
 
 
-def _replace(row, **changes):
-    """``dataclasses.replace`` of a :class:`Constraint` (a frozen record of plain fields, no
-    ``__post_init__``) without its ``__init__``'s 30 ``object.__setattr__`` calls: an equal
-    record, its fields in the same order (:func:`constraints_at` makes thousands). Other
-    records, or a name that is not a field: ``dataclasses.replace``."""
-    if type(row) is not Constraint or not _CONSTRAINT_FIELDS.issuperset(changes):
-        return _dataclass_replace(row, **changes)
-    new = object.__new__(Constraint)
+def replace_fields(record, names: frozenset, **changes):
+    """``dataclasses.replace(record, **changes)`` for a frozen dataclass of plain fields
+    without ``__post_init__`` (:class:`Constraint`, the evaluation's ``ResultRow``) when every
+    changed name is in ``names``: an equal record, its fields in the same order, without the
+    ``__init__``'s ``object.__setattr__`` per field (thousands an evaluation); otherwise
+    ``dataclasses.replace`` itself."""
+    if not names.issuperset(changes):
+        return _dataclass_replace(record, **changes)
+    new = object.__new__(type(record))
     state = new.__dict__
-    state.update(row.__dict__)
+    state.update(record.__dict__)
     state.update(changes)
     return new
+
+
+def _replace(row, **changes):
+    """:func:`replace_fields` of a :class:`Constraint` (:func:`constraints_at` makes
+    thousands); other records: ``dataclasses.replace``."""
+    if type(row) is not Constraint:
+        return _dataclass_replace(row, **changes)
+    return replace_fields(row, _CONSTRAINT_FIELDS, **changes)
 
 
 _CONSTRAINT_FIELDS = frozenset(f.name for f in fields(Constraint))

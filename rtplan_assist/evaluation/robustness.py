@@ -23,22 +23,20 @@ import math
 from dataclasses import replace as _replace
 from functools import lru_cache
 
+from ..constraints import replace_fields
 from ..radiobiology import Model, dose_for_eqd2, eqd2
 from .objective import BORDERLINE_FRACTION, BORDERLINE_SOURCE, relative_margin
 from .records import ResultRow, compare
 
 
 def replace(row: ResultRow, **changes) -> ResultRow:
-    """``dataclasses.replace`` of a :class:`ResultRow` (a frozen record of plain fields, no
-    ``__post_init__``) with its two robustness fields, without re-running ``__init__`` field
-    by field: an equal row, a third of the time (it runs for every row of a session)."""
-    if type(row) is not ResultRow or not _ROBUSTNESS_FIELDS.issuperset(changes):
+    """``dataclasses.replace`` of a :class:`ResultRow` with its two robustness fields,
+    without re-running ``__init__`` field by field (:func:`~rtplan_assist.constraints.
+    replace_fields`): an equal row, a third of the time (it runs for every row of a
+    session)."""
+    if type(row) is not ResultRow:
         return _replace(row, **changes)
-    new = object.__new__(ResultRow)
-    state = new.__dict__
-    state.update(row.__dict__)
-    state.update(changes)
-    return new
+    return replace_fields(row, _ROBUSTNESS_FIELDS, **changes)
 
 
 _ROBUSTNESS_FIELDS = frozenset({"robustness", "robustness_note"})

@@ -279,16 +279,14 @@ def oar_rows(
         templates = constraint_templates(organ, constraints)
     if structure is None or structure.name not in dvhs:
         for state, conv in templates:
-            row = _NEW(ResultRow)
-            row.__dict__.update(state)
-            row.__dict__.update(
+            rows.append(_row_from(
+                state,
                 patient_id=patient_id,
                 lesion_id=lid,
                 regimen=label,
                 status="not evaluable",
                 reason=_joined(missing, conv),
-            )
-            rows.append(row)
+            ))
     else:
         # the organ's DVH at this regimen, and under each (kind, α/β) its rows use: computed
         # once for all of its constraints (the same DVH objects as one per constraint)
@@ -314,19 +312,16 @@ def oar_rows(
             status = row_status(value, c.comparator, c.limit, c.goal)
             if math.isnan(value) and reason.startswith("PASS:"):
                 status, reason, value = "pass", reason[5:], math.nan
-            text = _joined(reason, conv)
-            row = _NEW(ResultRow)
-            row.__dict__.update(state)
-            row.__dict__.update(
+            rows.append(_row_from(
+                state,
                 patient_id=patient_id,
                 lesion_id=lid,
                 regimen=label,
                 structure=name,
                 value=value,
                 status=status,
-                reason=text + coverage,
-            )
-            rows.append(row)
+                reason=_joined(reason, conv) + coverage,
+            ))
     if table_note:
         # issue 12: an organ with no cited limit at n fx whose advisory limits from an adjacent
         # regime (SBRT <-> moderately hypofractionated <-> conventional) this regimen exceeds
@@ -364,6 +359,16 @@ def oar_rows(
             )
         )
     return rows
+
+
+def _row_from(state: dict, **values) -> ResultRow:
+    """The row of a template's fields ``state`` (every field, in field order) with ``values``
+    set: ``ResultRow(**{**state, **values})`` without the dataclass ``__init__``."""
+    row = _NEW(ResultRow)
+    fields = row.__dict__
+    fields.update(state)
+    fields.update(values)
+    return row
 
 
 def _joined(first: str, second: str) -> str:
