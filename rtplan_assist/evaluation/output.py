@@ -248,15 +248,46 @@ def result_to_csv(result: EvaluationResult, *, drop_not_evaluable: bool = False)
     chosen = {lid: r.label for lid, r in result.choice.items()}
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS) + list(CSV_FLAG_COLUMNS),
-                            lineterminator="\n")
-    writer.writeheader()
-    for row in result_rows_tidy(result):
-        if drop_not_evaluable and row["status"] == "not evaluable":
+    rows = result.rows + result.composite_rows
+    if any(type(r) is not ResultRow for r in rows):  # other records: their own fields
+        writer = csv.DictWriter(buffer, fieldnames=list(TIDY_COLUMNS) + list(CSV_FLAG_COLUMNS),
+                                lineterminator="\n")
+        writer.writeheader()
+        for row in result_rows_tidy(result):
+            if drop_not_evaluable and row["status"] == "not evaluable":
+                continue
+            cells = {k: "" if v is None else csv_cell(_csv_number(v)) for k, v in row.items()}
+            flags = regimen_flags(planned, recommended, chosen, row["lesion_id"], row["regimen"])
+            cells.update({k: "true" if f else "false" for k, f in zip(CSV_FLAG_COLUMNS, flags)})
+            writer.writerow(cells)
+        return buffer.getvalue()
+    # the same cells from the rows' field values, each value cleaned (:func:`_clean`) and
+    # made a cell as above, each distinct text once (6,000+ rows x 23 fields)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(TIDY_COLUMNS) + list(CSV_FLAG_COLUMNS))
+    texts: dict[str, str] = {}
+    flag_text = {True: "true", False: "false"}
+    isfinite = math.isfinite
+    for row, values in zip(rows, map(_ROW_VALUES, rows)):
+        if drop_not_evaluable and row.status == "not evaluable":
             continue
-        cells = {k: "" if v is None else csv_cell(_csv_number(v)) for k, v in row.items()}
-        flags = regimen_flags(planned, recommended, chosen, row["lesion_id"], row["regimen"])
-        cells.update({k: "true" if f else "false" for k, f in zip(CSV_FLAG_COLUMNS, flags)})
+        cells = []
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                cell = texts.get(value)
+                if cell is None:
+                    cell = texts[value] = csv_cell(value)
+            elif value is None:
+                cell = ""
+            elif kind is float:
+                cell = csv_number(value) if isfinite(value) else ""
+            else:
+                value = _clean(value)
+                cell = "" if value is None else csv_cell(_csv_number(value))
+            cells.append(cell)
+        flags = regimen_flags(planned, recommended, chosen, row.lesion_id, row.regimen)
+        cells += [flag_text[bool(f)] for f in flags]
         writer.writerow(cells)
     return buffer.getvalue()
 
