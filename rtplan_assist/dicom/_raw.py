@@ -166,14 +166,13 @@ class _Context:
 class RawDataset:
     """Elements of one data set (file or sequence item), values converted on access."""
 
-    __slots__ = ("_buf", "_ctx", "_elems", "_bounds", "path", "pixel_span", "file_stat")
+    __slots__ = ("_buf", "_ctx", "_elems", "_bounds", "pixel_span", "file_stat")
 
     def __init__(self, buf, ctx: _Context, elems: dict | None, bounds=None) -> None:
         self._buf = buf
         self._ctx = ctx
         self._elems = elems
         self._bounds = bounds
-        self.path: str | None = None
         #: (offset, length) of PixelData in the file, for a top-level data set.
         self.pixel_span: tuple[int, int] | None = None
         #: (size, mtime_ns) of the file when it was read.
@@ -212,7 +211,10 @@ class RawDataset:
         _, start, end, items = entry
         if vr == b"SQ":
             if items is None:
-                items, _ = _parse_items(self._buf, start, end, self._ctx, False)
+                try:
+                    items, _ = _parse_items(self._buf, start, end, self._ctx, False)
+                except RecursionError:  # items nested thousands deep: pydicom's to judge
+                    raise NotClean("sequences nested too deep") from None
                 self._elems[tag] = (entry[0], start, end, items)
             return items
         raw = bytes(self._buf[start:end])
