@@ -74,8 +74,20 @@ def assess_row(row: ResultRow, ab_range: tuple[float, float] | None, range_sourc
     """The row with ``robustness`` and ``robustness_note`` filled (see the module)."""
     if row.limit is None or row.status in ("info", "not evaluable") or math.isnan(row.value):
         return row
-    notes = []
     status = compare(row.value, row.comparator, row.limit)
+    if row.converted_from_fractions is None and not (
+        row.lesion_id == "composite" and row.kind == "EQD2"
+    ):
+        # a limit at its own fraction number (most rows): only the borderline band can flip
+        # it; the same verdict and note as the general path below
+        margin = relative_margin(row)
+        if not math.isnan(margin) and abs(margin) < BORDERLINE_FRACTION:
+            return replace(row, robustness="fragile", robustness_note=(
+                f"flips: borderline: {abs(margin):.1%} from the limit, within the "
+                f"±{BORDERLINE_FRACTION:.0%} dose-calculation band; {_BAND_NOTE}"))
+        return replace(row, robustness="pass-robust" if status else "fail-robust",
+                       robustness_note=_BAND_NOTE)
+    notes = []
     flips: list[str] = []
     limit0 = _source_limit(row) if row.converted_from_fractions is not None else None
     if row.lesion_id == "composite" and row.kind == "EQD2":
