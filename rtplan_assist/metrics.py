@@ -65,9 +65,14 @@ class Metric:
         return query_pct or out_pct
 
     def __str__(self) -> str:
-        if self.value is None:
-            return f"{self.kind}[{self.out_unit}]"
-        return f"{self.kind}{_format_number(self.value)}{self.query_unit}[{self.out_unit}]"
+        text = self.__dict__.get("_text")  # made once per metric: DVH metrics label every value
+        if text is None:
+            if self.value is None:
+                text = f"{self.kind}[{self.out_unit}]"
+            else:
+                text = f"{self.kind}{_format_number(self.value)}{self.query_unit}[{self.out_unit}]"
+            object.__setattr__(self, "_text", text)  # a cache, not a field
+        return text
 
 
 def _format_number(value: float) -> str:
