@@ -449,3 +449,12 @@ def test_dvh_and_evaluate_of_the_demo_do_not_import_pydicom(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_contour_data_parsed_in_pieces_reads_the_same(tmp_path, monkeypatch):
+    from rtplan_assist.dicom import rtstruct
+
+    _write_case(tmp_path)
+    monkeypatch.setattr(rtstruct, "_PARSE_PIECE_VALUES", 7)  # a piece per contour or two
+    fast, slow = _fast_and_pydicom(tmp_path)
+    _same(fast, slow)

@@ -205,6 +205,10 @@ def _check_point_count(n_values: int, n_points: int | None, roi_name: str, path)
         )
 
 
+#: Values parsed per call when a structure set's ContourData is parsed together.
+_PARSE_PIECE_VALUES = 1 << 20
+
+
 def _plain_contours(items: list, path) -> dict[int, tuple]:
     """The fast path's contours, parsed together: ``{id(contour): (kind, values, n_points,
     closed, flat, simple)}`` for every contour of ``items`` (the ROIContourSequence items of
@@ -244,8 +248,22 @@ def _plain_contours(items: list, path) -> dict[int, tuple]:
     total = sum(counts)
     if not texts or total > 3 * MAX_STRUCTURE_SET_POINTS:
         return out
-    values = _parse_ds_bytes(b"\\".join(texts), total)
-    if values is None or not np.all(np.isfinite(values)):
+    # parsed in pieces of about _PARSE_PIECE_VALUES into one array: the joined text and its
+    # str stay small whatever the size of the structure set
+    values = np.empty(total)
+    done = first = 0
+    while first < len(texts):
+        last, piece = first, 0
+        while last < len(texts) and (piece == 0 or piece + counts[last] <= _PARSE_PIECE_VALUES):
+            piece += counts[last]
+            last += 1
+        parsed = _parse_ds_bytes(b"\\".join(texts[first:last]), piece)
+        if parsed is None:
+            return out
+        values[done:done + piece] = parsed
+        done += piece
+        first = last
+    if not np.all(np.isfinite(values)):
         return out
     if float(np.max(np.abs(values))) > MAX_ABS_COORDINATE_MM:
         return out
