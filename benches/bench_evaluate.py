@@ -12,23 +12,16 @@ reach the kernels (``compute_dvh``, ``DVHSampler`` recording, replay and runs, `
 resampling) with each thread's own clock, so ``own CPU = CPU - kernel CPU``.
 ``--process`` times ``rtplan-assist evaluate DEMO --format json`` as a new process instead.
 
-Figures of issue 15 (2-core machine shared with other engineers, load 2-6; before = main with
-this issue's evaluation files as they were at 3379e4d, after = main at 421e5fe; alternating):
+Figures of issue 15 (2-core machine shared with other engineers; before = main 7399377 with
+this issue's files as they were at 3379e4d, after = main 7399377; alternating, load ~1.5):
 
-* ``--own``, first evaluation of the process, evaluate + json own CPU: before 0.382, 0.382,
-  0.391 s; after 0.235, 0.214, 0.207 s (evaluate 0.26 -> 0.15-0.17 s, json text 0.125 ->
-  0.066 s; the kernels' CPU, 1.1-1.5 s, is the same). Rows alone (54 lesion x regimen rows
-  lists, constraints included): 135 -> 67 ms.
-* whole process, ``evaluate DEMO --format json``, 10 alternating runs, load ~6: CPU median
-  2.08 -> 1.71 s (min 1.92 -> 1.61), wall median 2.09 -> 1.98 s (min 1.62 -> 1.24).
-
-* cold: the first evaluation in this process (Numba kernels loaded from their cache);
-* warm: a new CaseEvaluator on the loaded case (every DVH recomputed; kernels warm);
-* cached: ``evaluate()`` again on the same evaluator;
-* regimen change: on a warm evaluator, a regimen never evaluated for one lesion
-  (``lesion_rows``) and the composite of a choice never evaluated (``composite_rows``).
-
-The machine's load average is printed: the budgets assume the 2 cores are free.
+* ``--own``, first evaluation of the process, evaluate + json own CPU: before 0.387, 0.377 s;
+  after 0.226, 0.212 s (-43 %): evaluate 0.26 -> 0.155 s, json text 0.12 -> 0.06 s; the
+  kernels' CPU (1.1-1.3 s) is the same. Other renderers: csv 0.152 -> 0.093 s, text 0.014 ->
+  0.008 s, html 0.10 -> 0.09 s. Rows alone (54 lists of lesion x regimen rows, constraints
+  included): 135 -> 67 ms.
+* whole process, ``evaluate DEMO --format json``, 12 alternating runs: CPU median 2.06 ->
+  1.88 s (min 1.92 -> 1.74), wall median 1.58 -> 1.40 s (min 1.46 -> 1.26).
 """
 
 from __future__ import annotations
