@@ -103,3 +103,21 @@ def test_list_patients_on_the_data_root(shared_data):
     assert list(patients) == ["123456"]
     assert patients["123456"]["n_files"] == 4
     assert patients["123456"]["modalities"] == ["CT", "RTDOSE", "RTPLAN", "RTSTRUCT"]
+
+
+def test_the_plane_spacing_median_is_numpys():
+    # dicom._common.median replaces np.median (whose NaN check imports numpy.ma) for the dose
+    # and CT plane spacing; expected values: np.median itself, odd and even lengths, NaN
+    import random
+
+    import numpy as np
+
+    from rtplan_assist.dicom._common import median
+
+    rng = random.Random(7)
+    for n in range(1, 40):
+        for _ in range(20):
+            steps = np.array([rng.choice([2.5, 3.0, 2.0000001, 1e-3]) * rng.uniform(0.5, 2.0)
+                              for _ in range(n)])
+            assert median(steps) == float(np.median(steps))
+    assert np.isnan(median(np.array([2.5, np.nan, 3.0])))

@@ -57,6 +57,20 @@ AXIAL_ORIENTATIONS = {
 }
 
 
+def median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a 1-D array, without ``np.median``, whose NaN check
+    imports ``numpy.ma`` (7 ms of every command that reads a dose or a CT series). The same
+    value: the middle element, or the two middle ones added and halved as ``np.mean`` does;
+    NaN if any value is NaN."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    n = ordered.shape[0]
+    if n == 0 or np.isnan(ordered[-1]):
+        return math.nan
+    if n % 2:
+        return float(ordered[n // 2])
+    return float((ordered[n // 2 - 1] + ordered[n // 2]) / 2.0)
+
+
 def display_name(path: str | Path, root: str | Path | None = None) -> str:
     """File name for warnings and errors: relative to ``root`` when possible (never PHI)."""
     path = Path(path)

@@ -19,6 +19,7 @@ from rtplan_assist.dicom._common import (
     ds_int,
     ds_str,
     malformed_as_input_error,
+    median,
     pixel_frames,
     read_full,
 )
@@ -104,7 +105,7 @@ def _ct_series_from_headers(headers: list[tuple[str, Dataset]]) -> CTSeries:
     check_grid_size((len(slices), rows, cols), "CT series", first_path)
     thickness = ds_float(first, "SliceThickness", path=first_path)
     if len(z_mm) > 1:
-        dz = float(np.median(np.diff(z_mm)))
+        dz = median(np.diff(z_mm))
     elif thickness and thickness > 0:
         dz = thickness
     else:

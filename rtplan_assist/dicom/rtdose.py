@@ -25,6 +25,7 @@ from rtplan_assist.dicom._common import (
     ds_items,
     ds_str,
     malformed_as_input_error,
+    median,
     pixel_frames,
     read_full,
 )
@@ -153,7 +154,7 @@ def dose_geometry(ds: Dataset, path: str | Path) -> DoseGeometry:
             path=path,
         )
     if n_frames > 1:
-        dz = float(np.median(steps))
+        dz = median(steps)
     else:
         thickness = ds_float(ds, "SliceThickness", path=path)
         if not thickness or thickness <= 0:
