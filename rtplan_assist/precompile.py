@@ -117,6 +117,11 @@ def _workload(step) -> None:
     half = tuple((float(s) / 2, float(s) / 2) for s in grid.spacing[::-1])
     for values in (dose.dose_gy, dose.dose_gy.astype(np.float64)):
         resample_trilinear(values, axes, half, tuple(a + 1.0 for a in axes))
+    # RTDOSE pixel data of every integer type a planning system writes (and float)
+    from rtplan_assist.kernels.scale import scale_to_float32
+
+    for kind in (np.uint16, np.uint32, np.int16, np.int32, np.float32, np.float64):
+        scale_to_float32(np.arange(6, dtype=kind).reshape(1, 2, 3), 1e-4)
     flat = np.ascontiguousarray(dose.dose_gy, dtype=np.float64).ravel()
     for model in (None, 6.0):
         for to_eqd2 in (False, True):

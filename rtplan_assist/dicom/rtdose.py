@@ -302,10 +302,10 @@ def _read_dose(ds: Dataset, path, header: Dataset | None, prescription_gy: float
         )
     # stored value x scaling in float64, rounded once to float32: one pass into the float32
     # grid (the same numbers as .astype(float64) * s then a float32 copy, without two 10 MB
-    # float64 temporaries per dose)
-    ordered = geometry.to_ascending(frames)
-    dose_gy = np.empty(ordered.shape, dtype=np.float32)
-    np.multiply(ordered, scaling * factor, out=dose_gy, dtype=np.float64, casting="unsafe")
+    # float64 temporaries per dose; kernels/scale.py)
+    from ..kernels.scale import scale_to_float32
+
+    dose_gy = scale_to_float32(geometry.to_ascending(frames), scaling * factor)
     return Dose(
         path=str(path),
         sop_instance_uid=ds_str(ds, "SOPInstanceUID"),
