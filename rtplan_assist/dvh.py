@@ -15,6 +15,7 @@ percentages refer to the covered volume; ``outside="zero"`` counts it at 0 Gy.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -463,10 +464,33 @@ def _prepare(structure: Structure, grid: Grid, shape: tuple, outside: str,
     return flat, volume_cc, h
 
 
+#: (max, min) of read-only dose arrays, by id, while the array lives: a patient's 5 doses are
+#: scanned once instead of once per structure (70 scans of 1.3 M voxels in ``evaluate``).
+#: Only read-only arrays (the loader's) are kept: their values cannot change under the key.
+_RANGES: dict[int, tuple[weakref.ref, float, float]] = {}
+
+
+def _value_range(values: np.ndarray) -> tuple[float, float]:
+    """``(max, min)`` of ``values`` (NaN propagates), memoised for read-only arrays."""
+    key = id(values)
+    known = _RANGES.get(key)
+    if known is not None and known[0]() is values:
+        return known[1], known[2]
+    top = float(np.max(values)) if values.size else 0.0
+    low = float(np.min(values)) if values.size else 0.0
+    if not values.flags.writeable:
+        try:
+            ref = weakref.ref(values, lambda _, key=key: _RANGES.pop(key, None))
+        except TypeError:  # pragma: no cover - an array type without weak references
+            return top, low
+        _RANGES[key] = (ref, top, low)
+    return top, low
+
+
 def _bins(values: np.ndarray, label: str) -> tuple[float, int]:
     """Bin width (Gy) and edge count of the CDF: ``N_BINS`` bins up to the array's maximum."""
-    top = float(np.max(values)) if values.size else 0.0  # NaN propagates: refused below
-    if not np.isfinite(top) or (values.size and float(np.min(values)) < 0):
+    top, low = _value_range(values)  # NaN propagates: refused below
+    if not np.isfinite(top) or (values.size and low < 0):
         raise GeometryError(f"dose grid {label}: negative or non-finite values")
     return max(top, 1e-6) * 1.000001 / N_BINS, N_BINS + 2
 

@@ -307,7 +307,9 @@ class Case:
                 f"{name}: DoseSummationType FRACTION and no planned number of fractions: the "
                 "values are the dose of one fraction"
             )
-        total = replace(dose, dose_gy=dose.dose_gy * np.float32(fractions))
+        values = dose.dose_gy * np.float32(fractions)
+        values.flags.writeable = False  # as the loader's
+        total = replace(dose, dose_gy=values)
         return total, (
             f"{name}: DoseSummationType FRACTION: the dose of one fraction was multiplied by "
             f"the {fractions} planned fractions"

@@ -110,3 +110,27 @@ def test_hfs_and_ffs_encodings_of_one_dose_give_one_dvh(tmp_path):
     sig_a = signature(compute_dvh(a.structures[0], a.doses[0]))
     sig_b = signature(compute_dvh(b.structures[0], b.doses[0]))
     assert_same(sig_a, sig_b, rel=1e-9)
+
+
+def test_loaded_doses_are_read_only_and_a_writable_array_is_never_memoised():
+    # compute_dvh memoises a dose array's (max, min) for its bins only when the array is
+    # read-only (rtplan_assist.dvh._value_range). The loader's arrays are; a writable array
+    # changed in place must give the DVH of its new values. Expected: a uniform dose of c Gy
+    # has Dmax = Dmin = c exactly (the trilinear field of a constant is that constant).
+    from rtplan_assist.demo import demo_case_folder
+    from rtplan_assist.dicom import load_case
+    from rtplan_assist.dvh import compute_dvh
+
+    folder = demo_case_folder()
+    case = load_case([folder / "RS.dcm", folder / "RD.L1.dcm"])
+    dose = case.doses[0]
+    assert not dose.dose_gy.flags.writeable
+    total, _ = case.total_dose(dose)
+    assert not total.dose_gy.flags.writeable
+    cord = next(s for s in case.structures if s.name == "Spinal Cord")
+    values = np.full(dose.grid.shape, 2.0)
+    first = compute_dvh(cord, dose, dose_array=values)
+    values[...] = 5.0  # in place: same object, new values
+    second = compute_dvh(cord, dose, dose_array=values)
+    assert (first.dmax_gy, first.dmin_gy) == (2.0, 2.0)
+    assert (second.dmax_gy, second.dmin_gy) == (5.0, 5.0)

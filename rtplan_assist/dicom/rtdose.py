@@ -306,6 +306,7 @@ def _read_dose(ds: Dataset, path, header: Dataset | None, prescription_gy: float
     from ..kernels.scale import scale_to_float32
 
     dose_gy = scale_to_float32(geometry.to_ascending(frames), scaling * factor)
+    dose_gy.flags.writeable = False  # the case is immutable (and DVHs memoise its range)
     return Dose(
         path=str(path),
         sop_instance_uid=ds_str(ds, "SOPInstanceUID"),
