@@ -133,8 +133,14 @@ def kernel(**options):
 # -- signatures -----------------------------------------------------------------------------
 def signature_key(args: tuple) -> str | None:
     """What decides the Numba signature of a call, from the arguments alone (no Numba): dtype,
-    rank, layout, alignment and writability of arrays; the scalar types; tuples item by item.
-    ``None`` for an argument this does not know (the call then runs on the JIT)."""
+    rank, layout and alignment of arrays; the scalar types; tuples item by item. ``None`` for
+    an argument this does not know (the call then runs on the JIT).
+
+    Writability is left out: Numba types a read-only array apart, but the build's compiled
+    code takes either for an array it only reads, and every array a caller passes to a
+    kernel is only read, except ``add_eqd2_box``'s ``total``, whose wrapper refuses a
+    read-only one (the JIT would refuse to write into it). So a read-only dose (the loader's)
+    runs on the build compiled for a writable one, and the other way round."""
     parts = []
     for a in args:
         p = _arg_key(a)
@@ -148,7 +154,7 @@ def _arg_key(a) -> str | None:
     if isinstance(a, np.ndarray):
         f = a.flags
         layout = "C" if f.c_contiguous else "F" if f.f_contiguous else "A"
-        return f"a{a.dtype.str}{a.ndim}{layout}{'w' if f.writeable else 'r'}{'' if f.aligned else 'u'}"
+        return f"a{a.dtype.str}{a.ndim}{layout}{'' if f.aligned else 'u'}"
     if isinstance(a, bool):
         return "b"
     if isinstance(a, np.generic):

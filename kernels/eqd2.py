@@ -216,6 +216,8 @@ def add_eqd2_box(
     """
     if total.dtype != np.float64 or not total.flags.c_contiguous or total.ndim != 3:
         raise TypeError("total must be a C-contiguous 3-D float64 array")
+    if not total.flags.writeable:  # the kernel adds into it (kernels/_jit.signature_key)
+        raise TypeError("total must be writable")
     if dose_gy.ndim != 3 or dose_gy.dtype not in (np.float32, np.float64):
         raise TypeError("dose_gy must be a 3-D float32 or float64 array")
     z0, y0, x0 = (int(c) for c in corner)

@@ -140,7 +140,7 @@ def test_signature_keys_tell_apart_what_numba_tells_apart():
     assert key((a,)) != key((a.T,))  # layout
     ro = a.copy()
     ro.flags.writeable = False
-    assert key((a,)) != key((ro,))  # read-only arrays are another Numba type
+    assert key((a,)) == key((ro,))  # the build reads either (kernels/_jit.signature_key)
     assert key((1,)) != key((1.0,)) != key((True,))
     assert key((np.int32(1),)) != key((1,))
     assert key(((1, 2.0),)) != key(((1.0, 2.0),))
@@ -161,7 +161,7 @@ def test_a_stale_build_is_not_used(monkeypatch):
         _jit._STATE.update(saved)
 
 
-def test_a_dvh_command_with_the_build_does_not_import_numba(demo_folder, tmp_path):
+def test_dvh_and_evaluate_with_the_build_do_not_import_numba(demo_folder, tmp_path):
     _require_build()
     probe = """
 import sys
@@ -179,6 +179,16 @@ print(code, "numba" in sys.modules, "llvmlite" in sys.modules)
     assert run.stdout.split() == ["0", "False", "False"], run.stderr
     cord = json.loads(out.read_text())["structures"][0]
     assert cord["name"] == "Spinal Cord" and cord["volume_cc"] > 0
+    # evaluate too: every kernel signature of the demo patient is in the build (a signature
+    # the build lacks, e.g. from a change in what the loader hands the kernels, would
+    # silently cost the Numba import again)
+    run = subprocess.run(
+        [sys.executable, "-c", probe, "evaluate", str(demo_folder), "--format", "json",
+         "--out", str(tmp_path / "evaluate.json")],
+        capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != _jit.ENV},
+    )
+    assert run.stdout.split()[1:] == ["False", "False"], run.stderr
 
 
 def test_the_jit_can_be_forced():
@@ -186,3 +196,14 @@ def test_the_jit_can_be_forced():
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, env=dict(os.environ, **{_jit.ENV: "jit"}))
     assert run.stdout.strip() == f"JIT ({_jit.ENV}=jit)", run.stderr
+
+
+def test_a_read_only_total_is_refused_not_written():
+    # the one kernel that writes into a caller's array (kernels/_jit.signature_key)
+    from rtplan_assist.kernels.eqd2 import add_eqd2_box
+
+    total = np.zeros((2, 2, 2))
+    total.flags.writeable = False
+    with pytest.raises(TypeError, match="writable"):
+        add_eqd2_box(total, np.ones((2, 2, 2)), (0, 0, 0), 1.0, 1, 3.0)
+    assert not total.any()
