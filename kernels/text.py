@@ -42,27 +42,24 @@ def _parse(buf, out, pow10):
         digits = 0  # significant digits in m (leading zeros not counted)
         seen = 0  # digits seen at all
         scale = 0  # decimal exponent from the digits after the point
-        while i < n and 48 <= buf[i] <= 57:
-            d = buf[i] - 48
-            if m > 0 or d > 0:
-                digits += 1
-            if digits > 17:
-                return -1
-            m = m * 10 + d
-            seen += 1
-            i += 1
-        if i < n and buf[i] == 46:  # .
-            i += 1
-            while i < n and 48 <= buf[i] <= 57:
-                d = buf[i] - 48
+        point = False
+        while i < n:  # digits, with at most one decimal point among them
+            c = buf[i]
+            if 48 <= c <= 57:
+                d = c - 48
                 if m > 0 or d > 0:
                     digits += 1
                 if digits > 17:
                     return -1
                 m = m * 10 + d
-                scale -= 1
+                if point:
+                    scale -= 1
                 seen += 1
-                i += 1
+            elif c == 46 and not point:  # .
+                point = True
+            else:
+                break
+            i += 1
         if seen == 0:
             return -1
         if i < n and (buf[i] == 101 or buf[i] == 69):  # e E
