@@ -134,9 +134,11 @@ def _round(x: float, digits: int = 6):
 
 def _round_all(values, digits: int) -> list:
     """``[_round(x, digits) for x in values]`` at C speed (a curve has thousands of points)."""
-    plain = values.tolist() if hasattr(values, "tolist") else list(values)
-    out = list(map(float, map(f"{{:.{digits}g}}".format, plain)))
-    if (values != values).any() if hasattr(values, "tolist") else any(x != x for x in out):
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    out = list(map(float, map(f"{{:.{digits}g}}".format, values.tolist())))
+    if np.isnan(values).any():
         out = [None if x != x else x for x in out]  # NaN is null, as in _round
     return out
 
