@@ -105,9 +105,9 @@ def parse_decimals(text: bytes, n_values: int) -> np.ndarray | None:
     """``n_values`` backslash-separated decimals of ``text`` as float64, bit for bit what
     Python's ``float`` gives each; ``None`` if a value is outside the exact fast path (module
     docstring) or the count differs (the caller then parses the general way)."""
-    out = np.empty(max(int(n_values), 0))
     if not text or n_values <= 0:
         return None
+    out = np.empty(int(n_values))
     buf = np.frombuffer(text, dtype=np.uint8)
     got = _parse(buf, out, _POW10)
     return out if got == n_values else None
